@@ -1,0 +1,181 @@
+"""Patch artifacts, placement, and the base class of patch attacks.
+
+A patch replaces pixels (ICAART Eq. 3): x' = (1 - m) ⊙ x + m ⊙ δ, with m the patch mask placed
+in the image. On disk a patch is three files sharing a stem: ``.pt`` (tensors only, loaded with
+``weights_only=True``), ``.png`` (to look at) and ``.json`` (metadata).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from patchbench.attacks.base import Attack
+from patchbench.errors import PatchbenchError
+
+PLACEMENTS = ("top-right", "top-left", "bottom-right", "bottom-left", "center")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a patch sits: a named corner with a margin in pixels (ICAART Sec. 4.1: top-right,
+    10 px from the corner at 400 px)."""
+
+    kind: str = "top-right"
+    margin: int = 0
+
+    def offset(self, image_size: int, patch_size: int) -> tuple[int, int]:
+        far = image_size - self.margin - patch_size
+        if far < 0 or self.margin < 0:
+            raise PatchbenchError(f"a {patch_size} px patch with margin {self.margin} does not fit {image_size} px images")
+        return {
+            "top-right": (self.margin, far),
+            "top-left": (self.margin, self.margin),
+            "bottom-right": (far, far),
+            "bottom-left": (far, self.margin),
+            "center": ((image_size - patch_size) // 2, (image_size - patch_size) // 2),
+        }[self.kind]
+
+
+def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor,
+          top: torch.Tensor | int, left: torch.Tensor | int) -> torch.Tensor:
+    """x' = (1 - m) ⊙ x + m ⊙ δ at (top, left); per-image offsets when they are tensors.
+
+    Differentiable w.r.t. ``pixels``; batched (advanced indexing, no per-image Python loop).
+    """
+    n, c, h, w = images.shape
+    s = pixels.shape[-1]
+    if isinstance(top, int) and isinstance(left, int):
+        out = images.clone()
+        region = out[:, :, top:top + s, left:left + s]
+        out[:, :, top:top + s, left:left + s] = (1 - mask) * region + mask * pixels
+        return out
+    ar = torch.arange(s, device=images.device)
+    b = torch.arange(n, device=images.device)[:, None, None]
+    rows = (torch.as_tensor(top, device=images.device)[:, None] + ar)[:, :, None]
+    cols = (torch.as_tensor(left, device=images.device)[:, None] + ar)[:, None, :]
+    out = images.clone()
+    hw = out.permute(0, 2, 3, 1)  # view: N×H×W×C
+    region = hw[b, rows, cols]  # N×s×s×C
+    m = mask.permute(1, 2, 0)
+    hw[b, rows, cols] = (1 - m) * region + m * pixels.permute(1, 2, 0)
+    return out
+
+
+@dataclass
+class Patch:
+    """A trained patch: δ (C×s×s in [0, 1]) and its mask m (1×s×s in {0, 1}) plus metadata."""
+
+    pixels: torch.Tensor
+    mask: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.meta.get("placement", "top-right"), int(self.meta.get("margin", 0)))
+
+    @property
+    def target(self) -> int | None:
+        t = self.meta.get("target")
+        return None if t is None else int(t)
+
+    def content_id(self) -> str:
+        """sha256 of the tensors: the patch's identity in run ids (same pixels -> same cells)."""
+        h = hashlib.sha256()
+        for t in (self.pixels, self.mask):
+            h.update(t.detach().cpu().contiguous().float().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def apply(self, images: torch.Tensor, placement: Placement | None = None) -> torch.Tensor:
+        placement = placement or self.placement
+        if images.shape[1] != self.pixels.shape[0]:
+            raise PatchbenchError(
+                f"patch has {self.pixels.shape[0]} channel(s), images have {images.shape[1]}")
+        top, left = placement.offset(images.shape[-1], self.size)
+        return paste(images, self.pixels.to(images), self.mask.to(images), top, left)
+
+    # ---- disk ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``stem.pt``, ``stem.png`` and ``stem.json`` atomically; returns the .pt path."""
+        from torchvision.utils import save_image
+
+        pt = Path(path).with_suffix(".pt")
+        pt.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.meta, "content_id": self.content_id()}
+        buf = io.BytesIO()
+        torch.save({"pixels": self.pixels.detach().cpu(), "mask": self.mask.detach().cpu()}, buf)
+        _atomic_write(pt.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
+        png = io.BytesIO()
+        save_image(self.pixels.detach().cpu(), png, format="png")
+        _atomic_write(pt.with_suffix(".png"), png.getvalue())
+        _atomic_write(pt, buf.getvalue())  # last: the .pt's presence means the artifact is whole
+        self.meta = meta
+        return pt
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Patch":
+        pt = Path(path)
+        if pt.suffix != ".pt":
+            pt = pt.with_suffix(".pt")
+        if not pt.is_file():
+            raise PatchbenchError(f"patch file not found: {path}")
+        try:
+            blob = torch.load(pt, map_location="cpu", weights_only=True)
+            pixels, mask = blob["pixels"].float(), blob["mask"].float()
+        except Exception as exc:
+            raise PatchbenchError(f"cannot read patch file {pt}: {type(exc).__name__} (corrupt or not a patchbench patch)") from None
+        if pixels.ndim != 3 or mask.ndim != 3 or pixels.shape[-2:] != mask.shape[-2:] or pixels.shape[-1] != pixels.shape[-2]:
+            raise PatchbenchError(f"patch file {pt} holds tensors of unexpected shape {tuple(pixels.shape)}")
+        meta: dict[str, Any] = {}
+        js = pt.with_suffix(".json")
+        if js.is_file():
+            try:
+                meta = json.loads(js.read_text())
+            except json.JSONDecodeError:
+                raise PatchbenchError(f"patch metadata {js} is not valid JSON") from None
+        return cls(pixels, mask, meta)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class PatchAttack(Attack):
+    """Base of patch attacks: ``fit(batches) -> Patch``; ``forward`` pastes the fitted patch."""
+
+    def __init__(self, model, size: int, target: int, placement: Placement, image_size: int):
+        super().__init__(model, targeted=True, target=target)
+        self.size = size
+        self.placement = placement
+        self.image_size = image_size
+        self.patch: Patch | None = None
+
+    @abstractmethod
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Patch:
+        """Optimize a patch on ``(images, labels)`` batches (each attack file implements it)."""
+
+    def apply(self, images: torch.Tensor, patch: Patch, placement: Placement | None = None) -> torch.Tensor:
+        return patch.apply(images, placement or self.placement)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.patch is None:
+            raise PatchbenchError(f"{self.name}: call fit() first (or load a patch)")
+        return self.apply(images, self.patch)

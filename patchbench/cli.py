@@ -1,0 +1,418 @@
+"""patchbench command line: each command parses options, builds a Config, calls the library.
+
+Every error a user can cause (unknown names, malformed values, missing or corrupt files) ends in
+one line ``error: ...`` on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from patchbench.errors import PatchbenchError
+
+app = typer.Typer(
+    help="Benchmark localized adversarial attacks (adversarial patches) and their defenses.\n\n"
+         "Train a classifier and patches, sweep attack × defense × λ into parquet, rebuild the papers' tables.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+PRESET_HELP = "Preset name (see `patchbench list presets`) or path to a preset YAML file."
+RESULTS_HELP = "Results directory: cells/ and predictions/ (parquet) and artifacts/ (cached models, patches)."
+DEVICE_HELP = "auto, cpu or cuda[:i]; default: the preset's (auto = cuda if available)."
+SET_HELP = "Override any preset field, e.g. --set data.eval_n=500 or --set attacks.0.steps=50 (repeatable)."
+DATA_ROOT_HELP = "Dataset directory (overrides the preset and the dataset's search order)."
+WEIGHTS_HELP = "Model weights: a torchvision weights name (DEFAULT, IMAGENET1K_V1) or a state-dict file."
+PROGRESS_HELP = "Show progress bars on long steps."
+
+
+def _load(preset: str, sets: list[str] | None, device: str | None = None, data_root: str | None = None,
+          weights: str | None = None, extra: list[str] | None = None):
+    from patchbench.config import load_preset
+
+    overrides = list(sets or [])
+    if device:
+        overrides.append(f"device={device}")
+    if data_root:
+        overrides.append(f"data.root={data_root}")
+    if weights:
+        overrides.append(f"model.weights={weights}")
+    overrides.extend(extra or [])
+    return load_preset(preset, overrides)
+
+
+def _lam(value: str) -> float:
+    from patchbench.config import parse_lambdas
+
+    lams = parse_lambdas(value)
+    if len(lams) != 1:
+        raise PatchbenchError(f"--lam takes one value, got {value!r} (use sweep --lambdas for ranges)")
+    return lams[0]
+
+
+def _defense_overrides(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, datasets, presets or tables.")):
+    """List what is registered."""
+    from rich.table import Table
+
+    from patchbench.attacks import ATTACKS
+    from patchbench.config import load_preset, preset_names
+    from patchbench.data import DATASETS
+    from patchbench.defenses import DEFENSES
+    from patchbench.models import MODELS
+    from patchbench.tables import TABLES
+
+    t = Table(show_header=True)
+    if what == "models":
+        t.add_column("model"), t.add_column("weights"), t.add_column("description")
+        for name, spec in MODELS.items():
+            t.add_row(name, "torchvision ImageNet" if spec.pretrained else "trained by patchbench", spec.description)
+    elif what == "attacks":
+        t.add_column("attack"), t.add_column("description")
+        for name, cls in ATTACKS.items():
+            t.add_row(name, (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0])
+    elif what == "defenses":
+        t.add_column("defense"), t.add_column("parameters"), t.add_column("description")
+        for name, cls in DEFENSES.items():
+            t.add_row(name, ", ".join(cls.param_names()), (cls.__doc__ or "").strip().splitlines()[0])
+    elif what == "datasets":
+        t.add_column("dataset"), t.add_column("channels"), t.add_column("classes"), t.add_column("splits")
+        for name, info in DATASETS.items():
+            t.add_row(name, str(info.channels), str(info.num_classes), ", ".join(info.splits))
+    elif what == "presets":
+        t.add_column("preset"), t.add_column("tables"), t.add_column("description")
+        for name in preset_names():
+            p = load_preset(name)
+            t.add_row(name, ", ".join(p.tables), p.description)
+    elif what == "tables":
+        t.add_column("table"), t.add_column("title")
+        for name, spec in TABLES.items():
+            t.add_row(name, spec.title)
+    else:
+        raise PatchbenchError(f"unknown list {what!r}; use models, attacks, defenses, datasets, presets or tables")
+    out.print(t)
+
+
+@app.command("train-model")
+def train_model(
+    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    force: bool = typer.Option(False, "--force", help="Retrain even if a cached checkpoint exists."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+):
+    """Train and cache the preset's classifier (checkpoint + JSON with accuracy, seed, config hash).
+
+    For presets with pretrained torchvision weights this only checks that the weights load.
+    """
+    from patchbench import pipeline
+    from patchbench.data import load_split
+    from patchbench.results import ResultStore
+
+    p = _load(preset, sets, device, data_root, weights)
+    dev = pipeline.resolve_device(p.device)
+    store = ResultStore(results)
+    if pipeline.needs_training(p):
+        load_split(p.data.dataset, p.data.root, "train", p.data.image_size)  # fail early, write nothing
+    loaded = pipeline.ensure_model(p, store, dev, force=force, progress=progress)
+    if pipeline.needs_training(p):
+        m = loaded.meta
+        out.print(f"{p.model.arch}: test accuracy [bold]{m['test_accuracy']:.2%}[/] on {m['test_n']} images, "
+                  f"seed {m['seed']}, config {m['config_hash']} -> {pipeline.model_path(p, store)}")
+    else:
+        out.print(f"{p.model.arch}: weights {loaded.meta['weights']} loaded (model id {loaded.model_id}); nothing to train")
+
+
+@app.command("train-patch")
+def train_patch(
+    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    attack: str = typer.Option("lavan", "--attack", "-a", help="Patch attack (see `patchbench list attacks`)."),
+    size: int = typer.Option(..., "--size", "-s", help="Patch side in pixels, at the preset's image size (e.g. 52 at 400 px)."),
+    target: Optional[int] = typer.Option(None, "--target", "-t", help="Target class index (default: the preset's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: the preset's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the patch init and batches."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the patch to this path (.pt, plus .png and .json beside it); default: cached under <results>/artifacts/patches."),
+    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    force: bool = typer.Option(False, "--force", help="Retrain even if the cached patch exists."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+):
+    """Train a patch against the preset's classifier (trained first if it is not cached)."""
+    from dataclasses import replace
+
+    from patchbench import pipeline
+    from patchbench.attacks import ATTACKS
+    from patchbench.config import AttackConfig, validate_attack
+    from patchbench.data import load_split
+    from patchbench.results import ResultStore
+
+    p = _load(preset, sets, device, data_root, weights)
+    if attack not in ATTACKS:
+        raise PatchbenchError(f"unknown attack {attack!r}; known: {', '.join(ATTACKS)}")
+    base = next((a for a in p.attacks if a.name == attack), AttackConfig(name=attack))
+    cfg = replace(base, sizes=[size],
+                  **{k: v for k, v in {"target": target, "steps": steps, "seed": seed}.items() if v is not None})
+    validate_attack(cfg, p.data.image_size)
+    load_split(p.data.dataset, p.data.root, "train", p.data.image_size)  # fail early, write nothing
+    dev = pipeline.resolve_device(p.device)
+    store = ResultStore(results)
+    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    patch = pipeline.train_patch(p, cfg, size, loaded, store, dev, out=out_file, force=force, progress=progress)
+    m = patch.meta
+    out.print(f"{attack} {size}px ({m['area_pct']}% of {p.data.image_size}px) target {m['target']} "
+              f"({m.get('target_name')}): training success [bold]{m['train_success_rate']:.1%}[/]")
+
+
+@app.command("defend")
+def defend(
+    inputs: List[Path] = typer.Argument(..., help="PNG/JPEG files or directories (every image inside)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the defended PNGs (same file stems)."),
+    defense: str = typer.Option("lgs", "--defense", "-d", help="Defense (see `patchbench list defenses`)."),
+    lam: str = typer.Option("2.3", "--lam", help="Smoothing factor λ >= 0 (ICAART Eq. 5)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="LGS window threshold (paper 0.2)."),
+    window: Optional[int] = typer.Option(None, "--window", help="LGS window size in px (paper 15 at 400 px)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="LGS window overlap in px (paper 5)."),
+    space: Optional[str] = typer.Option(None, "--space", help="pixel: LGS on [0, 1] images; normalized: on mean/std-normalized images (needs --preset)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Take defense parameters and normalization from this preset."),
+    save_maps: bool = typer.Option(False, "--save-maps", help="Also write the gradient map g(x) as DIR/maps/<stem>.png."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+):
+    """Defend image files: write T(x) for each input as PNG, nothing else changed."""
+    import torch
+
+    from patchbench import imageio, pipeline
+    from patchbench.defenses import DEFENSES, build_defense
+
+    if defense not in DEFENSES:
+        raise PatchbenchError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+    lam_v = _lam(lam)
+    files = imageio.collect_images(inputs)
+    images = [imageio.read_image(f) for f in files]  # validates every file before writing anything
+    params: dict = {}
+    model = None
+    if preset:
+        p = _load(preset, None)
+        cfg = next((d for d in p.defenses if d.name == defense), None)
+        params.update(cfg.params if cfg else {})
+        model = build_classifier_stats(p)
+    params.update(_defense_overrides(threshold=threshold, window=window, overlap=overlap, space=space))
+    if defense != "lgs":
+        params = {k: v for k, v in params.items() if k in DEFENSES[defense].param_names()}
+    d = build_defense(defense, params, model)
+    dev = pipeline.resolve_device(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for group in imageio.group_by_shape(images):
+        x = torch.stack([images[i] for i in group]).to(dev)
+        maps = d.maps(x, model)
+        with torch.no_grad():
+            y = d.apply(x, maps, lam_v)
+        for j, i in enumerate(group):
+            imageio.write_png(y[j], out_dir / f"{files[i].stem}.png")
+            if save_maps and "g" in maps:
+                imageio.write_png(maps["g"][j].clamp(0, 1), out_dir / "maps" / f"{files[i].stem}.png")
+    out.print(f"{defense} λ={lam_v:g}: {len(files)} image(s) -> {out_dir}")
+
+
+def build_classifier_stats(p):
+    """A stand-in carrying the preset's normalization (no weights needed to defend files)."""
+    import torch
+
+    from patchbench.data import get_dataset_info
+
+    info = get_dataset_info(p.data.dataset)
+
+    class _Stats(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1))
+
+    return _Stats()
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    patch: Optional[Path] = typer.Option(None, "--patch", help="Patch file (.pt); without it the clean cell is evaluated."),
+    defense: str = typer.Option("lgs", "--defense", "-d", help="Defense, or none."),
+    lam: str = typer.Option("2.3", "--lam", help="Smoothing factor λ >= 0."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="LGS window threshold."),
+    window: Optional[int] = typer.Option(None, "--window", help="LGS window size in px."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="LGS window overlap in px."),
+    space: Optional[str] = typer.Option(None, "--space", help="LGS space: pixel or normalized."),
+    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+):
+    """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
+    from patchbench import pipeline
+    from patchbench.attacks.patch import Patch
+    from patchbench.data import load_split
+    from patchbench.defenses import DEFENSES
+    from patchbench.results import ResultStore
+
+    p = _load(preset, sets, device, data_root, weights)
+    if defense not in DEFENSES:
+        raise PatchbenchError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+    lam_v = _lam(lam)
+    patches = []
+    if patch is not None:
+        pt = Patch.load(patch)
+        pipeline.check_patch_fits(pt, p, str(patch))
+        patches.append(pt)
+    DEFENSES[defense].check_params(_defense_overrides(threshold=threshold, window=window, overlap=overlap, space=space))
+    load_split(p.data.dataset, p.data.root, p.data.eval_split, p.data.image_size)
+    dev = pipeline.resolve_device(p.device)
+    store = ResultStore(results)
+    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    runs = pipeline.defense_runs(p, loaded.model, [defense], [lam_v],
+                                 _defense_overrides(threshold=threshold, window=window, overlap=overlap, space=space))
+    runs = runs[1:] if defense != "none" else runs
+    rows = pipeline.run_grid(p, loaded, patches, runs, store, dev, include_clean=patch is None, progress=progress)
+    _print_rows(rows)
+
+
+@app.command("sweep")
+def sweep(
+    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    defenses: Optional[str] = typer.Option(None, "--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included."),
+    lambdas: Optional[str] = typer.Option(None, "--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's."),
+    patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: train/cached patches of the preset's attacks."),
+    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+):
+    """Run the grid clean/attacked × (none + defenses) × λ; cached work and stored cells are reused."""
+    from patchbench import pipeline
+    from patchbench.attacks.patch import Patch
+    from patchbench.config import parse_lambdas
+    from patchbench.data import load_split
+    from patchbench.defenses import DEFENSES
+    from patchbench.results import ResultStore
+
+    p = _load(preset, sets, device, data_root, weights)
+    names = None
+    if defenses is not None:
+        names = [n.strip() for n in defenses.split(",") if n.strip()]
+        for n in names:
+            if n not in DEFENSES:
+                raise PatchbenchError(f"unknown defense {n!r}; known: {', '.join(DEFENSES)}")
+    lams = parse_lambdas(lambdas) if lambdas is not None else None
+    given = []
+    for item in patches or []:
+        for f in item.split(","):
+            if f.strip():
+                pt = Patch.load(f.strip())
+                pipeline.check_patch_fits(pt, p, f.strip())
+                given.append(pt)
+    load_split(p.data.dataset, p.data.root, p.data.eval_split, p.data.image_size)
+    if not given and p.attacks and pipeline.needs_training(p):
+        load_split(p.data.dataset, p.data.root, "train", p.data.image_size)
+    dev = pipeline.resolve_device(p.device)
+    store = ResultStore(results)
+    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    patch_list = given or pipeline.ensure_patches(p, loaded, store, dev, progress=progress)
+    runs = pipeline.defense_runs(p, loaded.model, names, lams)
+    rows = pipeline.run_grid(p, loaded, patch_list, runs, store, dev, progress=progress)
+    out.print(f"{len(rows)} cells in {results / 'cells'}")
+
+
+@app.command("table")
+def table(
+    name: str = typer.Argument(..., help="Table to rebuild (see `patchbench list tables`), e.g. icaart2022-1."),
+    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Whose cells to show (default: the paper preset if stored, else the demo)."),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv or latex."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this file."),
+):
+    """Rebuild a paper table from stored cells, the paper's numbers beside ours."""
+    from patchbench.config import load_preset, preset_names
+    from patchbench.results import ResultStore
+    from patchbench.tables import TABLES, build_table, render
+
+    if name not in TABLES:
+        raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+    if fmt not in ("rich", "markdown", "csv", "latex"):
+        raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
+    cells = ResultStore(results).load_cells()
+    if cells.empty:
+        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
+    tab, caption = build_table(name, cells, preset)
+    used = preset or tab.attrs.get("preset")
+    notes = load_preset(used).notes if used in preset_names() else []
+    text = render(tab, caption, fmt, notes)
+    if text is not None:
+        sys.stdout.write(text)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(render(tab, caption, "markdown" if fmt == "rich" else fmt, notes))
+
+
+def _print_rows(rows) -> None:
+    from rich.table import Table
+
+    t = Table()
+    for col in ("condition", "attack", "patch_px", "defense", "lam", "n", "accuracy", "ci", "attack_success_rate", "run_id"):
+        t.add_column(col)
+    for r in rows.itertuples():
+        asr = getattr(r, "attack_success_rate")
+        t.add_row(r.condition, r.attack, "" if r.patch_px != r.patch_px or r.patch_px is None else str(int(r.patch_px)),
+                  r.defense, "" if r.lam is None or r.lam != r.lam else f"{r.lam:g}", str(r.n),
+                  f"{100 * r.accuracy:.2f}%", f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
+                  "" if asr is None or asr != asr else f"{100 * asr:.1f}%", r.run_id)
+    out.print(t)
+
+
+def main() -> None:
+    """Console entry point: every user error is one line on stderr and exit code 2."""
+    try:
+        rv = app(standalone_mode=False)
+    except PatchbenchError as exc:
+        sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except Exception as exc:
+        # Typer's (vendored) click exceptions: usage errors, bad parameters, abort
+        name = type(exc).__name__
+        if name == "NoArgsIsHelpError":
+            sys.stdout.write(exc.format_message() + "\n")
+            sys.exit(0)
+        if name == "Abort":
+            sys.stderr.write("aborted\n")
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
+            sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Experiment configuration: YAML presets -> validated dataclasses.
+
+A preset is the single source of every number in a run. CLI options override preset fields;
+``--set section.field=value`` overrides any field. Unknown keys and bad values raise
+:class:`PatchbenchError` with the offending key in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from patchbench.errors import PatchbenchError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    root: str | None = None  # None: the dataset's own search order (see patchbench.data)
+    image_size: int = 64
+    eval_split: str = "test"
+    eval_n: int = 2000  # fixed, seeded evaluation subset; 0 = the whole split
+    eval_seed: int = 0
+    batch_size: int = 500
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Classifier training (standard ERM). Adam + OneCycle is the demo's measured setting."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 3e-3  # max lr of the one-cycle schedule
+    schedule: str = "onecycle"  # onecycle | constant
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    train_n: int = 0  # 0 = the whole training split; >0 = a seeded subset (tests, quick runs)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "small_vgg"
+    # torchvision weights name ("DEFAULT", "IMAGENET1K_V1"), a path to a state dict, or None.
+    # None with a small net means: train it (train-model) and cache the checkpoint.
+    weights: str | None = None
+    channels_last: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class AttackConfig:
+    """A patch attack trained against the preset's classifier (ICAART Eq. 2-3)."""
+
+    name: str = "lavan"
+    sizes: list[int] = field(default_factory=lambda: [6, 8, 10])  # square side in pixels
+    target: int = 0
+    placement: str = "top-right"  # top-right | top-left | bottom-left | bottom-right | center
+    margin: int = 2  # pixels between the patch and the image corner
+    random_placement: bool = False  # train at random locations (tested at `placement`)
+    steps: int = 200  # optimizer steps (paper: 200 epochs x 50 batches = 10000)
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    lr_milestones: list[int] = field(default_factory=list)  # steps at which lr *= lr_gamma
+    lr_gamma: float = 0.1
+    seed: int = 0
+    train_pool: int = 10000  # training images the patch samples its batches from
+    success_n: int = 1000  # training images the final success rate is measured on
+
+
+@dataclass
+class DefenseConfig:
+    name: str = "lgs"
+    params: dict[str, Any] = field(default_factory=dict)
+    lambdas: list[float] = field(default_factory=lambda: [2.3])
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str = ""
+    tables: list[str] = field(default_factory=list)  # paper tables this preset rebuilds
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attacks: list[AttackConfig] = field(default_factory=list)
+    defenses: list[DefenseConfig] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # footnotes printed under tables
+    source: str = ""  # where it was loaded from
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source", None)
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# hashing
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys), first ``n`` hex digits."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# λ ranges
+
+
+def parse_lambdas(text: str | list | float | int) -> list[float]:
+    """``start:stop[:step]`` (inclusive, default step 0.4) or a comma list, e.g.
+
+    ``1.5:3.5`` -> 1.5, 1.9, 2.3, 2.7, 3.1, 3.5 (every λ the ICAART tables use);
+    ``2.3,2.7,3.5`` -> those three. λ must be >= 0.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        values = [float(text)]
+    elif isinstance(text, list):
+        values = []
+        for item in text:
+            values.extend(parse_lambdas(item))
+    else:
+        s = str(text).strip()
+        if not s:
+            raise PatchbenchError("empty λ list")
+        if ":" in s:
+            parts = s.split(":")
+            if len(parts) not in (2, 3):
+                raise PatchbenchError(f"malformed λ range {s!r}: expected start:stop[:step]")
+            try:
+                nums = [float(p) for p in parts]
+            except ValueError:
+                raise PatchbenchError(
+                    f"malformed λ range {s!r}: start, stop and step must be numbers"
+                ) from None
+            start, stop = nums[0], nums[1]
+            step = nums[2] if len(nums) == 3 else 0.4
+            if not all(math.isfinite(v) for v in nums):
+                raise PatchbenchError(f"malformed λ range {s!r}: values must be finite")
+            if step <= 0:
+                raise PatchbenchError(f"malformed λ range {s!r}: step must be > 0")
+            if stop < start:
+                raise PatchbenchError(f"malformed λ range {s!r}: stop is below start")
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 6) for i in range(count)]
+        else:
+            try:
+                values = [float(p) for p in s.split(",") if p.strip()]
+            except ValueError:
+                raise PatchbenchError(f"malformed λ list {s!r}: expected numbers like 2.3,2.7") from None
+    for v in values:
+        if not math.isfinite(v) or v < 0:
+            raise PatchbenchError(f"λ must be a finite number >= 0, got {v}")
+    # keep order, drop duplicates
+    seen: list[float] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def preset_names() -> list[str]:
+    files = resources.files("patchbench") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_preset_dict(name_or_path: str) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.exists():
+        if not path.is_file():
+            raise PatchbenchError(f"preset file not found: {name_or_path}")
+        text, source = path.read_text(), str(path)
+    else:
+        if name_or_path not in preset_names():
+            raise PatchbenchError(
+                f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())} (or a .yaml path)"
+            )
+        res = resources.files("patchbench") / "presets" / f"{name_or_path}.yaml"
+        text, source = res.read_text(), f"patchbench/presets/{name_or_path}.yaml"
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PatchbenchError(f"preset {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise PatchbenchError(f"preset {source} must be a YAML mapping")
+    return raw, source
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``section.field=value`` overrides; value parsed as YAML (``attacks.0.steps=5`` indexes lists)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise PatchbenchError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                try:
+                    idx = int(part)
+                    node[idx]
+                except (ValueError, IndexError):
+                    raise PatchbenchError(f"--set {key}: {part!r} is not an index of that list") from None
+                if last:
+                    node[idx] = yaml.safe_load(value)
+                else:
+                    node = node[idx]
+            else:
+                if last:
+                    node[part] = yaml.safe_load(value)
+                else:
+                    node = node.setdefault(part, {})
+    return raw
+
+
+def _build(cls, raw: Any, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise PatchbenchError(f"{where} must be a mapping")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise PatchbenchError(f"unknown key {where}.{unknown[0]} (allowed: {', '.join(names)})")
+    return cls(**raw)
+
+
+def _defense_from_raw(raw: dict, where: str) -> DefenseConfig:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise PatchbenchError(f"{where} needs a name")
+    raw = dict(raw)
+    name = raw.pop("name")
+    lambdas = parse_lambdas(raw.pop("lambdas", [0.0]))
+    params = raw.pop("params", {}) or {}
+    params.update(raw)  # flat style: name, lambdas and the defense's own parameters
+    return DefenseConfig(name=str(name), params=params, lambdas=lambdas)
+
+
+def preset_from_dict(raw: dict, source: str = "") -> Preset:
+    raw = dict(raw)
+    if "name" not in raw:
+        raise PatchbenchError(f"preset {source} has no name")
+    model_raw = dict(raw.pop("model", {}) or {})
+    train = _build(TrainConfig, model_raw.pop("train", {}), "model.train")
+    model = _build(ModelConfig, {**model_raw, "train": train}, "model")
+    data = _build(DataConfig, raw.pop("data", {}), "data")
+    attacks = [_build(AttackConfig, a, f"attacks.{i}") for i, a in enumerate(raw.pop("attacks", []) or [])]
+    defenses = [_defense_from_raw(d, f"defenses.{i}") for i, d in enumerate(raw.pop("defenses", []) or [])]
+    preset = _build(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "defenses": defenses}, "preset")
+    preset.source = source
+    validate(preset)
+    return preset
+
+
+def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
+    raw, source = _read_preset_dict(name_or_path)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return preset_from_dict(raw, source)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise PatchbenchError(msg)
+
+
+def validate(p: Preset) -> None:
+    """Range checks with the key in the message. Names are checked against the registries."""
+    from patchbench.attacks import ATTACKS
+    from patchbench.data import DATASETS
+    from patchbench.defenses import DEFENSES
+    from patchbench.models import MODELS
+
+    d = p.data
+    _check(d.dataset in DATASETS, f"unknown dataset {d.dataset!r}; known: {', '.join(DATASETS)}")
+    _check(isinstance(d.image_size, int) and d.image_size >= 8, f"data.image_size must be an integer >= 8, got {d.image_size!r}")
+    _check(isinstance(d.eval_n, int) and d.eval_n >= 0, f"data.eval_n must be an integer >= 0, got {d.eval_n!r}")
+    _check(isinstance(d.batch_size, int) and d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size!r}")
+    _check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
+    m = p.model
+    _check(m.arch in MODELS, f"unknown model {m.arch!r}; known: {', '.join(MODELS)}")
+    t = m.train
+    _check(t.epochs >= 0 and t.batch_size >= 1 and t.lr > 0, "model.train: epochs >= 0, batch_size >= 1 and lr > 0 are required")
+    _check(t.optimizer in ("adam", "sgd"), f"model.train.optimizer must be adam or sgd, got {t.optimizer!r}")
+    _check(t.schedule in ("onecycle", "constant"), f"model.train.schedule must be onecycle or constant, got {t.schedule!r}")
+    for i, a in enumerate(p.attacks):
+        validate_attack(a, d.image_size, where=f"attacks.{i}")
+    for i, df in enumerate(p.defenses):
+        _check(df.name in DEFENSES, f"unknown defense {df.name!r}; known: {', '.join(DEFENSES)}")
+        DEFENSES[df.name].check_params(df.params)
+
+
+def validate_attack(a: AttackConfig, image_size: int, where: str = "attack") -> None:
+    from patchbench.attacks import ATTACKS
+    from patchbench.attacks.patch import PLACEMENTS
+
+    _check(a.name in ATTACKS, f"unknown attack {a.name!r}; known: {', '.join(ATTACKS)}")
+    _check(a.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {a.placement!r}")
+    _check(len(a.sizes) > 0, f"{where}.sizes is empty")
+    for s in a.sizes:
+        _check(isinstance(s, int) and 0 < s < image_size, f"patch size must be an integer in 1..{image_size - 1} px for {image_size} px images, got {s!r}")
+        _check(s + 2 * max(a.margin, 0) <= image_size, f"patch size {s} px plus margin {a.margin} px does not fit in {image_size} px images")
+    _check(a.margin >= 0, f"{where}.margin must be >= 0")
+    _check(isinstance(a.steps, int) and a.steps >= 1, f"{where}.steps must be an integer >= 1, got {a.steps!r}")
+    _check(a.batch_size >= 1 and a.lr > 0 and 0 <= a.momentum < 1, f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
+    _check(isinstance(a.target, int) and a.target >= 0, f"{where}.target must be a class index >= 0, got {a.target!r}")

@@ -1,0 +1,166 @@
+"""The evaluation engine: one pass over the evaluation images for a whole grid of cells.
+
+Per batch (DESIGN.md): the clean images and each attacked version are built once; for each
+defense its λ-independent maps are computed once; then each λ costs one cheap ``apply`` and one
+forward pass. Everything stays on the device; only predictions go back to the host.
+Cells already in the store are skipped (resume); a grid with nothing missing does no work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from patchbench import __version__
+from patchbench.attacks.patch import Patch
+from patchbench.data import ImageSource, iterate
+from patchbench.defenses.base import Defense
+from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
+
+
+@dataclass
+class Condition:
+    """What the classifier is shown before any defense: clean images, or images with a patch."""
+
+    patch: Patch | None = None
+
+    @property
+    def name(self) -> str:
+        return "clean" if self.patch is None else "attacked"
+
+    def fields(self) -> dict[str, Any]:
+        if self.patch is None:
+            return {"attack": "none", "patch_px": None, "target": None, "placement": None,
+                    "patch_id": None, "patch_area_pct": None, "condition": "clean"}
+        p = self.patch
+        return {"attack": p.meta.get("attack", "patch"), "patch_px": p.size, "target": p.target,
+                "placement": f"{p.placement.kind}+{p.placement.margin}", "patch_id": p.content_id(),
+                "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked"}
+
+    def build(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.patch is None else self.patch.apply(x)
+
+
+@dataclass
+class DefenseRun:
+    defense: Defense
+    lambdas: list[float | None] = field(default_factory=lambda: [None])
+
+    def fields(self) -> dict[str, Any]:
+        return {"defense": self.defense.name,
+                "defense_params": json.dumps(self.defense.params(), sort_keys=True)}
+
+
+@dataclass
+class Cell:
+    condition: Condition
+    defense_run: DefenseRun
+    lam: float | None
+    key: dict[str, Any]
+    rid: str
+
+
+def plan(context: dict[str, Any], conditions: list[Condition], defenses: list[DefenseRun]) -> list[Cell]:
+    cells = []
+    for cond in conditions:
+        cf = cond.fields()
+        for dr in defenses:
+            lams = dr.lambdas if dr.defense.uses_lambda else [None]
+            for lam in lams:
+                key = {**context, **cf, **dr.fields(), "lam": None if lam is None else float(lam)}
+                cells.append(Cell(cond, dr, key["lam"], key, run_id(key)))
+    return cells
+
+
+def evaluate(
+    model: torch.nn.Module,
+    source: ImageSource,
+    indices: torch.Tensor,
+    image_size: int,
+    batch_size: int,
+    conditions: list[Condition],
+    defenses: list[DefenseRun],
+    store: ResultStore,
+    context: dict[str, Any],
+    device: torch.device,
+    num_workers: int = 0,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Compute every missing cell of conditions × defenses × λ; return all the grid's rows."""
+    context = {**context, "eval_n": len(indices)}
+    cells = plan(context, conditions, defenses)
+    todo = [c for c in cells if not store.has(c.rid)]
+    if todo:
+        _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra or {})
+    return pd.DataFrame([store.read_cell(c.rid) for c in cells])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra):
+    n = len(indices)
+    preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
+    seconds = {c.rid: 0.0 for c in todo}
+    labels_all = torch.empty(n, dtype=torch.int64)
+    # group: condition -> defense run -> cells (so maps are computed once per batch and defense)
+    groups: dict[int, tuple[Condition, dict[int, tuple[DefenseRun, list[Cell]]]]] = {}
+    for c in todo:
+        _, by_def = groups.setdefault(id(c.condition), (c.condition, {}))
+        by_def.setdefault(id(c.defense_run), (c.defense_run, []))[1].append(c)
+
+    model.eval()
+    pos = 0
+    bar = tqdm(total=n, desc=f"evaluate {len(todo)} cells", unit="img", disable=not progress)
+    for _, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
+        b = len(y)
+        labels_all[pos:pos + b] = y.cpu()
+        for cond, by_def in groups.values():
+            t0 = time.perf_counter()
+            xc = cond.build(x)
+            _sync(device)
+            t_cond = (time.perf_counter() - t0) / sum(len(cs) for _, cs in by_def.values())
+            for dr, cs in by_def.values():
+                t0 = time.perf_counter()
+                maps = dr.defense.maps(xc, model)
+                _sync(device)
+                t_maps = (time.perf_counter() - t0) / len(cs)
+                for cell in cs:
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        xd = dr.defense.apply(xc, maps, cell.lam)
+                        p = model(xd).argmax(1)
+                    preds[cell.rid][pos:pos + b] = p.cpu()
+                    seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
+        pos += b
+        bar.update(b)
+    bar.close()
+
+    idx = indices.cpu()
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    for cell in todo:
+        p = preds[cell.rid]
+        correct = int((p == labels_all).sum())
+        row = {**cell.key, **cell.condition.fields(), **extra, "lam": cell.lam}
+        row.update(n=n, correct=correct, accuracy=correct / n)
+        row["ci_low"], row["ci_high"] = wilson_ci(correct, n)
+        target = cell.key.get("target")
+        if target is not None:
+            # targeted success is measured on images whose true class is not the target
+            nontarget = labels_all != int(target)
+            row["n_nontarget"] = int(nontarget.sum())
+            row["target_hits"] = int(((p == int(target)) & nontarget).sum())
+            row["attack_success_rate"] = row["target_hits"] / max(row["n_nontarget"], 1)
+        row.update(ssim=None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
+                   git_sha=git_sha(), version=__version__, created=now_utc())
+        pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
+        store.write(row, pred_df)

@@ -1,0 +1,69 @@
+"""Image files <-> tensors for `patchbench defend` (PNG/JPEG in, PNG out)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchbench.errors import PatchbenchError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise PatchbenchError(f"no PNG/JPEG images in directory {p}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise PatchbenchError(f"image file not found: {p}")
+    stems = [f.stem for f in files]
+    dup = next((s for s in stems if stems.count(s) > 1), None)
+    if dup is not None:
+        raise PatchbenchError(f"two inputs share the file stem {dup!r}; outputs would overwrite each other")
+    return files
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """C×H×W float in [0, 1]; grayscale stays 1 channel, everything else becomes RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = "L" if im.mode in ("L", "LA", "1", "I", "I;16") else "RGB"
+            arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PatchbenchError(f"cannot read image {path}: {type(exc).__name__} (not a valid PNG/JPEG)") from None
+    t = torch.from_numpy(arr.copy())
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def group_by_shape(images: list[torch.Tensor]) -> list[list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(tuple(im.shape), []).append(i)
+    return list(groups.values())
+
+
+def write_png(x: torch.Tensor, path: Path) -> None:
+    """Write C×H×W in [0, 1] as an 8-bit PNG (rounded), atomically."""
+    from PIL import Image
+
+    arr = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)

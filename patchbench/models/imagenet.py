@@ -1,0 +1,89 @@
+"""torchvision ImageNet classifiers with their weights through the torchvision weights API.
+
+Offline use: torchvision caches weights in ``$TORCH_HOME/hub/checkpoints/<file>``. When that file
+is missing and cannot be downloaded, the error names the file to place there, or the user passes
+``--weights PATH`` (a state dict). ``PATCHBENCH_OFFLINE=1`` skips the download attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torchvision.models import get_model_weights
+
+from patchbench.errors import PatchbenchError
+from patchbench.models.registry import register_model
+
+# torchvision constructor kwargs that a weights file expects (what torchvision sets itself when
+# it is given weights); random-init stand-ins use the same graph so state dicts line up.
+_PRETRAINED_KWARGS = {
+    "inception_v3": {"aux_logits": True, "transform_input": True, "init_weights": False},
+}
+
+
+def weights_file(arch: str, weights_name: str) -> Path:
+    """Where torchvision looks for the cached weights of ``arch``/``weights_name``."""
+    enum = _weights_enum(arch, weights_name)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+
+
+def _weights_enum(arch: str, weights_name: str):
+    try:
+        return get_model_weights(arch)[weights_name]
+    except KeyError:
+        known = ", ".join(["DEFAULT", *get_model_weights(arch).__members__])
+        raise PatchbenchError(f"unknown weights {weights_name!r} for {arch}; known: {known}, or a file path") from None
+
+
+def load_state_dict(arch: str, weights: str) -> tuple[dict, list[str] | None]:
+    path = Path(weights)
+    if path.suffix in (".pth", ".pt", ".bin") or path.exists():
+        if not path.is_file():
+            raise PatchbenchError(f"weights file not found: {weights}")
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise PatchbenchError(f"cannot read weights file {weights}: {type(exc).__name__}") from None
+        if isinstance(sd, dict) and "state_dict" in sd:
+            sd = sd["state_dict"]
+        return sd, None
+    enum = _weights_enum(arch, weights)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+    categories = enum.meta.get("categories")
+    hint = (f"ImageNet weights for {arch} ({enum}) are not available offline: place {cached.name} "
+            f"in {cached.parent}/ or pass --weights PATH")
+    if not cached.exists() and os.environ.get("PATCHBENCH_OFFLINE"):
+        raise PatchbenchError(hint)
+    try:
+        return enum.get_state_dict(progress=True, check_hash=True), categories
+    except Exception:
+        raise PatchbenchError(hint) from None
+
+
+def _torchvision(arch: str):
+    def build(num_classes: int, in_channels: int, weights=None):
+        if in_channels != 3:
+            raise PatchbenchError(f"{arch} takes RGB images; the dataset has {in_channels} channel(s)")
+        kwargs = dict(_PRETRAINED_KWARGS.get(arch, {}))
+        if weights is None:
+            kwargs.pop("init_weights", None)
+            kwargs["transform_input"] = False
+        net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+        categories = None
+        if weights is not None:
+            sd, categories = load_state_dict(arch, weights)
+            try:
+                net.load_state_dict(sd)
+            except RuntimeError as exc:
+                raise PatchbenchError(f"weights do not fit {arch}: {str(exc).splitlines()[0]}") from None
+        return net, categories
+
+    build.__doc__ = f"torchvision {arch} (ImageNet weights via the torchvision weights API)"
+    return build
+
+
+for _arch in ("vgg16", "inception_v3", "resnet50", "efficientnet_b0"):
+    register_model(_arch, pretrained=True)(_torchvision(_arch))

@@ -1,0 +1,51 @@
+"""name -> constructor map. A constructor takes (num_classes, in_channels, weights) -> nn.Module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from patchbench.errors import PatchbenchError
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    build: Callable[..., nn.Module]
+    pretrained: bool  # True: ImageNet weights through torchvision; False: trained by patchbench
+    description: str
+    # a patch's gradient-saliency layer etc. can be added here later; keep specs declarative
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, pretrained: bool = False, description: str = ""):
+    def deco(fn):
+        MODELS[name] = ModelSpec(name, fn, pretrained, description or (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def build_classifier(arch: str, dataset: str, weights: str | None = None, image_size: int | None = None):
+    """Build ``arch`` for ``dataset`` and wrap it with the dataset's normalization.
+
+    ``weights``: for pretrained (torchvision) models a weights name ("DEFAULT", "IMAGENET1K_V1")
+    or a path to a state dict; None = random init (the stand-in used in tests).
+    """
+    from patchbench.data import get_dataset_info
+    from patchbench.models.wrapper import Classifier
+
+    if arch not in MODELS:
+        raise PatchbenchError(f"unknown model {arch!r}; known: {', '.join(MODELS)}")
+    info = get_dataset_info(dataset)
+    spec = MODELS[arch]
+    net, class_names = spec.build(num_classes=info.num_classes, in_channels=info.channels, weights=weights)
+    return Classifier(
+        net, mean=info.mean, std=info.std, name=arch,
+        class_names=class_names or list(info.classes) or [str(i) for i in range(info.num_classes)],
+        image_size=image_size,
+    )

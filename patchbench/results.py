@@ -1,0 +1,119 @@
+"""Parquet results store: one file per cell, written atomically, named by the cell's run id.
+
+Layout under ``--results DIR``::
+
+    DIR/cells/<run_id>.parquet         one row: the cell's config, counts, accuracy, CI, provenance
+    DIR/predictions/<run_id>.parquet   per-image predictions (index, label, pred) of that cell
+    DIR/artifacts/models|patches/      cached checkpoints and patches the cells were computed with
+
+A cell's run id is the hash of its configuration, so a stored cell is skipped on rerun (resume),
+and files are written to a hidden temp name and renamed, so a killed sweep leaves whole files only.
+Predictions are written before the cell row: a cell row's presence means both are complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import io
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from patchbench import __version__
+from patchbench.config import stable_hash
+
+# the cell's identity: every field that changes the numbers
+KEY_FIELDS = [
+    "dataset", "split", "eval_n", "eval_seed", "image_size", "model", "model_id",
+    "attack", "patch_px", "target", "placement", "patch_id",
+    "defense", "defense_params", "lam", "condition",
+]
+COLUMNS = KEY_FIELDS + [
+    "preset", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
+    "n_nontarget", "target_hits", "attack_success_rate", "ssim", "seconds", "device",
+    "run_id", "git_sha", "version", "created",
+]
+
+
+def run_id(key: dict[str, Any]) -> str:
+    return stable_hash({k: key.get(k) for k in KEY_FIELDS}, n=20)
+
+
+def wilson_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (scipy's binomtest, no continuity corr.)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.pred_dir = self.root / "predictions"
+        self.artifacts = self.root / "artifacts"
+
+    def ensure(self) -> "ResultStore":
+        for d in (self.cells_dir, self.pred_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            for stale in d.glob(".*.tmp*"):  # leftovers of a killed writer
+                stale.unlink(missing_ok=True)
+        return self
+
+    def has(self, rid: str) -> bool:
+        return (self.cells_dir / f"{rid}.parquet").exists()
+
+    def write(self, row: dict[str, Any], predictions: pd.DataFrame) -> None:
+        self.ensure()
+        rid = row["run_id"]
+        _atomic_parquet(predictions, self.pred_dir / f"{rid}.parquet")
+        _atomic_parquet(pd.DataFrame([{c: row.get(c) for c in COLUMNS}]), self.cells_dir / f"{rid}.parquet")
+
+    def read_cell(self, rid: str) -> dict[str, Any]:
+        return pd.read_parquet(self.cells_dir / f"{rid}.parquet").iloc[0].to_dict()
+
+    def load_cells(self) -> pd.DataFrame:
+        files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
+        if not files:
+            return pd.DataFrame(columns=COLUMNS)
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    def load_predictions(self, rid: str) -> pd.DataFrame:
+        return pd.read_parquet(self.pred_dir / f"{rid}.parquet")

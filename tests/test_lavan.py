@@ -1,0 +1,54 @@
+import torch
+import torch.nn as nn
+
+from patchbench.attacks import LaVAN
+from patchbench.attacks.patch import Placement
+from patchbench.models import Classifier
+
+
+def corner_model(target=2, size=16):
+    """A tiny model whose target logit reads the top-right corner: the attack must find it."""
+    class Net(nn.Module):
+        def forward(self, x):
+            corner = x[:, :, :4, -4:].mean((1, 2, 3))
+            logits = torch.zeros(len(x), 3)
+            logits[:, 0] = 0.5
+            logits[:, target] = 4 * (corner - 0.6)
+            return logits
+
+    net = Net()
+    net.dummy = nn.Parameter(torch.zeros(1), requires_grad=False)
+    return Classifier(net, mean=(0.0,), std=(1.0,), name="corner", class_names=["a", "b", "c"], image_size=size)
+
+
+def test_lavan_reaches_target_and_stays_in_range():
+    model = corner_model()
+    x = torch.rand(64, 1, 16, 16) * 0.3
+    y = torch.zeros(64, dtype=torch.long)
+    atk = LaVAN(model, size=4, target=2, placement=Placement("top-right", 0), image_size=16,
+                steps=40, lr=0.5, momentum=0.9, seed=0, progress=False)
+    before = (model(x).argmax(1) == 2).float().mean()
+    patch = atk.fit(iter([(x, y)] * 40), channels=1)
+    assert before == 0
+    assert patch.pixels.min() >= 0 and patch.pixels.max() <= 1
+    assert atk.success_rate([(x, y)]) == 1.0
+    adv = atk(x, y)
+    assert torch.equal(adv[:, :, 4:, :], x[:, :, 4:, :])  # outside the patch nothing changes
+    assert patch.meta["size_px"] == 4 and patch.meta["area_pct"] == 6.25
+
+
+def test_lavan_loss_is_eq3():
+    atk = LaVAN(corner_model(), 4, 2, Placement(), 16, progress=False)
+    logits = torch.tensor([[1.0, 2.0, 5.0], [0.0, 3.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    # -(z_target - z_source): -(5 - 1) and -(1 - 3)
+    assert torch.isclose(atk.loss(logits, labels), torch.tensor((-4.0 + 2.0) / 2))
+
+
+def test_lavan_is_deterministic():
+    model = corner_model()
+    x = torch.rand(8, 1, 16, 16)
+    y = torch.zeros(8, dtype=torch.long)
+    runs = [LaVAN(model, 4, 2, Placement(), 16, steps=5, seed=7, random_placement=True, progress=False)
+            .fit(iter([(x, y)] * 5), channels=1).pixels for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
