@@ -374,18 +374,15 @@ def table(
 
 
 def _print_rows(rows) -> None:
-    from rich.table import Table
-
-    t = Table()
-    for col in ("condition", "attack", "patch_px", "defense", "lam", "n", "accuracy", "ci", "attack_success_rate", "run_id"):
-        t.add_column(col)
+    """One line per cell (no table: it must stay readable in a narrow pipe)."""
     for r in rows.itertuples():
-        asr = getattr(r, "attack_success_rate")
-        t.add_row(r.condition, r.attack, "" if r.patch_px != r.patch_px or r.patch_px is None else str(int(r.patch_px)),
-                  r.defense, "" if r.lam is None or r.lam != r.lam else f"{r.lam:g}", str(r.n),
-                  f"{100 * r.accuracy:.2f}%", f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
-                  "" if asr is None or asr != asr else f"{100 * asr:.1f}%", r.run_id)
-    out.print(t)
+        what = "clean" if r.condition == "clean" else f"{r.attack} {int(r.patch_px)}px -> class {int(r.target)}"
+        lam = "" if r.lam is None or r.lam != r.lam else f" λ={r.lam:g}"
+        asr = r.attack_success_rate
+        hits = "" if asr is None or asr != asr else f"  target success {100 * asr:.1f}%"
+        out.print(f"{what} | {r.defense}{lam} | accuracy [bold]{100 * r.accuracy:.2f}%[/] "
+                  f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] (n={r.n}){hits} | run {r.run_id}",
+                  soft_wrap=True)
 
 
 def main() -> None:

@@ -68,9 +68,9 @@ def _torchvision(arch: str):
         if in_channels != 3:
             raise PatchbenchError(f"{arch} takes RGB images; the dataset has {in_channels} channel(s)")
         kwargs = dict(_PRETRAINED_KWARGS.get(arch, {}))
-        if weights is None:
-            kwargs.pop("init_weights", None)
-            kwargs["transform_input"] = False
+        if weights is None and kwargs:
+            kwargs["init_weights"] = True
+            kwargs["transform_input"] = False  # random init: the plain graph, no re-normalization
         net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
         categories = None
         if weights is not None:

@@ -1,0 +1,222 @@
+"""End-to-end runs of the CLI on a small Fashion-MNIST slice (subprocesses, like a user)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import needs_fmnist, tiny_preset
+from test_models_data import make_image_folder
+
+NUMBERS = ["run_id", "n", "correct", "accuracy", "ci_low", "ci_high", "target_hits", "n_nontarget", "attack_success_rate"]
+
+
+def pb(*args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "patchbench.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def cells(results: Path) -> pd.DataFrame:
+    files = sorted((results / "cells").glob("*"))
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)  # every file readable
+    return df.sort_values("run_id").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    return tiny_preset(tmp_path_factory.mktemp("preset") / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def swept(preset, tmp_path_factory):
+    """One uninterrupted sweep: the reference for resume and determinism."""
+    results = tmp_path_factory.mktemp("ref") / "results"
+    pb("sweep", "--preset", preset, "--results", results, "--no-progress")
+    return results
+
+
+@needs_fmnist
+def test_sweep_table_and_rerun(preset, swept):
+    df = cells(swept)
+    # conditions (clean + 2 patches) x (none + 3 lambdas)
+    assert len(df) == 3 * 4 and df["run_id"].is_unique
+    assert set(df["lam"].dropna().round(2)) == {1.5, 1.9, 2.3}
+    assert (df["n"] == 300).all() and df["accuracy"].between(0, 1).all()
+    assert ((df["ci_low"] <= df["accuracy"]) & (df["accuracy"] <= df["ci_high"])).all()
+    assert len(list((swept / "predictions").glob("*.parquet"))) == len(df)
+    for f in ("lavan-6px", "lavan-8px"):
+        assert list((swept / "artifacts/patches").glob(f"{f}*.pt"))
+    before = {f.name: f.stat().st_mtime_ns for f in (swept / "cells").iterdir()}
+    t0 = time.time()
+    again = pb("sweep", "--preset", preset, "--results", swept, "--no-progress")
+    assert "12 cells" in again.stdout
+    assert {f.name: f.stat().st_mtime_ns for f in (swept / "cells").iterdir()} == before  # nothing recomputed
+    assert time.time() - t0 < 60
+    tab = pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "csv")
+    t = pd.read_csv(pd.io.common.StringIO(tab.stdout))
+    assert t["Defense"].tolist()[:4] == ["No defense", "LGS", "LGS", "LGS"]
+    assert "Clean ours" in t.columns and "Clean paper" in t.columns
+    assert t.loc[0, "Clean paper"] == 72.24
+    md = pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "markdown")
+    assert "different dataset and model" in md.stdout
+    assert "\\begin{tabular}" in pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "latex").stdout
+
+
+@needs_fmnist
+def test_same_preset_and_seed_twice_identical_numbers(preset, swept, tmp_path):
+    other = tmp_path / "results"
+    pb("sweep", "--preset", preset, "--results", other, "--no-progress")
+    pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(other)[NUMBERS])
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kill_when", ["patch", "cells"])
+def test_sigkill_mid_sweep_then_rerun_matches(preset, swept, tmp_path, kill_when):
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "patchbench.cli", "sweep", "--preset", str(preset),
+                             "--results", str(results), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    watch = results / ("artifacts/patches" if kill_when == "patch" else "cells")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if watch.is_dir() and any(watch.glob("*.pt" if kill_when == "patch" else "*.parquet")):
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(list((results / "cells").glob("*.parquet"))) if (results / "cells").is_dir() else 0
+    assert killed and partial < 12, "the sweep should have been killed mid-way"
+    pb("sweep", "--preset", preset, "--results", results, "--no-progress")
+    pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
+    leftovers = [f for f in results.rglob(".*") if f.is_file()]
+    assert leftovers == []
+
+
+@needs_fmnist
+def test_train_patch_and_evaluate_one_cell(preset, swept, tmp_path):
+    out = tmp_path / "p" / "my_patch.pt"
+    r = pb("train-patch", "--preset", preset, "--attack", "lavan", "--size", 7, "--steps", 5, "--out", out,
+           "--results", swept, "--no-progress")
+    assert "7px" in r.stdout
+    assert {f.name for f in out.parent.iterdir()} == {"my_patch.pt", "my_patch.png", "my_patch.json"}
+    r = pb("evaluate", "--preset", preset, "--patch", out, "--defense", "lgs", "--lam", 2.3, "--results", swept, "--no-progress")
+    assert "lavan 7px -> class 0 | lgs λ=2.3 | accuracy" in r.stdout
+    assert len(cells(swept)) == 13
+
+
+def _write_images(d: Path, n=4, size=48):
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        arr = np.full((size, size, 3), 120, np.uint8)
+        arr[5:20, 25:40] = rng.integers(0, 255, (15, 15, 3))
+        Image.fromarray(arr).save(d / f"img{i}.png")
+    Image.fromarray(rng.integers(0, 255, (30, 40), dtype=np.uint8)).save(d / "gray.jpg")
+
+
+def test_defend_directory_equals_one_by_one(tmp_path):
+    src = tmp_path / "in"
+    _write_images(src)
+    pb("defend", src, "--out", tmp_path / "all", "--lam", 2.3, "--window", 7, "--overlap", 2, "--save-maps")
+    names = sorted(f.name for f in (tmp_path / "all").glob("*.png"))
+    assert names == ["gray.png", "img0.png", "img1.png", "img2.png", "img3.png"]
+    assert len(list((tmp_path / "all" / "maps").glob("*.png"))) == 5
+    for f in sorted(src.iterdir()):
+        pb("defend", f, "--out", tmp_path / "one", "--lam", 2.3, "--window", 7, "--overlap", 2)
+    for name in names:
+        a = np.asarray(Image.open(tmp_path / "all" / name))
+        b = np.asarray(Image.open(tmp_path / "one" / name))
+        assert np.array_equal(a, b)
+    assert np.asarray(Image.open(tmp_path / "all" / "gray.png")).ndim == 2
+    changed = np.asarray(Image.open(tmp_path / "all" / "img0.png")).astype(int) - np.asarray(Image.open(src / "img0.png")).astype(int)
+    assert (changed != 0).any()
+
+
+def test_defend_lambda_zero_and_constant_image(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((64, 64, 3), (30, 140, 200), np.uint8)).save(src / "flat.png")
+    arr = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(src / "noise.png")
+    pb("defend", src, "--out", tmp_path / "z", "--lam", 0)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "z" / "noise.png")), arr)
+    for lam in (1, 3.5, 100):
+        pb("defend", src / "flat.png", "--out", tmp_path / f"c{lam}", "--lam", lam, "--window", 15, "--overlap", 5, "--threshold", 0.2)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"c{lam}" / "flat.png")), np.asarray(Image.open(src / "flat.png")))
+
+
+BAD_INPUTS = [
+    ("unknown preset", ["sweep", "--preset", "nope"]),
+    ("unknown model", ["sweep", "--set", "model.arch=resnet9000"]),
+    ("unknown dataset", ["sweep", "--set", "data.dataset=svhn"]),
+    ("unknown defense", ["sweep", "--defenses", "lgs,jpegg"]),
+    ("unknown attack", ["train-patch", "--attack", "pixelz", "--size", "6"]),
+    ("lambdas reversed", ["sweep", "--lambdas", "3.5:1.5"]),
+    ("lambdas not numbers", ["sweep", "--lambdas", "a:b"]),
+    ("lambdas zero step", ["sweep", "--lambdas", "1:2:0"]),
+    ("negative lambda", ["evaluate", "--lam", "-1"]),
+    ("negative lambda in list", ["sweep", "--lambdas", "1,-2"]),
+    ("patch too big", ["train-patch", "--size", "64"]),
+    ("patch size zero", ["train-patch", "--size", "0"]),
+    ("patch size negative", ["train-patch", "--size", "-3"]),
+    ("missing patch file", ["evaluate", "--patch", "{tmp}/missing.pt"]),
+    ("corrupt patch file", ["sweep", "--patches", "{tmp}/corrupt.pt"]),
+    ("missing dataset root", ["sweep", "--data-root", "{tmp}/no_such_dir"]),
+    ("imagenet weights offline", ["train-model", "--preset", "icaart2022-vgg16", "--data-root", "{tmp}/imagenet"]),
+    ("unknown table", ["table", "icaart2099-9"]),
+    ("unknown list", ["list", "gadgets"]),
+    ("bad option value", ["sweep", "--set", "data.eval_n=-5"]),
+]
+
+
+@pytest.mark.parametrize("what,args", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, what, args):
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
+    (tmp_path / "imagenet" / "val" / "n0").mkdir(parents=True)
+    results = tmp_path / "results"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if argv[0] != "list":
+        argv += ["--results", str(results)]
+    r = pb(*argv, check=False, cwd=tmp_path)
+    assert r.returncode == 2, (what, r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), (what, r.stderr)
+    assert not results.exists(), f"{what}: wrote {list(results.rglob('*'))}"
+
+
+def test_defend_bad_inputs(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    for args in (["{t}/missing.png"], ["{t}/broken.png"], ["{t}/broken.png", "--defense", "nope"],
+                 ["{t}/broken.png", "--lam", "-2"]):
+        r = pb("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+        assert not out.exists()
+
+
+def test_icaart_preset_code_path_on_stand_ins(tmp_path):
+    """The ICAART VGG16 preset end to end on a synthetic ImageFolder of 400x400 JPEGs with a
+    random-init VGG16 (weights=None), 2 patch steps, a tiny image size for CPU speed."""
+    root = make_image_folder(tmp_path / "imagenet", per_class=2, size=400)
+    results = tmp_path / "results"
+    sets = ["--set", "model.weights=null", "--set", "data.image_size=64", "--set", "data.eval_n=0",
+            "--set", "data.batch_size=4", "--set", "data.num_workers=0", "--set", "attacks.0.sizes=[10]",
+            "--set", "attacks.0.steps=2", "--set", "attacks.0.batch_size=2", "--set", "attacks.0.margin=2",
+            "--set", "attacks.0.success_n=2", "--set", "attacks.0.lr_milestones=[1]"]
+    pb("sweep", "--preset", "icaart2022-vgg16", "--data-root", root, "--results", results, "--no-progress", *sets)
+    df = cells(results)
+    assert len(df) == 2 * (1 + 3) and set(df["model"]) == {"vgg16"} and set(df["dataset"]) == {"imagenet"}
+    assert (df["n"] == 4).all()
+    lgs = df[df["defense"] == "lgs"]
+    assert all('"space": "normalized"' in p and '"window": 15' in p for p in lgs["defense_params"])

@@ -1,0 +1,95 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from patchbench.data import eval_indices, load_split
+from patchbench.errors import PatchbenchError
+from patchbench.models import MODELS, build_classifier
+from patchbench.models.imagenet import weights_file
+
+from conftest import fmnist_root, needs_fmnist
+
+
+@pytest.mark.parametrize("arch,size", [("small_vgg", 64), ("lenet", 28)])
+def test_small_models_take_unit_images(arch, size):
+    m = build_classifier(arch, "fashion-mnist", image_size=size)
+    x = torch.rand(3, 1, size, size)
+    assert m(x).shape == (3, 10)
+    # normalization lives inside the wrapper
+    torch.testing.assert_close(m.normalize(x), (x - 0.2860) / 0.3530)
+
+
+@pytest.mark.parametrize("arch,size", [("vgg16", 64), ("inception_v3", 80), ("resnet50", 64), ("efficientnet_b0", 64)])
+def test_torchvision_models_random_init_stand_in(arch, size):
+    assert MODELS[arch].pretrained
+    m = build_classifier(arch, "imagenet", weights=None, image_size=size).eval()
+    with torch.no_grad():
+        assert m(torch.rand(2, 3, size, size)).shape == (2, 1000)
+
+
+def test_offline_weights_error_names_file_and_flag():
+    with pytest.raises(PatchbenchError) as e:
+        build_classifier("vgg16", "imagenet", weights="IMAGENET1K_V1")
+    msg = str(e.value)
+    assert weights_file("vgg16", "IMAGENET1K_V1").name in msg and "--weights PATH" in msg
+    assert "vgg16-397923af.pth" in msg
+
+
+def test_weights_from_a_state_dict_file(tmp_path):
+    torch.manual_seed(0)
+    src = build_classifier("resnet50", "imagenet")
+    torch.save(src.net.state_dict(), tmp_path / "r50.pth")
+    m = build_classifier("resnet50", "imagenet", weights=str(tmp_path / "r50.pth"))
+    assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), m.net.state_dict().values()))
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    with pytest.raises(PatchbenchError, match="cannot read weights"):
+        build_classifier("resnet50", "imagenet", weights=str(tmp_path / "bad.pth"))
+
+
+def test_eval_indices_fixed_and_seeded():
+    a, b = eval_indices(1000, 100, 0), eval_indices(1000, 100, 0)
+    assert torch.equal(a, b) and len(a.unique()) == 100 and torch.all(a[1:] > a[:-1])
+    assert not torch.equal(a, eval_indices(1000, 100, 1))
+    assert torch.equal(eval_indices(10, 0, 0), torch.arange(10))
+
+
+@needs_fmnist
+def test_fashion_mnist_from_debian_idx_files():
+    src = load_split("fashion-mnist", None, "test")
+    assert len(src) == 10000 and src.images.shape[1:] == (1, 28, 28)
+    x = src.batch(torch.arange(4), 64, torch.device("cpu"))
+    assert x.shape == (4, 1, 64, 64) and 0 <= x.min() and x.max() <= 1
+    assert set(src.labels.tolist()) == set(range(10))
+
+
+def test_missing_dataset_root_is_a_clear_error(tmp_path):
+    with pytest.raises(PatchbenchError, match="does not exist"):
+        load_split("fashion-mnist", str(tmp_path / "nope"), "test")
+    with pytest.raises(PatchbenchError, match="not found"):
+        load_split("fashion-mnist", str(tmp_path), "test")  # exists, holds no IDX files
+    with pytest.raises(PatchbenchError, match="imagenet"):
+        load_split("imagenet", None, "val") if not os.environ.get("PATCHBENCH_IMAGENET") else (_ for _ in ()).throw(PatchbenchError("imagenet"))
+
+
+def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, size=400):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{c}_{i}.JPEG", format="JPEG")
+    return root
+
+
+def test_imagenet_image_folder_stand_in(tmp_path):
+    root = make_image_folder(tmp_path / "imagenet", size=120)
+    src = load_split("imagenet", str(root), "val", image_size=64)
+    assert len(src) == 6 and src.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    from patchbench.data import iterate
+
+    batches = list(iterate(src, torch.arange(6), 64, 4, torch.device("cpu")))
+    assert [b[1].shape for b in batches] == [(4, 3, 64, 64), (2, 3, 64, 64)]
