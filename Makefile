@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check patchbench tests benchmarks
 
 bench: install  ## speed benchmarks (ratios in one run, same machine)
-	$(BIN)/python benchmarks/bench_lgs.py
+	mkdir -p $(RESULTS)/demo && $(BIN)/python benchmarks/bench_lgs.py --csv $(RESULTS)/demo/bench_lgs.csv
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -285,7 +285,6 @@ def _check(cond: bool, msg: str) -> None:
 
 def validate(p: Preset) -> None:
     """Range checks with the key in the message. Names are checked against the registries."""
-    from patchbench.attacks import ATTACKS
     from patchbench.data import DATASETS
     from patchbench.defenses import DEFENSES
     from patchbench.models import MODELS

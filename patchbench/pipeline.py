@@ -20,7 +20,7 @@ from rich.console import Console
 from patchbench.attacks import ATTACKS
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.config import AttackConfig, Preset, stable_hash, validate_attack
-from patchbench.data import ImageSource, TensorImages, eval_indices, get_dataset_info, iterate, load_split
+from patchbench.data import ImageSource, eval_indices, get_dataset_info, iterate, load_split
 from patchbench.defenses import build_defense
 from patchbench.defenses.base import NoDefense
 from patchbench.engine import Condition, DefenseRun, evaluate

@@ -25,7 +25,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench import __version__
 from patchbench.config import stable_hash
 
 # the cell's identity: every field that changes the numbers

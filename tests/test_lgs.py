@@ -64,8 +64,8 @@ def structured_images(n, c, h, w, seed=0, square=8):
     x += 0.02 * torch.rand(n, c, h, w, generator=gen)
     for b in range(n):
         t = int(torch.randint(0, h - square + 1, (1,), generator=gen))
-        l = int(torch.randint(0, w - square + 1, (1,), generator=gen))
-        x[b, :, t:t + square, l:l + square] = torch.rand(c, square, square, generator=gen)
+        left = int(torch.randint(0, w - square + 1, (1,), generator=gen))
+        x[b, :, t:t + square, left:left + square] = torch.rand(c, square, square, generator=gen)
     return x.clamp(0, 1)
 
 
@@ -144,3 +144,12 @@ def test_builder_validates_parameters():
         build_defense("lgs", {"space": "normalized"})  # no model -> no mean/std
     with pytest.raises(PatchbenchError):
         build_defense("nope", {})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA device; the same code path runs on CPU in the tests above")
+def test_lgs_on_cuda_matches_cpu():
+    x = structured_images(4, 3, 64, 64, seed=5, square=15)
+    d = LGS(window=15, overlap=5, threshold=0.2)
+    torch.testing.assert_close(d(x.cuda(), 2.3).cpu(), d(x, 2.3), atol=1e-5, rtol=0)

@@ -1,7 +1,5 @@
-import json
 
 import pandas as pd
-import pytest
 import torch
 import torch.nn as nn
 
