@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
@@ -30,6 +30,15 @@ SET_HELP = "Override any preset field, e.g. --set data.eval_n=500 or --set attac
 DATA_ROOT_HELP = "Dataset directory (overrides the preset and the dataset's search order)."
 WEIGHTS_HELP = "Model weights: a torchvision weights name (DEFAULT, IMAGENET1K_V1) or a state-dict file."
 PROGRESS_HELP = "Show progress bars on long steps."
+
+# options shared by several commands (Typer's Annotated style)
+PresetOpt = Annotated[str, typer.Option("--preset", "-p", help=PRESET_HELP)]
+ResultsOpt = Annotated[Path, typer.Option("--results", help=RESULTS_HELP)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=DEVICE_HELP)]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help=DATA_ROOT_HELP)]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help=WEIGHTS_HELP)]
+SetOpt = Annotated[Optional[List[str]], typer.Option("--set", help=SET_HELP)]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)]
 
 
 def _load(preset: str, sets: list[str] | None, device: str | None = None, data_root: str | None = None,
@@ -54,6 +63,16 @@ def _lam(value: str) -> float:
     if len(lams) != 1:
         raise PatchbenchError(f"--lam takes one value, got {value!r} (use sweep --lambdas for ranges)")
     return lams[0]
+
+
+def _model_for(p, results: Path, progress: bool):
+    """Device, results store and the preset's classifier (trained and cached when missing)."""
+    from patchbench import pipeline
+    from patchbench.results import ResultStore
+
+    dev = pipeline.resolve_device(p.device)
+    store = ResultStore(results)
+    return dev, store, pipeline.ensure_model(p, store, dev, progress=progress)
 
 
 def _defense_overrides(**kw) -> dict:
@@ -108,14 +127,14 @@ def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, da
 
 @app.command("train-model")
 def train_model(
-    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
-    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    preset: PresetOpt = "demo-fmnist",
+    results: ResultsOpt = Path("results"),
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
     force: bool = typer.Option(False, "--force", help="Retrain even if a cached checkpoint exists."),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+    sets: SetOpt = None,
+    progress: ProgressOpt = True,
 ):
     """Train and cache the preset's classifier (checkpoint + JSON with accuracy, seed, config hash).
 
@@ -141,20 +160,20 @@ def train_model(
 
 @app.command("train-patch")
 def train_patch(
-    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    preset: PresetOpt = "demo-fmnist",
     attack: str = typer.Option("lavan", "--attack", "-a", help="Patch attack (see `patchbench list attacks`)."),
     size: int = typer.Option(..., "--size", "-s", help="Patch side in pixels, at the preset's image size (e.g. 52 at 400 px)."),
     target: Optional[int] = typer.Option(None, "--target", "-t", help="Target class index (default: the preset's)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: the preset's)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the patch init and batches."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the patch to this path (.pt, plus .png and .json beside it); default: cached under <results>/artifacts/patches."),
-    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    results: ResultsOpt = Path("results"),
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
     force: bool = typer.Option(False, "--force", help="Retrain even if the cached patch exists."),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+    sets: SetOpt = None,
+    progress: ProgressOpt = True,
 ):
     """Train a patch against the preset's classifier (trained first if it is not cached)."""
     from dataclasses import replace
@@ -163,7 +182,6 @@ def train_patch(
     from patchbench.attacks import ATTACKS
     from patchbench.config import AttackConfig, validate_attack
     from patchbench.data import load_split
-    from patchbench.results import ResultStore
 
     p = _load(preset, sets, device, data_root, weights)
     if attack not in ATTACKS:
@@ -173,9 +191,7 @@ def train_patch(
                   **{k: v for k, v in {"target": target, "steps": steps, "seed": seed}.items() if v is not None})
     validate_attack(cfg, p.data.image_size)
     load_split(p.data.dataset, p.data.root, "train", p.data.image_size)  # fail early, write nothing
-    dev = pipeline.resolve_device(p.device)
-    store = ResultStore(results)
-    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    dev, store, loaded = _model_for(p, results, progress)
     patch = pipeline.train_patch(p, cfg, size, loaded, store, dev, out=out_file, force=force, progress=progress)
     m = patch.meta
     out.print(f"{attack} {size}px ({m['area_pct']}% of {p.data.image_size}px) target {m['target']} "
@@ -251,7 +267,7 @@ def build_classifier_stats(p):
 
 @app.command("evaluate")
 def evaluate_cmd(
-    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    preset: PresetOpt = "demo-fmnist",
     patch: Optional[Path] = typer.Option(None, "--patch", help="Patch file (.pt); without it the clean cell is evaluated."),
     defense: str = typer.Option("lgs", "--defense", "-d", help="Defense, or none."),
     lam: str = typer.Option("2.3", "--lam", help="Smoothing factor λ >= 0."),
@@ -259,19 +275,18 @@ def evaluate_cmd(
     window: Optional[int] = typer.Option(None, "--window", help="LGS window size in px."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="LGS window overlap in px."),
     space: Optional[str] = typer.Option(None, "--space", help="LGS space: pixel or normalized."),
-    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+    results: ResultsOpt = Path("results"),
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
+    sets: SetOpt = None,
+    progress: ProgressOpt = True,
 ):
     """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
     from patchbench import pipeline
     from patchbench.attacks.patch import Patch
     from patchbench.data import load_split
     from patchbench.defenses import DEFENSES
-    from patchbench.results import ResultStore
 
     p = _load(preset, sets, device, data_root, weights)
     if defense not in DEFENSES:
@@ -284,9 +299,7 @@ def evaluate_cmd(
         patches.append(pt)
     DEFENSES[defense].check_params(_defense_overrides(threshold=threshold, window=window, overlap=overlap, space=space))
     load_split(p.data.dataset, p.data.root, p.data.eval_split, p.data.image_size)
-    dev = pipeline.resolve_device(p.device)
-    store = ResultStore(results)
-    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    dev, store, loaded = _model_for(p, results, progress)
     runs = pipeline.defense_runs(p, loaded.model, [defense], [lam_v],
                                  _defense_overrides(threshold=threshold, window=window, overlap=overlap, space=space))
     runs = runs[1:] if defense != "none" else runs
@@ -296,16 +309,16 @@ def evaluate_cmd(
 
 @app.command("sweep")
 def sweep(
-    preset: str = typer.Option("demo-fmnist", "--preset", "-p", help=PRESET_HELP),
+    preset: PresetOpt = "demo-fmnist",
     defenses: Optional[str] = typer.Option(None, "--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included."),
     lambdas: Optional[str] = typer.Option(None, "--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's."),
     patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: train/cached patches of the preset's attacks."),
-    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+    results: ResultsOpt = Path("results"),
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
+    sets: SetOpt = None,
+    progress: ProgressOpt = True,
 ):
     """Run the grid clean/attacked × (none + defenses) × λ; cached work and stored cells are reused."""
     from patchbench import pipeline
@@ -313,7 +326,6 @@ def sweep(
     from patchbench.config import parse_lambdas
     from patchbench.data import load_split
     from patchbench.defenses import DEFENSES
-    from patchbench.results import ResultStore
 
     p = _load(preset, sets, device, data_root, weights)
     names = None
@@ -333,9 +345,7 @@ def sweep(
     load_split(p.data.dataset, p.data.root, p.data.eval_split, p.data.image_size)
     if not given and p.attacks and pipeline.needs_training(p):
         load_split(p.data.dataset, p.data.root, "train", p.data.image_size)
-    dev = pipeline.resolve_device(p.device)
-    store = ResultStore(results)
-    loaded = pipeline.ensure_model(p, store, dev, progress=progress)
+    dev, store, loaded = _model_for(p, results, progress)
     patch_list = given or pipeline.ensure_patches(p, loaded, store, dev, progress=progress)
     runs = pipeline.defense_runs(p, loaded.model, names, lams)
     rows = pipeline.run_grid(p, loaded, patch_list, runs, store, dev, progress=progress)
@@ -345,7 +355,7 @@ def sweep(
 @app.command("table")
 def table(
     name: str = typer.Argument(..., help="Table to rebuild (see `patchbench list tables`), e.g. icaart2022-1."),
-    results: Path = typer.Option(Path("results"), "--results", help=RESULTS_HELP),
+    results: ResultsOpt = Path("results"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Whose cells to show (default: the paper preset if stored, else the demo)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv or latex."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this file."),
