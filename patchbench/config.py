@@ -78,6 +78,10 @@ class AttackConfig:
     seed: int = 0
     train_pool: int = 10000  # training images the patch samples its batches from
     success_n: int = 1000  # training images the final success rate is measured on
+    # Adversarial Patch (Brown et al. 2017, ICAART Eq. 2): expectation over transformations while
+    # training; each image draws a location (random_placement), a rotation and a scale.
+    rotation: float = 0.0  # max |angle| in degrees of the random rotation (0 = none)
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # random factor on the side
 
 
 @dataclass
@@ -310,9 +314,10 @@ def validate(p: Preset) -> None:
 
 def validate_attack(a: AttackConfig, image_size: int, where: str = "attack") -> None:
     from patchbench.attacks import ATTACKS
-    from patchbench.attacks.patch import PLACEMENTS
+    from patchbench.attacks.patch import PLACEMENTS, PatchAttack
 
-    _check(a.name in ATTACKS, f"unknown attack {a.name!r}; known: {', '.join(ATTACKS)}")
+    patch_attacks = [n for n, c in ATTACKS.items() if issubclass(c, PatchAttack)]
+    _check(a.name in patch_attacks, f"unknown patch attack {a.name!r}; known: {', '.join(patch_attacks)}")
     _check(a.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {a.placement!r}")
     _check(len(a.sizes) > 0, f"{where}.sizes is empty")
     for s in a.sizes:
@@ -322,3 +327,6 @@ def validate_attack(a: AttackConfig, image_size: int, where: str = "attack") -> 
     _check(isinstance(a.steps, int) and a.steps >= 1, f"{where}.steps must be an integer >= 1, got {a.steps!r}")
     _check(a.batch_size >= 1 and a.lr > 0 and 0 <= a.momentum < 1, f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
     _check(isinstance(a.target, int) and a.target >= 0, f"{where}.target must be a class index >= 0, got {a.target!r}")
+    _check(0 <= a.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {a.rotation!r}")
+    _check(len(a.scale_range) == 2 and 0 < a.scale_range[0] <= a.scale_range[1],
+           f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {a.scale_range!r}")

@@ -1,11 +1,13 @@
 """Defense registry: name -> class. One file per family; a new defense is one file + one line."""
 
 from patchbench.defenses.base import Defense, NoDefense  # noqa: F401
-from patchbench.defenses.lgs import LGS
+from patchbench.defenses.lgs import LGS, SLGS, WLGS
 
 DEFENSES: dict[str, type[Defense]] = {
     "none": NoDefense,
     "lgs": LGS,
+    "slgs": SLGS,
+    "wlgs": WLGS,
 }
 
 

@@ -160,3 +160,94 @@ class LGS(Defense):
             # (x_n ⊙ f)·σ + μ = μ + (x - μ) ⊙ f : stays in [0, 1] for f in [0, 1]
             return mean + (x - mean) * factor
         return x * factor
+
+
+# --------------------------------------------------------------------------------------------
+# ICAART 2022: saliency-guided variants. Both reuse LGS's apply (Eq. 5) on a re-weighted g(x).
+
+
+def binary_erode(mask: torch.Tensor, times: int = 1) -> torch.Tensor:
+    """Eq. 8 with a 3×3 square, ``times`` times; pixels outside the image are ignored (as
+    scikit-image's ``binary_erosion``): 1 - maxpool(1 - mask)."""
+    for _ in range(times):
+        mask = 1 - F.max_pool2d(1 - mask, 3, stride=1, padding=1)
+    return mask
+
+
+def binary_dilate(mask: torch.Tensor, times: int = 1) -> torch.Tensor:
+    """Eq. 9 with a 3×3 square, ``times`` times (max pooling; outside pixels ignored)."""
+    for _ in range(times):
+        mask = F.max_pool2d(mask, 3, stride=1, padding=1)
+    return mask
+
+
+def saliency_mask(saliency: torch.Tensor, erosions: int = 2, dilations: int = 3) -> torch.Tensor:
+    """D(x) of SLGS: Eq. 7 (binarize at the per-image mean of M, M >= mean), then ``erosions``
+    erosions followed by ``dilations`` dilations (Eq. 8-9; the paper uses 2 then 3)."""
+    mean = saliency.flatten(1).mean(1).view(-1, 1, 1, 1)
+    mask = (saliency >= mean).to(saliency.dtype)
+    return binary_dilate(binary_erode(mask, erosions), dilations)
+
+
+@dataclasses.dataclass
+class _SaliencyLGS(LGS):
+    top_k: int = 5  # classes in the saliency loss S (ICAART Sec. 3: "top 5 classes")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise PatchbenchError(f"{self.name} top_k must be an integer >= 1, got {self.top_k!r}")
+
+    def _saliency(self, x: torch.Tensor, model) -> torch.Tensor:
+        if model is None:
+            raise PatchbenchError(f"{self.name} needs the classifier (its saliency map); give a --preset")
+        from patchbench.defenses.saliency import saliency_map
+
+        return saliency_map(model, x, self.top_k)
+
+
+@dataclasses.dataclass
+class SLGS(_SaliencyLGS):
+    """Saliency-map-based LGS, T(x) = x ⊙ clip(1 - λ·D(x) ⊙ g(x), 0, 1) (ICAART Eq. 10).
+
+    M(x) is the gradient saliency of the top-5 cross entropy w.r.t. the [0, 1] input image
+    (Eq. 6, :mod:`patchbench.defenses.saliency`); D(x) binarizes it at its per-image mean (Eq. 7)
+    and cleans it with ``erosions`` erosions then ``dilations`` dilations of a 3×3 square
+    (Eq. 8-9; paper: 2 and 3). At low resolution the binarized saliency is pixel-level speckle
+    that two erosions empty completely, so small presets may lower ``erosions``.
+    """
+
+    name: ClassVar[str] = "slgs"
+    erosions: int = 2
+    dilations: int = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("erosions", "dilations"):
+            v = getattr(self, key)
+            if not (isinstance(v, int) and v >= 0):
+                raise PatchbenchError(f"slgs {key} must be an integer >= 0, got {v!r}")
+
+    def maps(self, x, model=None):
+        m = self._saliency(x, model)
+        d = saliency_mask(m, self.erosions, self.dilations)
+        g = super().maps(x)["g"]
+        return {"g": g * d, "mask": d, "saliency": m}
+
+
+@dataclasses.dataclass
+class WLGS(_SaliencyLGS):
+    """Weighted LGS, T(x) = x ⊙ clip(1 - λ·W(x) ⊙ g(x), 0, 1) (ICAART Eq. 11-12).
+
+    Eq. 12 is printed with M(x), but Eq. 11 defines the per-image min-max normalized saliency
+    W(x) in [0, 1] precisely to weight g(x) ("we take the normalized map W as the weight matrix"),
+    and the caption of Fig. 5 clips it to (0, 1): W is used here.
+    """
+
+    name: ClassVar[str] = "wlgs"
+
+    def maps(self, x, model=None):
+        m = self._saliency(x, model)
+        w = minmax_per_image(m)
+        g = super().maps(x)["g"]
+        return {"g": g * w, "weight": w, "saliency": m}
