@@ -36,12 +36,14 @@ class Condition:
 
     def fields(self) -> dict[str, Any]:
         if self.patch is None:
-            return {"attack": "none", "patch_px": None, "target": None, "placement": None,
+            return {"attack": "none", "attack_params": None, "patch_px": None, "target": None, "placement": None,
                     "patch_id": None, "patch_area_pct": None, "condition": "clean"}
         p = self.patch
-        return {"attack": p.meta.get("attack", "patch"), "patch_px": p.size, "target": p.target,
-                "placement": f"{p.placement.kind}+{p.placement.margin}", "patch_id": p.content_id(),
-                "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked"}
+        return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
+                "target": p.target, "placement": f"{p.placement.kind}+{p.placement.margin}",
+                "patch_id": p.content_id(), "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked",
+                # adaptive attacks (ICAART Fig. 10): the training step and the defense trained through
+                "attack_step": p.meta.get("step"), "adaptive_defense": p.meta.get("adaptive_defense")}
 
     def build(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.patch is None else self.patch.apply(x)

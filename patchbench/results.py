@@ -30,11 +30,11 @@ from patchbench.config import stable_hash
 # the cell's identity: every field that changes the numbers
 KEY_FIELDS = [
     "dataset", "split", "eval_n", "eval_seed", "image_size", "model", "model_id",
-    "attack", "patch_px", "target", "placement", "patch_id",
+    "attack", "attack_params", "patch_px", "target", "placement", "patch_id",
     "defense", "defense_params", "lam", "condition",
 ]
 COLUMNS = KEY_FIELDS + [
-    "preset", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
+    "preset", "training", "attack_step", "adaptive_defense", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
     "n_nontarget", "target_hits", "attack_success_rate", "ssim", "seconds", "device",
     "run_id", "git_sha", "version", "created",
 ]
