@@ -170,10 +170,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     pool = candidates[: attack.train_pool]
     success_idx = candidates[: min(attack.success_n, len(candidates))]
     cls = ATTACKS[attack.name]
-    atk = cls(loaded.model, size, attack.target, Placement(attack.placement, attack.margin), d.image_size,
-              steps=attack.steps, lr=attack.lr, momentum=attack.momentum, lr_milestones=attack.lr_milestones,
-              lr_gamma=attack.lr_gamma, random_placement=attack.random_placement, seed=attack.seed,
-              progress=progress)
+    atk = cls.from_config(loaded.model, attack, size, d.image_size, progress=progress)
     batches = _patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
     patch = atk.fit(batches, channels=info.channels)
     rate = atk.success_rate((x, y) for _, x, y in iterate(source, success_idx, d.image_size, d.batch_size, device))

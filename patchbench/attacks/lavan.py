@@ -45,6 +45,20 @@ class LaVAN(PatchAttack):
         left = torch.randint(0, hi, (n,), generator=gen).to(device)
         return top, left
 
+    def training_images(self, x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor,
+                        gen: torch.Generator) -> torch.Tensor:
+        """x' of Eq. 3 for one training batch (the fixed or a random placement per image)."""
+        top, left = self._offsets(len(x), gen, x.device)
+        return paste(x, delta, mask, top, left)
+
+    @classmethod
+    def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True) -> "LaVAN":
+        """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry)."""
+        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size,
+                   steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
+                   lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
+                   progress=progress)
+
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None) -> Patch:
         """Optimize δ over ``steps`` batches of (images, labels) drawn from ``batches``."""
         device = self.device
@@ -61,8 +75,7 @@ class LaVAN(PatchAttack):
         hits = seen = 0
         for _ in bar:
             x, y = next(it)
-            top, left = self._offsets(len(x), gen, device)
-            logits = self.model(paste(x, delta, mask, top, left))
+            logits = self.model(self.training_images(x, delta, mask, gen))
             loss = self.loss(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -79,9 +92,13 @@ class LaVAN(PatchAttack):
             "random_placement": self.random_placement, "steps": self.steps, "lr": self.lr,
             "momentum": self.momentum, "lr_milestones": self.lr_milestones, "seed": self.seed,
             "image_size": self.image_size, "area_pct": round(100 * self.size ** 2 / self.image_size ** 2, 3),
-            "train_seconds": round(time.perf_counter() - t0, 2),
+            "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta(),
         })
         return self.patch
+
+    def extra_meta(self) -> dict:
+        """Attack-specific fields for the patch's metadata (subclasses add theirs)."""
+        return {}
 
     @torch.no_grad()
     def success_rate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:

@@ -1,0 +1,103 @@
+"""Adversarial Patch (Brown et al., 2017), as ICAART 2022 uses it (Eq. 2, Sec. 4.1).
+
+Eq. 2: p̂ = argmax_p E_{x~X, t~T, l~L} [log Pr(ŷ | A(p, x, l, t))] — a targeted, universal patch
+trained under an expectation over transformations (EoT): every training image gets its own random
+location l, rotation and scale t. The ICAART presets use a square 90 px patch (5 % of 400 px)
+and test it at the fixed top-right placement like LaVAN (Sec. 4.1 Testing).
+
+EoT is batched: the patch and its mask are drawn on an image-sized canvas, and one
+``affine_grid``/``grid_sample`` per batch rotates, scales and moves them per image (bilinear;
+the mask is resampled the same way, so edges blend). With rotation 0 and scale 1 the training
+images equal the exact integer-offset paste used at test time.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from patchbench.attacks.lavan import LaVAN
+from patchbench.attacks.patch import Placement
+
+
+def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_deg: torch.Tensor,
+              scale: torch.Tensor, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """x' = (1 - m_t) ⊙ x + m_t ⊙ δ_t with δ, m rotated by ``angle_deg``, scaled by ``scale`` about
+    the patch centre, and the (unscaled) patch box's top-left corner at (top, left); per image."""
+    n, c, h, w = x.shape
+    s = delta.shape[-1]
+    # canvas with the patch in the top-left corner; the affine map moves it
+    canvas = torch.zeros(1, c + 1, h, w, device=x.device, dtype=x.dtype)
+    canvas[0, :c, :s, :s] = delta
+    canvas[0, c:, :s, :s] = mask
+    # In pixel coordinates an output pixel p samples the canvas at B (p - c_out) + c_in with
+    # B = R(-θ) / scale; in affine_grid's normalized coordinates (align_corners=True,
+    # u = D p - 1, D = diag(2/(w-1), 2/(h-1))) that is u_in = A u_out + t, A = D B D⁻¹.
+    theta = torch.deg2rad(angle_deg.to(x))
+    cos, sin = torch.cos(theta) / scale.to(x), torch.sin(theta) / scale.to(x)
+    sx, sy = 2 / (w - 1), 2 / (h - 1)
+    a = torch.stack([torch.stack([cos, sin * sx / sy], 1),
+                     torch.stack([-sin * sy / sx, cos], 1)], 1)  # N×2×2
+    centre = (s - 1) / 2
+    c_out = torch.stack([(left.to(x) + centre) * sx - 1, (top.to(x) + centre) * sy - 1], 1)
+    c_in = torch.tensor([centre * sx - 1, centre * sy - 1], device=x.device, dtype=x.dtype)
+    t = c_in - (a @ c_out.unsqueeze(2)).squeeze(2)
+    grid = F.affine_grid(torch.cat([a, t.unsqueeze(2)], 2), (n, c + 1, h, w), align_corners=True)
+    warped = F.grid_sample(canvas.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=True)
+    d, m = warped[:, :c], warped[:, c:]
+    return (1 - m) * x + m * d
+
+
+class AdversarialPatch(LaVAN):
+    """Targeted universal patch with EoT (Brown et al. 2017; ICAART Eq. 2).
+
+    Differences from :class:`LaVAN`: the loss is −log Pr(target) (Eq. 2) instead of the logit
+    difference of Eq. 3, and each training image draws a random location (``random_placement``),
+    a rotation in ±``rotation`` degrees and a scale in ``scale_range`` (uniform). SGD with
+    momentum on δ ∈ [0, 1] like LaVAN; the optimizer settings come from the preset.
+    """
+
+    name = "adversarial_patch"
+
+    def __init__(self, model, size: int, target: int, placement: Placement, image_size: int, *,
+                 rotation: float = 0.0, scale_range: Iterable[float] = (1.0, 1.0), **kw):
+        super().__init__(model, size, target, placement, image_size, **kw)
+        self.rotation = float(rotation)
+        self.scale_range = tuple(float(v) for v in scale_range)
+
+    @classmethod
+    def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True):
+        atk = super().from_config(model, cfg, size, image_size, progress)
+        atk.rotation, atk.scale_range = float(cfg.rotation), tuple(float(v) for v in cfg.scale_range)
+        return atk
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Negative of Eq. 2's objective: −E[log Pr(ŷ_target | x')]."""
+        return -F.log_softmax(logits, 1)[:, self.target].mean()
+
+    def training_images(self, x, delta, mask, gen):
+        n = len(x)
+        lo, hi = self.scale_range
+        if self.rotation == 0 and lo == hi == 1.0:
+            return super().training_images(x, delta, mask, gen)
+        angle = (torch.rand(n, generator=gen) * 2 - 1) * self.rotation
+        scale = lo + (hi - lo) * torch.rand(n, generator=gen)
+        if self.random_placement:
+            # keep the scaled, rotated patch inside the image: its bounding half-width
+            half = (self.size / 2) * scale * (angle.abs().deg2rad().cos() + angle.abs().deg2rad().sin())
+            margin = (half - self.size / 2).clamp(min=0)
+            span = (self.image_size - self.size - 2 * margin).clamp(min=0)
+            top = margin + torch.rand(n, generator=gen) * span
+            left = margin + torch.rand(n, generator=gen) * span
+        else:
+            t, l_ = self.placement.offset(self.image_size, self.size)
+            top, left = torch.full((n,), float(t)), torch.full((n,), float(l_))
+        dev = x.device
+        return eot_paste(x, delta, mask, angle.to(dev), scale.to(dev), top.to(dev), left.to(dev))
+
+    def extra_meta(self) -> dict:
+        return {"rotation": self.rotation, "scale_range": list(self.scale_range), "loss": "log-prob target (Eq. 2)"}
+
