@@ -1,0 +1,170 @@
+"""Digital Watermarking defense (Hayes 2018, "On Visible Adversarial Perturbations & Digital
+Watermarking", CVPR-W), the DW baseline of ICAART 2022 (Sec. 2.2, Fig. 9).
+
+Hayes' pipeline, as read here (each step a parameter; the paper's exact constants are not
+reproduced, so the defaults are choices, stated below):
+
+1. saliency: a gradient saliency map of the classifier marks the suspected patch.
+   ``saliency="logit"`` (default): Simonyan et al. 2013's map, |∂ logit_top / ∂x| of the model's
+   top class, max over channels. ``saliency="topk_ce"``: ICAART's Eq. 6 map
+   (:func:`patchbench.defenses.saliency.saliency_map` with ``top_k`` classes). The logit is the
+   default because a log-softmax gradient vanishes on confidently classified images — and a
+   successful patch makes the model confident;
+2. binarize per image: ``rule="std"`` marks pixels with M > mean(M) + ``threshold``·std(M)
+   (default threshold 2; a region of uniform saliency V over a fraction f of a zero background
+   passes while f + 2·sqrt(f(1-f)) < 1, i.e. f < 20 %); ``rule="quantile"`` marks M > the
+   ``threshold``-quantile of M (linear interpolation, as numpy/torch.quantile);
+3. clean the mask: ``erosions`` binary erosions then ``dilations`` binary dilations with a 3×3 square,
+   done by ``max_pool2d``; pixels outside the image count as 0 for both (scipy.ndimage's
+   default ``border_value=0``). Erosion drops isolated salient pixels, dilation then covers
+   the patch's rim (defaults 1 and 2);
+4. inpaint the masked pixels: harmonic (Laplace) inpainting, the discrete solution of Δu = 0 on
+   the mask with the unmasked pixels as boundary values — every masked pixel becomes the mean of
+   its 4 in-image neighbours (a natural Neumann condition at the image border). Masked pixels
+   start at the mean of the image's unmasked pixels (per channel; 0.5 when all are masked) and
+   ``inpaint_iter`` red-black successive over-relaxation sweeps with factor ``omega`` update
+   them (omega 1 = Gauss-Seidel; on a 30×30 hole 1.9 needs ~6× fewer sweeps than 1 to reach
+   1e-6, and 300 sweeps reach float64 round-off).
+   Hayes used OpenCV's inpainting (``cv2.inpaint``); OpenCV is not a dependency of patchbench,
+   and the Laplace fill is batched on the device and has a reference solution (tests:
+   scipy.sparse.linalg.spsolve).
+
+``maps`` does all the work (it needs the model for step 1; no model raises PatchbenchError) and
+returns ``{"out", "mask"}``; ``apply`` returns ``maps["out"]`` (no λ). Batch-invariant: the
+saliency of an image only depends on that image, every other step is per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from patchbench.defenses.base import Defense
+from patchbench.defenses.saliency import saliency_map
+from patchbench.errors import PatchbenchError
+
+
+def logit_saliency(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """|∂ logit_c / ∂x| for the model's top class c, max over channels (N×1×H×W, detached)."""
+    was_training = model.training
+    model.eval()
+    with torch.enable_grad():
+        xi = x.detach().requires_grad_(True)
+        logits = model(xi)
+        (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), xi)
+    if was_training:
+        model.train()
+    return grad.abs().amax(1, keepdim=True)
+
+
+def binarize(m: torch.Tensor, rule: str = "std", threshold: float = 2.0) -> torch.Tensor:
+    """Per-image binary mask of a saliency map N×1×H×W (bool)."""
+    flat = m.flatten(1)
+    if rule == "std":
+        t = flat.mean(1) + threshold * flat.std(1, correction=0)
+    else:  # quantile, linear interpolation between order statistics
+        s = flat.sort(1).values
+        pos = threshold * (s.shape[1] - 1)
+        lo = int(pos)
+        hi = min(lo + 1, s.shape[1] - 1)
+        t = s[:, lo] + (pos - lo) * (s[:, hi] - s[:, lo])
+    return m > t.view(-1, 1, 1, 1)
+
+
+def dilate(mask: torch.Tensor, iterations: int = 1) -> torch.Tensor:
+    """Binary dilation with a 3×3 square, ``iterations`` times (outside the image = 0)."""
+    m = mask.float()
+    for _ in range(iterations):
+        m = F.max_pool2d(m, 3, stride=1, padding=1)  # max_pool pads with -inf: outside never counts
+    return m > 0
+
+
+def erode(mask: torch.Tensor, iterations: int = 1) -> torch.Tensor:
+    """Binary erosion with a 3×3 square, ``iterations`` times; outside the image counts as 0, so
+    pixels on the image border are removed (scipy.ndimage.binary_erosion's border_value=0)."""
+    inv = (~mask).float()
+    for _ in range(iterations):
+        inv = F.max_pool2d(F.pad(inv, (1, 1, 1, 1), value=1.0), 3, stride=1)
+    return inv == 0
+
+
+def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
+    """Sum of the 4 in-image neighbours of every pixel (outside the image counts 0)."""
+    p = F.pad(u, (1, 1, 1, 1))
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+
+
+def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300, omega: float = 1.9) -> torch.Tensor:
+    """Fill the pixels where ``mask`` (N×1×H×W bool) is True with the solution of the discrete
+    Laplace equation (4-neighbour mean, neighbours inside the image only), by red-black SOR.
+
+    Unmasked pixels are never changed. Every connected masked region borders an unmasked pixel
+    (the grid is connected), so the solution is unique — unless the whole image is masked, which
+    then keeps its initial value 0.5."""
+    n, c, h, w = x.shape
+    m = mask.expand(n, c, h, w)
+    keep = (~m).to(x.dtype)
+    count = keep.sum((2, 3), keepdim=True)
+    mean = torch.where(count > 0, (x * keep).sum((2, 3), keepdim=True) / count.clamp(min=1), torch.full_like(count, 0.5))
+    u = torch.where(m, mean.expand_as(x), x)
+    degree = _neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
+    ii, jj = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
+    red = ((ii + jj) % 2 == 0).view(1, 1, h, w)
+    colours = (m & red, m & ~red)
+    for _ in range(iterations):
+        for sel in colours:
+            u = torch.where(sel, u + omega * (_neighbour_sum(u) / degree - u), u)
+    return u
+
+
+@dataclasses.dataclass
+class DigitalWatermarking(Defense):
+    """Hayes 2018's saliency-mask + inpainting defense ("DW"); see the module docstring."""
+
+    name: ClassVar[str] = "dw"
+    uses_lambda: ClassVar[bool] = False
+
+    saliency: str = "logit"  # logit (Simonyan 2013) | topk_ce (ICAART Eq. 6)
+    top_k: int = 5  # classes of the topk_ce saliency
+    rule: str = "std"  # std: mean + threshold·std | quantile: threshold-quantile
+    threshold: float = 2.0
+    erosions: int = 1
+    dilations: int = 2
+    inpaint_iter: int = 300
+    omega: float = 1.9
+
+    def __post_init__(self):
+        if self.saliency not in ("logit", "topk_ce"):
+            raise PatchbenchError(f"dw saliency must be logit or topk_ce, got {self.saliency!r}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise PatchbenchError(f"dw top_k must be an integer >= 1, got {self.top_k!r}")
+        if self.rule not in ("std", "quantile"):
+            raise PatchbenchError(f"dw rule must be std or quantile, got {self.rule!r}")
+        if not isinstance(self.threshold, (int, float)) or (self.rule == "quantile" and not 0 <= self.threshold <= 1):
+            raise PatchbenchError(f"dw threshold must be a number (in [0, 1] for rule quantile), got {self.threshold!r}")
+        for field in ("erosions", "dilations", "inpaint_iter"):
+            v = getattr(self, field)
+            if not (isinstance(v, int) and v >= 0):
+                raise PatchbenchError(f"dw {field} must be an integer >= 0, got {v!r}")
+        if not (isinstance(self.omega, (int, float)) and 0 < self.omega < 2):
+            raise PatchbenchError(f"dw omega must be in (0, 2) for SOR to converge, got {self.omega!r}")
+
+    def mask(self, x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+        """Steps 1-3: the cleaned binary mask, N×1×H×W bool."""
+        m = logit_saliency(model, x) if self.saliency == "logit" else saliency_map(model, x, self.top_k)
+        m = binarize(m, self.rule, float(self.threshold))
+        return dilate(erode(m, self.erosions), self.dilations)
+
+    def maps(self, x, model=None):
+        if model is None:
+            raise PatchbenchError("dw needs the classifier: its saliency map marks the region to inpaint")
+        mask = self.mask(x, model)
+        with torch.no_grad():
+            out = harmonic_inpaint(x.detach(), mask, self.inpaint_iter, float(self.omega)).clamp(0, 1)
+        return {"out": out, "mask": mask}
+
+    def apply(self, x, maps, lam=None):
+        return maps["out"]
