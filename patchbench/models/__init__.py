@@ -4,4 +4,4 @@ from patchbench.models.registry import MODELS, ModelSpec, build_classifier, regi
 from patchbench.models.wrapper import Classifier  # noqa: F401
 
 # importing the modules registers their models
-from patchbench.models import small, imagenet  # noqa: E402,F401
+from patchbench.models import imagenet, mini_inception, small  # noqa: E402,F401

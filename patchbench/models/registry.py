@@ -16,15 +16,18 @@ class ModelSpec:
     build: Callable[..., nn.Module]
     pretrained: bool  # True: ImageNet weights through torchvision; False: trained by patchbench
     description: str
-    # a patch's gradient-saliency layer etc. can be added here later; keep specs declarative
+    # Grad-CAM layer (patchbench.gradcam): a dotted module name inside the built network (not the
+    # Classifier wrapper), the last convolutional activation as in Selvaraju et al.; None = none
+    cam_layer: str | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, pretrained: bool = False, description: str = ""):
+def register_model(name: str, *, pretrained: bool = False, description: str = "", cam_layer: str | None = None):
     def deco(fn):
-        MODELS[name] = ModelSpec(name, fn, pretrained, description or (fn.__doc__ or "").strip().splitlines()[0])
+        MODELS[name] = ModelSpec(name, fn, pretrained, description or (fn.__doc__ or "").strip().splitlines()[0],
+                                 cam_layer)
         return fn
 
     return deco
