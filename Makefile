@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo reproduce-tables lint bench clean
 
 install: $(VENV)/.installed  ## venv + editable install with dev tools (idempotent)
 
@@ -17,10 +17,13 @@ $(VENV)/.installed: pyproject.toml
 test: install  ## the test suite (no network, minutes on 2 cores)
 	$(BIN)/python -m pytest -q
 
-demo: install  ## the embedded Fashion-MNIST benchmark: model, LaVAN patches, LGS sweep, Table 1
-	$(BIN)/patchbench train-model --preset demo-fmnist --results $(RESULTS)
-	$(BIN)/patchbench sweep --preset demo-fmnist --results $(RESULTS)
-	$(BIN)/patchbench table icaart2022-1 --preset demo-fmnist --results $(RESULTS) --out $(RESULTS)/demo/icaart2022-1.md
+demo: install  ## ICAART 2022 at demo scale (Fashion-MNIST, CPU): Tables 1-4, SSIM, Fig. 5, Fig. 9, Fig. 10
+	$(BIN)/patchbench reproduce icaart2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
+	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
+
+reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet (DATA=...) and torchvision weights
+	$(BIN)/patchbench reproduce icaart2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper $(if $(DATA),--data-root $(DATA),)
+	$(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
 
 lint: install
 	$(BIN)/ruff check patchbench tests benchmarks

@@ -133,18 +133,22 @@ def train_model(
     data_root: DataRootOpt = None,
     weights: WeightsOpt = None,
     force: bool = typer.Option(False, "--force", help="Retrain even if a cached checkpoint exists."),
+    training: Optional[str] = typer.Option(
+        None, "--training", help="raw, madry, madry+aad, alp or alp+aad (TOMM 2022; default: the preset's). "
+                                 "Adversarial trainings checkpoint every epoch and resume after a kill."),
     sets: SetOpt = None,
     progress: ProgressOpt = True,
 ):
     """Train and cache the preset's classifier (checkpoint + JSON with accuracy, seed, config hash).
 
-    For presets with pretrained torchvision weights this only checks that the weights load.
+    For presets with pretrained torchvision weights and raw training this only checks that the
+    weights load; adversarial trainings fine-tune them.
     """
     from patchbench import pipeline
     from patchbench.data import load_split
     from patchbench.results import ResultStore
 
-    p = _load(preset, sets, device, data_root, weights)
+    p = _load(preset, sets, device, data_root, weights, extra=[f"model.train.training={training}"] if training else None)
     dev = pipeline.resolve_device(p.device)
     store = ResultStore(results)
     if pipeline.needs_training(p):
@@ -320,12 +324,16 @@ def sweep(
     sets: SetOpt = None,
     progress: ProgressOpt = True,
 ):
-    """Run the grid clean/attacked × (none + defenses) × λ; cached work and stored cells are reused."""
+    """Run the grid clean/attacked × (none + defenses) × λ; cached work and stored cells are reused.
+
+    With a TOMM preset (evasion attacks): every training mode × (clean + every attack).
+    """
     from patchbench import pipeline
     from patchbench.attacks.patch import Patch
     from patchbench.config import parse_lambdas
     from patchbench.data import load_split
     from patchbench.defenses import DEFENSES
+    from patchbench.results import ResultStore
 
     p = _load(preset, sets, device, data_root, weights)
     names = None
@@ -345,6 +353,13 @@ def sweep(
     load_split(p.data.dataset, p.data.root, p.data.eval_split, p.data.image_size)
     if not given and p.attacks and pipeline.needs_training(p):
         load_split(p.data.dataset, p.data.root, "train", p.data.image_size)
+    if p.evasion and not given:  # TOMM presets: every training mode × every evasion attack
+        pipeline.check_data(p)
+        dev, store = pipeline.resolve_device(p.device), ResultStore(results)
+        for training in p.trainings or [p.model.train.training]:
+            rows = pipeline.run_evasion_grid(p, training, store, dev, progress)
+            out.print(f"{training}: {len(rows)} cells in {results / 'cells'}")
+        return
     dev, store, loaded = _model_for(p, results, progress)
     patch_list = given or pipeline.ensure_patches(p, loaded, store, dev, progress=progress)
     runs = pipeline.defense_runs(p, loaded.model, names, lams)
@@ -381,6 +396,71 @@ def table(
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(render(tab, caption, "markdown" if fmt == "rich" else fmt, notes))
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    paper: str = typer.Argument(..., help="Paper to reproduce: icaart2022."),
+    preset_scale: str = typer.Option("demo", "--preset-scale", help="demo (Fashion-MNIST, CPU minutes) or paper (the paper's presets: GPU + ImageNet)."),
+    results: ResultsOpt = Path("results"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where tables (.md) and figures (.png) go; default RESULTS/reports/PAPER-SCALE."),
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    sets: SetOpt = None,
+    progress: ProgressOpt = True,
+):
+    """Train, sweep and report everything a paper's tables and figures need; resumable.
+
+    A rerun reuses every cached model, patch and cell and only rebuilds the reports.
+    """
+    from patchbench.reproduce import reproduce
+
+    overrides = list(sets or [])
+    if device:
+        overrides.append(f"device={device}")
+    if data_root:
+        overrides.append(f"data.root={data_root}")
+    reproduce(paper, preset_scale, results, out_dir, overrides, progress)
+
+
+plot_app = typer.Typer(help="Figures rebuilt from stored cells (PNG).", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("lambda-curve")
+def plot_lambda_curve(
+    preset: PresetOpt = "demo-fmnist",
+    results: ResultsOpt = Path("results"),
+    attack: str = typer.Option("lavan", "--attack", help="Attack whose patch gives the attacked curve."),
+    patch_px: Optional[int] = typer.Option(None, "--patch-px", help="Patch size; default: the middle stored size (the paper plots 52 of 42/52/60 px)."),
+    out_file: Path = typer.Option(Path("lambda-curve.png"), "--out", "-o", help="PNG file to write."),
+):
+    """ICAART 2022 Fig. 5: top-1 accuracy vs λ (clean, attacked, average) for LGS / SLGS / WLGS."""
+    from patchbench.plots import lambda_curve
+    from patchbench.results import ResultStore
+
+    cells = ResultStore(results).load_cells()
+    if cells.empty:
+        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
+    out.print(f"wrote {lambda_curve(cells, preset, out_file, attack, patch_px)}")
+
+
+@plot_app.command("adaptive")
+def plot_adaptive(
+    preset: PresetOpt = "demo-fmnist",
+    results: ResultsOpt = Path("results"),
+    out_file: Path = typer.Option(Path("adaptive.png"), "--out", "-o", help="PNG file to write."),
+):
+    """ICAART 2022 Fig. 10: success of the white-box adaptive LaVAN vs training step, per defense."""
+    from patchbench.plots import adaptive_curve, adaptive_table
+    from patchbench.results import ResultStore
+
+    cells = ResultStore(results).load_cells()
+    if cells.empty:
+        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench reproduce` first")
+    path = adaptive_curve(cells, preset, out_file)
+    out.print(adaptive_table(cells, preset).to_string(index=False))
+    out.print(f"wrote {path}")
 
 
 def _print_rows(rows) -> None:

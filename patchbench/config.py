@@ -30,23 +30,73 @@ class DataConfig:
     eval_split: str = "test"
     eval_n: int = 2000  # fixed, seeded evaluation subset; 0 = the whole split
     eval_seed: int = 0
+    ssim_n: int = 1000  # clean images on which SSIM(input, defended) is measured (ICAART: 1000)
     batch_size: int = 500
     num_workers: int = 0
 
 
 @dataclass
 class TrainConfig:
-    """Classifier training (standard ERM). Adam + OneCycle is the demo's measured setting."""
+    """Classifier training. Standard ERM (``train_standard``: Adam + OneCycle is the demo's measured
+    setting) or adversarial (``patchbench.training.adversarial``, TOMM 2022 Table 6)."""
 
     epochs: int = 3
     batch_size: int = 128
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 3e-3  # max lr of the one-cycle schedule
-    schedule: str = "onecycle"  # onecycle | constant
+    optimizer: str = "adam"  # adam | sgd | rmsprop
+    lr: float = 3e-3  # max lr of the one-cycle schedule; the (initial) lr of constant / step
+    schedule: str = "onecycle"  # onecycle | constant | step (lr *= lr_decay every lr_decay_every epochs)
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
     train_n: int = 0  # 0 = the whole training split; >0 = a seeded subset (tests, quick runs)
+    lr_decay: float = 0.94  # step schedule (TOMM 2022 ResNet50: 0.045 decayed x0.94 every 2 epochs)
+    lr_decay_every: int = 2  # epochs
+    # adversarial training (train_adversarial only; train_standard ignores these)
+    training: str = "raw"  # raw | madry | madry+aad | alp | alp+aad
+    class_loss: str = "soft-margin"  # L_c: soft-margin (multi-label soft margin on one-hot; TOMM Eq. 10) | ce
+    eps: float = 0.3  # L-inf radius of the training PGD, [0, 1] pixel scale (MNIST 0.3; CIFAR 8/255)
+    attack_steps: int = 40  # PGD steps while training (Madry et al. MNIST: 40; CIFAR: 7)
+    attack_step_size: float | None = None  # None: 2.5 * eps / attack_steps
+    alp_weight: float = 0.5  # λ of ALP's mean squared logit difference (Kannan et al. 2018)
+    aad_alpha: float = 0.01  # α of the rectification loss L_r (TOMM Eq. 8, 10)
+    aad_beta: float = 0.01  # β of the preservation loss L_p (TOMM Eq. 9, 10)
+    aad_lp_reduction: str = "mean"  # L_p over the CAM grid: mean | sum (literal l1; collapses maps, see training.adversarial)
+    kappa: Any = "mean"  # attention threshold κ of Eq. 3: "mean" (per image) or a number
+
+
+TRAINING_MODES = ("raw", "madry", "madry+aad", "alp", "alp+aad")
+
+
+def validate_train(t: TrainConfig, where: str = "model.train") -> None:
+    """Range checks of a TrainConfig; PatchbenchError naming the key."""
+
+    def num(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    _check(integer(t.epochs) and t.epochs >= 0, f"{where}.epochs must be an integer >= 0, got {t.epochs!r}")
+    _check(integer(t.batch_size) and t.batch_size >= 1, f"{where}.batch_size must be an integer >= 1, got {t.batch_size!r}")
+    _check(num(t.lr) and t.lr > 0, f"{where}.lr must be a number > 0, got {t.lr!r}")
+    _check(t.optimizer in ("adam", "sgd", "rmsprop"), f"{where}.optimizer must be adam, sgd or rmsprop, got {t.optimizer!r}")
+    _check(t.schedule in ("onecycle", "constant", "step"), f"{where}.schedule must be onecycle, constant or step, got {t.schedule!r}")
+    _check(num(t.momentum) and 0 <= t.momentum < 1, f"{where}.momentum must be in [0, 1), got {t.momentum!r}")
+    _check(num(t.weight_decay) and t.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {t.weight_decay!r}")
+    _check(integer(t.train_n) and t.train_n >= 0, f"{where}.train_n must be an integer >= 0, got {t.train_n!r}")
+    _check(num(t.lr_decay) and 0 < t.lr_decay <= 1, f"{where}.lr_decay must be in (0, 1], got {t.lr_decay!r}")
+    _check(integer(t.lr_decay_every) and t.lr_decay_every >= 1, f"{where}.lr_decay_every must be an integer >= 1, got {t.lr_decay_every!r}")
+    _check(t.training in TRAINING_MODES, f"{where}.training must be one of {', '.join(TRAINING_MODES)}, got {t.training!r}")
+    _check(t.class_loss in ("soft-margin", "ce"), f"{where}.class_loss must be soft-margin or ce, got {t.class_loss!r}")
+    _check(num(t.eps) and 0 < t.eps <= 1, f"{where}.eps must be a number in (0, 1] (pixel scale; 8/255 = 0.0314), got {t.eps!r}")
+    _check(integer(t.attack_steps) and t.attack_steps >= 1, f"{where}.attack_steps must be an integer >= 1, got {t.attack_steps!r}")
+    _check(t.attack_step_size is None or (num(t.attack_step_size) and t.attack_step_size > 0),
+           f"{where}.attack_step_size must be a number > 0 or null, got {t.attack_step_size!r}")
+    for key in ("alp_weight", "aad_alpha", "aad_beta"):
+        v = getattr(t, key)
+        _check(num(v) and v >= 0, f"{where}.{key} must be a number >= 0, got {v!r}")
+    _check(t.kappa == "mean" or (num(t.kappa) and t.kappa >= 0), f"{where}.kappa must be 'mean' or a number >= 0, got {t.kappa!r}")
+    _check(t.aad_lp_reduction in ("mean", "sum"), f"{where}.aad_lp_reduction must be mean or sum, got {t.aad_lp_reduction!r}")
 
 
 @dataclass
@@ -92,6 +142,48 @@ class DefenseConfig:
 
 
 @dataclass
+class EvasionConfig:
+    """A pixel-space L∞ attack column of TOMM 2022 Table 6/7 (FGSM, PGD-k, CW-k, StepLL, A3).
+
+    ``name`` is an attack of the registry (fgsm, pgd, cw, stepll, iter-stepll, pgd+a3,
+    iter-stepll+a3, ...); ``eps`` in [0, 1] pixel units; ``steps``/``step_size`` for iterative
+    attacks (None: the attack's default); ``params`` any other constructor argument (sigma, ...);
+    ``column`` the table's column label (default: derived, e.g. PGD10).
+    """
+
+    name: str = "pgd"
+    eps: float = 0.3
+    steps: int | None = None
+    step_size: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    column: str | None = None
+    seed: int = 0
+    trainings: list[str] = field(default_factory=list)  # evaluate only these models (empty: all)
+
+    def label(self) -> str:
+        if self.column:
+            return self.column
+        base = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW", "stepll": "StepLL", "iter-stepll": "Iter-StepLL",
+                "pgd+a3": "PGD+A3", "stepll+a3": "StepLL+A3", "iter-stepll+a3": "Iter-StepLL+A3"}.get(self.name, self.name)
+        return f"{base}{self.steps}" if self.steps and self.name in ("pgd", "cw") else base
+
+
+@dataclass
+class AdaptiveConfig:
+    """White-box adaptive attack of ICAART Fig. 10 (Eq. 13): LaVAN re-trained through each defense.
+
+    Empty ``defenses`` = not part of this preset. ``lam`` None: each defense's largest preset λ;
+    ``size`` None: the largest size of the preset's first attack; ``steps`` None: that attack's.
+    """
+
+    defenses: list[str] = field(default_factory=list)
+    lam: float | None = None
+    size: int | None = None
+    steps: int | None = None
+    record_every: int | None = None
+
+
+@dataclass
 class Preset:
     name: str
     description: str = ""
@@ -101,6 +193,11 @@ class Preset:
     model: ModelConfig = field(default_factory=ModelConfig)
     attacks: list[AttackConfig] = field(default_factory=list)
     defenses: list[DefenseConfig] = field(default_factory=list)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    # TOMM 2022: the model is trained once per training mode (model.train.training replaced),
+    # and each is attacked with every evasion attack (Table 6 rows × columns)
+    trainings: list[str] = field(default_factory=list)
+    evasion: list[EvasionConfig] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # footnotes printed under tables
     source: str = ""  # where it was loaded from
 
@@ -269,7 +366,10 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     data = _build(DataConfig, raw.pop("data", {}), "data")
     attacks = [_build(AttackConfig, a, f"attacks.{i}") for i, a in enumerate(raw.pop("attacks", []) or [])]
     defenses = [_defense_from_raw(d, f"defenses.{i}") for i, d in enumerate(raw.pop("defenses", []) or [])]
-    preset = _build(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "defenses": defenses}, "preset")
+    adaptive = _build(AdaptiveConfig, raw.pop("adaptive", {}), "adaptive")
+    evasion = [_build(EvasionConfig, e, f"evasion.{i}") for i, e in enumerate(raw.pop("evasion", []) or [])]
+    preset = _build(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "defenses": defenses,
+                             "adaptive": adaptive, "evasion": evasion}, "preset")
     preset.source = source
     validate(preset)
     return preset
@@ -301,12 +401,21 @@ def validate(p: Preset) -> None:
     _check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
     m = p.model
     _check(m.arch in MODELS, f"unknown model {m.arch!r}; known: {', '.join(MODELS)}")
-    t = m.train
-    _check(t.epochs >= 0 and t.batch_size >= 1 and t.lr > 0, "model.train: epochs >= 0, batch_size >= 1 and lr > 0 are required")
-    _check(t.optimizer in ("adam", "sgd"), f"model.train.optimizer must be adam or sgd, got {t.optimizer!r}")
-    _check(t.schedule in ("onecycle", "constant"), f"model.train.schedule must be onecycle or constant, got {t.schedule!r}")
+    validate_train(m.train, where="model.train")
     for i, a in enumerate(p.attacks):
         validate_attack(a, d.image_size, where=f"attacks.{i}")
+    for t in p.trainings:
+        _check(t in TRAINING_MODES, f"trainings: unknown training {t!r}; known: {', '.join(TRAINING_MODES)}")
+    for i, e in enumerate(p.evasion):
+        validate_evasion(e, f"evasion.{i}")
+    ad = p.adaptive
+    for name in ad.defenses:
+        _check(name in DEFENSES, f"adaptive.defenses: unknown defense {name!r}; known: {', '.join(DEFENSES)}")
+    _check(ad.lam is None or ad.lam >= 0, f"adaptive.lam must be >= 0, got {ad.lam!r}")
+    _check(ad.steps is None or (isinstance(ad.steps, int) and ad.steps >= 1), f"adaptive.steps must be an integer >= 1, got {ad.steps!r}")
+    _check(ad.record_every is None or (isinstance(ad.record_every, int) and ad.record_every >= 1),
+           f"adaptive.record_every must be an integer >= 1, got {ad.record_every!r}")
+    _check(not ad.defenses or bool(p.attacks), "adaptive needs an attack entry (its hyper-parameters are reused)")
     for i, df in enumerate(p.defenses):
         _check(df.name in DEFENSES, f"unknown defense {df.name!r}; known: {', '.join(DEFENSES)}")
         DEFENSES[df.name].check_params(df.params)
@@ -330,3 +439,27 @@ def validate_attack(a: AttackConfig, image_size: int, where: str = "attack") -> 
     _check(0 <= a.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {a.rotation!r}")
     _check(len(a.scale_range) == 2 and 0 < a.scale_range[0] <= a.scale_range[1],
            f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {a.scale_range!r}")
+
+
+def validate_evasion(e: EvasionConfig, where: str = "evasion") -> None:
+    """Name and ranges of an evasion attack (ART-style checks: bad ε/steps → one-line error)."""
+    from patchbench.attacks import ATTACKS
+    from patchbench.attacks.patch import PatchAttack
+
+    names = [n for n, c in ATTACKS.items() if not issubclass(c, PatchAttack)]
+    _check(e.name in names, f"{where}: unknown evasion attack {e.name!r}; known: {', '.join(names)}")
+    _check(isinstance(e.eps, (int, float)) and not isinstance(e.eps, bool) and math.isfinite(e.eps) and 0 < e.eps <= 1,
+           f"{where}.eps must be a number in (0, 1] (pixel scale; 8/255 = 0.0314), got {e.eps!r}")
+    _check(e.steps is None or (isinstance(e.steps, int) and not isinstance(e.steps, bool) and e.steps >= 1),
+           f"{where}.steps must be an integer >= 1, got {e.steps!r}")
+    import inspect
+
+    accepted = inspect.signature(ATTACKS[e.name].__init__).parameters
+    for key in ("steps", "step_size"):
+        _check(getattr(e, key) is None or key in accepted, f"{where}: attack {e.name} takes no {key}")
+    for key in e.params:
+        _check(key in accepted and key not in ("self", "model", "eps"), f"{where}.params: attack {e.name} has no parameter {key!r}")
+    for t in e.trainings:
+        _check(t in TRAINING_MODES, f"{where}.trainings: unknown training {t!r}; known: {', '.join(TRAINING_MODES)}")
+    _check(e.step_size is None or (isinstance(e.step_size, (int, float)) and math.isfinite(e.step_size) and e.step_size > 0),
+           f"{where}.step_size must be a number > 0, got {e.step_size!r}")

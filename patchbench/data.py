@@ -236,17 +236,48 @@ def _mnist_like(name: str, tv_class: str, debian_dir: str | None):
     return load
 
 
+CIFAR_LAYOUT = {  # torchvision's folder and the python-pickle batches of each split
+    "cifar10": ("cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}, "labels"),
+    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
+}
+
+
+def _read_cifar(folder: Path, name: str, split: str) -> ImageSource:
+    """The python-pickle batches of the official archive (torchvision's layout), read directly."""
+    import pickle
+
+    import numpy as np
+
+    _, files, label_key = CIFAR_LAYOUT[name]
+    data, labels = [], []
+    for f in files[split]:
+        try:
+            with open(folder / f, "rb") as fh:
+                batch = pickle.load(fh, encoding="latin1")
+            data.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        except (OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+            raise PatchbenchError(f"cannot read {name} batch {folder / f}: {type(exc).__name__}") from None
+    return TensorImages(torch.from_numpy(np.concatenate(data)), torch.tensor(labels, dtype=torch.int64))
+
+
 def _cifar(tv_class: str, name: str):
     def load(root: str | None, split: str) -> ImageSource:
-        import torchvision
-
         base = Path(root) if root else cache_dir() / name
-        try:
-            ds = getattr(torchvision.datasets, tv_class)(str(base), train=split == "train", download=root is None)
-        except Exception as exc:
-            raise PatchbenchError(f"{name} not available under {base} ({type(exc).__name__}); pass --data-root DIR") from None
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
-        return TensorImages(images, torch.tensor(ds.targets))
+        folder_name = CIFAR_LAYOUT[name][0]
+        folder = base if base.name == folder_name else base / folder_name
+        if not folder.is_dir() and root is None:
+            import torchvision
+
+            try:  # torchvision's download (and checksum) into the cache
+                getattr(torchvision.datasets, tv_class)(str(base), train=split == "train", download=True)
+            except Exception as exc:
+                raise PatchbenchError(f"{name} not available under {base} and the download failed "
+                                      f"({type(exc).__name__}); pass --data-root DIR") from None
+        if not folder.is_dir():
+            raise PatchbenchError(f"{name} not found: expected the folder {folder_name}/ of the official "
+                                  f"python archive under {base}; pass --data-root DIR")
+        return _read_cifar(folder, name, split)
 
     return load
 

@@ -26,15 +26,24 @@ from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
 
 @dataclass
 class Condition:
-    """What the classifier is shown before any defense: clean images, or images with a patch."""
+    """What the classifier is shown before any defense: clean images, images with a patch, or
+    images perturbed by an evasion attack (``attack(x, y)``, e.g. PGD; TOMM 2022 Table 6)."""
 
     patch: Patch | None = None
+    attack: Any = None  # an Attack instance (forward(images, labels)) for evasion conditions
+    attack_config: Any = None  # its EvasionConfig: name, eps, steps, ... (the cell's identity)
 
     @property
     def name(self) -> str:
-        return "clean" if self.patch is None else "attacked"
+        return "clean" if self.patch is None and self.attack is None else "attacked"
 
     def fields(self) -> dict[str, Any]:
+        if self.attack is not None:
+            c = self.attack_config
+            params = {"eps": c.eps, "steps": c.steps, "step_size": c.step_size, "seed": c.seed, **c.params}
+            return {"attack": c.name, "attack_params": json.dumps(params, sort_keys=True), "attack_label": c.label(),
+                    "patch_px": None, "target": None, "placement": None, "patch_id": None,
+                    "patch_area_pct": None, "condition": "attacked"}
         if self.patch is None:
             return {"attack": "none", "attack_params": None, "patch_px": None, "target": None, "placement": None,
                     "patch_id": None, "patch_area_pct": None, "condition": "clean"}
@@ -45,7 +54,9 @@ class Condition:
                 # adaptive attacks (ICAART Fig. 10): the training step and the defense trained through
                 "attack_step": p.meta.get("step"), "adaptive_defense": p.meta.get("adaptive_defense")}
 
-    def build(self, x: torch.Tensor) -> torch.Tensor:
+    def build(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.attack is not None:
+            return self.attack(x, y).detach()
         return x if self.patch is None else self.patch.apply(x)
 
 
@@ -94,13 +105,19 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    ssim_n: int = 0,
 ) -> pd.DataFrame:
-    """Compute every missing cell of conditions × defenses × λ; return all the grid's rows."""
+    """Compute every missing cell of conditions × defenses × λ; return all the grid's rows.
+
+    ``ssim_n`` > 0: for clean cells with a defense, also the mean SSIM between the input and the
+    defended image over the first ``ssim_n`` evaluation images (ICAART Sec. 4.2).
+    """
     context = {**context, "eval_n": len(indices)}
     cells = plan(context, conditions, defenses)
     todo = [c for c in cells if not store.has(c.rid)]
     if todo:
-        _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra or {})
+        _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,
+             extra or {}, ssim_n)
     return pd.DataFrame([store.read_cell(c.rid) for c in cells])
 
 
@@ -109,8 +126,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra):
+def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra, ssim_n):
+    from patchbench.metrics import ssim_per_image
+
     n = len(indices)
+    ssim_sum = {c.rid: 0.0 for c in todo}
+    ssim_count = {c.rid: 0 for c in todo}
     preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
     seconds = {c.rid: 0.0 for c in todo}
     labels_all = torch.empty(n, dtype=torch.int64)
@@ -128,7 +149,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
         labels_all[pos:pos + b] = y.cpu()
         for cond, by_def in groups.values():
             t0 = time.perf_counter()
-            xc = cond.build(x)
+            xc = cond.build(x, y)
             _sync(device)
             t_cond = (time.perf_counter() - t0) / sum(len(cs) for _, cs in by_def.values())
             for dr, cs in by_def.values():
@@ -143,6 +164,10 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                         p = model(xd).argmax(1)
                     preds[cell.rid][pos:pos + b] = p.cpu()
                     seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
+                    k = min(b, ssim_n - pos)
+                    if k > 0 and cond.patch is None and dr.defense.name != "none":
+                        ssim_sum[cell.rid] += float(ssim_per_image(xc[:k], xd[:k]).sum())
+                        ssim_count[cell.rid] += k
         pos += b
         bar.update(b)
     bar.close()
@@ -162,7 +187,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
             row["n_nontarget"] = int(nontarget.sum())
             row["target_hits"] = int(((p == int(target)) & nontarget).sum())
             row["attack_success_rate"] = row["target_hits"] / max(row["n_nontarget"], 1)
-        row.update(ssim=None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
+        row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
+                   ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
                    git_sha=git_sha(), version=__version__, created=now_utc())
         pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
         store.write(row, pred_df)

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from patchbench.attacks import ATTACKS
-from patchbench.attacks.patch import Patch, Placement
+from patchbench.attacks.patch import Patch
 from patchbench.config import AttackConfig, Preset, stable_hash, validate_attack
 from patchbench.data import ImageSource, eval_indices, get_dataset_info, iterate, load_split
 from patchbench.defenses import build_defense
@@ -78,7 +78,14 @@ def model_path(preset: Preset, store: ResultStore) -> Path:
 
 
 def needs_training(preset: Preset) -> bool:
-    return preset.model.weights is None and not MODELS[preset.model.arch].pretrained
+    """Small nets are trained by patchbench; pretrained ones only when adversarially fine-tuned."""
+    from_scratch = preset.model.weights is None and not MODELS[preset.model.arch].pretrained
+    return from_scratch or preset.model.train.training != "raw"
+
+
+def uses_adversarial_loop(preset: Preset) -> bool:
+    """TOMM presets train every row (RAW included) with the same loop and L_c."""
+    return bool(preset.trainings) or preset.model.train.training != "raw"
 
 
 def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
@@ -114,7 +121,14 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     idx = eval_indices(len(train_src), t.train_n, t.seed)
     console.print(f"[bold]train-model[/] {preset.model.arch} on {d.dataset} {d.image_size}px: "
                   f"{len(idx)} images, {t.epochs} epochs")
-    stats = train_standard(model, train_src, idx, d.image_size, t, device, progress)
+    if uses_adversarial_loop(preset):
+        from patchbench.training.adversarial import train_adversarial
+
+        # per-epoch checkpoint: a killed training resumes after its last finished epoch
+        stats = train_adversarial(model, train_src, idx, d.image_size, t, device, progress,
+                                  checkpoint=path.with_suffix(".ckpt"))
+    else:
+        stats = train_standard(model, train_src, idx, d.image_size, t, device, progress)
     test_idx = torch.arange(len(test_src))
     acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
     model.requires_grad_(False)
@@ -127,6 +141,7 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     meta["model_id"] = state_id(model)
     _atomic_bytes(meta_path, json.dumps(meta, indent=2).encode())
     _atomic_bytes(path, buf.getvalue())  # last: checkpoint present => metadata present
+    path.with_suffix(".ckpt").unlink(missing_ok=True)  # the finished model replaces the resume state
     console.print(f"  test accuracy {acc:.2%} on {len(test_idx)} images ({stats['train_seconds']:.0f} s) -> {path}")
     return LoadedModel(model, meta["model_id"], meta)
 
@@ -196,6 +211,14 @@ def ensure_patches(preset: Preset, loaded: LoadedModel, store: ResultStore, devi
     return patches
 
 
+def check_data(preset: Preset) -> None:
+    """Fail fast (one-line error) when a split the preset needs is missing, before long work."""
+    d = preset.data
+    load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    if needs_training(preset) or preset.attacks or any(t != "raw" for t in preset.trainings):
+        load_split(d.dataset, d.root, "train", d.image_size)
+
+
 def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
     info = get_dataset_info(preset.data.dataset)
     if patch.pixels.shape[0] != info.channels:
@@ -237,4 +260,96 @@ def run_grid(preset: Preset, loaded: LoadedModel, patches: list[Patch], runs: li
     idx = eval_indices(len(source), d.eval_n, d.eval_seed)
     conditions = ([Condition(None)] if include_clean else []) + [Condition(p) for p in patches]
     return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, runs, store,
-                    eval_context(preset, loaded), device, d.num_workers, progress, extra={"preset": preset.name})
+                    eval_context(preset, loaded), device, d.num_workers, progress, extra={"preset": preset.name},
+                    ssim_n=d.ssim_n)
+
+
+# --------------------------------------------------------------------------------------------
+# TOMM 2022: one model per training mode, attacked by every evasion attack
+
+
+def preset_for_training(preset: Preset, training: str) -> Preset:
+    """A copy of ``preset`` whose model is trained with ``training`` (raw, madry, madry+aad, ...)."""
+    import copy
+
+    p = copy.deepcopy(preset)
+    p.model.train.training = training
+    return p
+
+
+def build_evasion(cfg, model: Classifier):
+    """The registry's attack for an :class:`~patchbench.config.EvasionConfig`, on ``model``."""
+    import inspect
+
+    cls = ATTACKS[cfg.name]
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {"eps": cfg.eps, **cfg.params}
+    for key in ("steps", "step_size", "seed"):
+        value = getattr(cfg, key)
+        if value is not None and key in accepted:
+            kwargs[key] = value
+        elif value is not None and key in ("steps", "step_size"):
+            raise PatchbenchError(f"evasion attack {cfg.name} takes no {key} (got {value!r})")
+    unknown = sorted(k for k in cfg.params if k not in accepted)
+    if unknown:
+        raise PatchbenchError(f"evasion attack {cfg.name} has no parameter {unknown[0]!r}")
+    return cls(model, **kwargs)
+
+
+class SharedTrajectory:
+    """PGD-k / CW-k for several k from one run per batch (``PGD.forward_at``).
+
+    The first k steps of a PGD-100 run *are* a PGD-k run when the random start (same seed) and
+    the step size are the same, so the Table 6 columns PGD-10/20/40/100 cost 100 steps, not 170.
+    Used only when the preset fixes ``step_size`` (the default 2.5·ε/k rule depends on k).
+    The result of the last batch is cached; the engine asks for every k of a batch in turn.
+    """
+
+    def __init__(self, attack, ks: list[int]):
+        self.attack, self.ks = attack, sorted(ks)
+        self._x = self._out = None
+
+    def step(self, k: int):
+        def run(x, y):
+            if self._x is not x:  # a new batch: one trajectory, every requested k
+                self._x, self._out = x, self.attack.forward_at(x, y, self.ks)
+            return self._out[k]
+        return run
+
+
+def evasion_conditions(evasion, model: Classifier, training: str) -> list:
+    """One Condition per evasion config; fixed-step PGD/CW configs that differ only in their
+    number of steps share one trajectory (:class:`SharedTrajectory`)."""
+    import dataclasses as dc
+
+    from patchbench.engine import Condition
+
+    configs = [e for e in evasion if not e.trainings or training in e.trainings]
+    groups: dict[str, list] = {}
+    for e in configs:
+        if e.name in ("pgd", "cw") and e.steps and e.step_size is not None:
+            key = json.dumps([e.name, e.eps, e.step_size, e.seed, e.params], sort_keys=True, default=str)
+            groups.setdefault(key, []).append(e)
+    shared = {}
+    for members in groups.values():
+        if len(members) > 1:
+            longest = dc.replace(members[0], steps=max(m.steps for m in members))
+            traj = SharedTrajectory(build_evasion(longest, model), [m.steps for m in members])
+            shared.update({id(m): traj.step(m.steps) for m in members})
+    return [Condition(attack=shared.get(id(e)) or build_evasion(e, model), attack_config=e) for e in configs]
+
+
+def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: torch.device,
+                     progress: bool = True):
+    """Train (or load) the ``training`` model of ``preset`` and evaluate clean + every evasion attack."""
+    from patchbench.engine import Condition
+
+    p = preset_for_training(preset, training)
+    loaded = ensure_model(p, store, device, progress=progress)
+    d = p.data
+    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    idx = eval_indices(len(source), d.eval_n, d.eval_seed)
+    conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training)
+    return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, [DefenseRun(NoDefense(), [None])],
+                    store, eval_context(p, loaded), device, d.num_workers, progress,
+                    extra={"preset": p.name, "training": training})

@@ -34,8 +34,8 @@ KEY_FIELDS = [
     "defense", "defense_params", "lam", "condition",
 ]
 COLUMNS = KEY_FIELDS + [
-    "preset", "training", "attack_step", "adaptive_defense", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
-    "n_nontarget", "target_hits", "attack_success_rate", "ssim", "seconds", "device",
+    "preset", "training", "attack_label", "attack_step", "adaptive_defense", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
+    "n_nontarget", "target_hits", "attack_success_rate", "ssim", "ssim_n", "seconds", "device",
     "run_id", "git_sha", "version", "created",
 ]
 

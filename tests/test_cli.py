@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from conftest import needs_fmnist, tiny_preset
-from test_models_data import make_image_folder
 
 NUMBERS = ["run_id", "n", "correct", "accuracy", "ci_low", "ci_high", "target_hits", "n_nontarget", "attack_success_rate"]
 
@@ -203,20 +202,3 @@ def test_defend_bad_inputs(tmp_path):
         r = pb("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
         assert not out.exists()
-
-
-def test_icaart_preset_code_path_on_stand_ins(tmp_path):
-    """The ICAART VGG16 preset end to end on a synthetic ImageFolder of 400x400 JPEGs with a
-    random-init VGG16 (weights=None), 2 patch steps, a tiny image size for CPU speed."""
-    root = make_image_folder(tmp_path / "imagenet", per_class=2, size=400)
-    results = tmp_path / "results"
-    sets = ["--set", "model.weights=null", "--set", "data.image_size=64", "--set", "data.eval_n=0",
-            "--set", "data.batch_size=4", "--set", "data.num_workers=0", "--set", "attacks.0.sizes=[10]",
-            "--set", "attacks.0.steps=2", "--set", "attacks.0.batch_size=2", "--set", "attacks.0.margin=2",
-            "--set", "attacks.0.success_n=2", "--set", "attacks.0.lr_milestones=[1]"]
-    pb("sweep", "--preset", "icaart2022-vgg16", "--data-root", root, "--results", results, "--no-progress", *sets)
-    df = cells(results)
-    assert len(df) == 2 * (1 + 3) and set(df["model"]) == {"vgg16"} and set(df["dataset"]) == {"imagenet"}
-    assert (df["n"] == 4).all()
-    lgs = df[df["defense"] == "lgs"]
-    assert all('"space": "normalized"' in p and '"window": 15' in p for p in lgs["defense_params"])

@@ -6,10 +6,12 @@ from patchbench.errors import PatchbenchError
 
 def test_all_presets_load():
     names = preset_names()
-    assert {"demo-fmnist", "icaart2022-vgg16", "icaart2022-inception_v3"} <= set(names)
+    assert {"demo-fmnist", "demo-fmnist-inception", "icaart2022-vgg16", "icaart2022-inception_v3",
+            "tomm2022-mnist", "tomm2022-cifar10", "tomm2022-imagenet"} <= set(names)
     for n in names:
         p = load_preset(n)
-        assert p.name == n and p.attacks and p.defenses
+        assert p.name == n
+        assert (p.attacks and p.defenses) or (p.trainings and p.evasion)  # ICAART-style or TOMM-style
 
 
 def test_paper_presets_hold_the_papers_settings():
@@ -23,8 +25,9 @@ def test_paper_presets_hold_the_papers_settings():
         assert a.lr_milestones == [160 * 50, 180 * 50] and a.lr_gamma == 0.1
         d = p.defenses[0]
         assert d.params == {"window": 15, "overlap": 5, "threshold": 0.2, "space": "normalized"}
-    assert vgg.defenses[0].lambdas == [2.3, 2.7, 3.5] and vgg.model.arch == "vgg16"
-    assert inc.defenses[0].lambdas == [1.5, 1.9, 2.3] and inc.model.arch == "inception_v3"
+    # every λ printed in Tables 1-4 (and the Fig. 5 sweep) is evaluated
+    assert {2.3, 2.7, 3.5} <= set(vgg.defenses[0].lambdas) and vgg.model.arch == "vgg16"
+    assert {1.5, 1.9, 2.3, 3.5} <= set(inc.defenses[0].lambdas) and inc.model.arch == "inception_v3"
 
 
 def test_overrides_and_errors():
@@ -37,3 +40,39 @@ def test_overrides_and_errors():
             load_preset("demo-fmnist", bad)
     with pytest.raises(PatchbenchError, match="unknown preset"):
         load_preset("nope")
+
+
+def test_icaart_presets_hold_slgs_wlgs_adversarial_patch_and_adaptive():
+    for name in ("icaart2022-vgg16", "icaart2022-inception_v3"):
+        p = load_preset(name)
+        ap = [a for a in p.attacks if a.name == "adversarial_patch"][0]
+        assert ap.sizes == [90] and ap.target == 429 and ap.random_placement and ap.placement == "top-right"
+        by = {d.name: d for d in p.defenses}
+        assert by["slgs"].params["erosions"] == 2 and by["slgs"].params["dilations"] == 3
+        for d in ("lgs", "slgs", "wlgs"):
+            assert 3.5 in by[d].lambdas and by[d].params["window"] == 15
+        assert p.adaptive.defenses == ["lgs", "slgs", "wlgs"]
+
+
+def test_tomm_presets_hold_the_papers_settings():
+    mnist, cifar, imnet = (load_preset(f"tomm2022-{d}") for d in ("mnist", "cifar10", "imagenet"))
+    assert (mnist.model.arch, mnist.model.train.batch_size, mnist.model.train.lr, mnist.model.train.epochs) == ("lenet", 100, 1e-3, 5)
+    assert (cifar.model.arch, cifar.model.train.batch_size, cifar.model.train.lr, cifar.model.train.epochs) == ("resnet9", 100, 1e-4, 200)
+    t = imnet.model.train
+    assert (imnet.model.arch, t.batch_size, t.lr, t.lr_decay, t.lr_decay_every, t.schedule) == ("resnet50", 128, 0.045, 0.94, 2, "step")
+    for p, eps in ((mnist, 0.3), (cifar, 8 / 255), (imnet, 16 / 255)):
+        assert p.trainings == ["raw", "madry", "madry+aad", "alp", "alp+aad"]
+        assert (p.model.train.aad_alpha, p.model.train.aad_beta) == (0.01, 0.01)
+        table6 = [e for e in p.evasion if not (e.column or "").startswith("T7")]
+        assert [e.label() for e in table6] == ["FGSM", "PGD10", "PGD20", "PGD40", "PGD100", "CW10", "CW20", "CW40", "CW100"]
+        assert all(abs(e.eps - eps) < 1e-6 for e in table6)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("evasion.0.eps=0", "eps"), ("evasion.0.eps=2", "eps"), ("evasion.1.steps=0", "steps"),
+    ("evasion.1.steps=1.5", "steps"), ("evasion.1.step_size=-1", "step_size"), ("evasion.0.name=pgdd", "unknown evasion"),
+    ("trainings=[madry,foo]", "unknown training"), ("model.train.eps=0", "eps"),
+])
+def test_bad_evasion_settings_are_one_line_errors(override, match):
+    with pytest.raises(PatchbenchError, match=match):
+        load_preset("tomm2022-mnist", [override])

@@ -1,0 +1,108 @@
+"""ICAART 2022 Fig. 9: runtime of every registered defense on the same N images, same device.
+
+Each defense processes the same images in batches (maps + apply at one λ, as in a sweep) and
+is timed end to end including its classifier passes (SLGS/WLGS/DW need a saliency backward),
+best of ``--repeat`` runs after a warm-up. Printed as a table (images/s and time relative to
+LGS) and saved as CSV. The classifier is the preset's architecture with random weights: the cost
+does not depend on the weights.
+
+    python benchmarks/bench_defenses.py [--preset demo-fmnist] [--n 256] [--device cpu|cuda] [--csv out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from patchbench.config import load_preset
+from patchbench.data import eval_indices, iterate, load_split
+from patchbench.defenses import DEFENSES, build_defense
+from patchbench.errors import PatchbenchError
+from patchbench.models import build_classifier
+
+
+def images_for(preset, n: int, device: torch.device) -> torch.Tensor:
+    """The first ``n`` images of the preset's evaluation subset; random images if the data is absent."""
+    d = preset.data
+    try:
+        source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+        idx = eval_indices(len(source), n, d.eval_seed)
+        return torch.cat([x for _, x, _ in iterate(source, idx, d.image_size, n, device)])
+    except PatchbenchError:
+        channels = 1 if d.dataset in ("mnist", "fashion-mnist") else 3
+        return torch.rand(n, channels, d.image_size, d.image_size, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def timeit(fn, device: torch.device, repeat: int) -> float:
+    fn()  # warm-up (kernels, caches, codec init)
+    best = float("inf")
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="demo-fmnist", help="whose data, model and LGS/SLGS/WLGS parameters")
+    ap.add_argument("--n", type=int, default=256, help="images (paper: 5000)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lam", type=float, default=2.3)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--defenses", default=",".join(n for n in DEFENSES if n != "none"))
+    ap.add_argument("--csv", default=None)
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    preset = load_preset(args.preset)
+    model = build_classifier(preset.model.arch, preset.data.dataset, None, preset.data.image_size)
+    model = model.to(device).eval().requires_grad_(False)
+    x = images_for(preset, args.n, device)
+    params = {d.name: d.params for d in preset.defenses}
+    rows = []
+    for name in [s.strip() for s in args.defenses.split(",") if s.strip()]:
+        defense = build_defense(name, params.get(name, {}), model)
+
+        def run(defense=defense):
+            for i in range(0, len(x), args.batch):
+                xb = x[i:i + args.batch]
+                out = defense.apply(xb, defense.maps(xb, model), args.lam)
+                del out
+
+        seconds = timeit(run, device, args.repeat)
+        rows.append({"defense": name, "params": str(defense.params()), "n": len(x), "seconds": round(seconds, 4),
+                     "images_per_s": round(len(x) / seconds, 1)})
+    df = pd.DataFrame(rows)
+    if "lgs" in set(df["defense"]):
+        base = float(df.loc[df["defense"] == "lgs", "seconds"].iloc[0])
+        df["time_vs_lgs"] = (df["seconds"] / base).round(2)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    df["device"] = dev_name
+    df["image_size"] = preset.data.image_size
+
+    table = Table(title=f"Defense runtime on {len(x)} images of {args.preset} at {preset.data.image_size} px, {dev_name} (ICAART Fig. 9)")
+    for col in ("defense", "seconds", "images_per_s", "time_vs_lgs"):
+        if col in df:
+            table.add_column(col, justify="left" if col == "defense" else "right")
+    for r in df.itertuples():
+        table.add_row(r.defense, f"{r.seconds:.3f}", f"{r.images_per_s:.0f}", f"{getattr(r, 'time_vs_lgs', float('nan')):.2f}×")
+    Console(width=120).print(table)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
