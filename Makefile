@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
 
-.PHONY: install test demo reproduce-tables lint bench clean
+.PHONY: install test demo demo-tomm reproduce-tables lint bench clean
 
 install: $(VENV)/.installed  ## venv + editable install with dev tools (idempotent)
 
@@ -21,9 +21,13 @@ demo: install  ## ICAART 2022 at demo scale (Fashion-MNIST, CPU): Tables 1-4, SS
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
 
+demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, five trainings x ten attacks, CPU)
+	$(BIN)/patchbench reproduce tomm2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
+
 reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet (DATA=...) and torchvision weights
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper $(if $(DATA),--data-root $(DATA),)
 	$(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
+	PATCHBENCH_IMAGENET=$(DATA) $(BIN)/patchbench reproduce tomm2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper
 
 lint: install
 	$(BIN)/ruff check patchbench tests benchmarks
