@@ -202,6 +202,20 @@ def _build_ssim(spec: TableSpec, ours: pd.DataFrame, ref: pd.DataFrame, preset: 
     return table, caption
 
 
+def _column_order(label: str) -> tuple:
+    """The papers' column orders: FGSM, PGD-k (k ascending), CW-k, other attacks; then Table 7's
+    Iter-StepLL, Iter-StepLL+A3, PGD, PGD+A3."""
+    import re
+
+    if label.startswith(TABLE7_PREFIX):
+        rank7 = {"Iter-StepLL": 0, "Iter-StepLL+A3": 1, "PGD": 2, "PGD+A3": 3}
+        return (1, rank7.get(label.removeprefix(TABLE7_PREFIX), 9), 0, label)
+    m = re.fullmatch(r"(FGSM|PGD|CW)(\d*)", label)
+    if m:
+        return (0, ("FGSM", "PGD", "CW").index(m.group(1)), int(m.group(2) or 0), label)
+    return (0, 9, 0, label)
+
+
 def _build_tomm(spec: TableSpec, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
     """Rows: training mode × (ours, paper, Δ); columns: Clean and the preset's attack columns."""
     df = cells[(cells["preset"] == preset) & cells["training"].notna()] if "training" in cells else cells.iloc[0:0]
@@ -217,7 +231,7 @@ def _build_tomm(spec: TableSpec, cells: pd.DataFrame, preset: str) -> tuple[pd.D
     paper_dataset = dataset if dataset in set(ref["dataset"]) else ("mnist" if spec.table == "6" else spec.dataset)
     ref = ref[ref["dataset"] == paper_dataset]
     same_setting = dataset == paper_dataset and model in set(ref["model"])
-    columns = ["Clean"] + [c for c in dict.fromkeys(df.loc[df["condition"] != "clean", "column"])]
+    columns = ["Clean"] + sorted(set(df.loc[df["condition"] != "clean", "column"]), key=_column_order)
     trainings = [t for t in TRAINING_LABELS if t in set(df["training"])]
     # a preset's Table 7 columns are labelled "T7 <attack>"; Table 7 has no clean column, one (raw) model
     if spec.table == "7":

@@ -68,6 +68,9 @@ def test_demo_table6_rows_columns_and_cells(demo):
     for label in ("RAW", "Madry", "Madry+AAD", "ALP", "ALP+AAD", "paper (mnist)", "FGSM", "PGD2", "CW2"):
         assert label in text
     assert "99.18" in text  # the paper's MNIST RAW clean accuracy, beside ours
+    header = next(line for line in text.splitlines() if line.startswith("| Training"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[2:] == ["Clean", "FGSM", "PGD2", "PGD3", "CW2"]  # the paper's column order
 
 
 @needs_fmnist
