@@ -111,7 +111,7 @@ def _figures(rep: Reproduction, preset, cells, out: Path) -> list[Path]:
     if "adaptive-curve" in rep.figures and preset.adaptive.defenses:
         paths.append(plots.adaptive_curve(cells, preset.name, out / f"{preset.name}-adaptive.png"))
         path = out / f"{preset.name}-adaptive.md"
-        _write_text(path, plots.adaptive_table(cells, preset.name).to_markdown(index=False) + "\n")
+        _write_text(path, plots.adaptive_table(cells, preset.name).to_markdown(index=False, floatfmt=".1f") + "\n")
         paths.append(path)
     return paths
 
