@@ -16,6 +16,19 @@ CURVE_DEFENSES = ("lgs", "slgs", "wlgs")
 _COLORS = {"lgs": "tab:blue", "slgs": "tab:orange", "wlgs": "tab:green"}
 
 
+def _save_png(fig, out: str | Path) -> Path:
+    """Write a figure atomically (temp name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
 def lambda_curve_data(cells: pd.DataFrame, preset: str, attack: str = "lavan", patch_px: int | None = None) -> pd.DataFrame:
     """Long table: defense, λ, clean accuracy, attacked accuracy, average (percent).
 
@@ -73,13 +86,7 @@ def lambda_curve(cells: pd.DataFrame, preset: str, out: str | Path, attack: str 
         ax.legend(fontsize=7)
     fig.suptitle(f"Accuracy vs smoothing factor λ — preset {preset} (ICAART 2022 Fig. 5)", fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save_png(fig, out)
 
 
 def adaptive_table(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
@@ -116,10 +123,4 @@ def adaptive_curve(cells: pd.DataFrame, preset: str, out: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save_png(fig, out)

@@ -48,3 +48,24 @@ def tiny_preset(path: Path, **over) -> Path:
         raw[sect][key] = v
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run far faster on one thread (and on a shared 2-core box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def quadrant_data(n, size=12, seed=0, amp=0.5):
+    """4 classes: a brighter quadrant (+amp) on uniform [0, 0.5] noise; float images in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.rand(n, 1, size, size, generator=g) * 0.5
+    h = size // 2
+    for k in range(4):
+        r, c = divmod(k, 2)
+        x[y == k, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += amp
+    return x.clamp(0, 1), y

@@ -17,29 +17,19 @@ from patchbench.training.adversarial import (
     adversarial_loss, build_optimizer, build_schedule, classification_loss, logit_pairing_loss, preservation_loss,
     rectification_distance, train_adversarial,
 )
+from conftest import quadrant_data as float_quadrant_data
 
 CAM_LAYER = "net.4"
 MODES = ["raw", "madry", "madry+aad", "alp", "alp+aad"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quadrant_data(n, size=12, seed=0, amp=0.5):
-    """4 classes: a brighter quadrant (+amp) on uniform [0, 0.5] noise; uint8 like the datasets."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 4, (n,), generator=g)
-    x = torch.rand(n, 1, size, size, generator=g) * 0.5
-    h = size // 2
-    for k in range(4):
-        r, c = divmod(k, 2)
-        x[y == k, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += amp
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+    """conftest's quadrant images as uint8, like the datasets."""
+    x, y = float_quadrant_data(n, size, seed, amp)
+    return (x * 255).round().to(torch.uint8), y
 
 
 def tiny_net(seed=0):

@@ -11,12 +11,7 @@ from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.training.adversarial import preservation_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Tiny(nn.Module):

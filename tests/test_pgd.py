@@ -13,30 +13,13 @@ from patchbench.attacks.pgd import cw_margin_loss, default_step_size
 from patchbench.errors import PatchbenchError
 from patchbench.gradcam import attention_area
 from patchbench.models import Classifier
+from conftest import quadrant_data
 
 EPS = 0.2  # on the quadrant task: FGSM ~0.87, PGD-10 ~0.75, PGD-100 ~0.73 accuracy (clean 1.0)
 CAM_LAYER = "net.4"  # the second conv's ReLU inside the Classifier
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run far faster on one thread (and on a shared 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def quadrant_data(n, size=12, seed=0, amp=0.5):
-    """4 classes: a brighter quadrant (+amp) on uniform [0, 0.5] noise."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 4, (n,), generator=g)
-    x = torch.rand(n, 1, size, size, generator=g) * 0.5
-    h = size // 2
-    for k in range(4):
-        r, c = divmod(k, 2)
-        x[y == k, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += amp
-    return x.clamp(0, 1), y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net():
