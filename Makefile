@@ -1,10 +1,10 @@
-# patchbench — the three commands of the README.
+# patchbench — the commands of the README.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
 
-.PHONY: install test demo demo-tomm reproduce-tables lint bench clean
+.PHONY: install test test-fast demo demo-tomm reproduce-tables lint bench clean
 
 install: $(VENV)/.installed  ## venv + editable install with dev tools (idempotent)
 
@@ -14,14 +14,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install  ## the test suite (no network, minutes on 2 cores)
+test: install  ## the whole test suite (no network, minutes on 2 cores)
 	$(BIN)/python -m pytest -q
 
+test-fast: install  ## everything but the end-to-end runs marked slow (under 2 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 demo: install  ## ICAART 2022 at demo scale (Fashion-MNIST, CPU): Tables 1-4, SSIM, Fig. 5, Fig. 9, Fig. 10
+	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
 
 demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, five trainings x ten attacks, CPU)
+	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce tomm2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 
 reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet (DATA=...) and torchvision weights
