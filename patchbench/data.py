@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from patchbench.errors import PatchbenchError
+from patchbench.util import atomic_write
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -188,10 +188,8 @@ def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
         unpack_to.mkdir(parents=True, exist_ok=True)
         plain = unpack_to / name
         if not plain.exists():
-            tmp = plain.with_suffix(".tmp")
-            with gzip.open(directory / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, plain)
+            with gzip.open(directory / f"{name}.gz", "rb") as src:
+                atomic_write(plain, src.read())
     try:
         return read_sn3_pascalvincent_tensor(str(plain), strict=False)
     except Exception as exc:  # corrupt or truncated file

@@ -1,6 +1,6 @@
 """The evaluation engine: one pass over the evaluation images for a whole grid of cells.
 
-Per batch (DESIGN.md): the clean images and each attacked version are built once; for each
+Per batch (docs/ARCHITECTURE.md): the clean images and each attacked version are built once; for each
 defense its λ-independent maps are computed once; then each λ costs one cheap ``apply`` and one
 forward pass. Everything stays on the device; only predictions go back to the host.
 Cells already in the store are skipped (resume); a grid with nothing missing does no work.
@@ -21,7 +21,7 @@ from patchbench import __version__
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
 from patchbench.defenses.base import Defense
-from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
+from patchbench.results import PATCH_META_COLUMNS, ResultStore, git_sha, now_utc, run_id, wilson_ci
 
 
 @dataclass
@@ -51,8 +51,7 @@ class Condition:
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
                 "target": p.target, "placement": f"{p.placement.kind}+{p.placement.margin}",
                 "patch_id": p.content_id(), "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked",
-                # adaptive attacks (ICAART Fig. 10): the training step and the defense trained through
-                "attack_step": p.meta.get("step"), "adaptive_defense": p.meta.get("adaptive_defense")}
+                **{k: p.meta.get(k) for k in PATCH_META_COLUMNS}}
 
     def build(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.attack is not None:

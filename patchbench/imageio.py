@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from patchbench.errors import PatchbenchError
+from patchbench.util import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -63,7 +63,4 @@ def write_png(x: torch.Tensor, path: Path) -> None:
     arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import io
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench.config import stable_hash
+from patchbench.util import atomic_write, remove_stale_temps, stable_hash
 
 # the cell's identity: every field that changes the numbers
 KEY_FIELDS = [
@@ -33,9 +32,12 @@ KEY_FIELDS = [
     "attack", "attack_params", "patch_px", "target", "placement", "patch_id",
     "defense", "defense_params", "lam", "condition",
 ]
+# patch metadata copied into the cell row: the optimisation step a snapshot patch was taken at,
+# and the defense it was optimised through (adaptive attacks); None for ordinary patches
+PATCH_META_COLUMNS = ("attack_step", "attack_through")
 COLUMNS = KEY_FIELDS + [
-    "preset", "training", "attack_label", "attack_step", "adaptive_defense", "patch_area_pct", "n", "correct", "accuracy", "ci_low", "ci_high",
-    "n_nontarget", "target_hits", "attack_success_rate", "ssim", "ssim_n", "seconds", "device",
+    "preset", "training", "attack_label", *PATCH_META_COLUMNS, "patch_area_pct", "n", "correct", "accuracy",
+    "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate", "ssim", "ssim_n", "seconds", "device",
     "run_id", "git_sha", "version", "created",
 ]
 
@@ -74,12 +76,7 @@ def now_utc() -> str:
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 class ResultStore:
@@ -92,8 +89,7 @@ class ResultStore:
     def ensure(self) -> "ResultStore":
         for d in (self.cells_dir, self.pred_dir):
             d.mkdir(parents=True, exist_ok=True)
-            for stale in d.glob(".*.tmp*"):  # leftovers of a killed writer
-                stale.unlink(missing_ok=True)
+            remove_stale_temps(d)  # leftovers of a killed writer
         return self
 
     def has(self, rid: str) -> bool:

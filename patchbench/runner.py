@@ -1,35 +1,49 @@
-"""Glue between a validated preset and the library: cached models and patches, sweeps.
+"""How a preset runs, for every command: models, patches, defenses, grids, caching.
 
-Artifacts are cached under ``<results>/artifacts`` keyed by the hash of the config that made them,
-so a rerun reuses them; each is written atomically (a killed run leaves no half file).
+``train-model``, ``train-patch``, ``defend``, ``evaluate``, ``sweep`` and ``reproduce`` all come
+through here, so each decision is made once: which device, which cached model or patch, which
+defense with which parameters and λ list, which experiment a preset is.
+
+Experiments (``Preset.experiment``, :data:`EXPERIMENTS`):
+
+* ``patch-defense``: one classifier; clean and patched images × (no defense + each defense × λ);
+* ``evasion``: one classifier per training objective (``trainings``) × (clean + each evasion
+  attack of ``evasion``).
+
+Artifacts are cached under ``<results>/artifacts`` keyed by the hash of the config that made
+them, so a rerun reuses them; each is written atomically (a killed run leaves no half file).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import pandas as pd
 import torch
 from rich.console import Console
 
-from patchbench.attacks import ATTACKS
+from patchbench.attacks import attack_class
 from patchbench.attacks.patch import Patch
-from patchbench.config import AttackConfig, Preset, stable_hash, validate_attack
+from patchbench.config import AttackConfig, Preset, stable_hash
 from patchbench.data import ImageSource, eval_indices, get_dataset_info, iterate, load_split
-from patchbench.defenses import build_defense
-from patchbench.defenses.base import NoDefense
+from patchbench.defenses import DEFENSES, build_defense
+from patchbench.defenses.base import Defense, NoDefense
 from patchbench.engine import Condition, DefenseRun, evaluate
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.results import ResultStore, now_utc
-from patchbench.training.standard import accuracy, train_standard
+from patchbench.training import accuracy, train
+from patchbench.util import atomic_write
 
 console = Console(stderr=True)
+
+DEFAULT_LAMBDA = 2.3  # λ of a defense the preset does not list (the ICAART tables' middle λ)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,11 +63,12 @@ def state_id(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def check_data(preset: Preset) -> None:
+    """Fail fast (one-line error) when a split the preset needs is missing, before long work."""
+    d = preset.data
+    load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    if needs_training(preset) or preset.attacks or any(t != "raw" for t in preset.trainings):
+        load_split(d.dataset, d.root, "train", d.image_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,14 +93,16 @@ def model_path(preset: Preset, store: ResultStore) -> Path:
 
 
 def needs_training(preset: Preset) -> bool:
-    """Small nets are trained by patchbench; pretrained ones only when adversarially fine-tuned."""
+    """Small nets are trained by patchbench; pretrained ones only for a non-raw objective."""
     from_scratch = preset.model.weights is None and not MODELS[preset.model.arch].pretrained
     return from_scratch or preset.model.train.training != "raw"
 
 
-def uses_adversarial_loop(preset: Preset) -> bool:
-    """TOMM presets train every row (RAW included) with the same loop and L_c."""
-    return bool(preset.trainings) or preset.model.train.training != "raw"
+def with_training(preset: Preset, training: str) -> Preset:
+    """A copy of ``preset`` whose model is trained with objective ``training``."""
+    p = copy.deepcopy(preset)
+    p.model.train.training = training
+    return p
 
 
 def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
@@ -119,16 +136,10 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     train_src = load_split(d.dataset, d.root, "train", d.image_size)
     test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
     idx = eval_indices(len(train_src), t.train_n, t.seed)
-    console.print(f"[bold]train-model[/] {preset.model.arch} on {d.dataset} {d.image_size}px: "
+    console.print(f"[bold]train-model[/] {preset.model.arch} ({t.training}) on {d.dataset} {d.image_size}px: "
                   f"{len(idx)} images, {t.epochs} epochs")
-    if uses_adversarial_loop(preset):
-        from patchbench.training.adversarial import train_adversarial
-
-        # per-epoch checkpoint: a killed training resumes after its last finished epoch
-        stats = train_adversarial(model, train_src, idx, d.image_size, t, device, progress,
-                                  checkpoint=path.with_suffix(".ckpt"))
-    else:
-        stats = train_standard(model, train_src, idx, d.image_size, t, device, progress)
+    # per-epoch checkpoint: a killed training resumes after its last finished epoch
+    stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"))
     test_idx = torch.arange(len(test_src))
     acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
     model.requires_grad_(False)
@@ -139,8 +150,8 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
             "config_hash": model_config_hash(preset), "preset": preset.name, "created": now_utc(),
             "train": asdict(t), **stats}
     meta["model_id"] = state_id(model)
-    _atomic_bytes(meta_path, json.dumps(meta, indent=2).encode())
-    _atomic_bytes(path, buf.getvalue())  # last: checkpoint present => metadata present
+    atomic_write(meta_path, json.dumps(meta, indent=2))
+    atomic_write(path, buf.getvalue())  # last: checkpoint present => metadata present
     path.with_suffix(".ckpt").unlink(missing_ok=True)  # the finished model replaces the resume state
     console.print(f"  test accuracy {acc:.2%} on {len(test_idx)} images ({stats['train_seconds']:.0f} s) -> {path}")
     return LoadedModel(model, meta["model_id"], meta)
@@ -156,8 +167,8 @@ def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, s
         f"{attack.name}-{size}px-t{attack.target}-{attack.placement}-{stable_hash(cfg, 12)}")
 
 
-def _patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
-                   device: torch.device, seed: int, num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
+                  device: torch.device, seed: int, num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless epochs over ``pool``, reshuffled each epoch with a seeded generator."""
     gen = torch.Generator().manual_seed(seed + 1)
     while True:
@@ -167,29 +178,49 @@ def _patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, bat
             yield x, y
 
 
+def patch_candidates(source: ImageSource, attack: AttackConfig) -> torch.Tensor:
+    """Training images whose label is not the target, in the attack seed's random order."""
+    gen = torch.Generator().manual_seed(attack.seed)
+    candidates = torch.nonzero(source.labels != attack.target).squeeze(1)
+    return candidates[torch.randperm(len(candidates), generator=gen)]
+
+
+def check_target(preset: Preset, target: int) -> None:
+    info = get_dataset_info(preset.data.dataset)
+    if target >= info.num_classes:
+        raise PatchbenchError(f"target class {target} out of range for {preset.data.dataset} ({info.num_classes} classes)")
+
+
+def attack_entry(preset: Preset, name: str, **overrides) -> AttackConfig:
+    """The preset's entry for patch attack ``name`` (defaults if it has none) with ``overrides``."""
+    base = next((a for a in preset.attacks if a.name == name), AttackConfig(name=name))
+    cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    attack_class(name, patch=True).check_config(cfg, preset.data.image_size, where=f"attack {name}")
+    check_target(preset, cfg.target)
+    return cfg
+
+
 def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedModel, store: ResultStore,
                 device: torch.device, out: Path | None = None, force: bool = False, progress: bool = True) -> Patch:
     """Train (or load the cached) patch of ``attack`` at ``size`` px against the preset's model."""
-    validate_attack(AttackConfig(**{**asdict(attack), "sizes": [size]}), preset.data.image_size)
+    cls = attack_class(attack.name, patch=True)
+    cls.check_config(replace(attack, sizes=[size]), preset.data.image_size)
     stem = Path(out).with_suffix("") if out else patch_stem(attack, size, preset, loaded.model_id, store)
     if stem.with_suffix(".pt").exists() and not force and out is None:
         return Patch.load(stem.with_suffix(".pt"))
     d = preset.data
     info = get_dataset_info(d.dataset)
-    if attack.target >= info.num_classes:
-        raise PatchbenchError(f"target class {attack.target} out of range for {d.dataset} ({info.num_classes} classes)")
+    check_target(preset, attack.target)
     source = load_split(d.dataset, d.root, "train", d.image_size)
-    gen = torch.Generator().manual_seed(attack.seed)
-    candidates = torch.nonzero(source.labels != attack.target).squeeze(1)  # source images: not the target
-    candidates = candidates[torch.randperm(len(candidates), generator=gen)]
+    candidates = patch_candidates(source, attack)
     pool = candidates[: attack.train_pool]
     success_idx = candidates[: min(attack.success_n, len(candidates))]
-    cls = ATTACKS[attack.name]
     atk = cls.from_config(loaded.model, attack, size, d.image_size, progress=progress)
-    batches = _patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
+    batches = patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
     patch = atk.fit(batches, channels=info.channels)
     rate = atk.success_rate((x, y) for _, x, y in iterate(source, success_idx, d.image_size, d.batch_size, device))
-    target_name = loaded.model.class_names[attack.target] if attack.target < len(loaded.model.class_names) else str(attack.target)
+    names = loaded.model.class_names
+    target_name = names[attack.target] if attack.target < len(names) else str(attack.target)
     patch.meta.update({
         "model": preset.model.arch, "model_id": loaded.model_id, "dataset": d.dataset,
         "target_name": target_name, "train_success_rate": rate, "success_n": len(success_idx),
@@ -204,19 +235,18 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
 
 def ensure_patches(preset: Preset, loaded: LoadedModel, store: ResultStore, device: torch.device,
                    progress: bool = True) -> list[Patch]:
+    return [train_patch(preset, attack, size, loaded, store, device, progress=progress)
+            for attack in preset.attacks for size in attack.sizes]
+
+
+def load_patches(files: list[str], preset: Preset) -> list[Patch]:
+    """Patch files given on the command line, each checked against the preset's images."""
     patches = []
-    for attack in preset.attacks:
-        for size in attack.sizes:
-            patches.append(train_patch(preset, attack, size, loaded, store, device, progress=progress))
+    for f in files:
+        patch = Patch.load(f)
+        check_patch_fits(patch, preset, f)
+        patches.append(patch)
     return patches
-
-
-def check_data(preset: Preset) -> None:
-    """Fail fast (one-line error) when a split the preset needs is missing, before long work."""
-    d = preset.data
-    load_split(d.dataset, d.root, d.eval_split, d.image_size)
-    if needs_training(preset) or preset.attacks or any(t != "raw" for t in preset.trainings):
-        load_split(d.dataset, d.root, "train", d.image_size)
 
 
 def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
@@ -229,22 +259,67 @@ def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# sweeps
+# defenses
 
 
-def defense_runs(preset: Preset, model: Classifier, names: list[str] | None,
-                 lambdas: list[float] | None, overrides: dict | None = None) -> list[DefenseRun]:
+def defense_params(preset: Preset | None, name: str, overrides: dict | None = None) -> tuple[dict, list[float]]:
+    """(parameters, λ list) of defense ``name``: the preset's entry (if any) updated by ``overrides``;
+    a defense the preset does not list gets its class defaults and λ = :data:`DEFAULT_LAMBDA`."""
+    if name not in DEFENSES:
+        raise PatchbenchError(f"unknown defense {name!r}; known: {', '.join(DEFENSES)}")
+    cfg = next((d for d in preset.defenses if d.name == name), None) if preset is not None else None
+    params = {**(cfg.params if cfg else {}), **(overrides or {})}
+    DEFENSES[name].check_params(params)
+    return params, list(cfg.lambdas) if cfg and cfg.lambdas else [DEFAULT_LAMBDA]
+
+
+def resolve_defense(preset: Preset | None, name: str, model=None, overrides: dict | None = None) -> tuple[Defense, list[float]]:
+    """The built defense ``name`` and its λ list (see :func:`defense_params`)."""
+    params, lambdas = defense_params(preset, name, overrides)
+    return build_defense(name, params, model), lambdas
+
+
+def defense_runs(preset: Preset, model: Classifier, names: list[str] | None, lambdas: list[float] | None,
+                 overrides: dict | None = None, include_none: bool = True) -> list[DefenseRun]:
     """``none`` plus the named defenses (default: the preset's), each with its λ list."""
-    by_name = {d.name: d for d in preset.defenses}
-    runs = [DefenseRun(NoDefense(), [None])]
-    for name in names if names is not None else list(by_name):
+    runs = [DefenseRun(NoDefense(), [None])] if include_none else []
+    for name in names if names is not None else [d.name for d in preset.defenses]:
         if name == "none":
             continue
-        cfg = by_name.get(name)
-        params = {**(cfg.params if cfg else {}), **(overrides or {})}
-        lams = lambdas if lambdas is not None else (cfg.lambdas if cfg else [2.3])
-        runs.append(DefenseRun(build_defense(name, params, model), list(lams)))
+        defense, lams = resolve_defense(preset, name, model, overrides)
+        runs.append(DefenseRun(defense, list(lambdas) if lambdas is not None else lams))
     return runs
+
+
+def defend_files(files: list[Path], out_dir: Path, name: str, lam: float, overrides: dict,
+                 preset: Preset | None, save_maps: bool, device: torch.device) -> int:
+    """Defend image files: T(x) for each as PNG with the same stem in ``out_dir``; returns the count.
+
+    Every file is read (and so validated) before anything is written. With a preset, its
+    defense entry and its dataset's normalization are used (no weights are needed; defenses
+    that need the classifier itself, such as SLGS, ask for it).
+    """
+    from patchbench import imageio
+    from patchbench.models.wrapper import Normalizer
+
+    images = [imageio.read_image(f) for f in files]
+    model = Normalizer.for_dataset(preset.data.dataset) if preset is not None else None
+    defense, _ = resolve_defense(preset, name, model, overrides)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for group in imageio.group_by_shape(images):
+        x = torch.stack([images[i] for i in group]).to(device)
+        maps = defense.maps(x, model)
+        with torch.no_grad():
+            y = defense.apply(x, maps, lam)
+        for j, i in enumerate(group):
+            imageio.write_png(y[j], out_dir / f"{files[i].stem}.png")
+            if save_maps and "g" in maps:
+                imageio.write_png(maps["g"][j].clamp(0, 1), out_dir / "maps" / f"{files[i].stem}.png")
+    return len(files)
+
+
+# --------------------------------------------------------------------------------------------
+# grids
 
 
 def eval_context(preset: Preset, loaded: LoadedModel) -> dict:
@@ -253,56 +328,30 @@ def eval_context(preset: Preset, loaded: LoadedModel) -> dict:
             "model": preset.model.arch, "model_id": loaded.model_id}
 
 
-def run_grid(preset: Preset, loaded: LoadedModel, patches: list[Patch], runs: list[DefenseRun],
-             store: ResultStore, device: torch.device, include_clean: bool = True, progress: bool = True):
+def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Condition], runs: list[DefenseRun],
+                        store: ResultStore, device: torch.device, progress: bool = True, **extra) -> pd.DataFrame:
+    """Every missing cell of ``conditions`` × ``runs`` × λ on the preset's evaluation images."""
     d = preset.data
     source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
     idx = eval_indices(len(source), d.eval_n, d.eval_seed)
-    conditions = ([Condition(None)] if include_clean else []) + [Condition(p) for p in patches]
     return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, runs, store,
-                    eval_context(preset, loaded), device, d.num_workers, progress, extra={"preset": preset.name},
-                    ssim_n=d.ssim_n)
+                    eval_context(preset, loaded), device, d.num_workers, progress,
+                    extra={"preset": preset.name, **extra}, ssim_n=d.ssim_n)
 
 
-# --------------------------------------------------------------------------------------------
-# TOMM 2022: one model per training mode, attacked by every evasion attack
-
-
-def preset_for_training(preset: Preset, training: str) -> Preset:
-    """A copy of ``preset`` whose model is trained with ``training`` (raw, madry, madry+aad, ...)."""
-    import copy
-
-    p = copy.deepcopy(preset)
-    p.model.train.training = training
-    return p
-
-
-def build_evasion(cfg, model: Classifier):
-    """The registry's attack for an :class:`~patchbench.config.EvasionConfig`, on ``model``."""
-    import inspect
-
-    cls = ATTACKS[cfg.name]
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {"eps": cfg.eps, **cfg.params}
-    for key in ("steps", "step_size", "seed"):
-        value = getattr(cfg, key)
-        if value is not None and key in accepted:
-            kwargs[key] = value
-        elif value is not None and key in ("steps", "step_size"):
-            raise PatchbenchError(f"evasion attack {cfg.name} takes no {key} (got {value!r})")
-    unknown = sorted(k for k in cfg.params if k not in accepted)
-    if unknown:
-        raise PatchbenchError(f"evasion attack {cfg.name} has no parameter {unknown[0]!r}")
-    return cls(model, **kwargs)
+def run_grid(preset: Preset, loaded: LoadedModel, patches: list[Patch], runs: list[DefenseRun],
+             store: ResultStore, device: torch.device, include_clean: bool = True, progress: bool = True) -> pd.DataFrame:
+    conditions = ([Condition(None)] if include_clean else []) + [Condition(p) for p in patches]
+    return evaluate_conditions(preset, loaded, conditions, runs, store, device, progress)
 
 
 class SharedTrajectory:
     """PGD-k / CW-k for several k from one run per batch (``PGD.forward_at``).
 
     The first k steps of a PGD-100 run *are* a PGD-k run when the random start (same seed) and
-    the step size are the same, so the Table 6 columns PGD-10/20/40/100 cost 100 steps, not 170.
-    Used only when the preset fixes ``step_size`` (the default 2.5·ε/k rule depends on k).
-    The result of the last batch is cached; the engine asks for every k of a batch in turn.
+    the step size are the same, so columns PGD-10/20/40/100 cost 100 steps, not 170. Used only
+    when the preset fixes ``step_size`` (the default 2.5·ε/k rule depends on k). The result of
+    the last batch is cached; the engine asks for every k of a batch in turn.
     """
 
     def __init__(self, attack, ks: list[int]):
@@ -317,13 +366,14 @@ class SharedTrajectory:
         return run
 
 
-def evasion_conditions(evasion, model: Classifier, training: str) -> list:
+def build_evasion(cfg, model: Classifier):
+    """The registry's attack for an :class:`~patchbench.config.EvasionConfig`, on ``model``."""
+    return attack_class(cfg.name, patch=False).from_config(model, cfg)
+
+
+def evasion_conditions(evasion, model: Classifier, training: str) -> list[Condition]:
     """One Condition per evasion config; fixed-step PGD/CW configs that differ only in their
     number of steps share one trajectory (:class:`SharedTrajectory`)."""
-    import dataclasses as dc
-
-    from patchbench.engine import Condition
-
     configs = [e for e in evasion if not e.trainings or training in e.trainings]
     groups: dict[str, list] = {}
     for e in configs:
@@ -333,23 +383,117 @@ def evasion_conditions(evasion, model: Classifier, training: str) -> list:
     shared = {}
     for members in groups.values():
         if len(members) > 1:
-            longest = dc.replace(members[0], steps=max(m.steps for m in members))
+            longest = replace(members[0], steps=max(m.steps for m in members))
             traj = SharedTrajectory(build_evasion(longest, model), [m.steps for m in members])
             shared.update({id(m): traj.step(m.steps) for m in members})
     return [Condition(attack=shared.get(id(e)) or build_evasion(e, model), attack_config=e) for e in configs]
 
 
 def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: torch.device,
-                     progress: bool = True):
+                     progress: bool = True) -> pd.DataFrame:
     """Train (or load) the ``training`` model of ``preset`` and evaluate clean + every evasion attack."""
-    from patchbench.engine import Condition
-
-    p = preset_for_training(preset, training)
+    p = with_training(preset, training)
     loaded = ensure_model(p, store, device, progress=progress)
-    d = p.data
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-    idx = eval_indices(len(source), d.eval_n, d.eval_seed)
     conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training)
-    return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, [DefenseRun(NoDefense(), [None])],
-                    store, eval_context(p, loaded), device, d.num_workers, progress,
-                    extra={"preset": p.name, "training": training})
+    p.data.ssim_n = 0
+    return evaluate_conditions(p, loaded, conditions, [DefenseRun(NoDefense(), [None])], store, device,
+                               progress, training=training)
+
+
+# --------------------------------------------------------------------------------------------
+# experiments
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What ``sweep``/``reproduce`` run for a preset of this kind."""
+
+    name: str
+    description: str
+    check: Callable[[Preset], None]
+    sweep: Callable[..., pd.DataFrame]
+
+
+def _check_patch_defense(p: Preset) -> None:
+    if p.trainings or p.evasion:
+        raise PatchbenchError(f"preset {p.name}: trainings/evasion belong to experiment 'evasion', not 'patch-defense'")
+
+
+def _check_evasion(p: Preset) -> None:
+    if not p.evasion:
+        raise PatchbenchError(f"preset {p.name}: experiment 'evasion' needs a non-empty evasion list")
+    if p.attacks:
+        raise PatchbenchError(f"preset {p.name}: patch attacks belong to experiment 'patch-defense', not 'evasion'")
+
+
+def sweep_patch_defense(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
+                        defenses: list[str] | None = None, lambdas: list[float] | None = None,
+                        patches: list[Patch] | None = None) -> pd.DataFrame:
+    """Model (trained/cached), patches (given, or the preset's, trained/cached), then clean and
+    attacked × (none + defenses) × λ."""
+    loaded = ensure_model(preset, store, device, progress=progress)
+    patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress)
+    runs = defense_runs(preset, loaded.model, defenses, lambdas)
+    return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)
+
+
+def sweep_evasion(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
+                  defenses=None, lambdas=None, patches=None) -> pd.DataFrame:
+    """Every training objective × (clean + every evasion attack)."""
+    if defenses or lambdas or patches:
+        raise PatchbenchError(f"preset {preset.name} is an evasion experiment: --defenses, --lambdas and --patches "
+                              "apply to patch-defense presets")
+    frames = []
+    for training in preset.trainings or [preset.model.train.training]:
+        rows = run_evasion_grid(preset, training, store, device, progress)
+        console.print(f"[bold]{preset.name}[/] {training}: {len(rows)} cells")
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "patch-defense": Experiment("patch-defense", "one classifier; clean and patched images × defenses × λ",
+                                _check_patch_defense, sweep_patch_defense),
+    "evasion": Experiment("evasion", "one classifier per training objective × (clean + evasion attacks)",
+                          _check_evasion, sweep_evasion),
+}
+
+
+def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,
+          patch_files: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
+    """``patchbench sweep``: check every input (defense names, λ list, patch files, data), then run
+    the preset's experiment. ``defenses`` a comma list, ``lambdas`` a λ range or list,
+    ``patch_files`` paths (each may be a comma list)."""
+    from patchbench.config import parse_lambdas
+
+    names = [n.strip() for n in defenses.split(",") if n.strip()] if defenses is not None else None
+    for n in names or []:
+        if n != "none":
+            defense_params(preset, n)
+    lams = parse_lambdas(lambdas) if lambdas is not None else None
+    given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
+    check_data(preset)
+    store, device = ResultStore(results), resolve_device(preset.device)
+    return EXPERIMENTS[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
+
+
+def evaluate_one(preset: Preset, results: Path, patch_file: Path | None, defense: str, lam: float,
+                 overrides: dict, progress: bool = True) -> pd.DataFrame:
+    """``patchbench evaluate``: one cell (the patch, or clean images, × defense at λ), stored."""
+    patches = load_patches([str(patch_file)], preset) if patch_file is not None else []
+    if defense != "none":
+        defense_params(preset, defense, overrides)
+    check_data(preset)
+    store, device = ResultStore(results), resolve_device(preset.device)
+    loaded = ensure_model(preset, store, device, progress=progress)
+    runs = defense_runs(preset, loaded.model, [defense], [lam], overrides, include_none=defense == "none")
+    return run_grid(preset, loaded, patches, runs, store, device, include_clean=patch_file is None, progress=progress)
+
+
+def run_preset(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> None:
+    """Everything a preset asks for: its experiment's sweep, then its paper's extra steps."""
+    from patchbench.papers import get_paper
+
+    rows = EXPERIMENTS[preset.experiment].sweep(preset, store, device, progress)
+    console.print(f"[bold]{preset.name}[/]: {len(rows)} cells")
+    get_paper(preset.paper).extra_steps(preset, store, device, progress)

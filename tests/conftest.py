@@ -1,9 +1,18 @@
+import contextlib
+import io
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.nn as nn
 import yaml
+from PIL import Image
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -34,7 +43,7 @@ needs_fmnist = pytest.mark.skipif(
 
 def tiny_preset(path: Path, **over) -> Path:
     """A minutes-scale copy of the demo preset: small eval set, 1 epoch on a subset, few patch steps."""
-    raw = yaml.safe_load((Path(__file__).parents[1] / "patchbench/presets/demo-fmnist.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).parents[1] / "patchbench/papers/icaart2022/presets/demo-fmnist.yaml").read_text())
     raw["name"] = over.pop("name", "tiny-fmnist")
     # the spine's shape: one LaVAN attack, LGS only (the ICAART extras have their own tests)
     raw["attacks"], raw["defenses"] = raw["attacks"][:1], raw["defenses"][:1]
@@ -69,3 +78,80 @@ def quadrant_data(n, size=12, seed=0, amp=0.5):
         r, c = divmod(k, 2)
         x[y == k, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += amp
     return x.clamp(0, 1), y
+
+
+# --------------------------------------------------------------------------------------------
+# the CLI, in-process (fast: no torch import per call) and as a subprocess (like a user)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, check=True) -> CliResult:
+    """``patchbench ARGS`` in this process: the real entry point (``main``), its exit code and output."""
+    from patchbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["patchbench", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    r = CliResult(code, out.getvalue(), err.getvalue())
+    if check and r.returncode != 0:
+        raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r
+
+
+def pb(*args, check=True, **kw) -> subprocess.CompletedProcess:
+    """``python -m patchbench ARGS`` as a subprocess (end-to-end, or where a process must be killed)."""
+    proc = subprocess.run([sys.executable, "-m", "patchbench", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def cells(results: Path) -> pd.DataFrame:
+    """Every stored cell (each file must be readable), sorted by run id."""
+    files = sorted((results / "cells").glob("*"))
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return df.sort_values("run_id").reset_index(drop=True)
+
+
+def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, size=400):
+    """A synthetic ImageNet in ImageFolder layout (train/ and val/), random JPEGs."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{c}_{i}.JPEG", format="JPEG")
+    return root
+
+
+def corner_model(target=2, size=16):
+    """A tiny model whose target logit reads the top-right corner: the attack must find it."""
+    from patchbench.models import Classifier
+
+    class Net(nn.Module):
+        def forward(self, x):
+            corner = x[:, :, :4, -4:].mean((1, 2, 3))
+            logits = torch.zeros(len(x), 3)
+            logits[:, 0] = 0.5
+            logits[:, target] = 4 * (corner - 0.6)
+            return logits
+
+    net = Net()
+    net.dummy = nn.Parameter(torch.zeros(1), requires_grad=False)
+    return Classifier(net, mean=(0.0,), std=(1.0,), name="corner", class_names=["a", "b", "c"], image_size=size)

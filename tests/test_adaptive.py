@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks import ATTACKS, LaVAN
-from patchbench.attacks.adaptive import AdaptiveLaVAN, differentiable_defense, differentiable_maps
+from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.patch import Placement, paste
 from patchbench.defenses import build_defense
 from patchbench.models import Classifier
@@ -44,9 +44,9 @@ def test_forward_equals_defense(name, space):
     for sg in ("second-order", "constant"):
         for kg in ("constant", "straight-through"):
             xr = x.clone().requires_grad_(True)  # with a graph (the training path)
-            out = differentiable_defense(d, xr, 2.3, model, saliency_grad=sg, keep_grad=kg)
+            out = d.differentiable(xr, 2.3, model, {"saliency_grad": sg, "keep_grad": kg})
             assert (out - ref).abs().max() <= 1e-5
-    assert (differentiable_defense(d, x, 2.3, model) - ref).abs().max() <= 1e-5
+    assert (d.differentiable(x, 2.3, model) - ref).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["lgs", "slgs", "wlgs"])
@@ -64,12 +64,12 @@ def test_gradient_flows_to_delta_through_T(name):
         (logits[:, 0] - logits[:, 1]).sum().backward()
         return delta.grad
 
-    full = grad(lambda xa: differentiable_maps(d, xa, model))
+    full = grad(lambda xa: d.differentiable_maps(xa, model, **d.resolve_grad_options({})))
     frozen = grad(lambda xa: {k: v.detach() for k, v in d.maps(xa.detach(), model).items()})
     assert torch.isfinite(full).all() and full.abs().sum() > 0
     assert not torch.allclose(full, frozen)  # the map's own gradient (through T) contributes
     if name == "wlgs":  # dW/dx through second-order autograd changes the gradient
-        const = grad(lambda xa: differentiable_maps(d, xa, model, saliency_grad="constant"))
+        const = grad(lambda xa: d.differentiable_maps(xa, model, saliency_grad="constant"))
         assert not torch.allclose(full, const)
 
 
@@ -85,7 +85,7 @@ def test_gradient_matches_finite_difference(name):
     v[:, :, :7] = 0
 
     def f(z):
-        return (differentiable_defense(d, z, 2.3, model) * torch.linspace(0, 1, 24, dtype=torch.float64)).sum()
+        return (d.differentiable(z, 2.3, model) * torch.linspace(0, 1, 24, dtype=torch.float64)).sum()
 
     xr = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(f(xr), xr)
@@ -111,7 +111,7 @@ def test_history_snapshots_and_meta():
     assert all(h["n"] == int((y != 0).sum()) and 0 <= h["success_rate"] <= 1 for h in atk.history)
     for p in atk.snapshots:
         assert p.meta["attack"] == "lavan-adaptive" and p.meta["adaptive_defense"] == "wlgs"
-        assert p.meta["lam"] == 2.3 and p.meta["saliency_grad"] == "second-order"
+        assert p.meta["lam"] == 2.3 and p.meta["grad_options"] == {"keep_grad": "constant", "saliency_grad": "second-order"}
         assert p.pixels.min() >= 0 and p.pixels.max() <= 1
     assert not torch.equal(atk.snapshots[0].pixels, atk.snapshots[-1].pixels)
     assert patch.meta["step"] == 6 and torch.equal(patch.pixels, atk.snapshots[-1].pixels)
@@ -130,10 +130,10 @@ def test_no_defense_is_plain_lavan():
 
 @needs_fmnist
 def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
-    from patchbench.adaptive import curves, run_adaptive
+    from patchbench.papers.icaart2022.adaptive import curves, run_adaptive
     from patchbench.config import load_preset
     from patchbench.models import build_classifier
-    from patchbench.pipeline import LoadedModel, state_id
+    from patchbench.runner import LoadedModel, state_id
     from patchbench.results import ResultStore
 
     preset = load_preset(str(tiny_preset(tmp_path / "tiny.yaml", data__eval_n=200)))
@@ -148,9 +148,9 @@ def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
     adaptive = rows[rows["attack"] == "lavan-adaptive"]
     assert len(adaptive) == len(rows) == 3 * 3 + 2 * 3  # 3 steps × (defense (+ undefended))
     assert sorted(set(adaptive["attack_step"])) == [0, 2, 4]
-    assert set(adaptive["adaptive_defense"]) == {"none", "lgs", "wlgs"}
+    assert set(adaptive["attack_through"]) == {"none", "lgs", "wlgs"}
     lgs = adaptive[adaptive["defense"] == "lgs"]
-    assert set(lgs["lam"]) == {2.3} and set(lgs["adaptive_defense"]) == {"lgs"}  # largest preset λ
+    assert set(lgs["lam"]) == {2.3} and set(lgs["attack_through"]) == {"lgs"}  # largest preset λ
     assert adaptive["attack_success_rate"].between(0, 1).all()
     assert curves(rows).shape == (3, 3)
     cells = sorted(p.name for p in store.cells_dir.iterdir())

@@ -7,7 +7,7 @@ from patchbench.attacks import ATTACKS, AdversarialPatch
 from patchbench.attacks.adversarial_patch import eot_paste
 from patchbench.attacks.patch import Placement, paste
 from patchbench.config import AttackConfig
-from tests.test_lavan import corner_model
+from conftest import corner_model
 
 
 def test_eot_identity_transform_equals_exact_paste():

@@ -1,4 +1,4 @@
-"""Adversarial training (patchbench.training.adversarial): the five modes, resume, robustness."""
+"""The one training loop (patchbench.training): every objective, resume, robustness, optimizers."""
 
 import math
 
@@ -13,9 +13,10 @@ from patchbench.data import TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.gradcam import GradCAM
 from patchbench.models import Classifier
-from patchbench.training.adversarial import (
-    adversarial_loss, build_optimizer, build_schedule, classification_loss, logit_pairing_loss, preservation_loss,
-    rectification_distance, train_adversarial,
+from patchbench.training import train as train_adversarial
+from patchbench.training.loop import build_optimizer, build_schedule
+from patchbench.training.objectives import (
+    build_objective, classification_loss, logit_pairing_loss, minibatch_loss, preservation_loss, rectification_distance,
 )
 from conftest import quadrant_data as float_quadrant_data
 
@@ -73,7 +74,7 @@ def test_loss_terms_by_hand(source):
     x, y = source.batch(torch.arange(16), 12, torch.device("cpu")), source.labels[:16]
     cfg = config(training="alp", class_loss="ce", alp_weight=0.5)
     attack = PGD(model, cfg.eps, cfg.attack_steps, seed=5)
-    loss, terms = adversarial_loss(model, x, y, cfg, attack, None)
+    loss, terms = minibatch_loss(model, build_objective(cfg.training), x, y, cfg, attack, None)
     x_adv = PGD(model, cfg.eps, cfg.attack_steps, seed=5)(x, y)
     z, z_adv = model(x), model(x_adv)
     expected = 0.5 * F.cross_entropy(z, y) + 0.5 * F.cross_entropy(z_adv, y) + 0.5 * (z - z_adv).pow(2).mean()
@@ -81,7 +82,7 @@ def test_loss_terms_by_hand(source):
     assert terms["pair"] == pytest.approx(float(logit_pairing_loss(z, z_adv).detach()), rel=1e-5)
     one_hot = F.one_hot(y, 4).float()
     manual = -(one_hot * F.logsigmoid(z) + (1 - one_hot) * F.logsigmoid(-z)).mean()
-    assert torch.allclose(classification_loss(z, y), manual, atol=1e-6)
+    assert torch.allclose(classification_loss(z, y, "soft-margin"), manual, atol=1e-6)
 
 
 @pytest.mark.parametrize("term", ["Lr", "Lp", "Lp-sum"])
@@ -184,6 +185,17 @@ def test_bad_train_config(over, key):
         validate_train(TrainConfig(**over))
     with pytest.raises(PatchbenchError, match=key):
         train_adversarial(tiny_net(), None, torch.arange(4), 12, TrainConfig(**over), torch.device("cpu"), progress=False)
+
+
+@pytest.mark.parametrize("training", ["raw", "madry"])
+def test_optimizer_and_step_schedule_reach_every_objective(training, source):
+    """optimizer: rmsprop and schedule: step are honoured by every objective (the ERM path used
+    to train with its own Adam and ignore both)."""
+    cfg = config(training=training, optimizer="rmsprop", schedule="step", lr=0.01, lr_decay=0.5, lr_decay_every=1,
+                 epochs=2, batch_size=16)
+    stats = train_adversarial(tiny_net(), source, torch.arange(32), 12, cfg, torch.device("cpu"), progress=False)
+    assert stats["optimizer"] == "RMSprop"
+    assert stats["final_lr"] == pytest.approx(0.01 * 0.5 ** 2)
 
 
 def test_preset_override_is_validated():

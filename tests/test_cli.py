@@ -1,6 +1,8 @@
-"""End-to-end runs of the CLI on a small Fashion-MNIST slice (subprocesses, like a user)."""
+"""The CLI on a small Fashion-MNIST slice: one end-to-end run as a subprocess (like a user, and
+killed with SIGKILL), the rest in-process through the same entry point (``main``)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,23 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import needs_fmnist, tiny_preset
+from conftest import cells, needs_fmnist, pb, run_cli, tiny_preset
 
 NUMBERS = ["run_id", "n", "correct", "accuracy", "ci_low", "ci_high", "target_hits", "n_nontarget", "attack_success_rate"]
-
-
-def pb(*args, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "patchbench.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def cells(results: Path) -> pd.DataFrame:
-    files = sorted((results / "cells").glob("*"))
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)  # every file readable
-    return df.sort_values("run_id").reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +26,15 @@ def preset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def swept(preset, tmp_path_factory):
-    """One uninterrupted sweep: the reference for resume and determinism."""
+    """One uninterrupted sweep, end to end as a subprocess: the reference for resume and
+    determinism. Tests that add cells work on a copy (no test depends on another's order)."""
     results = tmp_path_factory.mktemp("ref") / "results"
     pb("sweep", "--preset", preset, "--results", results, "--no-progress")
     return results
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_sweep_table_and_rerun(preset, swept):
     df = cells(swept)
     # conditions (clean + 2 patches) x (none + 3 lambdas)
@@ -56,33 +46,33 @@ def test_sweep_table_and_rerun(preset, swept):
     for f in ("lavan-6px", "lavan-8px"):
         assert list((swept / "artifacts/patches").glob(f"{f}*.pt"))
     before = {f.name: f.stat().st_mtime_ns for f in (swept / "cells").iterdir()}
-    t0 = time.time()
-    again = pb("sweep", "--preset", preset, "--results", swept, "--no-progress")
+    again = run_cli("sweep", "--preset", preset, "--results", swept, "--no-progress")
     assert "12 cells" in again.stdout
     assert {f.name: f.stat().st_mtime_ns for f in (swept / "cells").iterdir()} == before  # nothing recomputed
-    assert time.time() - t0 < 60
-    tab = pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "csv")
+    tab = run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "csv")
     t = pd.read_csv(pd.io.common.StringIO(tab.stdout))
     assert t["Defense"].tolist()[:4] == ["No defense", "LGS", "LGS", "LGS"]
     assert "Clean ours" in t.columns and "Clean paper" in t.columns
     assert t.loc[0, "Clean paper"] == 72.24
-    md = pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "markdown")
+    md = run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "markdown")
     assert "different dataset and model" in md.stdout
-    assert "\\begin{tabular}" in pb("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "latex").stdout
+    assert "\\begin{tabular}" in run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "latex").stdout
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_same_preset_and_seed_twice_identical_numbers(preset, swept, tmp_path):
     other = tmp_path / "results"
-    pb("sweep", "--preset", preset, "--results", other, "--no-progress")
+    run_cli("sweep", "--preset", preset, "--results", other, "--no-progress")
     pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(other)[NUMBERS])
 
 
 @needs_fmnist
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["patch", "cells"])
 def test_sigkill_mid_sweep_then_rerun_matches(preset, swept, tmp_path, kill_when):
     results = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "patchbench.cli", "sweep", "--preset", str(preset),
+    proc = subprocess.Popen([sys.executable, "-m", "patchbench", "sweep", "--preset", str(preset),
                              "--results", str(results), "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     watch = results / ("artifacts/patches" if kill_when == "patch" else "cells")
@@ -96,22 +86,26 @@ def test_sigkill_mid_sweep_then_rerun_matches(preset, swept, tmp_path, kill_when
     proc.wait()
     partial = len(list((results / "cells").glob("*.parquet"))) if (results / "cells").is_dir() else 0
     assert killed and partial < 12, "the sweep should have been killed mid-way"
-    pb("sweep", "--preset", preset, "--results", results, "--no-progress")
+    run_cli("sweep", "--preset", preset, "--results", results, "--no-progress")
     pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
     leftovers = [f for f in results.rglob(".*") if f.is_file()]
     assert leftovers == []
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_train_patch_and_evaluate_one_cell(preset, swept, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(swept, results)  # the shared reference stays untouched
     out = tmp_path / "p" / "my_patch.pt"
-    r = pb("train-patch", "--preset", preset, "--attack", "lavan", "--size", 7, "--steps", 5, "--out", out,
-           "--results", swept, "--no-progress")
+    r = run_cli("train-patch", "--preset", preset, "--attack", "lavan", "--size", 7, "--steps", 5, "--out", out,
+                "--results", results, "--no-progress")
     assert "7px" in r.stdout
     assert {f.name for f in out.parent.iterdir()} == {"my_patch.pt", "my_patch.png", "my_patch.json"}
-    r = pb("evaluate", "--preset", preset, "--patch", out, "--defense", "lgs", "--lam", 2.3, "--results", swept, "--no-progress")
+    r = run_cli("evaluate", "--preset", preset, "--patch", out, "--defense", "lgs", "--lam", 2.3, "--results", results,
+                "--no-progress")
     assert "lavan 7px -> class 0 | lgs λ=2.3 | accuracy" in r.stdout
-    assert len(cells(swept)) == 13
+    assert len(cells(results)) == 13
 
 
 def _write_images(d: Path, n=4, size=48):
@@ -127,12 +121,12 @@ def _write_images(d: Path, n=4, size=48):
 def test_defend_directory_equals_one_by_one(tmp_path):
     src = tmp_path / "in"
     _write_images(src)
-    pb("defend", src, "--out", tmp_path / "all", "--lam", 2.3, "--window", 7, "--overlap", 2, "--save-maps")
+    run_cli("defend", src, "--out", tmp_path / "all", "--lam", 2.3, "--param", "window=7", "--param", "overlap=2", "--save-maps")
     names = sorted(f.name for f in (tmp_path / "all").glob("*.png"))
     assert names == ["gray.png", "img0.png", "img1.png", "img2.png", "img3.png"]
     assert len(list((tmp_path / "all" / "maps").glob("*.png"))) == 5
     for f in sorted(src.iterdir()):
-        pb("defend", f, "--out", tmp_path / "one", "--lam", 2.3, "--window", 7, "--overlap", 2)
+        run_cli("defend", f, "--out", tmp_path / "one", "--lam", 2.3, "--param", "window=7", "--param", "overlap=2")
     for name in names:
         a = np.asarray(Image.open(tmp_path / "all" / name))
         b = np.asarray(Image.open(tmp_path / "one" / name))
@@ -148,10 +142,11 @@ def test_defend_lambda_zero_and_constant_image(tmp_path):
     Image.fromarray(np.full((64, 64, 3), (30, 140, 200), np.uint8)).save(src / "flat.png")
     arr = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(arr).save(src / "noise.png")
-    pb("defend", src, "--out", tmp_path / "z", "--lam", 0)
+    run_cli("defend", src, "--out", tmp_path / "z", "--lam", 0)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "z" / "noise.png")), arr)
     for lam in (1, 3.5, 100):
-        pb("defend", src / "flat.png", "--out", tmp_path / f"c{lam}", "--lam", lam, "--window", 15, "--overlap", 5, "--threshold", 0.2)
+        run_cli("defend", src / "flat.png", "--out", tmp_path / f"c{lam}", "--lam", lam,
+                "--param", "window=15", "--param", "overlap=5", "--param", "threshold=0.2")
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"c{lam}" / "flat.png")), np.asarray(Image.open(src / "flat.png")))
 
 
@@ -176,18 +171,25 @@ BAD_INPUTS = [
     ("unknown table", ["table", "icaart2099-9"]),
     ("unknown list", ["list", "gadgets"]),
     ("bad option value", ["sweep", "--set", "data.eval_n=-5"]),
+    ("unknown defense parameter", ["evaluate", "--defense", "jpeg", "--param", "window=5"]),
+    ("malformed --param", ["evaluate", "--param", "window"]),
+    ("unknown paper", ["reproduce", "nips2099"]),
+    ("unknown scale", ["reproduce", "icaart2022", "--preset-scale", "huge"]),
+    ("unknown figure", ["plot", "pie-chart"]),
+    ("evasion preset with patches", ["sweep", "--preset", "demo-tomm-fmnist", "--lambdas", "1.5"]),
 ]
 
 
 @pytest.mark.parametrize("what,args", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, what, args):
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, monkeypatch, what, args):
     (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
     (tmp_path / "imagenet" / "val" / "n0").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
     results = tmp_path / "results"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    if argv[0] != "list":
+    if argv[0] not in ("list", "plot"):
         argv += ["--results", str(results)]
-    r = pb(*argv, check=False, cwd=tmp_path)
+    r = run_cli(*argv, check=False)
     assert r.returncode == 2, (what, r.stdout, r.stderr)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), (what, r.stderr)
@@ -198,7 +200,23 @@ def test_defend_bad_inputs(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out = tmp_path / "out"
     for args in (["{t}/missing.png"], ["{t}/broken.png"], ["{t}/broken.png", "--defense", "nope"],
-                 ["{t}/broken.png", "--lam", "-2"]):
-        r = pb("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
+                 ["{t}/broken.png", "--lam", "-2"], ["{t}/broken.png", "--param", "nope=1"]):
+        r = run_cli("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
         assert not out.exists()
+
+
+def test_version_and_bare_command():
+    from patchbench import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"patchbench {__version__}"
+    r = run_cli(check=False)
+    assert r.returncode == 0 and "train-model" in r.stdout and "reproduce" in r.stdout
+
+
+@pytest.mark.parametrize("what", ["models", "attacks", "defenses", "datasets", "presets", "papers", "tables",
+                                  "figures", "trainings"])
+def test_list_every_registry(what):
+    r = run_cli("list", what)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) > 3

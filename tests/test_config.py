@@ -51,7 +51,7 @@ def test_icaart_presets_hold_slgs_wlgs_adversarial_patch_and_adaptive():
         assert by["slgs"].params["erosions"] == 2 and by["slgs"].params["dilations"] == 3
         for d in ("lgs", "slgs", "wlgs"):
             assert 3.5 in by[d].lambdas and by[d].params["window"] == 15
-        assert p.adaptive.defenses == ["lgs", "slgs", "wlgs"]
+        assert p.extra["adaptive"].defenses == ["lgs", "slgs", "wlgs"]
 
 
 def test_tomm_presets_hold_the_papers_settings():

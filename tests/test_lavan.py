@@ -1,24 +1,9 @@
 import torch
-import torch.nn as nn
 
 from patchbench.attacks import LaVAN
 from patchbench.attacks.patch import Placement
-from patchbench.models import Classifier
 
-
-def corner_model(target=2, size=16):
-    """A tiny model whose target logit reads the top-right corner: the attack must find it."""
-    class Net(nn.Module):
-        def forward(self, x):
-            corner = x[:, :, :4, -4:].mean((1, 2, 3))
-            logits = torch.zeros(len(x), 3)
-            logits[:, 0] = 0.5
-            logits[:, target] = 4 * (corner - 0.6)
-            return logits
-
-    net = Net()
-    net.dummy = nn.Parameter(torch.zeros(1), requires_grad=False)
-    return Classifier(net, mean=(0.0,), std=(1.0,), name="corner", class_names=["a", "b", "c"], image_size=size)
+from conftest import corner_model
 
 
 def test_lavan_reaches_target_and_stays_in_range():

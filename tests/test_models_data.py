@@ -1,14 +1,12 @@
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from patchbench.data import eval_indices, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, build_classifier
 from patchbench.models.imagenet import weights_file
 
-from conftest import needs_fmnist
+from conftest import make_image_folder, needs_fmnist
 
 
 @pytest.mark.parametrize("arch,size", [("small_vgg", 64), ("lenet", 28)])
@@ -70,17 +68,6 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path):
         load_split("fashion-mnist", str(tmp_path), "test")  # exists, holds no IDX files
     with pytest.raises(PatchbenchError, match="ImageFolder|does not exist"):
         load_split("imagenet", str(tmp_path), "val")  # no val/ folder inside
-
-
-def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, size=400):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in classes:
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{c}_{i}.JPEG", format="JPEG")
-    return root
 
 
 def test_imagenet_image_folder_stand_in(tmp_path):

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import needs_fmnist
-from test_cli import cells, pb
-from test_models_data import make_image_folder
+from conftest import cells, make_image_folder, needs_fmnist, run_cli
 
 TRAININGS = ["raw", "madry", "madry+aad", "alp", "alp+aad"]
 
@@ -52,11 +50,12 @@ def write_cifar(root, n=60, seed=0):
 def demo(tmp_path_factory):
     results = tmp_path_factory.mktemp("tomm") / "results"
     out = results / "reports"
-    pb("reproduce", "tomm2022", "--preset-scale", "demo", "--results", results, "--out", out, "--no-progress", *tiny_sets())
+    run_cli("reproduce", "tomm2022", "--preset-scale", "demo", "--results", results, "--out", out, "--no-progress", *tiny_sets())
     return results, out
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_demo_table6_rows_columns_and_cells(demo):
     results, out = demo
     df = cells(results)
@@ -74,24 +73,26 @@ def test_demo_table6_rows_columns_and_cells(demo):
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_demo_rerun_reuses_everything(demo, tmp_path):
     results, out = demo
     before = {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()}
     models = sorted(p.name for p in (results / "artifacts/models").glob("*.pt"))
-    pb("reproduce", "tomm2022", "--preset-scale", "demo", "--results", results, "--out", tmp_path, "--no-progress", *tiny_sets())
+    run_cli("reproduce", "tomm2022", "--preset-scale", "demo", "--results", results, "--out", tmp_path, "--no-progress", *tiny_sets())
     assert {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()} == before
     assert sorted(p.name for p in (results / "artifacts/models").glob("*.pt")) == models
     assert not list((results / "artifacts/models").glob("*.ckpt"))  # finished trainings leave no resume state
     assert (tmp_path / "tomm2022-6.md").read_text() == (out / "tomm2022-6.md").read_text()
-    r = pb("table", "tomm2022-6", "--results", results, "--format", "csv")
+    r = run_cli("table", "tomm2022-6", "--results", results, "--format", "csv")
     table = pd.read_csv(pd.io.common.StringIO(r.stdout))
     assert list(table["Training"].unique()) == ["RAW", "Madry", "Madry+AAD", "ALP", "ALP+AAD"]
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_train_model_training_option_and_bad_attack_parameters(tmp_path):
     results = tmp_path / "r"
-    r = pb("train-model", "--preset", "demo-tomm-fmnist", "--training", "madry", "--results", results, "--no-progress",
+    r = run_cli("train-model", "--preset", "demo-tomm-fmnist", "--training", "madry", "--results", results, "--no-progress",
            "--set", "model.train.train_n=100", "--set", "model.train.epochs=1", "--set", "model.train.attack_steps=1")
     assert "test accuracy" in r.stdout
     meta = list((results / "artifacts/models").glob("*.json"))
@@ -100,13 +101,14 @@ def test_train_model_training_option_and_bad_attack_parameters(tmp_path):
                       (["--set", "evasion.1.steps=0"], "steps"), (["--set", "evasion.0.step_size=0.1"], None)):
         args = ["sweep" if bad[0] == "--set" else "train-model", "--preset", "demo-tomm-fmnist", "--results",
                 tmp_path / "bad", "--no-progress", *bad]
-        proc = pb(*args, check=False)
+        proc = run_cli(*args, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
         if what:
             assert what in proc.stderr
         assert not (tmp_path / "bad" / "cells").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tomm2022-mnist", "tomm2022-cifar10"])
 def test_paper_presets_on_synthetic_stand_ins(preset, tmp_path):
     root = tmp_path / "data"
@@ -117,13 +119,14 @@ def test_paper_presets_on_synthetic_stand_ins(preset, tmp_path):
         write_cifar(root)
     results = tmp_path / "results"
     sets = tiny_sets(n_train=40, batch=20, eval_n=20, steps=(1, 2)) + ["--set", "trainings=[raw,madry+aad,alp+aad]"]
-    pb("sweep", "--preset", preset, "--data-root", root, "--results", results, "--no-progress", *sets)
+    run_cli("sweep", "--preset", preset, "--data-root", root, "--results", results, "--no-progress", *sets)
     df = cells(results)
     assert set(df["training"]) == {"raw", "madry+aad", "alp+aad"} and (df["n"] == 20).all()
-    r = pb("table", "tomm2022-6", "--preset", preset, "--results", results, "--format", "markdown")
+    r = run_cli("table", "tomm2022-6", "--preset", preset, "--results", results, "--format", "markdown")
     assert "Δ" in r.stdout  # same dataset and model as the paper: Δ rows
 
 
+@pytest.mark.slow
 def test_imagenet_preset_on_stand_in_with_table7(tmp_path):
     """ResNet50 (weights=None stand-in) fine-tuned with Madry+AAD one step; Table 7's A3 attacks."""
     root = make_image_folder(tmp_path / "imagenet", per_class=2, size=64)
@@ -137,14 +140,14 @@ def test_imagenet_preset_on_stand_in_with_table7(tmp_path):
                      "{name: iter-stepll+a3, eps: 0.0157, steps: 1, params: {sigma: 10}, column: T7 Iter-StepLL+A3, trainings: [raw]}, "
                      "{name: pgd, eps: 0.0157, steps: 1, column: T7 PGD, trainings: [raw]}, "
                      "{name: pgd+a3, eps: 0.0157, steps: 1, params: {sigma: 10}, column: T7 PGD+A3, trainings: [raw]}]"]
-    pb("sweep", "--preset", "tomm2022-imagenet", "--data-root", root, "--results", results, "--no-progress", *sets)
+    run_cli("sweep", "--preset", "tomm2022-imagenet", "--data-root", root, "--results", results, "--no-progress", *sets)
     df = cells(results)
     assert set(df["model"]) == {"resnet50"}
     assert len(df[df["training"] == "raw"]) == 1 + 5 and len(df[df["training"] == "madry+aad"]) == 1 + 1
-    r7 = pb("table", "tomm2022-7", "--preset", "tomm2022-imagenet", "--results", results, "--format", "markdown")
+    r7 = run_cli("table", "tomm2022-7", "--preset", "tomm2022-imagenet", "--results", results, "--format", "markdown")
     for col in ("T7 Iter-StepLL", "T7 Iter-StepLL+A3", "T7 PGD", "T7 PGD+A3", "13.6", "10.8"):
         assert col in r7.stdout
-    r6 = pb("table", "tomm2022-6", "--preset", "tomm2022-imagenet", "--results", results, "--format", "markdown")
+    r6 = run_cli("table", "tomm2022-6", "--preset", "tomm2022-imagenet", "--results", results, "--format", "markdown")
     assert "T7" not in r6.stdout and "75.6" in r6.stdout
 
 
@@ -153,8 +156,8 @@ def test_shared_trajectory_equals_separate_attacks():
     import torch
 
     from patchbench.config import EvasionConfig
-    from patchbench.pipeline import build_evasion, evasion_conditions
-    from test_lavan import corner_model
+    from patchbench.runner import build_evasion, evasion_conditions
+    from conftest import corner_model
 
     torch.manual_seed(0)
     model = corner_model(target=2, size=12)

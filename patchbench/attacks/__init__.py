@@ -1,18 +1,20 @@
 """Attack registry: name -> class. One file per attack; a new attack is one file + one line here."""
 
-from patchbench.attacks.base import Attack  # noqa: F401
+from patchbench.attacks.base import Attack
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
 from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
 from patchbench.attacks.pgd import CW, FGSM, PGD, IterStepLL, LinfAttack, StepLL  # noqa: F401
+from patchbench.errors import PatchbenchError
 
-ATTACKS: dict[str, type[PatchAttack]] = {
+ATTACKS: dict[str, type[Attack]] = {
+    # patch attacks: fit(batches) -> Patch
     "lavan": LaVAN,
-    "lavan-adaptive": AdaptiveLaVAN,  # white-box LaVAN through the defense (ICAART Eq. 13)
+    "lavan-adaptive": AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
     "adversarial_patch": AdversarialPatch,
-    # pixel-space L∞ attacks (TOMM 2022 Table 6) and their A3 variants (Eq. 11-13); plain Attacks
+    # pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
     "fgsm": FGSM,
     "pgd": PGD,
     "cw": CW,
@@ -22,3 +24,12 @@ ATTACKS: dict[str, type[PatchAttack]] = {
     "stepll+a3": StepLLA3,
     "iter-stepll+a3": IterStepLLA3,
 }
+
+
+def attack_class(name: str, patch: bool) -> type[Attack]:
+    """The registered patch attack (``patch=True``) or evasion attack named ``name``."""
+    names = [n for n, c in ATTACKS.items() if issubclass(c, PatchAttack) == patch]
+    if name not in names:
+        kind = "patch attack" if patch else "evasion attack"
+        raise PatchbenchError(f"unknown {kind} {name!r}; known: {', '.join(names)}")
+    return ATTACKS[name]

@@ -33,8 +33,9 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import Attack
-from patchbench.attacks.pgd import PGD, IterStepLL, LinfAttack, StepLL, check_nonnegative, eval_mode
+from patchbench.attacks.pgd import PGD, IterStepLL, LinfAttack, StepLL, check_nonnegative
 from patchbench.gradcam import GradCAM, attention_area, gradcam_for
+from patchbench.util import eval_mode
 
 SIGMA = 10.0  # Sec. 5.6
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 
 import torch
@@ -28,3 +29,38 @@ class Attack(ABC):
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.forward(images, labels)
+
+    # ---- configuration (an attack checks its own preset entry, as a defense checks its params)
+
+    @classmethod
+    def accepted_params(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+
+    @classmethod
+    def check_config(cls, cfg, where: str = "evasion") -> None:
+        """Check an :class:`~patchbench.config.EvasionConfig` naming this attack: ε in (0, 1],
+        integer steps, and only parameters the constructor takes. One-line PatchbenchError."""
+        from patchbench.errors import check, is_int, is_number
+
+        check(is_number(cfg.eps) and 0 < cfg.eps <= 1,
+              f"{where}.eps must be a number in (0, 1] (pixel scale; 8/255 = 0.0314), got {cfg.eps!r}")
+        check(cfg.steps is None or (is_int(cfg.steps) and cfg.steps >= 1), f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
+        check(cfg.step_size is None or (is_number(cfg.step_size) and cfg.step_size > 0),
+              f"{where}.step_size must be a number > 0, got {cfg.step_size!r}")
+        accepted = cls.accepted_params()
+        for key in ("steps", "step_size"):
+            check(getattr(cfg, key) is None or key in accepted, f"{where}: attack {cfg.name} takes no {key}")
+        check(isinstance(cfg.params, dict), f"{where}.params must be a mapping")
+        for key in cfg.params:
+            check(key in accepted and key != "eps", f"{where}.params: attack {cfg.name} has no parameter {key!r}")
+
+    @classmethod
+    def from_config(cls, model: nn.Module, cfg) -> "Attack":
+        """Build from an :class:`~patchbench.config.EvasionConfig` (checked by :meth:`check_config`)."""
+        cls.check_config(cfg, where=f"attack {cfg.name}")
+        accepted = cls.accepted_params()
+        kwargs = {"eps": cfg.eps, **cfg.params}
+        for key in ("steps", "step_size", "seed"):
+            if getattr(cfg, key) is not None and key in accepted:
+                kwargs[key] = getattr(cfg, key)
+        return cls(model, **kwargs)

@@ -59,6 +59,27 @@ class LaVAN(PatchAttack):
                    lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
                    progress=progress)
 
+    # ---- hooks: what a variant changes without copying the loop ----------------------------
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """What the classifier sees of a patched training batch (identity; an adaptive attack
+        puts the defense here, ICAART Eq. 13)."""
+        return x
+
+    def begin(self, it, delta: torch.Tensor, mask: torch.Tensor) -> None:
+        """Called once before the first step with the batch iterator (e.g. to record step 0)."""
+
+    def after_step(self, step: int, delta: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                   labels: torch.Tensor, loss: torch.Tensor) -> dict | None:
+        """Called after every step (1-based) with δ already clamped; returns the progress-bar postfix."""
+        hits = int((logits.argmax(1) == self.target).sum())
+        return {"loss": f"{loss.item():.3f}", "hit": f"{hits / max(len(labels), 1):.2f}"}
+
+    def progress_label(self) -> str:
+        return f"{self.name} {self.size}px"
+
+    # ---- the loop ---------------------------------------------------------------------------
+
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None) -> Patch:
         """Optimize δ over ``steps`` batches of (images, labels) drawn from ``batches``."""
         device = self.device
@@ -71,11 +92,11 @@ class LaVAN(PatchAttack):
         self.model.eval()
         t0 = time.perf_counter()
         it = iter(batches)
-        bar = tqdm(range(self.steps), desc=f"{self.name} {self.size}px", disable=not self.progress, leave=False)
-        hits = seen = 0
-        for _ in bar:
+        self.begin(it, delta, mask)
+        bar = tqdm(range(1, self.steps + 1), desc=self.progress_label(), disable=not self.progress, leave=False)
+        for step in bar:
             x, y = next(it)
-            logits = self.model(self.training_images(x, delta, mask, gen))
+            logits = self.model(self.transform(self.training_images(x, delta, mask, gen)))
             loss = self.loss(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -83,18 +104,21 @@ class LaVAN(PatchAttack):
             sched.step()
             with torch.no_grad():
                 delta.clamp_(0, 1)
-                hits = int((logits.argmax(1) == self.target).sum())
-                seen = len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}", hit=f"{hits / max(seen, 1):.2f}")
+            postfix = self.after_step(step, delta, mask, logits, y, loss)
+            if postfix:
+                bar.set_postfix(postfix)
         self.patch = Patch(delta.detach().cpu(), mask.cpu(), {
+            **self.base_meta(), "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta()})
+        return self.patch
+
+    def base_meta(self) -> dict:
+        return {
             "attack": self.name, "size_px": self.size, "target": self.target,
             "placement": self.placement.kind, "margin": self.placement.margin,
             "random_placement": self.random_placement, "steps": self.steps, "lr": self.lr,
             "momentum": self.momentum, "lr_milestones": self.lr_milestones, "seed": self.seed,
             "image_size": self.image_size, "area_pct": round(100 * self.size ** 2 / self.image_size ** 2, 3),
-            "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta(),
-        })
-        return self.patch
+        }
 
     def extra_meta(self) -> dict:
         """Attack-specific fields for the patch's metadata (subclasses add theirs)."""

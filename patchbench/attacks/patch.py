@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from patchbench.attacks.base import Attack
 from patchbench.errors import PatchbenchError
+from patchbench.util import atomic_write
 
 PLACEMENTS = ("top-right", "top-left", "bottom-right", "bottom-left", "center")
 
@@ -117,11 +117,11 @@ class Patch:
         meta = {**self.meta, "content_id": self.content_id()}
         buf = io.BytesIO()
         torch.save({"pixels": self.pixels.detach().cpu(), "mask": self.mask.detach().cpu()}, buf)
-        _atomic_write(pt.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
+        atomic_write(pt.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
         png = io.BytesIO()
         save_image(self.pixels.detach().cpu(), png, format="png")
-        _atomic_write(pt.with_suffix(".png"), png.getvalue())
-        _atomic_write(pt, buf.getvalue())  # last: the .pt's presence means the artifact is whole
+        atomic_write(pt.with_suffix(".png"), png.getvalue())
+        atomic_write(pt, buf.getvalue())  # last: the .pt's presence means the artifact is whole
         self.meta = meta
         return pt
 
@@ -149,15 +149,6 @@ class Patch:
         return cls(pixels, mask, meta)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class PatchAttack(Attack):
     """Base of patch attacks: ``fit(batches) -> Patch``; ``forward`` pastes the fitted patch."""
 
@@ -174,6 +165,28 @@ class PatchAttack(Attack):
 
     def apply(self, images: torch.Tensor, patch: Patch, placement: Placement | None = None) -> torch.Tensor:
         return patch.apply(images, placement or self.placement)
+
+    @classmethod
+    def check_config(cls, a, image_size: int, where: str = "attack") -> None:
+        """Check an :class:`~patchbench.config.AttackConfig` naming this attack against the
+        preset's image size. One-line PatchbenchError naming the key."""
+        from patchbench.errors import check, is_int, is_number
+
+        check(a.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {a.placement!r}")
+        check(isinstance(a.sizes, list) and len(a.sizes) > 0, f"{where}.sizes is empty")
+        check(is_int(a.margin) and a.margin >= 0, f"{where}.margin must be an integer >= 0, got {a.margin!r}")
+        for s in a.sizes:
+            check(is_int(s) and 0 < s < image_size, f"patch size must be an integer in 1..{image_size - 1} px for {image_size} px images, got {s!r}")
+            check(s + 2 * a.margin <= image_size, f"patch size {s} px plus margin {a.margin} px does not fit in {image_size} px images")
+        check(is_int(a.steps) and a.steps >= 1, f"{where}.steps must be an integer >= 1, got {a.steps!r}")
+        check(is_int(a.batch_size) and a.batch_size >= 1 and is_number(a.lr) and a.lr > 0
+              and is_number(a.momentum) and 0 <= a.momentum < 1,
+              f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
+        check(is_int(a.target) and a.target >= 0, f"{where}.target must be a class index >= 0, got {a.target!r}")
+        check(is_number(a.rotation) and 0 <= a.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {a.rotation!r}")
+        check(isinstance(a.scale_range, list) and len(a.scale_range) == 2 and all(is_number(v) for v in a.scale_range)
+              and 0 < a.scale_range[0] <= a.scale_range[1],
+              f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {a.scale_range!r}")
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.patch is None:

@@ -28,7 +28,6 @@ Conventions
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 
 from patchbench.attacks.base import Attack
 from patchbench.errors import PatchbenchError
+from patchbench.util import eval_mode
 
 # J(x_adv, targets) -> scalar to ascend (summed over the batch)
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,17 +78,6 @@ def check_nonnegative(value, name: str, who: str) -> float:
 def default_step_size(eps: float, steps: int) -> float:
     """2.5·ε/steps: enough to cross the whole ε-ball from any start (see the module docstring)."""
     return 2.5 * eps / steps
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Run ``model`` in eval mode and give it back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 # --------------------------------------------------------------------------------------------

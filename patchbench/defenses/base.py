@@ -1,7 +1,24 @@
-"""Defense contract (DESIGN.md): batched, on the tensor's device, batch-invariant.
+"""Defense contract: batched, on the tensor's device, batch-invariant, and self-describing about
+its gradient.
 
 ``maps(x, model)`` computes everything that does not depend on λ (gradient maps, masks,
 saliency) once per batch; ``apply(x, maps, lam)`` is cheap, so a λ sweep pays for the maps once.
+
+Every defense also declares how an adaptive (white-box) attacker differentiates it
+(Athalye et al. 2018's taxonomy), so an adaptive attack works through any registered defense
+with no second copy of the defense:
+
+* ``gradient = "exact"``: ``maps`` and ``apply`` are differentiable as written; autograd gives
+  the true gradient (almost everywhere).
+* ``gradient = "bpda"``: the forward value is the defense's, the backward pass is the identity
+  (Backward Pass Differentiable Approximation with g(x) = x) — for transforms with no useful
+  derivative (codecs, iterative solvers, hard masks with inpainting).
+* ``gradient = "partial"``: the defense overrides :meth:`differentiable_maps`, differentiating
+  some parts exactly and holding others constant; its docstring says which, and
+  ``grad_options`` names the choices an attacker may switch (the first value is the default).
+
+:meth:`differentiable` returns T(x) with the declared gradient and exactly the forward value of
+``apply(x, maps(x), lam)``.
 """
 
 from __future__ import annotations
@@ -14,10 +31,14 @@ import torch
 
 from patchbench.errors import PatchbenchError
 
+GRADIENTS = ("exact", "bpda", "partial")
+
 
 class Defense(ABC):
     name: ClassVar[str] = "defense"
     uses_lambda: ClassVar[bool] = True
+    gradient: ClassVar[str] = "bpda"
+    grad_options: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @abstractmethod
     def maps(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
@@ -29,6 +50,34 @@ class Defense(ABC):
 
     def __call__(self, x: torch.Tensor, lam: float, model: torch.nn.Module | None = None) -> torch.Tensor:
         return self.apply(x, self.maps(x, model), lam)
+
+    # ---- gradients (adaptive attacks) ------------------------------------------------------
+
+    @classmethod
+    def resolve_grad_options(cls, options: dict[str, str] | None) -> dict[str, str]:
+        """The defense's gradient choices: its defaults updated by the ``options`` it declares
+        (options other defenses declare are ignored, so one dict can serve several defenses)."""
+        resolved = {k: v[0] for k, v in cls.grad_options.items()}
+        for key, value in (options or {}).items():
+            if key in cls.grad_options:
+                if value not in cls.grad_options[key]:
+                    raise PatchbenchError(f"{cls.name}: {key} must be one of {', '.join(cls.grad_options[key])}, got {value!r}")
+                resolved[key] = value
+        return resolved
+
+    def differentiable_maps(self, x: torch.Tensor, model: torch.nn.Module | None = None,
+                            **options: str) -> dict[str, torch.Tensor]:
+        """``maps`` with the autograd graph to x (``exact`` defenses: ``maps`` itself)."""
+        return self.maps(x, model)
+
+    def differentiable(self, x: torch.Tensor, lam: float | None, model: torch.nn.Module | None = None,
+                       options: dict[str, str] | None = None) -> torch.Tensor:
+        """T(x) with the gradient the defense declares (see the module docstring)."""
+        if self.gradient == "bpda":
+            xd = x.detach()
+            y = self.apply(xd, self.maps(xd, model), lam).detach()
+            return y + (x - x.detach())  # forward value y exactly; d/dx = identity
+        return self.apply(x, self.differentiable_maps(x, model, **self.resolve_grad_options(options)), lam)
 
     # ---- parameters (dataclass fields of the subclass) --------------------------------------
 
@@ -58,6 +107,7 @@ class NoDefense(Defense):
 
     name: ClassVar[str] = "none"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "exact"
 
     def maps(self, x, model=None):
         return {}

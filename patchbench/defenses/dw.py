@@ -43,20 +43,18 @@ import torch
 import torch.nn.functional as F
 
 from patchbench.defenses.base import Defense
+from patchbench.defenses.morphology import dilate, erode
 from patchbench.defenses.saliency import saliency_map
 from patchbench.errors import PatchbenchError
+from patchbench.util import eval_mode
 
 
 def logit_saliency(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """|∂ logit_c / ∂x| for the model's top class c, max over channels (N×1×H×W, detached)."""
-    was_training = model.training
-    model.eval()
-    with torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         xi = x.detach().requires_grad_(True)
         logits = model(xi)
         (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), xi)
-    if was_training:
-        model.train()
     return grad.abs().amax(1, keepdim=True)
 
 
@@ -72,23 +70,6 @@ def binarize(m: torch.Tensor, rule: str = "std", threshold: float = 2.0) -> torc
         hi = min(lo + 1, s.shape[1] - 1)
         t = s[:, lo] + (pos - lo) * (s[:, hi] - s[:, lo])
     return m > t.view(-1, 1, 1, 1)
-
-
-def dilate(mask: torch.Tensor, iterations: int = 1) -> torch.Tensor:
-    """Binary dilation with a 3×3 square, ``iterations`` times (outside the image = 0)."""
-    m = mask.float()
-    for _ in range(iterations):
-        m = F.max_pool2d(m, 3, stride=1, padding=1)  # max_pool pads with -inf: outside never counts
-    return m > 0
-
-
-def erode(mask: torch.Tensor, iterations: int = 1) -> torch.Tensor:
-    """Binary erosion with a 3×3 square, ``iterations`` times; outside the image counts as 0, so
-    pixels on the image border are removed (scipy.ndimage.binary_erosion's border_value=0)."""
-    inv = (~mask).float()
-    for _ in range(iterations):
-        inv = F.max_pool2d(F.pad(inv, (1, 1, 1, 1), value=1.0), 3, stride=1)
-    return inv == 0
 
 
 def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
@@ -126,6 +107,7 @@ class DigitalWatermarking(Defense):
 
     name: ClassVar[str] = "dw"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "bpda"  # hard mask + inpainting: identity backward
 
     saliency: str = "logit"  # logit (Simonyan 2013) | topk_ce (ICAART Eq. 6)
     top_k: int = 5  # classes of the topk_ce saliency
@@ -156,7 +138,7 @@ class DigitalWatermarking(Defense):
         """Steps 1-3: the cleaned binary mask, N×1×H×W bool."""
         m = logit_saliency(model, x) if self.saliency == "logit" else saliency_map(model, x, self.top_k)
         m = binarize(m, self.rule, float(self.threshold))
-        return dilate(erode(m, self.erosions), self.dilations)
+        return dilate(erode(m, self.erosions, border="zero"), self.dilations)
 
     def maps(self, x, model=None):
         if model is None:

@@ -120,6 +120,7 @@ class JPEG(Defense):
 
     name: ClassVar[str] = "jpeg"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "bpda"  # the codec quantizes: identity backward
 
     quality: int = 75
     backend: str = "auto"  # auto (tensor's device, CPU fallback) | cpu (libjpeg, as Pillow)
@@ -178,6 +179,7 @@ class GaussianFilter(Defense):
 
     name: ClassVar[str] = "gaussian"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "exact"  # a linear filter: autograd through the convolutions
 
     sigma: float = 1.0
     truncate: float = 4.0
@@ -223,6 +225,7 @@ class MedianFilter(Defense):
 
     name: ClassVar[str] = "median"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "exact"  # the median selects one input per pixel: gradient 1 there (a.e.)
 
     size: int = 3
     mode: str = "reflect"  # scipy.ndimage names
@@ -326,6 +329,7 @@ class BilateralFilter(Defense):
 
     name: ClassVar[str] = "bilateral"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "bpda"  # range weights from binned intensities: identity backward
 
     sigma_color: float | None = None
     sigma_spatial: float = 1.0

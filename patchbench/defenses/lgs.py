@@ -41,18 +41,27 @@ import torch
 import torch.nn.functional as F
 
 from patchbench.defenses.base import Defense
+from patchbench.defenses.morphology import dilate, erode
 from patchbench.errors import PatchbenchError
 
 _SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: sqrt((∂x/∂a)² + (∂x/∂b)²) per channel, Sobel kernels, zero padding 1."""
+    """Eq. 4: sqrt((∂x/∂a)² + (∂x/∂b)²) per channel, Sobel kernels, zero padding 1.
+
+    The gradient of √ is infinite at 0 (autograd would give NaN in flat regions, e.g.
+    Fashion-MNIST's black background); it is taken as 0 there, the exact derivative elsewhere.
+    The forward value is the plain square root.
+    """
     n, c, h, w = x.shape
     k = _SOBEL_X.to(x)
     kernels = torch.stack([k, k.T]).unsqueeze(1)  # 2×1×3×3
     g = F.conv2d(x.reshape(n * c, 1, h, w), kernels, padding=1)
-    return torch.sqrt(g[:, 0] ** 2 + g[:, 1] ** 2).reshape(n, c, h, w)
+    sq = g[:, 0] ** 2 + g[:, 1] ** 2
+    pos = sq > 0
+    mag = torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    return mag.reshape(n, c, h, w)
 
 
 def minmax_per_image(t: torch.Tensor) -> torch.Tensor:
@@ -74,9 +83,22 @@ def window_padding(length: int, window: int, overlap: int) -> tuple[int, int]:
     return pad // 2, pad - pad // 2
 
 
+KEEP_GRADS = ("constant", "straight-through")
+
+
 def gradient_map(x: torch.Tensor, window: int = 15, overlap: int = 5, threshold: float = 0.2,
-                 window_average: str = "all") -> torch.Tensor:
-    """g(x) of LGS for a batch (N×C×H×W), values in [0, 1], same shape as x."""
+                 window_average: str = "all", keep_grad: str = "constant") -> torch.Tensor:
+    """g(x) of LGS for a batch (N×C×H×W), values in [0, 1], same shape as x.
+
+    Gradient (adaptive attacks): the Sobel magnitude and the min-max normalization are
+    differentiable and stay in the graph. The window keep-test is a step function of the
+    window average, so the factor F (kept windows covering a pixel) is piecewise constant: its
+    exact gradient is 0 a.e. ``keep_grad="constant"`` uses it as a constant (which *is* the exact
+    a.e. gradient); ``"straight-through"`` sets d keep / d avg := 1 (keep + (a − a.detach()), a
+    surrogate that also rewards pushing a window under the threshold; forward value unchanged).
+    """
+    if keep_grad not in KEEP_GRADS:
+        raise PatchbenchError(f"keep_grad must be one of {', '.join(KEEP_GRADS)}, got {keep_grad!r}")
     n, c, h, w = x.shape
     stride = window - overlap
     gx = minmax_per_image(sobel_magnitude(x))
@@ -84,13 +106,17 @@ def gradient_map(x: torch.Tensor, window: int = 15, overlap: int = 5, threshold:
     pl, pr = window_padding(w, window, overlap)
     padded_mean = F.pad(gx.mean(1, keepdim=True), (pl, pr, pt, pb))
     # mean over window and channels (padding counts, as in the notebook) >= threshold
-    keep = (F.avg_pool2d(padded_mean, window, stride) >= threshold).to(x.dtype)
+    avg = F.avg_pool2d(padded_mean, window, stride)
+    keep = (avg >= threshold).to(x.dtype)  # step function: no autograd edge
+    if keep_grad == "straight-through":
+        keep = keep + (avg - avg.detach())
     ones_kernel = torch.ones(1, 1, window, window, dtype=x.dtype, device=x.device)
     kept = F.conv_transpose2d(keep, ones_kernel, stride=stride)[:, :, pt:pt + h, pl:pl + w]
     if window_average == "kept":
         factor = (kept > 0).to(x.dtype)
     else:
-        total = F.conv_transpose2d(torch.ones_like(keep[:1]), ones_kernel, stride=stride)[:, :, pt:pt + h, pl:pl + w]
+        total = F.conv_transpose2d(torch.ones_like(keep[:1]).detach(), ones_kernel,
+                                   stride=stride)[:, :, pt:pt + h, pl:pl + w]
         factor = kept / total
     return gx * factor
 
@@ -103,6 +129,8 @@ class LGS(Defense):
     """
 
     name: ClassVar[str] = "lgs"
+    gradient: ClassVar[str] = "partial"  # Sobel + min-max exact; the window keep-test per keep_grad
+    grad_options: ClassVar[dict[str, tuple[str, ...]]] = {"keep_grad": KEEP_GRADS}
 
     threshold: float = 0.2
     window: int = 15
@@ -147,11 +175,17 @@ class LGS(Defense):
             raise PatchbenchError(f"lgs normalization has {mean.shape[1]} channels, images have {c}")
         return mean, std
 
-    def maps(self, x, model=None):
+    def _g(self, x: torch.Tensor, keep_grad: str = "constant") -> torch.Tensor:
         if self.space == "normalized":
             mean, std = self._stats(x)
             x = (x - mean) / std
-        return {"g": gradient_map(x, self.window, self.overlap, float(self.threshold), self.window_average)}
+        return gradient_map(x, self.window, self.overlap, float(self.threshold), self.window_average, keep_grad)
+
+    def maps(self, x, model=None):
+        return {"g": self._g(x)}
+
+    def differentiable_maps(self, x, model=None, keep_grad: str = "constant", **_):
+        return {"g": self._g(x, keep_grad)}
 
     def apply(self, x, maps, lam):
         factor = (1 - lam * maps["g"]).clamp_(0, 1)
@@ -166,27 +200,12 @@ class LGS(Defense):
 # ICAART 2022: saliency-guided variants. Both reuse LGS's apply (Eq. 5) on a re-weighted g(x).
 
 
-def binary_erode(mask: torch.Tensor, times: int = 1) -> torch.Tensor:
-    """Eq. 8 with a 3×3 square, ``times`` times; pixels outside the image are ignored (as
-    scikit-image's ``binary_erosion``): 1 - maxpool(1 - mask)."""
-    for _ in range(times):
-        mask = 1 - F.max_pool2d(1 - mask, 3, stride=1, padding=1)
-    return mask
-
-
-def binary_dilate(mask: torch.Tensor, times: int = 1) -> torch.Tensor:
-    """Eq. 9 with a 3×3 square, ``times`` times (max pooling; outside pixels ignored)."""
-    for _ in range(times):
-        mask = F.max_pool2d(mask, 3, stride=1, padding=1)
-    return mask
-
-
 def saliency_mask(saliency: torch.Tensor, erosions: int = 2, dilations: int = 3) -> torch.Tensor:
     """D(x) of SLGS: Eq. 7 (binarize at the per-image mean of M, M >= mean), then ``erosions``
     erosions followed by ``dilations`` dilations (Eq. 8-9; the paper uses 2 then 3)."""
     mean = saliency.flatten(1).mean(1).view(-1, 1, 1, 1)
     mask = (saliency >= mean).to(saliency.dtype)
-    return binary_dilate(binary_erode(mask, erosions), dilations)
+    return dilate(erode(mask, erosions, border="ignore"), dilations)
 
 
 @dataclasses.dataclass
@@ -198,12 +217,12 @@ class _SaliencyLGS(LGS):
         if not (isinstance(self.top_k, int) and self.top_k >= 1):
             raise PatchbenchError(f"{self.name} top_k must be an integer >= 1, got {self.top_k!r}")
 
-    def _saliency(self, x: torch.Tensor, model) -> torch.Tensor:
+    def _saliency(self, x: torch.Tensor, model, create_graph: bool = False) -> torch.Tensor:
         if model is None:
             raise PatchbenchError(f"{self.name} needs the classifier (its saliency map); give a --preset")
         from patchbench.defenses.saliency import saliency_map
 
-        return saliency_map(model, x, self.top_k)
+        return saliency_map(model, x, self.top_k, create_graph=create_graph)
 
 
 @dataclasses.dataclass
@@ -218,6 +237,9 @@ class SLGS(_SaliencyLGS):
     """
 
     name: ClassVar[str] = "slgs"
+    # gradient: D(x) (binarized, eroded, dilated saliency) is piecewise constant in x, so it is
+    # computed from the detached saliency and held constant (BPDA with the constant, the exact
+    # a.e. gradient); g(x) is differentiated as for LGS.
     erosions: int = 2
     dilations: int = 3
 
@@ -229,10 +251,12 @@ class SLGS(_SaliencyLGS):
                 raise PatchbenchError(f"slgs {key} must be an integer >= 0, got {v!r}")
 
     def maps(self, x, model=None):
-        m = self._saliency(x, model)
+        return self.differentiable_maps(x.detach(), model)
+
+    def differentiable_maps(self, x, model=None, keep_grad: str = "constant", **_):
+        m = self._saliency(x, model)  # detached
         d = saliency_mask(m, self.erosions, self.dilations)
-        g = super().maps(x)["g"]
-        return {"g": g * d, "mask": d, "saliency": m}
+        return {"g": self._g(x, keep_grad) * d, "mask": d, "saliency": m}
 
 
 @dataclasses.dataclass
@@ -245,9 +269,18 @@ class WLGS(_SaliencyLGS):
     """
 
     name: ClassVar[str] = "wlgs"
+    # gradient: W(x) = minmax(M(x)) is differentiable only through second-order autograd.
+    # saliency_grad="second-order" builds M with create_graph=True, so dW/dx flows (double
+    # backward through the classifier; for a ReLU/max-pool net the derivative within the current
+    # linear piece); "constant" detaches W (BPDA with the constant).
+    grad_options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "keep_grad": KEEP_GRADS, "saliency_grad": ("second-order", "constant")}
 
     def maps(self, x, model=None):
-        m = self._saliency(x, model)
+        return self.differentiable_maps(x.detach(), model, saliency_grad="constant")
+
+    def differentiable_maps(self, x, model=None, keep_grad: str = "constant",
+                            saliency_grad: str = "second-order", **_):
+        m = self._saliency(x, model, create_graph=saliency_grad == "second-order" and x.requires_grad)
         w = minmax_per_image(m)
-        g = super().maps(x)["g"]
-        return {"g": g * w, "weight": w, "saliency": m}
+        return {"g": self._g(x, keep_grad) * w, "weight": w, "saliency": m}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from patchbench.util import eval_mode
+
 
 def topk_cross_entropy(logits: torch.Tensor, k: int = 5) -> torch.Tensor:
     """Per-image Σ over the k highest-scoring classes of -log softmax (ICAART Sec. 3)."""
@@ -27,15 +29,11 @@ def saliency_map(model: torch.nn.Module, x: torch.Tensor, top_k: int = 5,
 
     Without ``create_graph`` the result is detached and x's own graph is left untouched.
     """
-    was_training = model.training
-    model.eval()
-    with torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         xi = x if create_graph else x.detach().requires_grad_(True)
         if not xi.requires_grad:
             xi = xi.requires_grad_(True)
         s = topk_cross_entropy(model(xi), top_k).sum()
         (grad,) = torch.autograd.grad(s, xi, create_graph=create_graph)
-    if was_training:
-        model.train()
     m = grad.abs().amax(1, keepdim=True)
     return m if create_graph else m.detach()

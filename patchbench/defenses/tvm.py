@@ -94,6 +94,7 @@ class TVM(Defense):
 
     name: ClassVar[str] = "tvm"
     uses_lambda: ClassVar[bool] = False
+    gradient: ClassVar[str] = "bpda"  # an iterative solver (Athalye et al. 2018 attack it with BPDA)
 
     weight: float = 0.1
     max_iter: int = 200

@@ -36,3 +36,26 @@ class Classifier(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self(x).argmax(1)
+
+
+class Normalizer(nn.Module):
+    """Only a dataset's normalization (``mean``/``std`` buffers), no network: what a defense in
+    normalized space needs to defend image files without the classifier's weights."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        c = len(mean)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1))
+
+    @classmethod
+    def for_dataset(cls, dataset: str) -> "Normalizer":
+        from patchbench.data import get_dataset_info
+
+        info = get_dataset_info(dataset)
+        return cls(info.mean, info.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from patchbench.errors import PatchbenchError
+
+        raise PatchbenchError("this defense needs the classifier itself (saliency); normalization alone is not enough")

@@ -1,3 +1,4 @@
-"""Classifier training loops (standard now; madry, alp, aad, lat, volumized plug in here)."""
+"""Classifier training: one loop (:mod:`.loop`) for every objective (:mod:`.objectives`)."""
 
-from patchbench.training.standard import train_standard  # noqa: F401
+from patchbench.training.loop import accuracy, train  # noqa: F401
+from patchbench.training.objectives import OBJECTIVES, Objective  # noqa: F401

@@ -1,25 +1,26 @@
 """ICAART 2022 Fig. 10: white-box adaptive LaVAN through the defense (Sec. 4.3, Eq. 13).
 
 :func:`run_adaptive` trains :class:`~patchbench.attacks.adaptive.AdaptiveLaVAN` through each
-named defense T at one λ, keeps a snapshot of δ every ``record_every`` steps, caches the
-snapshots as patch artifacts, and evaluates every snapshot on the preset's evaluation set through
-the same defense at the same λ (and without defense) with :func:`patchbench.engine.evaluate`.
-Every (defense, λ, size, step) is one stored cell with ``attack="lavan-adaptive"``,
-``adaptive_defense=<defense>`` and ``attack_step=<step>``: the success-rate-vs-step curve of
-Fig. 10 is ``attack_success_rate`` against ``attack_step`` for the rows whose ``defense`` equals
-``adaptive_defense``.
+named defense T — any registered defense; each declares its own gradient — at one λ, keeps a
+snapshot of δ every ``record_every`` steps, caches the snapshots as patch artifacts, and
+evaluates every snapshot on the preset's evaluation set through the same defense at the same λ
+(and without defense). Every (defense, λ, size, step) is one stored cell with
+``attack="lavan-adaptive"``, ``attack_through=<defense>`` and ``attack_step=<step>``: the
+success-rate-vs-step curve of Fig. 10 is ``attack_success_rate`` against ``attack_step`` for the
+rows whose ``defense`` equals ``attack_through``.
 
-Choices (all parameters):
+Choices (all parameters, the preset's ``adaptive:`` section):
 
 * the attack's hyper-parameters (target, placement, margin, lr, momentum, batch size, pool,
   seed, random placement) are the preset's first ``lavan`` attack entry (else its first attack);
   ``steps`` overrides its step count. Default size: that entry's largest size.
-* defenses are built from the preset's entries like :func:`patchbench.pipeline.defense_runs`
-  (a defense missing from the preset gets its class defaults); ``defense_params`` adds/overrides
-  parameters per defense name. Default λ: the defense's largest preset λ (the strongest setting
-  of the sweep; 2.3, ``defense_runs``'s fallback, for a defense the preset lacks); ``lam`` may be
-  one number for all defenses or a {name: λ} dict. ``none`` trains plain LaVAN (reference curve).
-* ``saliency_grad`` (WLGS only): "second-order" (default, dW/dx by double backward) or "constant".
+* defenses are built by :func:`patchbench.runner.resolve_defense` (the preset's entry, or the
+  class defaults for a defense the preset lacks); ``defense_params`` adds/overrides parameters
+  per defense name. Default λ: the defense's largest preset λ (the strongest setting of the
+  sweep; :data:`patchbench.runner.DEFAULT_LAMBDA` for a defense the preset lacks); ``lam`` may
+  be one number for all defenses or a {name: λ} dict. ``none`` trains plain LaVAN.
+* ``grad_options``: the gradient choices the defenses declare (e.g. ``saliency_grad`` for WLGS:
+  second-order by default; ``keep_grad`` for the LGS family: constant by default).
 * the history's held-out batch: ``holdout_n`` non-target training images outside the patch's
   training pool (if the split has too few, the last ``holdout_n`` candidates, which may overlap
   it); the stored cells use the preset's evaluation set.
@@ -34,22 +35,19 @@ Demo scale (``demo-fmnist``: small_vgg 91 % clean, LaVAN 10 px, target 0, λ=2.3
 * SLGS: .01 .11 .27 .25 .28 .23 .24 .18 .25  (plain: .16)
 * WLGS: .01 .31 .40 .40 .40 .40 .41 .41 .41  (plain: .29; ``saliency_grad="constant"``: .41)
 
-so at this scale the adaptive attack does get through all three (unlike Fig. 10). Cost of the
-four runs (train + history + 9 snapshots × 2000 images × {defense, none}): 37 / 56 / 65 / 64 s,
-3.7 min in all (1 CPU thread on a shared 2-core machine); hence the demo settings
-steps=200, record_every=25 (the default steps // 8).
+so at this scale the adaptive attack does get through all three (unlike Fig. 10).
 
 Caching: each training run is a folder ``<results>/artifacts/patches/adaptive/<name>-<hash>/``
 holding one patch per recorded step (``step00025.pt/.png/.json``) and ``history.json``, written
 last (atomically) as the marker that the run is complete. The hash covers everything that changes
-δ (attack config, size, steps, record_every, defense + params, λ, gradient modes, model id,
+δ (attack config, size, steps, record_every, defense + params, λ, gradient options, model id,
 holdout). A rerun loads the snapshots and finds every cell stored: no training, no evaluation.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +58,37 @@ from rich.console import Console
 from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.config import AttackConfig, Preset, stable_hash
-from patchbench.data import eval_indices, get_dataset_info, iterate, load_split
-from patchbench.defenses import build_defense
-from patchbench.defenses.base import Defense, NoDefense
-from patchbench.defenses.lgs import WLGS
-from patchbench.engine import Condition, DefenseRun, evaluate
+from patchbench.data import get_dataset_info, iterate, load_split
+from patchbench.defenses.base import NoDefense
+from patchbench.engine import Condition, DefenseRun
 from patchbench.errors import PatchbenchError
-from patchbench.pipeline import LoadedModel, _atomic_bytes, _patch_batches, eval_context
 from patchbench.results import ResultStore
+from patchbench.runner import (
+    LoadedModel, check_target, evaluate_conditions, patch_batches, patch_candidates, resolve_defense,
+)
+from patchbench.util import atomic_write
 
 console = Console(stderr=True)
 
-DEFAULT_LAMBDA = 2.3  # pipeline.defense_runs' λ for a defense the preset does not list
+
+@dataclass
+class AdaptiveConfig:
+    """The preset's ``adaptive:`` section (Fig. 10). Empty ``defenses`` = not part of this preset.
+    ``lam`` None: each defense's largest preset λ; ``size`` None: the largest size of the
+    preset's first attack; ``steps`` None: that attack's."""
+
+    defenses: list[str] = field(default_factory=list)
+    lam: float | None = None
+    size: int | None = None
+    steps: int | None = None
+    record_every: int | None = None
+    grad_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class AdaptiveCondition(Condition):
     """A snapshot patch as an evaluation condition. ``attack_params`` (part of the cell key) holds
-    the adaptive run's identity — defense trained through, λ, step, gradient modes — so two
+    the adaptive run's identity — defense trained through, λ, step, gradient options — so two
     snapshots with identical pixels (e.g. δ saturated at 0) still get distinct cells and the
     right ``attack_step``."""
 
@@ -85,7 +96,7 @@ class AdaptiveCondition(Condition):
         f = super().fields()
         m = self.patch.meta if self.patch is not None else {}
         f["attack_params"] = json.dumps({k: m.get(k) for k in (
-            "adaptive_defense", "lam", "step", "saliency_grad", "keep_grad", "run_hash")}, sort_keys=True)
+            "adaptive_defense", "lam", "step", "grad_options", "run_hash")}, sort_keys=True)
         return f
 
 
@@ -95,17 +106,13 @@ def _pick_attack(preset: Preset) -> AttackConfig:
     return next((a for a in preset.attacks if a.name == "lavan"), preset.attacks[0])
 
 
-def _defense_and_lam(preset: Preset, name: str, model, lam, defense_params: dict | None) -> tuple[Defense, float | None]:
+def _defense_and_lam(preset: Preset, name: str, model, lam, defense_params: dict | None):
     if name == "none":
         return NoDefense(), None
-    cfg = next((d for d in preset.defenses if d.name == name), None)
-    params = {**(cfg.params if cfg else {}), **((defense_params or {}).get(name, {}))}
-    defense = build_defense(name, params, model)
+    defense, lambdas = resolve_defense(preset, name, model, (defense_params or {}).get(name))
     if isinstance(lam, dict):
         lam = lam.get(name)
-    if lam is None:
-        lam = max(cfg.lambdas) if cfg and cfg.lambdas else DEFAULT_LAMBDA
-    return defense, float(lam)
+    return defense, float(lam if lam is not None else max(lambdas))
 
 
 def _load_run(folder: Path) -> tuple[list[Patch], list[dict]] | None:
@@ -122,7 +129,7 @@ def _load_run(folder: Path) -> tuple[list[Patch], list[dict]] | None:
 def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device: torch.device,
                  defense_names: list[str], lam: float | dict[str, float] | None = None,
                  sizes: list[int] | None = None, steps: int | None = None, record_every: int | None = None,
-                 progress: bool = True, *, saliency_grad: str = "second-order", keep_grad: str = "constant",
+                 progress: bool = True, *, grad_options: dict[str, str] | None = None,
                  defense_params: dict[str, dict] | None = None, holdout_n: int = 500,
                  include_undefended: bool = True) -> pd.DataFrame:
     """Train (or load) adaptive LaVAN snapshots through each defense and evaluate them as cells.
@@ -136,22 +143,21 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     steps = int(steps if steps is not None else attack.steps)
     record_every = int(record_every) if record_every is not None else max(1, steps // 8)
     sizes = list(sizes) if sizes is not None else [max(attack.sizes)]
-    if attack.target >= info.num_classes:
-        raise PatchbenchError(f"target class {attack.target} out of range for {d.dataset}")
+    check_target(preset, attack.target)
     for s in sizes:
         Placement(attack.placement, attack.margin).offset(d.image_size, s)  # fits, or a clear error
     built = [(name, *_defense_and_lam(preset, name, loaded.model, lam, defense_params)) for name in defense_names]
 
-    train_src = eval_src = None
-    pool = hold_idx = eval_idx = None
+    train_src = None
+    pool = hold_idx = None
     frames: list[pd.DataFrame] = []
     for name, defense, lam_d in built:
+        options = defense.resolve_grad_options(grad_options)
         for size in sizes:
-            sg = saliency_grad if isinstance(defense, WLGS) else None
             cfg = {"attack": {**asdict(attack), "sizes": None, "steps": steps}, "size": size,
                    "record_every": record_every, "defense": name, "defense_params": defense.params(),
-                   "lam": lam_d, "saliency_grad": sg, "keep_grad": keep_grad if name != "none" else None,
-                   "model_id": loaded.model_id, "image_size": d.image_size, "holdout_n": holdout_n}
+                   "lam": lam_d, "grad_options": options, "model_id": loaded.model_id,
+                   "image_size": d.image_size, "holdout_n": holdout_n}
             run_hash = stable_hash(cfg, 12)
             lam_tag = "" if lam_d is None else f"-lam{lam_d:g}"
             folder = store.artifacts / "patches" / "adaptive" / (
@@ -162,20 +168,18 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
             else:
                 if train_src is None:
                     train_src = load_split(d.dataset, d.root, "train", d.image_size)
-                    gen = torch.Generator().manual_seed(attack.seed)
-                    cand = torch.nonzero(train_src.labels != attack.target).squeeze(1)
-                    cand = cand[torch.randperm(len(cand), generator=gen)]
+                    cand = patch_candidates(train_src, attack)
                     pool = cand[: attack.train_pool]
                     rest = cand[attack.train_pool:]
                     hold_idx = (rest if len(rest) >= holdout_n else cand.flip(0))[:holdout_n]
                 atk = AdaptiveLaVAN(
                     loaded.model, size, attack.target, Placement(attack.placement, attack.margin), d.image_size,
-                    defense=defense, lam=lam_d, saliency_grad=saliency_grad, keep_grad=keep_grad,
+                    defense=defense, lam=lam_d, grad_options=options,
                     record_every=record_every, steps=steps, lr=attack.lr, momentum=attack.momentum,
                     lr_milestones=attack.lr_milestones, lr_gamma=attack.lr_gamma,
                     random_placement=attack.random_placement, seed=attack.seed, progress=progress)
                 holdout = next(iter((x, y) for _, x, y in iterate(train_src, hold_idx, d.image_size, len(hold_idx), device)))
-                batches = _patch_batches(train_src, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
+                batches = patch_batches(train_src, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
                 atk.fit(batches, channels=info.channels, holdout=holdout)
                 del holdout, batches
                 snapshots, history = atk.snapshots, atk.history
@@ -184,32 +188,69 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                                    "dataset": d.dataset, "preset": preset.name, "batch_size": attack.batch_size,
                                    "train_pool": len(pool)})
                     p.save(folder / f"step{p.meta['step']:05d}")
-                _atomic_bytes(folder / "history.json", json.dumps(
+                atomic_write(folder / "history.json", json.dumps(
                     {"steps": [p.meta["step"] for p in snapshots], "history": history, "config": cfg},
-                    indent=2, default=str).encode())
+                    indent=2, default=str))
                 last = history[-1]
                 console.print(f"  lavan-adaptive through {name}{'' if lam_d is None else f' λ={lam_d:g}'} {size}px: "
                               f"held-out success {last['success_rate']:.1%} after {last['step']} steps "
                               f"({last['train_seconds']:.0f} s) -> {folder}")
                 del atk
-            if eval_src is None:
-                eval_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-                eval_idx = eval_indices(len(eval_src), d.eval_n, d.eval_seed)
             runs = [DefenseRun(defense, [lam_d])]
             if include_undefended and name != "none":
                 runs.insert(0, DefenseRun(NoDefense(), [None]))
-            frames.append(evaluate(loaded.model, eval_src, eval_idx, d.image_size, d.batch_size,
-                                   [AdaptiveCondition(p) for p in snapshots], runs, store,
-                                   eval_context(preset, loaded), device, d.num_workers, progress,
-                                   extra={"preset": preset.name}))
+            frames.append(evaluate_conditions(
+                _no_ssim(preset), loaded, [AdaptiveCondition(p) for p in snapshots], runs, store, device, progress))
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
 
 
+def _no_ssim(preset: Preset) -> Preset:
+    """The adaptive cells measure success only (SSIM is the clean sweep's)."""
+    from dataclasses import replace
+
+    return replace(preset, data=replace(preset.data, ssim_n=0))
+
+
 def curves(rows: pd.DataFrame) -> pd.DataFrame:
     """Fig. 10's table: success rate per step (rows) and adaptive defense (columns), the cells
     evaluated through the defense they were trained through."""
-    r = rows[(rows["attack"] == "lavan-adaptive") & (rows["defense"] == rows["adaptive_defense"])]
-    return r.pivot_table(index="attack_step", columns=["adaptive_defense", "patch_px"],
+    r = rows[(rows["attack"] == "lavan-adaptive") & (rows["defense"] == rows["attack_through"])]
+    return r.pivot_table(index="attack_step", columns=["attack_through", "patch_px"],
                          values="attack_success_rate", aggfunc="first")
+
+
+def check_section(preset: Preset) -> None:
+    """Validate the ``adaptive:`` section (names, ranges) before any work."""
+    from patchbench.errors import check, is_int, is_number
+    from patchbench.defenses import DEFENSES
+
+    ad = preset.extra.get("adaptive")
+    if ad is None:
+        return
+    for name in ad.defenses:
+        check(name in DEFENSES, f"adaptive.defenses: unknown defense {name!r}; known: {', '.join(DEFENSES)}")
+        DEFENSES[name].resolve_grad_options(ad.grad_options)
+    check(ad.lam is None or (is_number(ad.lam) and ad.lam >= 0), f"adaptive.lam must be >= 0, got {ad.lam!r}")
+    check(ad.size is None or (is_int(ad.size) and 0 < ad.size < preset.data.image_size),
+          f"adaptive.size must be an integer in 1..{preset.data.image_size - 1}, got {ad.size!r}")
+    check(ad.steps is None or (is_int(ad.steps) and ad.steps >= 1), f"adaptive.steps must be an integer >= 1, got {ad.steps!r}")
+    check(ad.record_every is None or (is_int(ad.record_every) and ad.record_every >= 1),
+          f"adaptive.record_every must be an integer >= 1, got {ad.record_every!r}")
+    check(not ad.defenses or bool(preset.attacks), "adaptive needs an attack entry (its hyper-parameters are reused)")
+
+
+def run_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
+    """The ``adaptive:`` section of a preset, if it has one (``reproduce``'s extra step)."""
+    from patchbench.runner import ensure_model
+
+    ad = preset.extra.get("adaptive")
+    if ad is None or not ad.defenses:
+        return None
+    loaded = ensure_model(preset, store, device, progress=progress)
+    rows = run_adaptive(preset, loaded, store, device, ad.defenses, lam=ad.lam,
+                        sizes=None if ad.size is None else [ad.size], steps=ad.steps,
+                        record_every=ad.record_every, progress=progress, grad_options=ad.grad_options)
+    console.print(f"[bold]{preset.name}[/]: {len(rows)} adaptive-attack cells")
+    return rows

@@ -1,6 +1,6 @@
-"""Figures rebuilt from stored cells (PNG, matplotlib's non-interactive Agg backend).
+"""ICAART 2022 figures rebuilt from stored cells (PNG, matplotlib's non-interactive Agg backend).
 
-``lambda_curve`` is ICAART 2022 Fig. 5: top-1 accuracy against the smoothing factor λ for LGS,
+``lambda_curve`` is Fig. 5: top-1 accuracy against the smoothing factor λ for LGS,
 SLGS and WLGS — left, on clean and on attacked images; right, the average of the two.
 """
 
@@ -11,22 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from patchbench.errors import PatchbenchError
+from patchbench.papers.icaart2022.tables import select_cells
+from patchbench.util import save_png
 
 CURVE_DEFENSES = ("lgs", "slgs", "wlgs")
 _COLORS = {"lgs": "tab:blue", "slgs": "tab:orange", "wlgs": "tab:green"}
-
-
-def _save_png(fig, out: str | Path) -> Path:
-    """Write a figure atomically (temp name, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
 
 
 def lambda_curve_data(cells: pd.DataFrame, preset: str, attack: str = "lavan", patch_px: int | None = None) -> pd.DataFrame:
@@ -35,8 +24,6 @@ def lambda_curve_data(cells: pd.DataFrame, preset: str, attack: str = "lavan", p
     ``patch_px`` None picks the middle one of the preset's sizes (the paper plots 52 px, the
     middle of 42/52/60).
     """
-    from patchbench.tables import select_cells
-
     df = select_cells(cells, preset, attack)
     if df.empty:
         raise PatchbenchError(f"no stored cells for preset {preset!r}; run `patchbench sweep --preset {preset}` first")
@@ -86,19 +73,19 @@ def lambda_curve(cells: pd.DataFrame, preset: str, out: str | Path, attack: str 
         ax.legend(fontsize=7)
     fig.suptitle(f"Accuracy vs smoothing factor λ — preset {preset} (ICAART 2022 Fig. 5)", fontsize=10)
     fig.tight_layout()
-    return _save_png(fig, out)
+    return save_png(fig, out)
 
 
 def adaptive_table(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
     """ICAART Fig. 10 as numbers: targeted success (%) of the adaptive LaVAN vs training step,
     one column per defense it was trained through (evaluated through that same defense)."""
     df = cells[(cells["preset"] == preset) & (cells["attack"] == "lavan-adaptive")]
-    df = df[df["defense"] == df["adaptive_defense"]]
+    df = df[df["defense"] == df["attack_through"]]
     if df.empty:
         raise PatchbenchError(f"no adaptive-attack cells for preset {preset!r}; run `patchbench reproduce` "
                               "with a preset that has an adaptive section")
-    df = df.sort_values("created").drop_duplicates(["adaptive_defense", "lam", "patch_px", "attack_step"], keep="last")
-    df = df.assign(column=df.apply(lambda r: f"{r['adaptive_defense'].upper()} λ={r['lam']:g} ({int(r['patch_px'])}px)", axis=1),
+    df = df.sort_values("created").drop_duplicates(["attack_through", "lam", "patch_px", "attack_step"], keep="last")
+    df = df.assign(column=df.apply(lambda r: f"{r['attack_through'].upper()} λ={r['lam']:g} ({int(r['patch_px'])}px)", axis=1),
                    success=100 * df["attack_success_rate"])
     table = df.pivot_table(index="attack_step", columns="column", values="success").reset_index()
     table = table.rename(columns={"attack_step": "step"})
@@ -123,4 +110,4 @@ def adaptive_curve(cells: pd.DataFrame, preset: str, out: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save_png(fig, out)
+    return save_png(fig, out)

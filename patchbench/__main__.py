@@ -1,0 +1,5 @@
+"""``python -m patchbench`` (and ``torchrun -m patchbench``) runs the CLI."""
+
+from patchbench.cli import main
+
+main()

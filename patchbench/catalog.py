@@ -1,0 +1,73 @@
+"""What ``patchbench list`` shows: every registry as a rich table."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.table import Table
+
+from patchbench.errors import PatchbenchError
+
+KINDS = ("models", "attacks", "defenses", "datasets", "presets", "papers", "tables", "figures", "trainings")
+
+
+def catalog(what: str) -> Table:
+    """The registry ``what`` (one of :data:`KINDS`) as a table."""
+    from patchbench.attacks import ATTACKS
+    from patchbench.config import load_preset, preset_names
+    from patchbench.data import DATASETS
+    from patchbench.defenses import DEFENSES
+    from patchbench.models import MODELS
+    from patchbench.papers import PAPERS
+    from patchbench.tables import all_tables
+    from patchbench.training.objectives import objective_names
+
+    def doc(obj) -> str:
+        return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+    rows = {
+        "models": (("model", "weights", "description"), [
+            (n, "torchvision ImageNet" if s.pretrained else "trained by patchbench", s.description) for n, s in MODELS.items()]),
+        "attacks": (("attack", "description"), [(n, doc(sys.modules[c.__module__])) for n, c in ATTACKS.items()]),
+        "defenses": (("defense", "gradient", "parameters", "description"), [
+            (n, c.gradient, ", ".join(c.param_names()), doc(c)) for n, c in DEFENSES.items()]),
+        "datasets": (("dataset", "channels", "classes", "splits"), [
+            (n, str(i.channels), str(i.num_classes), ", ".join(i.splits)) for n, i in DATASETS.items()]),
+        "presets": (("preset", "paper", "experiment", "tables", "description"), [
+            (n, p.paper, p.experiment, ", ".join(p.tables), p.description) for n, p in ((n, load_preset(n)) for n in preset_names())]),
+        "papers": (("paper", "title", "demo presets", "paper presets"), [
+            (n, p.title, ", ".join(p.presets.get("demo", ())), ", ".join(p.presets.get("paper", ()))) for n, p in PAPERS.items()]),
+        "tables": (("table", "paper", "title"), [(n, t.paper, t.title) for n, t in all_tables().items()]),
+        "figures": (("figure", "paper", "title"), [(f.name, p.name, f.title) for p in PAPERS.values() for f in p.figures.values()]),
+        "trainings": (("objective",), [(n,) for n in objective_names()]),
+    }
+    if what not in rows:
+        raise PatchbenchError(f"unknown list {what!r}; use {', '.join(KINDS)}")
+    header, body = rows[what]
+    t = Table(show_header=True)
+    for h in header:
+        t.add_column(h)
+    for r in body:
+        t.add_row(*r)
+    return t
+
+
+def find_figure(name: str):
+    """The figure ``name`` of whichever paper registers it."""
+    from patchbench.papers import PAPERS
+
+    figures = {f.name: f for p in PAPERS.values() for f in p.figures.values()}
+    if name not in figures:
+        raise PatchbenchError(f"unknown figure {name!r}; known: {', '.join(figures)}")
+    return figures[name]
+
+
+def draw_figure(name: str, preset: str, results, out, params: dict):
+    """``patchbench plot NAME``: the figure from the cells under ``results``; returns the PNG path."""
+    from patchbench.results import ResultStore
+
+    fig = find_figure(name)
+    cells = ResultStore(results).load_cells()
+    if cells.empty:
+        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` or `patchbench reproduce` first")
+    return fig.draw(cells, preset, out, **params)

@@ -1,0 +1,150 @@
+"""The preset schema: plain dataclasses, no I/O and no validation (see :mod:`.loading`).
+
+A preset says which paper and which experiment it belongs to (``paper``, ``experiment``); the
+generic fields below describe data, model, training, attacks and defenses. Sections that only
+one paper understands (e.g. an adaptive attack) are declared by that paper's plugin
+(:attr:`patchbench.papers.Paper.sections`) and land in ``Preset.extra``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    root: str | None = None  # None: the dataset's own search order (see patchbench.data)
+    image_size: int = 64
+    eval_split: str = "test"
+    eval_n: int = 2000  # fixed, seeded evaluation subset; 0 = the whole split
+    eval_seed: int = 0
+    ssim_n: int = 1000  # clean images on which SSIM(input, defended) is measured
+    batch_size: int = 500
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Classifier training by the one loop of :mod:`patchbench.training` (every objective).
+
+    ``training`` names the objective (``raw``, ``madry``, ``alp``, optionally ``+aad``; see
+    :data:`patchbench.training.OBJECTIVES`). Optimizer and schedule apply to every objective.
+    """
+
+    epochs: int = 3
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | sgd | rmsprop
+    lr: float = 3e-3  # max lr of the one-cycle schedule; the (initial) lr of constant / step
+    schedule: str = "onecycle"  # onecycle | constant | step (lr *= lr_decay every lr_decay_every epochs)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    train_n: int = 0  # 0 = the whole training split; >0 = a seeded subset (tests, quick runs)
+    lr_decay: float = 0.94  # step schedule (e.g. 0.045 decayed x0.94 every 2 epochs)
+    lr_decay_every: int = 2  # epochs
+    training: str = "raw"  # the objective: raw | madry | alp, each optionally +aad
+    class_loss: str = "ce"  # L_c: ce | soft-margin (multi-label soft margin on one-hot targets)
+    eps: float = 0.3  # L-inf radius of the training PGD, [0, 1] pixel scale (MNIST 0.3; CIFAR 8/255)
+    attack_steps: int = 40  # PGD steps while training (Madry et al. MNIST: 40; CIFAR: 7)
+    attack_step_size: float | None = None  # None: 2.5 * eps / attack_steps
+    alp_weight: float = 0.5  # λ of ALP's mean squared logit difference (Kannan et al. 2018)
+    aad_alpha: float = 0.01  # α of the rectification loss L_r (AAD)
+    aad_beta: float = 0.01  # β of the preservation loss L_p (AAD)
+    aad_lp_reduction: str = "mean"  # L_p over the CAM grid: mean | sum
+    kappa: Any = "mean"  # attention threshold κ: "mean" (per image) or a number
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "small_vgg"
+    # torchvision weights name ("DEFAULT", "IMAGENET1K_V1"), a path to a state dict, or None.
+    # None with a small net means: train it (train-model) and cache the checkpoint.
+    weights: str | None = None
+    channels_last: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class AttackConfig:
+    """A patch attack trained against the preset's classifier (x' = (1 - m) ⊙ x + m ⊙ δ)."""
+
+    name: str = "lavan"
+    sizes: list[int] = field(default_factory=lambda: [6, 8, 10])  # square side in pixels
+    target: int = 0
+    placement: str = "top-right"  # top-right | top-left | bottom-left | bottom-right | center
+    margin: int = 2  # pixels between the patch and the image corner
+    random_placement: bool = False  # train at random locations (tested at `placement`)
+    steps: int = 200  # optimizer steps
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    lr_milestones: list[int] = field(default_factory=list)  # steps at which lr *= lr_gamma
+    lr_gamma: float = 0.1
+    seed: int = 0
+    train_pool: int = 10000  # training images the patch samples its batches from
+    success_n: int = 1000  # training images the final success rate is measured on
+    # expectation over transformations while training: each image draws a location
+    # (random_placement), a rotation and a scale
+    rotation: float = 0.0  # max |angle| in degrees of the random rotation (0 = none)
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # random factor on the side
+
+
+@dataclass
+class DefenseConfig:
+    name: str = "lgs"
+    params: dict[str, Any] = field(default_factory=dict)
+    lambdas: list[float] = field(default_factory=lambda: [2.3])
+
+
+@dataclass
+class EvasionConfig:
+    """A pixel-space L∞ evasion attack column (FGSM, PGD-k, CW-k, StepLL, A3, ...).
+
+    ``name`` is an attack of the registry; ``eps`` in [0, 1] pixel units; ``steps``/``step_size``
+    for iterative attacks (None: the attack's default); ``params`` any other constructor argument
+    (sigma, ...); ``column`` the table's column label (default: derived, e.g. PGD10);
+    ``trainings``: evaluate only these models (empty: all).
+    """
+
+    name: str = "pgd"
+    eps: float = 0.3
+    steps: int | None = None
+    step_size: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    column: str | None = None
+    seed: int = 0
+    trainings: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        if self.column:
+            return self.column
+        base = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW", "stepll": "StepLL", "iter-stepll": "Iter-StepLL",
+                "pgd+a3": "PGD+A3", "stepll+a3": "StepLL+A3", "iter-stepll+a3": "Iter-StepLL+A3"}.get(self.name, self.name)
+        return f"{base}{self.steps}" if self.steps and self.name in ("pgd", "cw") else base
+
+
+@dataclass
+class Preset:
+    name: str
+    paper: str  # a key of patchbench.papers.PAPERS
+    experiment: str  # a key of patchbench.runner.EXPERIMENTS: patch-defense | evasion
+    description: str = ""
+    tables: list[str] = field(default_factory=list)  # paper tables this preset rebuilds
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attacks: list[AttackConfig] = field(default_factory=list)  # patch attacks (patch-defense)
+    defenses: list[DefenseConfig] = field(default_factory=list)
+    trainings: list[str] = field(default_factory=list)  # evasion: one model per training objective
+    evasion: list[EvasionConfig] = field(default_factory=list)  # evasion: the attack columns
+    notes: list[str] = field(default_factory=list)  # footnotes printed under tables
+    extra: dict[str, Any] = field(default_factory=dict)  # the paper's own sections (Paper.sections)
+    source: str = ""  # where it was loaded from
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source", None)
+        return d

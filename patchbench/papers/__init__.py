@@ -1,0 +1,19 @@
+"""Paper registry: name -> :class:`~patchbench.papers.base.Paper`. A new paper is one folder under
+``patchbench/papers/`` plus one line here (see docs/EXTENDING.md)."""
+
+from __future__ import annotations
+
+from patchbench.errors import PatchbenchError
+from patchbench.papers import icaart2022, tomm2022
+from patchbench.papers.base import Figure, Paper  # noqa: F401
+
+PAPERS: dict[str, Paper] = {
+    icaart2022.PAPER.name: icaart2022.PAPER,
+    tomm2022.PAPER.name: tomm2022.PAPER,
+}
+
+
+def get_paper(name: str) -> Paper:
+    if name not in PAPERS:
+        raise PatchbenchError(f"unknown paper {name!r}; known: {', '.join(PAPERS)}")
+    return PAPERS[name]

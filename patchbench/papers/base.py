@@ -1,0 +1,75 @@
+"""The paper plugin contract: everything paper-specific lives in ``patchbench/papers/<paper>/``.
+
+A plugin is a package holding its presets (``presets/*.yaml``), the published numbers
+(``reference/*.csv``), its table builders and figures, and a :class:`Paper` object registered in
+:data:`patchbench.papers.PAPERS` (one line). The generic layers (runner, engine, results,
+tables, config, cli) never name a paper; they ask the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from patchbench.errors import PatchbenchError
+
+
+def _nothing(*_args, **_kw):
+    return []
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure rebuilt from stored cells: ``draw(cells, preset, out, **params) -> Path``."""
+
+    name: str
+    title: str
+    draw: Callable[..., Path]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper's plugin.
+
+    * ``presets``: preset names per scale (``demo``, ``paper``) that ``reproduce`` runs;
+    * ``tables``: :class:`patchbench.tables.Table` per name; ``figures``: :class:`Figure` per name;
+    * ``sections``: extra top-level preset keys this paper understands -> their dataclass
+      (stored in ``Preset.extra``); ``validate(preset)`` checks them;
+    * ``extra_steps(preset, store, device, progress)``: work ``reproduce`` does after the
+      preset's experiment (e.g. an adaptive attack); ``report(preset, cells, out)`` writes the
+      paper's figures and extra reports for a preset and returns the files.
+    """
+
+    name: str
+    title: str
+    module: str  # the plugin package, e.g. "patchbench.papers.<name>"
+    presets: dict[str, tuple[str, ...]]
+    tables: dict = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    sections: dict[str, type] = field(default_factory=dict)
+    validate: Callable = _nothing
+    extra_steps: Callable = _nothing
+    report: Callable = _nothing
+
+    @property
+    def folder(self) -> Path:
+        return Path(importlib.import_module(self.module).__file__).parent
+
+    def preset_dir(self) -> Path:
+        return self.folder / "presets"
+
+    def reference(self, name: str) -> pd.DataFrame:
+        """A published table of this paper (``reference/<name>.csv``)."""
+        path = self.folder / "reference" / f"{name}.csv"
+        if not path.is_file():
+            raise PatchbenchError(f"paper {self.name} has no reference table {name!r}")
+        return pd.read_csv(path)
+
+    def scale(self, scale: str) -> tuple[str, ...]:
+        if scale not in self.presets:
+            raise PatchbenchError(f"unknown --preset-scale {scale!r} for {self.name}; use {' or '.join(self.presets)}")
+        return self.presets[scale]

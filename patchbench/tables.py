@@ -1,0 +1,133 @@
+"""Paper tables: the generic layer — the table registry (gathered from the papers), reference
+lookup, cell selection, accuracy-with-CI and Δ formatting, and rendering.
+
+A paper's plugin (``patchbench/papers/<paper>/``) contributes :class:`Table` objects; each one
+knows how to build its rows from stored cells. Ours and the paper's are shown side by side; Δ
+(ours − paper, percentage points) is shown only when dataset and model are the paper's;
+otherwise the caption names both settings and Δ is left out, since the numbers measure
+different things.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from patchbench.errors import PatchbenchError
+
+
+@dataclass(frozen=True)
+class Table:
+    """One rebuildable paper table. ``build(table, cells, preset) -> (DataFrame, caption)``."""
+
+    name: str
+    paper: str  # the plugin's key in patchbench.papers.PAPERS
+    title: str
+    build: Callable[["Table", pd.DataFrame, str], tuple[pd.DataFrame, str]]
+    paper_presets: tuple[str, ...]  # presets whose cells it shows at paper scale, in preference order
+    demo_preset: str
+    options: tuple[tuple[str, object], ...] = ()  # builder-specific settings (attack, λ, reference table, ...)
+
+    def option(self, key: str, default=None):
+        return dict(self.options).get(key, default)
+
+    def default_preset(self, cells: pd.DataFrame) -> str:
+        """The first paper preset with stored cells, else the demo preset."""
+        have = set(cells["preset"].dropna()) if len(cells) else set()
+        return next((p for p in self.paper_presets if p in have), self.demo_preset)
+
+
+def all_tables() -> dict[str, Table]:
+    from patchbench.papers import PAPERS
+
+    return {name: t for paper in PAPERS.values() for name, t in paper.tables.items()}
+
+
+def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Return (table, caption) of table ``name`` for ``preset`` (default: see Table.default_preset)."""
+    tables = all_tables()
+    if name not in tables:
+        raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(tables)}")
+    t = tables[name]
+    table, caption = t.build(t, cells, preset or t.default_preset(cells))
+    return table, caption
+
+
+def table_report(name: str, results, preset: str | None, fmt: str, out_file=None) -> str | None:
+    """``patchbench table``: build table ``name`` from the cells under ``results`` and render it
+    (``rich`` prints and returns None); ``out_file`` also gets it (markdown for rich)."""
+    from patchbench.config import load_preset, preset_names
+    from patchbench.results import ResultStore
+    from patchbench.util import atomic_write
+
+    if name not in all_tables():
+        raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(all_tables())}")
+    if fmt not in ("rich", "markdown", "csv", "latex"):
+        raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
+    cells = ResultStore(results).load_cells()
+    if cells.empty:
+        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
+    tab, caption = build_table(name, cells, preset)
+    used = preset or tab.attrs.get("preset")
+    notes = load_preset(used).notes if used in preset_names() or str(used).endswith((".yaml", ".yml")) else []
+    text = render(tab, caption, fmt, notes)
+    if out_file is not None:
+        atomic_write(out_file, render(tab, caption, "markdown" if fmt == "rich" else fmt, notes))
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# helpers for builders
+
+
+def fmt_pct(x: float | None) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def fmt_acc_ci(row) -> str:
+    """``acc [lo, hi]`` in percent from a cell row (Wilson 95% interval)."""
+    return f"{100 * row['accuracy']:.2f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+
+
+def fmt_delta(ours: float | None, paper: float | None) -> str:
+    return "" if ours is None or paper is None else f"{ours - paper:+.2f}"
+
+
+def lam_match(series: pd.Series, lam) -> pd.Series:
+    return series.isna() if pd.isna(lam) else (series - lam).abs() < 1e-6
+
+
+def preset_cells(cells: pd.DataFrame, preset: str, what: str = "") -> pd.DataFrame:
+    """Cells of ``preset``, oldest first; a one-line error when there are none."""
+    df = cells[cells["preset"] == preset] if len(cells) else cells
+    if df.empty:
+        raise PatchbenchError(f"no stored {what + ' ' if what else ''}cells for preset {preset!r} in these results; "
+                              f"run `patchbench sweep --preset {preset}` (or `patchbench reproduce`) first")
+    return df.sort_values("created")
+
+
+def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None = None) -> str | None:
+    """Text for markdown/csv/latex; for rich, prints and returns None."""
+    notes = notes or []
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "markdown":
+        return f"**{caption}**\n\n" + table.to_markdown(index=False) + "".join(f"\n\n_{n}_" for n in notes) + "\n"
+    if fmt == "latex":
+        return table.to_latex(index=False, caption=caption, escape=True)
+    if fmt == "rich":
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=caption, title_justify="left", show_lines=False, caption="\n".join(notes) or None)
+        for col in table.columns:
+            t.add_column(col, justify="left" if col in ("Defense", "λ") else "right",
+                         style="bold" if col.endswith("ours") else ("dim" if col.endswith("paper") else None))
+        for _, r in table.iterrows():
+            t.add_row(*[str(v) for v in r])
+        Console(width=max(120, 24 * len(table.columns))).print(t)
+        return None
+    raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
