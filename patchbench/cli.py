@@ -54,10 +54,9 @@ def _load(preset: str, sets=None, device=None, data_root=None, weights=None, ext
 
 
 def _store_device(p, results: Path):
-    from patchbench import runner
-    from patchbench.results import ResultStore
+    from patchbench import runner, results as store
 
-    return ResultStore(results), runner.resolve_device(p.device)
+    return store.ResultStore(results), runner.resolve_device(p.device)
 
 
 @app.command("list")
@@ -157,6 +156,7 @@ def sweep(preset: PresetOpt = "demo-fmnist",
           defenses: Optional[str] = typer.Option(None, "--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included."),
           lambdas: Optional[str] = typer.Option(None, "--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's."),
           patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: the preset's attacks, trained or cached."),
+          seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of patch seeds: every patch is trained once per seed (default: the preset's)."),
           results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
           weights: WeightsOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Run the preset's grid; cached models, patches and stored cells are reused.
@@ -166,7 +166,8 @@ def sweep(preset: PresetOpt = "demo-fmnist",
     """
     from patchbench import runner
 
-    rows = runner.sweep(_load(preset, sets, device, data_root, weights), results, defenses, lambdas, patches, progress)
+    p = runner.with_seeds(_load(preset, sets, device, data_root, weights), seeds)
+    rows = runner.sweep(p, results, defenses, lambdas, patches, progress)
     out.print(f"{len(rows)} cells in {results / 'cells'}")
 
 

@@ -51,7 +51,7 @@ class Condition:
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
                 "target": p.target, "placement": f"{p.placement.kind}+{p.placement.margin}",
                 "patch_id": p.content_id(), "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked",
-                **{k: p.meta.get(k) for k in PATCH_META_COLUMNS}}
+                **{col: p.meta.get(key) for col, key in PATCH_META_COLUMNS.items()}}
 
     def build(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.attack is not None:

@@ -32,9 +32,10 @@ KEY_FIELDS = [
     "attack", "attack_params", "patch_px", "target", "placement", "patch_id",
     "defense", "defense_params", "lam", "condition",
 ]
-# patch metadata copied into the cell row: the optimisation step a snapshot patch was taken at,
-# and the defense it was optimised through (adaptive attacks); None for ordinary patches
-PATCH_META_COLUMNS = ("attack_step", "attack_through")
+# patch metadata copied into the cell row (column: metadata key): the patch's training seed, the
+# optimisation step a snapshot patch was taken at and the defense it was optimised through
+# (adaptive attacks; None for ordinary patches)
+PATCH_META_COLUMNS = {"attack_seed": "seed", "attack_step": "attack_step", "attack_through": "attack_through"}
 COLUMNS = KEY_FIELDS + [
     "preset", "training", "attack_label", *PATCH_META_COLUMNS, "patch_area_pct", "n", "correct", "accuracy",
     "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate", "ssim", "ssim_n", "seconds", "device",

@@ -46,7 +46,20 @@ console = Console(stderr=True)
 DEFAULT_LAMBDA = 2.3  # λ of a defense the preset does not list (the ICAART tables' middle λ)
 
 
+def deterministic() -> None:
+    """Deterministic algorithms where torch offers them (cuBLAS workspace, cuDNN without
+    autotuning, ``use_deterministic_algorithms`` warning where an op has none). On the CPU every
+    op patchbench uses is deterministic already; on a GPU this removes the avoidable variation."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # must precede the first cuBLAS call
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def resolve_device(name: str) -> torch.device:
+    """The device of ``name`` (auto: CUDA when available); switches on :func:`deterministic`."""
+    deterministic()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -185,6 +198,13 @@ def patch_candidates(source: ImageSource, attack: AttackConfig) -> torch.Tensor:
     return candidates[torch.randperm(len(candidates), generator=gen)]
 
 
+def selection_indices(candidates: torch.Tensor, train_pool: int, n: int) -> torch.Tensor:
+    """``n`` non-target training images outside the first ``train_pool`` candidates (the last
+    ``n`` candidates, which may overlap the pool, when the split has too few)."""
+    rest = candidates[train_pool:]
+    return (rest if len(rest) >= n else candidates.flip(0))[:n]
+
+
 def check_target(preset: Preset, target: int) -> None:
     info = get_dataset_info(preset.data.dataset)
     if target >= info.num_classes:
@@ -217,7 +237,11 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     success_idx = candidates[: min(attack.success_n, len(candidates))]
     atk = cls.from_config(loaded.model, attack, size, d.image_size, progress=progress)
     batches = patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
-    patch = atk.fit(batches, channels=info.channels)
+    holdout = None
+    if attack.restarts > 1:  # restarts are chosen on training images outside the pool, never on evaluation images
+        hold_idx = selection_indices(candidates, attack.train_pool, attack.select_n)
+        holdout = next(iter((x, y) for _, x, y in iterate(source, hold_idx, d.image_size, len(hold_idx), device)))
+    patch = atk.fit(batches, channels=info.channels, holdout=holdout)
     rate = atk.success_rate((x, y) for _, x, y in iterate(source, success_idx, d.image_size, d.batch_size, device))
     names = loaded.model.class_names
     target_name = names[attack.target] if attack.target < len(names) else str(attack.target)
@@ -233,10 +257,29 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     return patch
 
 
+def attack_seeds(attack: AttackConfig) -> list[AttackConfig]:
+    """One config per seed of ``attack.seeds`` (just the entry itself when it lists none)."""
+    return [replace(attack, seed=s, seeds=[]) for s in attack.seeds] if attack.seeds else [attack]
+
+
+def with_seeds(preset: Preset, seeds: str | None) -> Preset:
+    """``--seeds 0,1,2``: every attack of the preset trained once per seed."""
+    if seeds is None:
+        return preset
+    try:
+        values = [int(v) for v in seeds.split(",") if v.strip()]
+    except ValueError:
+        raise PatchbenchError(f"--seeds expects a comma list of integers, got {seeds!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise PatchbenchError(f"--seeds expects distinct integers, got {seeds!r}")
+    return replace(preset, attacks=[replace(a, seeds=values) for a in preset.attacks])
+
+
 def ensure_patches(preset: Preset, loaded: LoadedModel, store: ResultStore, device: torch.device,
                    progress: bool = True) -> list[Patch]:
-    return [train_patch(preset, attack, size, loaded, store, device, progress=progress)
-            for attack in preset.attacks for size in attack.sizes]
+    """Every patch of the preset: each attack × size × seed, trained or loaded from the cache."""
+    return [train_patch(preset, seeded, size, loaded, store, device, progress=progress)
+            for attack in preset.attacks for size in attack.sizes for seeded in attack_seeds(attack)]
 
 
 def load_patches(files: list[str], preset: Preset) -> list[Patch]:

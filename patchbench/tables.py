@@ -110,8 +110,9 @@ def preset_cells(cells: pd.DataFrame, preset: str, what: str = "") -> pd.DataFra
 
 
 def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None = None) -> str | None:
-    """Text for markdown/csv/latex; for rich, prints and returns None."""
-    notes = notes or []
+    """Text for markdown/csv/latex; for rich, prints and returns None. Footnotes: the preset's
+    ``notes`` and the table's own warnings (``table.attrs["warnings"]``)."""
+    notes = list(notes or []) + list(table.attrs.get("warnings", []))
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "markdown":

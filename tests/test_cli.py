@@ -177,6 +177,11 @@ BAD_INPUTS = [
     ("unknown scale", ["reproduce", "icaart2022", "--preset-scale", "huge"]),
     ("unknown figure", ["plot", "pie-chart"]),
     ("evasion preset with patches", ["sweep", "--preset", "demo-tomm-fmnist", "--lambdas", "1.5"]),
+    ("unknown patch optimizer", ["sweep", "--set", "attacks.0.optimizer=lbfgs"]),
+    ("zero restarts", ["sweep", "--set", "attacks.0.restarts=0"]),
+    ("malformed seeds", ["sweep", "--seeds", "1,x"]),
+    ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"]),
+    ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"]),
 ]
 
 

@@ -15,6 +15,8 @@ TINY = ["--set", "data.image_size=32", "--set", "data.eval_n=200", "--set", "dat
         "--set", "attacks.0.train_pool=400", "--set", "attacks.0.success_n=50",
         "--set", "attacks.1.sizes=[8]", "--set", "attacks.1.steps=10", "--set", "attacks.1.batch_size=32",
         "--set", "attacks.1.train_pool=400", "--set", "attacks.1.success_n=50",
+        "--set", "attacks.0.seeds=[0,1]", "--set", "attacks.1.seeds=[0]", "--set", "attacks.1.restarts=2",
+        "--set", "attacks.0.restarts=1", "--set", "attacks.0.select_n=50", "--set", "attacks.1.select_n=50",
         "--set", "defenses.0.lambdas=[2.3,3.5]", "--set", "defenses.1.lambdas=[2.3,3.5]",
         "--set", "defenses.2.lambdas=[2.3,3.5]",
         "--set", "adaptive.steps=4", "--set", "adaptive.record_every=2", "--set", "adaptive.size=6"]
@@ -59,6 +61,10 @@ def test_demo_reproduce_writes_every_table_and_figure(demo_run):
     adaptive = df[df["attack"] == "lavan-adaptive"]
     assert set(adaptive["attack_through"]) == {"lgs", "slgs", "wlgs"}
     assert adaptive["attack_step"].notna().all()
+    lavan = df[df["attack"] == "lavan"]
+    assert set(lavan["attack_seed"]) == {0, 1}  # one cell per seed stays in the store
+    t1 = (out / "icaart2022-1.md").read_text()
+    assert " ± " in t1 and "mean over 2 patch seeds" in t1
     # Table 3 shows λ = 3.5 rows only, with the paper's numbers beside ours
     t3 = (out / "icaart2022-3.md").read_text()
     assert "Adversarial Patch 8px (paper 90px)" in t3 and "60.88" in t3 and "| 2.3 " not in t3

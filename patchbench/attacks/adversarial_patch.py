@@ -28,10 +28,12 @@ def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_de
     the patch centre, and the (unscaled) patch box's top-left corner at (top, left); per image."""
     n, c, h, w = x.shape
     s = delta.shape[-1]
+    deltas = delta if delta.ndim == 4 else delta[None]  # k patches; images are restart-major
+    k = deltas.shape[0]
     # canvas with the patch in the top-left corner; the affine map moves it
-    canvas = torch.zeros(1, c + 1, h, w, device=x.device, dtype=x.dtype)
-    canvas[0, :c, :s, :s] = delta
-    canvas[0, c:, :s, :s] = mask
+    canvas = torch.zeros(k, c + 1, h, w, device=x.device, dtype=x.dtype)
+    canvas[:, :c, :s, :s] = deltas
+    canvas[:, c:, :s, :s] = mask
     # In pixel coordinates an output pixel p samples the canvas at B (p - c_out) + c_in with
     # B = R(-θ) / scale; in affine_grid's normalized coordinates (align_corners=True,
     # u = D p - 1, D = diag(2/(w-1), 2/(h-1))) that is u_in = A u_out + t, A = D B D⁻¹.
@@ -45,8 +47,8 @@ def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_de
     c_in = torch.tensor([centre * sx - 1, centre * sy - 1], device=x.device, dtype=x.dtype)
     t = c_in - (a @ c_out.unsqueeze(2)).squeeze(2)
     grid = F.affine_grid(torch.cat([a, t.unsqueeze(2)], 2), (n, c + 1, h, w), align_corners=True)
-    warped = F.grid_sample(canvas.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                           align_corners=True)
+    canvas = canvas.expand(n, -1, -1, -1) if k == 1 else canvas.repeat_interleave(n // k, 0)
+    warped = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     d, m = warped[:, :c], warped[:, c:]
     return (1 - m) * x + m * d
 
@@ -79,10 +81,12 @@ class AdversarialPatch(LaVAN):
         return -F.log_softmax(logits, 1)[:, self.target].mean()
 
     def training_images(self, x, delta, mask, gen):
-        n = len(x)
         lo, hi = self.scale_range
         if self.rotation == 0 and lo == hi == 1.0:
             return super().training_images(x, delta, mask, gen)
+        k = delta.shape[0]  # restarts: each patch on every image of the batch, restart-major
+        x = x.repeat(k, 1, 1, 1) if k > 1 else x
+        n = len(x)
         angle = (torch.rand(n, generator=gen) * 2 - 1) * self.rotation
         scale = lo + (hi - lo) * torch.rand(n, generator=gen)
         if self.random_placement:
@@ -98,6 +102,9 @@ class AdversarialPatch(LaVAN):
         dev = x.device
         return eot_paste(x, delta, mask, angle.to(dev), scale.to(dev), top.to(dev), left.to(dev))
 
+    def base_meta(self) -> dict:
+        return {**super().base_meta(), "loss": "log-prob target (Eq. 2)"}
+
     def extra_meta(self) -> dict:
-        return {"rotation": self.rotation, "scale_range": list(self.scale_range), "loss": "log-prob target (Eq. 2)"}
+        return {"rotation": self.rotation, "scale_range": list(self.scale_range)}
 

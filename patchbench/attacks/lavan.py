@@ -1,9 +1,26 @@
 """LaVAN: Localized and Visible Adversarial Noise (Karmon et al., ICML 2018).
 
 ICAART 2022 Eq. 3: x' = (1 - m) ⊙ x + m ⊙ δ, and δ maximizes M(ȳ|x') - M(ŷ|x'), the target
-logit minus the source (true-class) logit, pre-softmax. δ is optimized by SGD with momentum and
-kept in [0, 1]; the patch is trained at the placement it is tested at (or at random locations,
-``random_placement=True``).
+logit minus the source (true-class) logit, pre-softmax. δ is kept in [0, 1]; the patch is
+trained at the placement it is tested at (or at random locations, ``random_placement=True``).
+
+Optimizer (``optimizer``, ``schedule``; an attack's number is only as good as its optimisation):
+
+* ``"sgd"``: SGD with momentum, the ICAART presets' setting (Sec. 4.1: lr 1 → 0.1 → 0.01 at
+  fixed epochs, ``schedule="multistep"`` with ``lr_milestones``);
+* ``"adam"``: Adam on δ (the optimiser of ART's AdversarialPatchPyTorch and of most patch code);
+* ``"sign"``: signed-gradient ascent, δ ← clip(δ − lr·sign(∇loss)), the L∞ steepest step of PGD.
+
+``schedule="cosine"`` decays the step from ``lr`` to ``lr/100`` over the run (``multistep``
+multiplies it by ``lr_gamma`` at each milestone). Which combination is strongest is measured,
+not assumed: ``benchmarks/bench_patch_attacks.py`` compares them and an independent plain loop
+at equal budget on the demo model (numbers in the demo presets' notes).
+
+Restarts (``restarts=k``): k patches from k random starts are optimised *together* — every
+training batch is pasted with each of the k patches (one k·B batch, one forward and backward),
+so k restarts cost about one run on a device with room — and the patch with the highest
+targeted success on a held-out batch of *training* images (``fit(..., holdout=...)``) is kept.
+``k=1`` is exactly the single-start attack (same random numbers).
 """
 
 from __future__ import annotations
@@ -15,6 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from patchbench.attacks.patch import Patch, PatchAttack, Placement, paste
+from patchbench.errors import PatchbenchError
+
+OPTIMIZERS = ("sgd", "adam", "sign")
+SCHEDULES = ("multistep", "cosine")
 
 
 class LaVAN(PatchAttack):
@@ -23,13 +44,20 @@ class LaVAN(PatchAttack):
     def __init__(self, model, size: int, target: int, placement: Placement, image_size: int, *,
                  steps: int = 200, lr: float = 0.05, momentum: float = 0.9,
                  lr_milestones: Iterable[int] = (), lr_gamma: float = 0.1,
-                 random_placement: bool = False, seed: int = 0, progress: bool = True):
+                 random_placement: bool = False, seed: int = 0, progress: bool = True,
+                 optimizer: str = "sgd", schedule: str = "multistep", restarts: int = 1):
         super().__init__(model, size, target, placement, image_size)
+        if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
+            raise PatchbenchError(f"{self.name}: optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
+        if not (isinstance(restarts, int) and restarts >= 1):
+            raise PatchbenchError(f"{self.name}: restarts must be an integer >= 1, got {restarts!r}")
         self.steps, self.lr, self.momentum = steps, lr, momentum
         self.lr_milestones, self.lr_gamma = list(lr_milestones), lr_gamma
         self.random_placement = random_placement
         self.seed = seed
         self.progress = progress
+        self.optimizer, self.schedule, self.restarts = optimizer, schedule, restarts
+        self.restart_success: list[float] = []
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Negative of Eq. 3's objective: -(z_target - z_source), averaged over the batch."""
@@ -47,9 +75,12 @@ class LaVAN(PatchAttack):
 
     def training_images(self, x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor,
                         gen: torch.Generator) -> torch.Tensor:
-        """x' of Eq. 3 for one training batch (the fixed or a random placement per image)."""
-        top, left = self._offsets(len(x), gen, x.device)
-        return paste(x, delta, mask, top, left)
+        """x' of Eq. 3 for one training batch and each of the k patches ``delta`` (k×C×s×s):
+        k·B images, restart-major (the fixed or a random placement per image)."""
+        k = delta.shape[0]
+        xk = x.repeat(k, 1, 1, 1) if k > 1 else x
+        top, left = self._offsets(len(xk), gen, x.device)
+        return paste(xk, delta.repeat_interleave(len(x), 0) if k > 1 else delta[0], mask, top, left)
 
     @classmethod
     def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True) -> "LaVAN":
@@ -57,7 +88,7 @@ class LaVAN(PatchAttack):
         return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size,
                    steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
                    lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
-                   progress=progress)
+                   progress=progress, optimizer=cfg.optimizer, schedule=cfg.schedule, restarts=cfg.restarts)
 
     # ---- hooks: what a variant changes without copying the loop ----------------------------
 
@@ -73,43 +104,79 @@ class LaVAN(PatchAttack):
                    labels: torch.Tensor, loss: torch.Tensor) -> dict | None:
         """Called after every step (1-based) with δ already clamped; returns the progress-bar postfix."""
         hits = int((logits.argmax(1) == self.target).sum())
-        return {"loss": f"{loss.item():.3f}", "hit": f"{hits / max(len(labels), 1):.2f}"}
+        return {"loss": f"{loss.item():.3f}", "hit": f"{hits / max(len(logits), 1):.2f}"}
 
     def progress_label(self) -> str:
-        return f"{self.name} {self.size}px"
+        return f"{self.name} {self.size}px" + (f" ×{self.restarts}" if self.restarts > 1 else "")
 
     # ---- the loop ---------------------------------------------------------------------------
 
-    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None) -> Patch:
-        """Optimize δ over ``steps`` batches of (images, labels) drawn from ``batches``."""
+    def _optimizer(self, delta: torch.Tensor):
+        if self.optimizer == "adam":
+            opt = torch.optim.Adam([delta], lr=self.lr)
+        else:  # sgd with momentum; sign = plain SGD on sign(∇)
+            opt = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum if self.optimizer == "sgd" else 0.0)
+        if self.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1), eta_min=self.lr / 100)
+        else:
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.lr_milestones, self.lr_gamma)
+        return opt, sched
+
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None,
+            holdout: tuple[torch.Tensor, torch.Tensor] | None = None) -> Patch:
+        """Optimize δ over ``steps`` batches of (images, labels) drawn from ``batches``.
+
+        With ``restarts > 1`` the k patches are trained together and the one with the highest
+        targeted success on ``holdout`` (training images, never evaluation images) is kept.
+        """
         device = self.device
         gen = torch.Generator().manual_seed(self.seed)
         channels = channels or 3
-        delta = torch.rand(channels, self.size, self.size, generator=gen).to(device).requires_grad_(True)
+        k = self.restarts
+        if k > 1 and holdout is None:
+            raise PatchbenchError(f"{self.name}: {k} restarts need a held-out batch of training images to choose from")
+        delta = torch.rand(k, channels, self.size, self.size, generator=gen).to(device).requires_grad_(True)
         mask = torch.ones(1, self.size, self.size, device=device)
-        opt = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.lr_milestones, self.lr_gamma)
+        opt, sched = self._optimizer(delta)
         self.model.eval()
         t0 = time.perf_counter()
         it = iter(batches)
-        self.begin(it, delta, mask)
+        self.begin(it, delta[0], mask)
         bar = tqdm(range(1, self.steps + 1), desc=self.progress_label(), disable=not self.progress, leave=False)
         for step in bar:
             x, y = next(it)
             logits = self.model(self.transform(self.training_images(x, delta, mask, gen)))
-            loss = self.loss(logits, y)
+            loss = self.loss(logits, y.repeat(k) if k > 1 else y) * k  # a sum over the k independent restarts
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.optimizer == "sign":
+                delta.grad.sign_()
             opt.step()
             sched.step()
             with torch.no_grad():
                 delta.clamp_(0, 1)
-            postfix = self.after_step(step, delta, mask, logits, y, loss)
+            postfix = self.after_step(step, delta[0], mask, logits, y, loss)
             if postfix:
                 bar.set_postfix(postfix)
-        self.patch = Patch(delta.detach().cpu(), mask.cpu(), {
-            **self.base_meta(), "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta()})
+        best = 0
+        if k > 1:
+            self.restart_success = [self.holdout_success(holdout, delta[i].detach()) for i in range(k)]
+            best = max(range(k), key=lambda i: self.restart_success[i])
+        self.patch = Patch(delta[best].detach().cpu(), mask.cpu(), {
+            **self.base_meta(), "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta(),
+            "restart_success": self.restart_success, "restart_chosen": best})
         return self.patch
+
+    @torch.no_grad()
+    def holdout_success(self, holdout: tuple[torch.Tensor, torch.Tensor], pixels: torch.Tensor, chunk: int = 256) -> float:
+        """Targeted success of ``pixels`` at the test placement on the non-target images of ``holdout``."""
+        x, y = holdout
+        x = x[y != self.target].to(self.device)
+        top, left = self.placement.offset(self.image_size, self.size)
+        mask = torch.ones(1, self.size, self.size, device=self.device)
+        hits = sum(int((self.model(paste(x[i:i + chunk], pixels, mask, top, left)).argmax(1) == self.target).sum())
+                   for i in range(0, len(x), chunk))
+        return hits / max(len(x), 1)
 
     def base_meta(self) -> dict:
         return {
@@ -117,6 +184,7 @@ class LaVAN(PatchAttack):
             "placement": self.placement.kind, "margin": self.placement.margin,
             "random_placement": self.random_placement, "steps": self.steps, "lr": self.lr,
             "momentum": self.momentum, "lr_milestones": self.lr_milestones, "seed": self.seed,
+            "optimizer": self.optimizer, "schedule": self.schedule, "restarts": self.restarts,
             "image_size": self.image_size, "area_pct": round(100 * self.size ** 2 / self.image_size ** 2, 3),
         }
 

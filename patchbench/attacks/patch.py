@@ -49,7 +49,8 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor,
           top: torch.Tensor | int, left: torch.Tensor | int) -> torch.Tensor:
     """x' = (1 - m) ⊙ x + m ⊙ δ at (top, left); per-image offsets when they are tensors.
 
-    Differentiable w.r.t. ``pixels``; batched (advanced indexing, no per-image Python loop).
+    ``pixels`` is one patch (C×s×s) or one per image (N×C×s×s). Differentiable w.r.t.
+    ``pixels``; batched (advanced indexing, no per-image Python loop).
     """
     n, c, h, w = images.shape
     s = pixels.shape[-1]
@@ -66,7 +67,8 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor,
     hw = out.permute(0, 2, 3, 1)  # view: N×H×W×C
     region = hw[b, rows, cols]  # N×s×s×C
     m = mask.permute(1, 2, 0)
-    hw[b, rows, cols] = (1 - m) * region + m * pixels.permute(1, 2, 0)
+    delta = pixels.permute(1, 2, 0) if pixels.ndim == 3 else pixels.permute(0, 2, 3, 1)
+    hw[b, rows, cols] = (1 - m) * region + m * delta
     return out
 
 
@@ -183,6 +185,14 @@ class PatchAttack(Attack):
               and is_number(a.momentum) and 0 <= a.momentum < 1,
               f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
         check(is_int(a.target) and a.target >= 0, f"{where}.target must be a class index >= 0, got {a.target!r}")
+        from patchbench.attacks.lavan import OPTIMIZERS, SCHEDULES
+
+        check(a.optimizer in OPTIMIZERS, f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {a.optimizer!r}")
+        check(a.schedule in SCHEDULES, f"{where}.schedule must be one of {', '.join(SCHEDULES)}, got {a.schedule!r}")
+        check(is_int(a.restarts) and 1 <= a.restarts <= 64, f"{where}.restarts must be an integer in 1..64, got {a.restarts!r}")
+        check(is_int(a.select_n) and a.select_n >= 1, f"{where}.select_n must be an integer >= 1, got {a.select_n!r}")
+        check(isinstance(a.seeds, list) and all(is_int(v) for v in a.seeds) and len(set(a.seeds)) == len(a.seeds),
+              f"{where}.seeds must be a list of distinct integers, got {a.seeds!r}")
         check(is_number(a.rotation) and 0 <= a.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {a.rotation!r}")
         check(isinstance(a.scale_range, list) and len(a.scale_range) == 2 and all(is_number(v) for v in a.scale_range)
               and 0 < a.scale_range[0] <= a.scale_range[1],

@@ -79,11 +79,16 @@ class AttackConfig:
     random_placement: bool = False  # train at random locations (tested at `placement`)
     steps: int = 200  # optimizer steps
     batch_size: int = 64
+    optimizer: str = "sgd"  # sgd (momentum) | adam | sign (signed gradient); see attacks/lavan.py
+    schedule: str = "multistep"  # multistep (lr_milestones, lr_gamma) | cosine (lr -> lr/100)
     lr: float = 0.05
     momentum: float = 0.9
     lr_milestones: list[int] = field(default_factory=list)  # steps at which lr *= lr_gamma
     lr_gamma: float = 0.1
     seed: int = 0
+    seeds: list[int] = field(default_factory=list)  # one patch per seed (empty: just `seed`)
+    restarts: int = 1  # random starts optimised together; the best on select_n held-out training images is kept
+    select_n: int = 500  # held-out training images (outside train_pool) that choose among restarts
     train_pool: int = 10000  # training images the patch samples its batches from
     success_n: int = 1000  # training images the final success rate is measured on
     # expectation over transformations while training: each image draws a location

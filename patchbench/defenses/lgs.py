@@ -1,31 +1,41 @@
 """Local Gradients Smoothing (Naseer et al., WACV 2019), as used by ICAART 2022 (Eq. 4-5).
 
 Follows the reference notebook the ICAART paper cites (metallurk/local_gradients_smoothing,
-``lgs.ipynb``):
+``lgs.ipynb``, cell 4: ``get_gx``, ``get_gradient``, ``apply_gradient``), line by line:
 
-1. Eq. 4: Sobel gradient magnitude per channel, kernels [[1,0,-1],[2,0,-2],[1,0,-1]] and its
-   transpose, zero padding of 1;
-2. min-max normalization over the whole image, all channels together;
-3. windows of ``window`` px with ``overlap`` px overlap (stride = window - overlap); the image is
-   zero-padded (split before/after as the notebook does) so the windows tile it exactly;
-4. a window is kept when the mean normalized gradient over the window and all channels
-   (padding included) is >= ``threshold``;
-5. g(x) = average over all windows covering a pixel of (window kept) · gradient, per channel —
-   the notebook's ``fold(patches * mask) / fold(ones)``: windows that are not kept count as 0
-   (``window_average="all"``). ``window_average="kept"`` averages over kept windows only;
-6. Eq. 5: T(x) = x ⊙ clip(1 - λ·g(x), 0, 1).
+1. Eq. 4, ``get_gx``: ``sobelx = [[1,0,-1], [2,0,-2], [1,0,-1]]``, ``sobely = sobelx.T``,
+   ``G_x = F.conv2d(..., padding=1)``, ``G = torch.sqrt(G_x**2 + G_y**2)``: the Sobel magnitude
+   per channel with zero padding 1;
+2. ``gx = (G-G.min())/(G.max()-G.min())``: min-max normalization over all channels together;
+3. ``get_gradient``: ``stride = block_size - overlap``; per axis ``left = v % stride``,
+   ``need = overlap if left <= overlap else block_size``, ``pad = need - left`` split
+   ``int(pad / 2)`` before and the rest after; ``tensor = F.pad(tensor, ...)`` (zeros) so the
+   windows tile the image exactly (:func:`window_padding`);
+4. ``mask = (patches.sum([1,-2,-1]) / prod(C, block, block)) >= threshold``: a window is kept
+   when the mean normalized gradient over the window and all channels (padding included) is
+   >= ``threshold``;
+5. ``def fold(x): x = x * mask; ... F.fold(...)`` and ``r = fold(patches) / fold(ox)`` with
+   ``ox = torch.ones_like(patches)``: *both* the numerator and the denominator are masked, so
+   g(x) is the average of gx over the *kept* windows covering a pixel — gx itself wherever at
+   least one covering window is kept — and a pixel covered by no kept window is 0/0, which
+   ``r[r != r] = 0`` sets to 0. This is ``window_average="kept"``, the default.
+   ``window_average="all"`` (an earlier reading, kept as an option) divides by all covering
+   windows instead, so pixels near dropped windows are attenuated;
+6. Eq. 5, ``apply_gradient``: ``t = 1 - grad * smooth_factor``, ``torch.mul(img, torch.clip(t, 0, 1))``:
+   T(x) = x ⊙ clip(1 - λ·g(x), 0, 1).
 
 Deliberate differences from the notebook (parameters, documented):
 
-* normalization is per image. The notebook takes min/max over the whole batch, so an image's
-  output depends on its batch mates; here every image is processed as if alone (batch
-  invariance).
+* normalization is per image. The notebook takes ``G.min()``/``G.max()`` over the whole batch,
+  so an image's output depends on its batch mates; here every image is processed as if alone
+  (batch invariance; identical to the notebook for a batch of one).
 * ``space``: ``"pixel"`` applies Eq. 4-5 to x in [0, 1]; ``"normalized"`` applies them to the
-  mean/std-normalized tensor the classifier sees (the notebook's choice, used by the ICAART
-  presets). Then T pulls pixels toward the dataset mean instead of black:
-  x' = μ + (x - μ) ⊙ clip(1 - λ g(x_n), 0, 1), with g computed from x_n = (x - μ)/σ.
-* the notebook names the axes (W, H) and pads height by the width's amounts; identical for
-  square images, here each axis gets its own padding.
+  mean/std-normalized tensor the classifier sees (the notebook's choice: it calls ``lgs`` on
+  ``Normalize``d tensors; used by the ICAART presets). Then T pulls pixels toward the dataset
+  mean instead of black: x' = μ + (x - μ) ⊙ clip(1 - λ g(x_n), 0, 1), g computed from x_n.
+* the notebook names the axes ``B, C, W, H`` and its padding list is built (rows, cols) but
+  ``F.pad`` reads it (cols, rows): identical for square images; here each axis gets its own
+  padding, which is what the notebook means for non-square ones.
 
 Implementation: the window test is an ``avg_pool2d`` of the channel-mean gradient and the
 per-pixel count of kept windows a ``conv_transpose2d`` with a ones kernel — no unfold copies
@@ -87,7 +97,7 @@ KEEP_GRADS = ("constant", "straight-through")
 
 
 def gradient_map(x: torch.Tensor, window: int = 15, overlap: int = 5, threshold: float = 0.2,
-                 window_average: str = "all", keep_grad: str = "constant") -> torch.Tensor:
+                 window_average: str = "kept", keep_grad: str = "constant") -> torch.Tensor:
     """g(x) of LGS for a batch (N×C×H×W), values in [0, 1], same shape as x.
 
     Gradient (adaptive attacks): the Sobel magnitude and the min-max normalization are
@@ -136,7 +146,7 @@ class LGS(Defense):
     window: int = 15
     overlap: int = 5
     space: str = "pixel"  # pixel | normalized
-    window_average: str = "all"  # all (notebook) | kept
+    window_average: str = "kept"  # kept (the notebook's fold(x * mask) / fold(ones * mask)) | all
     mean: tuple[float, ...] | None = dataclasses.field(default=None, metadata={"param": False})
     std: tuple[float, ...] | None = dataclasses.field(default=None, metadata={"param": False})
 

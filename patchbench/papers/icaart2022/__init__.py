@@ -14,8 +14,20 @@ from pathlib import Path
 
 from patchbench.papers.base import Figure, Paper
 from patchbench.papers.icaart2022 import adaptive, figures
-from patchbench.papers.icaart2022.tables import TABLES
+from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
 from patchbench.util import atomic_write
+
+
+def validate(preset) -> None:
+    """The ICAART sections: ``adaptive`` (Fig. 10) and ``sanity`` (table footnotes)."""
+    from patchbench.errors import check, is_number
+
+    adaptive.check_section(preset)
+    sanity = preset.extra.get("sanity")
+    if sanity is not None:
+        check(is_number(sanity.min_success) and 0 <= sanity.min_success <= 1,
+              f"sanity.min_success must be a fraction in [0, 1], got {sanity.min_success!r}")
+        check(isinstance(sanity.monotone, bool), f"sanity.monotone must be true or false, got {sanity.monotone!r}")
 
 
 def report(preset, cells, out: Path) -> list[Path]:
@@ -46,8 +58,8 @@ PAPER = Paper(
         "adaptive": Figure("adaptive", "Fig. 10: success of the white-box adaptive LaVAN vs training step, per defense",
                            figures.adaptive_curve),
     },
-    sections={"adaptive": adaptive.AdaptiveConfig},
-    validate=adaptive.check_section,
+    sections={"adaptive": adaptive.AdaptiveConfig, "sanity": SanityConfig},
+    validate=validate,
     extra_steps=adaptive.run_section,
     report=report,
 )

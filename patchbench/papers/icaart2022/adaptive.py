@@ -64,7 +64,7 @@ from patchbench.engine import Condition, DefenseRun
 from patchbench.errors import PatchbenchError
 from patchbench.results import ResultStore
 from patchbench.runner import (
-    LoadedModel, check_target, evaluate_conditions, patch_batches, patch_candidates, resolve_defense,
+    LoadedModel, check_target, evaluate_conditions, patch_batches, patch_candidates, resolve_defense, selection_indices,
 )
 from patchbench.util import atomic_write
 
@@ -170,14 +170,14 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                     train_src = load_split(d.dataset, d.root, "train", d.image_size)
                     cand = patch_candidates(train_src, attack)
                     pool = cand[: attack.train_pool]
-                    rest = cand[attack.train_pool:]
-                    hold_idx = (rest if len(rest) >= holdout_n else cand.flip(0))[:holdout_n]
+                    hold_idx = selection_indices(cand, attack.train_pool, holdout_n)
                 atk = AdaptiveLaVAN(
                     loaded.model, size, attack.target, Placement(attack.placement, attack.margin), d.image_size,
                     defense=defense, lam=lam_d, grad_options=options,
                     record_every=record_every, steps=steps, lr=attack.lr, momentum=attack.momentum,
-                    lr_milestones=attack.lr_milestones, lr_gamma=attack.lr_gamma,
-                    random_placement=attack.random_placement, seed=attack.seed, progress=progress)
+                    lr_milestones=attack.lr_milestones, lr_gamma=attack.lr_gamma, optimizer=attack.optimizer,
+                    schedule=attack.schedule, random_placement=attack.random_placement, seed=attack.seed,
+                    progress=progress)
                 holdout = next(iter((x, y) for _, x, y in iterate(train_src, hold_idx, d.image_size, len(hold_idx), device)))
                 batches = patch_batches(train_src, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
                 atk.fit(batches, channels=info.channels, holdout=holdout)

@@ -42,7 +42,7 @@ def lambda_curve_data(cells: pd.DataFrame, preset: str, attack: str = "lavan", p
             clean = at[at["condition"] == "clean"]
             adv = at[(at["condition"] == "attacked") & (at["patch_px"] == patch_px)]
             if len(clean) and len(adv):
-                c, a = 100 * float(clean["accuracy"].iloc[-1]), 100 * float(adv["accuracy"].iloc[-1])
+                c, a = 100 * float(clean["accuracy"].iloc[-1]), 100 * float(adv["accuracy"].mean())  # mean over seeds
                 rows.append({"defense": d, "lam": float(lam), "clean": c, "attacked": a, "average": (c + a) / 2,
                              "patch_px": patch_px})
     if not rows:

@@ -6,6 +6,9 @@ order: at demo scale the three LaVAN sizes stand in for the paper's 42/52/60 px)
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import pandas as pd
 
 from patchbench.errors import PatchbenchError
@@ -24,7 +27,8 @@ def reference_rows(table: str) -> pd.DataFrame:
 
 
 def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
-    """Cells of ``preset`` for the model used last, the newest cell per (defense, λ, condition, size)."""
+    """Cells of ``preset`` for the model used last, the newest cell per (defense, λ, condition,
+    size, patch seed) — one row per seed, so tables can average over seeds."""
     df = cells[cells["preset"] == preset]
     if df.empty:
         return df
@@ -33,7 +37,79 @@ def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
     df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])].copy()
     df["lam_key"] = df["lam"].fillna(-1.0)
     df["px_key"] = df["patch_px"].fillna(-1).astype(int)
-    return df.drop_duplicates(["defense", "lam_key", "condition", "px_key"], keep="last")
+    seed = df["attack_seed"] if "attack_seed" in df else pd.Series(None, index=df.index, dtype=float)
+    df["seed_key"] = seed.fillna(-1).astype(int)
+    return df.drop_duplicates(["defense", "lam_key", "condition", "px_key", "seed_key"], keep="last")
+
+
+@dataclass
+class SanityConfig:
+    """The preset's ``sanity:`` section: when a table's footnote warns about the attack.
+
+    ``min_success``: warn when an attack's targeted success without defense (mean over seeds) is
+    below this fraction; ``monotone``: warn when undefended attacked accuracy *rises* with patch
+    size by more than the two intervals (a larger patch can always copy a smaller one, so a rise
+    means the larger one is under-optimised)."""
+
+    min_success: float = 0.2
+    monotone: bool = True
+
+
+def seed_summary(rows: pd.DataFrame) -> dict:
+    """Accuracy over the seeds of one table cell (rows: one cell per seed, same images).
+
+    One seed: the cell's accuracy with its Wilson 95% interval over images. S >= 2 seeds: the
+    mean p̄ of the per-seed accuracies ± t_{0.975, S-1} · sqrt(s²/S + p̄(1-p̄)/n), where s² is the
+    seed-to-seed variance and p̄(1-p̄)/n the binomial variance of the n shared images (both in
+    the interval; conservative since the images are shared by all seeds)."""
+    from scipy.stats import t as student_t
+
+    acc = rows["accuracy"].astype(float)
+    if len(rows) == 1:
+        c = rows.iloc[0]
+        return {"mean": float(c["accuracy"]), "half": None, "low": float(c["ci_low"]), "high": float(c["ci_high"]),
+                "seeds": 1, "success": c.get("attack_success_rate")}
+    p, n, k = float(acc.mean()), int(rows["n"].iloc[0]), len(rows)
+    half = float(student_t.ppf(0.975, k - 1)) * math.sqrt(float(acc.var(ddof=1)) / k + p * (1 - p) / n)
+    succ = rows["attack_success_rate"].astype(float).mean() if "attack_success_rate" in rows else None
+    return {"mean": p, "half": half, "low": p - half, "high": p + half, "seeds": k, "success": succ}
+
+
+def fmt_summary(sm: dict) -> str:
+    if sm["half"] is None:
+        return f"{100 * sm['mean']:.2f} [{100 * sm['low']:.1f}, {100 * sm['high']:.1f}]"
+    return f"{100 * sm['mean']:.2f} ± {100 * sm['half']:.2f}"
+
+
+def sanity_warnings(ours: pd.DataFrame, attack_label: str, sanity: SanityConfig) -> list[str]:
+    """Footnotes on the undefended attacked cells (see :class:`SanityConfig`)."""
+    und = ours[(ours["condition"] == "attacked") & (ours["defense"] == "none")]
+    sizes = sorted(int(s) for s in und["patch_px"].dropna().unique())
+    summaries = {s: seed_summary(und[und["patch_px"] == s]) for s in sizes}
+    notes = []
+    for s in sizes:
+        succ = summaries[s]["success"]
+        if succ is not None and succ == succ and succ < sanity.min_success:
+            notes.append(f"Warning: {attack_label} {s}px reaches only {100 * succ:.1f}% targeted success without a "
+                         f"defense (preset threshold {100 * sanity.min_success:.0f}%): little attack to defend against.")
+    if sanity.monotone:
+        for a, b in zip(sizes, sizes[1:]):
+            sa, sb = summaries[a], summaries[b]
+            margin = (sa["high"] - sa["mean"]) + (sb["high"] - sb["mean"])
+            if sb["mean"] - sa["mean"] > margin:
+                notes.append(f"Warning: undefended accuracy under the {b}px {attack_label} ({100 * sb['mean']:.2f}%) is above "
+                             f"the {a}px one's ({100 * sa['mean']:.2f}%) beyond their intervals: the larger patch is "
+                             "under-optimised.")
+    return notes
+
+
+def _sanity(preset: str) -> SanityConfig:
+    from patchbench.config import load_preset
+
+    try:
+        return load_preset(preset).extra.get("sanity") or SanityConfig()
+    except PatchbenchError:  # a preset that is not shipped (cells from a YAML file elsewhere)
+        return SanityConfig()
 
 
 def _ordered_keys(ours: pd.DataFrame, ref: pd.DataFrame, lambdas) -> pd.DataFrame:
@@ -68,7 +144,7 @@ def build_patch_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.Da
         label = f"{attack_label} {s}px" if paper_px in (None, s) else f"{attack_label} {s}px (paper {paper_px}px)"
         groups.append((label, s, paper_px))
 
-    rows = []
+    rows, seeds = [], 1
     for _, k in _ordered_keys(ours, ref, lambdas).iterrows():
         d, lam = k["defense"], k["lam"]
         row = {"Defense": DEFENSE_LABELS.get(d, d), "λ": "" if pd.isna(lam) else f"{lam:g}"}
@@ -81,13 +157,11 @@ def build_patch_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.Da
             else:
                 o = o[(o["condition"] == "attacked") & (o["patch_px"] == s)]
                 r = r[(r["condition"] == "attacked") & (r["patch_px"] == paper_px)] if paper_px else r.iloc[0:0]
-            acc = ci = None
-            if len(o):
-                c = o.iloc[-1]
-                acc = 100 * c["accuracy"]
-                ci = f"[{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]"
+            sm = seed_summary(o) if len(o) else None
+            acc = None if sm is None else 100 * sm["mean"]
+            seeds = max(seeds, sm["seeds"] if sm else 1)
             paper_val = float(r["value"].iloc[0]) if len(r) else None
-            row[f"{label} ours"] = "" if acc is None else f"{acc:.2f} {ci}"
+            row[f"{label} ours"] = "" if sm is None else fmt_summary(sm)
             row[f"{label} paper"] = fmt_pct(paper_val)
             if same_setting:
                 row[f"{label} Δ"] = "" if acc is None or paper_val is None else f"{acc - paper_val:+.2f}"
@@ -95,15 +169,22 @@ def build_patch_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.Da
     table = pd.DataFrame(rows)
     table.attrs["preset"] = preset
     n = int(ours["n"].iloc[0])
-    caption = (f"{t.title}. Top-1 accuracy (%) with Wilson 95% CI; ours: {dataset} / {model}, "
+    if seeds > 1:
+        what = (f"Top-1 accuracy (%); attacked columns: mean over {seeds} patch seeds ± 95% t-interval "
+                "(seed-to-seed plus image variance, see seed_summary); clean: Wilson 95% CI")
+    else:
+        what = "Top-1 accuracy (%) with Wilson 95% CI"
+    caption = (f"{t.title}. {what}; ours: {dataset} / {model}, "
                f"{int(ours['image_size'].iloc[0])} px, {n} {ours['split'].iloc[0]} images (preset {preset}).")
     if not same_setting:
         caption += (f" Paper: {paper_dataset} / {paper_model} at 400 px — a different dataset and model, so "
                     f"compare trends, not values (no Δ column).")
     asr = ours[(ours["condition"] == "attacked") & (ours["defense"] == "none")]
     if len(asr):
+        by_size = asr.groupby("patch_px")["attack_success_rate"].mean().sort_index()
         caption += " Targeted success without defense: " + ", ".join(
-            f"{int(r.patch_px)}px {100 * r.attack_success_rate:.1f}%" for r in asr.sort_values("patch_px").itertuples()) + "."
+            f"{int(px)}px {100 * v:.1f}%" for px, v in by_size.items()) + (" (mean over seeds)." if seeds > 1 else ".")
+    table.attrs["warnings"] = sanity_warnings(ours, attack_label, _sanity(preset))
     return table, caption
 
 
