@@ -129,6 +129,7 @@ def test_no_defense_is_plain_lavan():
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
     from patchbench.papers.icaart2022.adaptive import curves, run_adaptive
     from patchbench.config import load_preset

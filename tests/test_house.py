@@ -98,6 +98,7 @@ def test_toy_defense_through_defend_and_its_gradient(toy_registered, tmp_path):
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_toy_defense_through_sweep_evaluate_table_and_adaptive(toy_registered, tmp_path):
     from patchbench import runner
     from patchbench.config import load_preset
