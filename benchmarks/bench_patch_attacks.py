@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma list")
     ap.add_argument("--ref-lrs", default="0.01,0.03,0.1", help="Adam learning rates of the reference loop (best is reported)")
     ap.add_argument("--configs", default="preset,adam:0.05:cosine,sign:0.03:cosine",
-                    help="patchbench settings: preset, or optimizer:lr:schedule[:restarts]")
+                    help="patchbench settings: preset, or optimizer:lr:schedule[:restarts[:batch[:steps]]]")
     ap.add_argument("--results", default="results", help="where the preset's classifier is cached")
     ap.add_argument("--csv", default=None)
     args = ap.parse_args()
@@ -120,6 +120,10 @@ def main() -> None:
             if spec != "preset":
                 opt, lr, sched, *rest = spec.split(":")
                 cfg = replace(cfg, optimizer=opt, lr=float(lr), schedule=sched, restarts=int(rest[0]) if rest else 1)
+                if len(rest) > 1:
+                    cfg = replace(cfg, batch_size=int(rest[1]))
+                if len(rest) > 2:
+                    cfg = replace(cfg, steps=int(rest[2]))
             atk = attack_class(args.attack, patch=True).from_config(model, cfg, args.size, d.image_size, progress=False)
             batches = runner.patch_batches(train_src, pool, d.image_size, cfg.batch_size, device, cfg.seed)
             hold = runner.selection_indices(runner.patch_candidates(train_src, cfg), cfg.train_pool, cfg.select_n)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from conftest import cells, needs_fmnist, pb, run_cli, tiny_preset
@@ -65,6 +66,30 @@ def test_same_preset_and_seed_twice_identical_numbers(preset, swept, tmp_path):
     other = tmp_path / "results"
     run_cli("sweep", "--preset", preset, "--results", other, "--no-progress")
     pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(other)[NUMBERS])
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_seeds_and_restarts_twice_identical_tables(preset, tmp_path):
+    """Issue 9's reproducibility line: with several patch seeds and batched restarts, two runs
+    from empty results directories give the same patches, cells and rendered table."""
+    opts = ["--set", "attacks.0.sizes=[6]", "--set", "attacks.0.seeds=[0,1]", "--set", "attacks.0.restarts=2",
+            "--set", "attacks.0.select_n=50", "--set", "defenses.0.lambdas=[2.3]", "--no-progress"]
+    tables, patches = [], []
+    for run in ("a", "b"):
+        results = tmp_path / run
+        run_cli("sweep", "--preset", preset, "--results", results, *opts)
+        tables.append(run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", results,
+                              "--format", "markdown").stdout)
+        patches.append({f.name: torch.load(f, weights_only=True)["pixels"] for f in sorted((results / "artifacts/patches").glob("*.pt"))})
+        cells_now = cells(results)
+        assert sorted(cells_now["attack_seed"].dropna().unique()) == [0, 1]
+    assert tables[0] == tables[1] and " ± " in tables[0]
+    assert patches[0].keys() == patches[1].keys() and len(patches[0]) == 2
+    for name, pixels in patches[0].items():
+        assert torch.equal(pixels, patches[1][name]), name
+    first, second = patches[0].values()
+    assert not torch.equal(first, second)  # the two seeds are two different draws
 
 
 @needs_fmnist
