@@ -8,7 +8,19 @@ from rich.table import Table
 
 from patchbench.errors import PatchbenchError
 
-KINDS = ("models", "attacks", "defenses", "datasets", "presets", "papers", "tables", "figures", "trainings")
+KINDS = ("models", "attacks", "defenses", "datasets", "presets", "papers", "tables", "figures", "trainings", "volumetric")
+
+
+def volumetric_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Parameter increase of each torchvision net's 3-D counterpart (BMVC 2023 Sec. 4.2) for depth
+    kernels 2, 3 (the default), 4, beside the paper's; 16x16 patches, 3 channels, 1000 classes."""
+    from patchbench.models.volumetric import PAPER_PARAMETER_INCREASE, TORCHVISION_ARCHS, parameter_increase
+
+    rows = []
+    for arch in TORCHVISION_ARCHS:
+        counts = {d: parameter_increase(arch, d, (16, 16), 3, 1000) for d in (2, 3, 4)}
+        rows.append((arch, f"{counts[3][0]:,}", *(f"+{counts[d][2]:,}" for d in (2, 3, 4)), f"+{PAPER_PARAMETER_INCREASE[arch]:,}"))
+    return ("model", "2-D parameters", "ours, depth 2", "ours, depth 3 (default)", "ours, depth 4", "paper (Sec. 4.2)"), rows
 
 
 def catalog(what: str) -> Table:
@@ -41,9 +53,9 @@ def catalog(what: str) -> Table:
         "figures": (("figure", "paper", "title"), [(f.name, p.name, f.title) for p in PAPERS.values() for f in p.figures.values()]),
         "trainings": (("objective",), [(n,) for n in objective_names()]),
     }
-    if what not in rows:
+    if what not in rows and what != "volumetric":
         raise PatchbenchError(f"unknown list {what!r}; use {', '.join(KINDS)}")
-    header, body = rows[what]
+    header, body = volumetric_rows() if what == "volumetric" else rows[what]
     t = Table(show_header=True)
     for h in header:
         t.add_column(h)

@@ -60,11 +60,13 @@ def _store_device(p, results: Path):
 
 
 @app.command("list")
-def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, datasets, presets, papers, tables, figures or trainings.")):
+def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, datasets, presets, papers, tables, figures, trainings, or volumetric (BMVC 2023 3-D parameter counts vs the paper's).")):
     """List what is registered."""
     from patchbench.catalog import catalog
 
-    out.print(catalog(what))
+    from rich.console import Console
+
+    Console(width=max(out.width, 160)).print(catalog(what))  # wide tables stay whole when piped
 
 
 @app.command("train-model")

@@ -134,6 +134,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
     seconds = {c.rid: 0.0 for c in todo}
     labels_all = torch.empty(n, dtype=torch.int64)
+    # the undefended model on the clean images: the base of each attacked cell's defense success rate
+    clean_correct = torch.zeros(n, dtype=torch.bool)
+    any_attacked = any(c.condition.name == "attacked" for c in todo)
     # group: condition -> defense run -> cells (so maps are computed once per batch and defense)
     groups: dict[int, tuple[Condition, dict[int, tuple[DefenseRun, list[Cell]]]]] = {}
     for c in todo:
@@ -146,6 +149,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     for _, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
         b = len(y)
         labels_all[pos:pos + b] = y.cpu()
+        if any_attacked:
+            with torch.no_grad():
+                clean_correct[pos:pos + b] = (model(x).argmax(1) == y).cpu()
         for cond, by_def in groups.values():
             t0 = time.perf_counter()
             xc = cond.build(x, y)
@@ -186,6 +192,12 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
             row["n_nontarget"] = int(nontarget.sum())
             row["target_hits"] = int(((p == int(target)) & nontarget).sum())
             row["attack_success_rate"] = row["target_hits"] / max(row["n_nontarget"], 1)
+        if cell.condition.name == "attacked":
+            # defense success rate (BMVC 2023 α/β): of the images the undefended model gets right when
+            # clean, the share still classified correctly under the attack (and the defense, if any)
+            row["n_clean_correct"] = int(clean_correct.sum())
+            row["kept_correct"] = int(((p == labels_all) & clean_correct).sum())
+            row["defense_success_rate"] = row["kept_correct"] / max(row["n_clean_correct"], 1)
         row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
                    ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
                    git_sha=git_sha(), version=__version__, created=now_utc())

@@ -38,7 +38,10 @@ KEY_FIELDS = [
 PATCH_META_COLUMNS = {"attack_seed": "seed", "attack_step": "attack_step", "attack_through": "attack_through"}
 COLUMNS = KEY_FIELDS + [
     "preset", "training", "attack_label", *PATCH_META_COLUMNS, "patch_area_pct", "n", "correct", "accuracy",
-    "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate", "ssim", "ssim_n", "seconds", "device",
+    "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate",
+    "n_clean_correct", "kept_correct", "defense_success_rate",  # attacked cells (BMVC 2023 α/β)
+    "method", "syllabus", "patch_source",  # volumization experiment (which model, which patches)
+    "ssim", "ssim_n", "seconds", "device",
     "run_id", "git_sha", "version", "created",
 ]
 
@@ -107,9 +110,9 @@ class ResultStore:
 
     def load_cells(self) -> pd.DataFrame:
         files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
-        if not files:
-            return pd.DataFrame(columns=COLUMNS)
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame(columns=COLUMNS)
+        df.attrs["results"] = str(self.root)  # where the artifacts (models' training histories) are
+        return df
 
     def load_predictions(self, rid: str) -> pd.DataFrame:
         return pd.read_parquet(self.pred_dir / f"{rid}.parquet")

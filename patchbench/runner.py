@@ -97,17 +97,25 @@ class LoadedModel:
 
 def model_config_hash(preset: Preset) -> str:
     d = preset.data
-    return stable_hash({"model": asdict(preset.model), "dataset": d.dataset, "image_size": d.image_size})
+    model = asdict(preset.model)
+    if model["volumize"] is None:
+        del model["volumize"]  # 2-D models keep the cache names they had before volumetric models existed
+    if model["train"]["syllabus"] is None:
+        for key in ("syllabus", "syllabus_order", "syllabus_window", "syllabus_bins"):
+            model["train"].pop(key)
+    return stable_hash({"model": model, "dataset": d.dataset, "image_size": d.image_size})
 
 
 def model_path(preset: Preset, store: ResultStore) -> Path:
     m, d = preset.model, preset.data
-    return store.artifacts / "models" / f"{m.arch}-{d.dataset}-{d.image_size}px-{model_config_hash(preset)}.pt"
+    kind = f"{m.arch}-volumetric-{m.volumize.metric}" if m.volumize is not None else m.arch
+    return store.artifacts / "models" / f"{kind}-{d.dataset}-{d.image_size}px-{model_config_hash(preset)}.pt"
 
 
 def needs_training(preset: Preset) -> bool:
     """Small nets are trained by patchbench; pretrained ones only for a non-raw objective."""
-    from_scratch = preset.model.weights is None and not MODELS[preset.model.arch].pretrained
+    w = preset.model.weights
+    from_scratch = w == "scratch" or (w is None and not MODELS[preset.model.arch].pretrained)
     return from_scratch or preset.model.train.training != "raw"
 
 
@@ -120,16 +128,19 @@ def with_training(preset: Preset, training: str) -> Preset:
 
 def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
     torch.manual_seed(preset.model.train.seed)  # deterministic init (also for random stand-ins)
-    model = build_classifier(preset.model.arch, preset.data.dataset, preset.model.weights, preset.data.image_size)
+    weights = None if preset.model.weights == "scratch" else preset.model.weights
+    model = build_classifier(preset.model.arch, preset.data.dataset, weights, preset.data.image_size,
+                             volumize=preset.model.volumize)
     model = model.to(device)
-    if preset.model.channels_last:
+    if preset.model.channels_last and preset.model.volumize is None:  # channels_last is a 4-D layout
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
 def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force: bool = False,
-                 progress: bool = True) -> LoadedModel:
-    """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached."""
+                 progress: bool = True, on_epoch_end=None) -> LoadedModel:
+    """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached.
+    ``on_epoch_end(epoch, model) -> dict``: per-epoch measurements kept in the model's history."""
     if not needs_training(preset):
         model = _fresh_model(preset, device)
         model.requires_grad_(False)
@@ -149,10 +160,12 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     train_src = load_split(d.dataset, d.root, "train", d.image_size)
     test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
     idx = eval_indices(len(train_src), t.train_n, t.seed)
-    console.print(f"[bold]train-model[/] {preset.model.arch} ({t.training}) on {d.dataset} {d.image_size}px: "
+    kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
+    console.print(f"[bold]train-model[/] {kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''}) on {d.dataset} {d.image_size}px: "
                   f"{len(idx)} images, {t.epochs} epochs")
     # per-epoch checkpoint: a killed training resumes after its last finished epoch
-    stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"))
+    stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
+                  on_epoch_end=on_epoch_end)
     test_idx = torch.arange(len(test_src))
     acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
     model.requires_grad_(False)
@@ -177,7 +190,8 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
 def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
     cfg = {**asdict(attack), "sizes": None, "size": size, "model_id": model_id, "image_size": preset.data.image_size}
     return store.artifacts / "patches" / (
-        f"{attack.name}-{size}px-t{attack.target}-{attack.placement}-{stable_hash(cfg, 12)}")
+        f"{attack.name}-{size}px-{'untargeted' if attack.target is None else f't{attack.target}'}-{attack.placement}-"
+        f"{stable_hash(cfg, 12)}")
 
 
 def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
@@ -192,9 +206,12 @@ def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batc
 
 
 def patch_candidates(source: ImageSource, attack: AttackConfig) -> torch.Tensor:
-    """Training images whose label is not the target, in the attack seed's random order."""
+    """Training images whose label is not the target (untargeted: all), in the attack seed's random order."""
     gen = torch.Generator().manual_seed(attack.seed)
-    candidates = torch.nonzero(source.labels != attack.target).squeeze(1)
+    if attack.target is None:
+        candidates = torch.arange(len(source.labels))
+    else:
+        candidates = torch.nonzero(source.labels != attack.target).squeeze(1)
     return candidates[torch.randperm(len(candidates), generator=gen)]
 
 
@@ -205,9 +222,9 @@ def selection_indices(candidates: torch.Tensor, train_pool: int, n: int) -> torc
     return (rest if len(rest) >= n else candidates.flip(0))[:n]
 
 
-def check_target(preset: Preset, target: int) -> None:
+def check_target(preset: Preset, target: int | None) -> None:
     info = get_dataset_info(preset.data.dataset)
-    if target >= info.num_classes:
+    if target is not None and target >= info.num_classes:
         raise PatchbenchError(f"target class {target} out of range for {preset.data.dataset} ({info.num_classes} classes)")
 
 
@@ -244,7 +261,8 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     patch = atk.fit(batches, channels=info.channels, holdout=holdout)
     rate = atk.success_rate((x, y) for _, x, y in iterate(source, success_idx, d.image_size, d.batch_size, device))
     names = loaded.model.class_names
-    target_name = names[attack.target] if attack.target < len(names) else str(attack.target)
+    target_name = (None if attack.target is None else names[attack.target] if attack.target < len(names)
+                   else str(attack.target))
     patch.meta.update({
         "model": preset.model.arch, "model_id": loaded.model_id, "dataset": d.dataset,
         "target_name": target_name, "train_success_rate": rate, "success_n": len(success_idx),
@@ -252,8 +270,9 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
         "config_hash": stable_hash({**asdict(attack), "sizes": None, "size": size}), "created": now_utc(),
     })
     pt = patch.save(stem)
-    console.print(f"  {attack.name} {size}px ({patch.meta['area_pct']}% of the image) -> target "
-                  f"{target_name!r}: success {rate:.1%} on {len(success_idx)} training images -> {pt}")
+    aim = "untargeted" if target_name is None else f"target {target_name!r}"
+    console.print(f"  {attack.name} {size}px ({patch.meta['area_pct']}% of the image) -> {aim}: "
+                  f"success {rate:.1%} on {len(success_idx)} training images -> {pt}")
     return patch
 
 
@@ -502,6 +521,13 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
+def all_experiments() -> dict[str, Experiment]:
+    """The generic experiments plus those the paper plugins bring (:attr:`Paper.experiments`)."""
+    from patchbench.papers import PAPERS
+
+    return {**EXPERIMENTS, **{k: v for paper in PAPERS.values() for k, v in paper.experiments.items()}}
+
+
 def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,
           patch_files: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
     """``patchbench sweep``: check every input (defense names, λ list, patch files, data), then run
@@ -517,7 +543,7 @@ def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: s
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
     check_data(preset)
     store, device = ResultStore(results), resolve_device(preset.device)
-    return EXPERIMENTS[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
+    return all_experiments()[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
 
 
 def evaluate_one(preset: Preset, results: Path, patch_file: Path | None, defense: str, lam: float,
@@ -537,6 +563,6 @@ def run_preset(preset: Preset, store: ResultStore, device: torch.device, progres
     """Everything a preset asks for: its experiment's sweep, then its paper's extra steps."""
     from patchbench.papers import get_paper
 
-    rows = EXPERIMENTS[preset.experiment].sweep(preset, store, device, progress)
+    rows = all_experiments()[preset.experiment].sweep(preset, store, device, progress)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} cells")
     get_paper(preset.paper).extra_steps(preset, store, device, progress)

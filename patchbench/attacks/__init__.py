@@ -5,6 +5,7 @@ from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
 from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
 from patchbench.attacks.lavan import LaVAN
+from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
 from patchbench.attacks.pgd import CW, FGSM, PGD, IterStepLL, LinfAttack, StepLL  # noqa: F401
 from patchbench.errors import PatchbenchError
@@ -23,6 +24,8 @@ ATTACKS: dict[str, type[Attack]] = {
     "pgd+a3": PGDA3,
     "stepll+a3": StepLLA3,
     "iter-stepll+a3": IterStepLLA3,
+    # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
+    "npixel": NPixel,
 }
 
 

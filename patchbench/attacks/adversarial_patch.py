@@ -77,8 +77,12 @@ class AdversarialPatch(LaVAN):
         return atk
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Negative of Eq. 2's objective: −E[log Pr(ŷ_target | x')]."""
-        return -F.log_softmax(logits, 1)[:, self.target].mean()
+        """Negative of Eq. 2's objective: −E[log Pr(ŷ_target | x')]; untargeted (``target=None``,
+        BMVC 2023 Sec. 3): E[log Pr(y | x')], pushing the true class down."""
+        logp = F.log_softmax(logits, 1)
+        if self.target is None:
+            return logp.gather(1, labels[:, None]).mean()
+        return -logp[:, self.target].mean()
 
     def training_images(self, x, delta, mask, gen):
         lo, hi = self.scale_range

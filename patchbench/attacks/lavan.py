@@ -60,10 +60,17 @@ class LaVAN(PatchAttack):
         self.restart_success: list[float] = []
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Negative of Eq. 3's objective: -(z_target - z_source), averaged over the batch."""
-        z_target = logits[:, self.target]
+        """Negative of Eq. 3's objective: -(z_target - z_source), averaged over the batch; untargeted
+        (``target=None``): z_source - max_{j≠source} z_j (push the true class below the runner-up)."""
         z_source = logits.gather(1, labels[:, None]).squeeze(1)
-        return -(z_target - z_source).mean()
+        if self.target is None:
+            others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+            return (z_source - others).mean()
+        return -(logits[:, self.target] - z_source).mean()
+
+    def hits(self, pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Success per image: the target class, or (untargeted) any class but the true one."""
+        return pred != labels if self.target is None else pred == self.target
 
     def _offsets(self, n: int, gen: torch.Generator, device: torch.device):
         if not self.random_placement:
@@ -103,7 +110,7 @@ class LaVAN(PatchAttack):
     def after_step(self, step: int, delta: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
                    labels: torch.Tensor, loss: torch.Tensor) -> dict | None:
         """Called after every step (1-based) with δ already clamped; returns the progress-bar postfix."""
-        hits = int((logits.argmax(1) == self.target).sum())
+        hits = int(self.hits(logits.argmax(1), labels.repeat(len(logits) // len(labels))).sum())
         return {"loss": f"{loss.item():.3f}", "hit": f"{hits / max(len(logits), 1):.2f}"}
 
     def progress_label(self) -> str:
@@ -169,12 +176,14 @@ class LaVAN(PatchAttack):
 
     @torch.no_grad()
     def holdout_success(self, holdout: tuple[torch.Tensor, torch.Tensor], pixels: torch.Tensor, chunk: int = 256) -> float:
-        """Targeted success of ``pixels`` at the test placement on the non-target images of ``holdout``."""
+        """Success of ``pixels`` at the test placement on ``holdout``: targeted on its non-target images,
+        untargeted on all of them."""
         x, y = holdout
-        x = x[y != self.target].to(self.device)
+        keep = y != self.target if self.target is not None else torch.ones_like(y, dtype=torch.bool)
+        x, y = x[keep].to(self.device), y[keep].to(self.device)
         top, left = self.placement.offset(self.image_size, self.size)
         mask = torch.ones(1, self.size, self.size, device=self.device)
-        hits = sum(int((self.model(paste(x[i:i + chunk], pixels, mask, top, left)).argmax(1) == self.target).sum())
+        hits = sum(int(self.hits(self.model(paste(x[i:i + chunk], pixels, mask, top, left)).argmax(1), y[i:i + chunk]).sum())
                    for i in range(0, len(x), chunk))
         return hits / max(len(x), 1)
 
@@ -194,10 +203,11 @@ class LaVAN(PatchAttack):
 
     @torch.no_grad()
     def success_rate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """Fraction of images classified as the target with the patch at the test placement."""
+        """Fraction of images classified as the target (untargeted: misclassified) with the patch at the
+        test placement."""
         hits = total = 0
-        for x, _ in batches:
+        for x, y in batches:
             pred = self.model(self.apply(x, self.patch)).argmax(1)
-            hits += int((pred == self.target).sum())
+            hits += int(self.hits(pred, y.to(pred.device)).sum())
             total += len(x)
         return hits / max(total, 1)

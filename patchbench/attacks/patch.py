@@ -154,8 +154,8 @@ class Patch:
 class PatchAttack(Attack):
     """Base of patch attacks: ``fit(batches) -> Patch``; ``forward`` pastes the fitted patch."""
 
-    def __init__(self, model, size: int, target: int, placement: Placement, image_size: int):
-        super().__init__(model, targeted=True, target=target)
+    def __init__(self, model, size: int, target: int | None, placement: Placement, image_size: int):
+        super().__init__(model, targeted=target is not None, target=target)
         self.size = size
         self.placement = placement
         self.image_size = image_size
@@ -184,7 +184,8 @@ class PatchAttack(Attack):
         check(is_int(a.batch_size) and a.batch_size >= 1 and is_number(a.lr) and a.lr > 0
               and is_number(a.momentum) and 0 <= a.momentum < 1,
               f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
-        check(is_int(a.target) and a.target >= 0, f"{where}.target must be a class index >= 0, got {a.target!r}")
+        check(a.target is None or (is_int(a.target) and a.target >= 0),
+              f"{where}.target must be a class index >= 0 or null (untargeted), got {a.target!r}")
         from patchbench.attacks.lavan import OPTIMIZERS, SCHEDULES
 
         check(a.optimizer in OPTIMIZERS, f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {a.optimizer!r}")

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from patchbench.config.schema import (
-    AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig,
+    AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
 )
 from patchbench.errors import PatchbenchError, check, is_int, is_number
 
@@ -217,7 +217,11 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     check(isinstance(model_raw, dict), "model must be a mapping")
     model_raw = dict(model_raw)
     train = build_dataclass(TrainConfig, model_raw.pop("train", {}), "model.train")
-    model = build_dataclass(ModelConfig, {**model_raw, "train": train}, "model")
+    volumize = model_raw.pop("volumize", None)
+    if volumize is not None:
+        check(isinstance(volumize, dict), "model.volumize must be a mapping (or null)")
+        volumize = build_dataclass(VolumizeConfig, volumize, "model.volumize")
+    model = build_dataclass(ModelConfig, {**model_raw, "train": train, "volumize": volumize}, "model")
     data = build_dataclass(DataConfig, raw.pop("data", {}), "data")
     attacks = [build_dataclass(AttackConfig, a, f"attacks.{i}") for i, a in enumerate(_list(raw, "attacks"))]
     defenses = [_defense_from_raw(d, f"defenses.{i}") for i, d in enumerate(_list(raw, "defenses"))]
@@ -260,11 +264,42 @@ def validate_train(t: TrainConfig, where: str = "model.train") -> None:
     check(is_int(t.attack_steps) and t.attack_steps >= 1, f"{where}.attack_steps must be an integer >= 1, got {t.attack_steps!r}")
     check(t.attack_step_size is None or (is_number(t.attack_step_size) and t.attack_step_size > 0),
           f"{where}.attack_step_size must be a number > 0 or null, got {t.attack_step_size!r}")
+    if t.syllabus is not None:
+        from patchbench.volumization import METRICS
+
+        check(t.syllabus in METRICS, f"{where}.syllabus must be one of {', '.join(METRICS)} or null, got {t.syllabus!r}")
+    check(t.syllabus_order in ("ascending", "descending"),
+          f"{where}.syllabus_order must be ascending or descending, got {t.syllabus_order!r}")
+    check(is_int(t.syllabus_window) and t.syllabus_window >= 1,
+          f"{where}.syllabus_window must be an integer >= 1 (batches), got {t.syllabus_window!r}")
+    check(is_int(t.syllabus_bins) and t.syllabus_bins >= 2, f"{where}.syllabus_bins must be an integer >= 2, got {t.syllabus_bins!r}")
     for key in ("alp_weight", "aad_alpha", "aad_beta"):
         v = getattr(t, key)
         check(is_number(v) and v >= 0, f"{where}.{key} must be a number >= 0, got {v!r}")
     check(t.kappa == "mean" or (is_number(t.kappa) and t.kappa >= 0), f"{where}.kappa must be 'mean' or a number >= 0, got {t.kappa!r}")
     check(t.aad_lp_reduction in ("mean", "sum"), f"{where}.aad_lp_reduction must be mean or sum, got {t.aad_lp_reduction!r}")
+
+
+def validate_volumize(v: VolumizeConfig, image_size: int, where: str = "model.volumize") -> None:
+    """Range checks of a volumetric model's section (names against the volumization registries)."""
+    from patchbench.models.volumetric import AGGREGATIONS, INFLATE
+    from patchbench.volumization import METRICS, PADS
+
+    check(is_int(v.patch) and 2 <= v.patch <= image_size, f"{where}.patch must be an integer in 2..{image_size}, got {v.patch!r}")
+    check(v.metric in METRICS, f"{where}.metric must be one of {', '.join(METRICS)}, got {v.metric!r}")
+    check(v.order in ("ascending", "descending"), f"{where}.order must be ascending or descending, got {v.order!r}")
+    check(v.pad in PADS, f"{where}.pad must be one of {', '.join(PADS)}, got {v.pad!r}")
+    check(v.pad != "none" or image_size % v.patch == 0,
+          f"{where}: patch {v.patch} px does not divide the {image_size} px image and pad is none; "
+          f"choose pad: zero, reflect or replicate, or another patch size")
+    check(is_int(v.bins) and v.bins >= 2, f"{where}.bins must be an integer >= 2, got {v.bins!r}")
+    check(v.reference == "lowest-entropy", f"{where}.reference must be lowest-entropy (a tensor only through the API), got {v.reference!r}")
+    check(is_int(v.depth_kernel) and v.depth_kernel >= 1, f"{where}.depth_kernel must be an integer >= 1, got {v.depth_kernel!r}")
+    check(is_int(v.depth_pool) and v.depth_pool >= 1 and v.depth_pool % 2 == 1,
+          f"{where}.depth_pool must be an odd integer >= 1, got {v.depth_pool!r}")
+    check(is_int(v.min_spatial) and v.min_spatial >= 1, f"{where}.min_spatial must be an integer >= 1, got {v.min_spatial!r}")
+    check(v.inflate in INFLATE, f"{where}.inflate must be one of {', '.join(INFLATE)}, got {v.inflate!r}")
+    check(v.aggregation in AGGREGATIONS, f"{where}.aggregation must be one of {', '.join(AGGREGATIONS)}, got {v.aggregation!r}")
 
 
 def validate(p: Preset) -> None:
@@ -274,10 +309,11 @@ def validate(p: Preset) -> None:
     from patchbench.defenses import DEFENSES
     from patchbench.models import MODELS
     from patchbench.papers import get_paper
-    from patchbench.runner import EXPERIMENTS
+    from patchbench.runner import all_experiments
     from patchbench.training.objectives import check_objective
 
-    check(p.experiment in EXPERIMENTS, f"unknown experiment {p.experiment!r}; known: {', '.join(EXPERIMENTS)}")
+    experiments = all_experiments()
+    check(p.experiment in experiments, f"unknown experiment {p.experiment!r}; known: {', '.join(experiments)}")
     d = p.data
     check(d.dataset in DATASETS, f"unknown dataset {d.dataset!r}; known: {', '.join(DATASETS)}")
     check(is_int(d.image_size) and d.image_size >= 8, f"data.image_size must be an integer >= 8, got {d.image_size!r}")
@@ -286,6 +322,8 @@ def validate(p: Preset) -> None:
     check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
     check(p.model.arch in MODELS, f"unknown model {p.model.arch!r}; known: {', '.join(MODELS)}")
     validate_train(p.model.train, where="model.train")
+    if p.model.volumize is not None:
+        validate_volumize(p.model.volumize, d.image_size)
     for i, a in enumerate(p.attacks):
         attack_class(a.name, patch=True).check_config(a, d.image_size, where=f"attacks.{i}")
     for t in p.trainings:
@@ -297,5 +335,5 @@ def validate(p: Preset) -> None:
     for df in p.defenses:
         check(df.name in DEFENSES, f"unknown defense {df.name!r}; known: {', '.join(DEFENSES)}")
         DEFENSES[df.name].check_params(df.params)
-    EXPERIMENTS[p.experiment].check(p)
+    experiments[p.experiment].check(p)
     get_paper(p.paper).validate(p)

@@ -55,16 +55,43 @@ class TrainConfig:
     aad_beta: float = 0.01  # β of the preservation loss L_p (AAD)
     aad_lp_reduction: str = "mean"  # L_p over the CAM grid: mean | sum
     kappa: Any = "mean"  # attention threshold κ: "mean" (per image) or a number
+    # curriculum syllabus (BMVC 2023 Sec. 4.3): order each window of syllabus_window batches by a
+    # metric of patchbench.volumization.METRICS (None: plain random order)
+    syllabus: str | None = None
+    syllabus_order: str = "ascending"  # ascending (simple first) | descending
+    syllabus_window: int = 8  # batches per window (inside one batch the order cannot matter)
+    syllabus_bins: int = 256  # histogram bins of the metric
+
+
+@dataclass
+class VolumizeConfig:
+    """A volumetric model g (BMVC 2023 Sec. 4): the image is volumized (Eq. 3-4) and classified by the
+    3-D counterpart of ``model.arch`` (Eq. 5-9) with one output per patch, aggregated per image.
+    See :mod:`patchbench.volumization` and :mod:`patchbench.models.volumetric`."""
+
+    patch: int = 16  # p_h = p_w (BMVC Sec. 5: 16x16 for all syllabi)
+    metric: str = "entropy"  # the ranking metric m (Table 1): entropy | mi | kl | psnr | max_norm | joint_entropy | mse
+    order: str = "ascending"  # ascending | descending
+    bins: int = 256  # histogram bins of the information metrics
+    reference: str = "lowest-entropy"  # reference patch of the distance metrics
+    pad: str = "none"  # when p does not divide H or W: none (error) | zero | reflect | replicate
+    depth_kernel: int = 3  # depth of the 3-D kernels (the paper's "3x3xN" is ambiguous; 3 fits its parameter counts best)
+    depth_pool: int = 1  # depth window of the 3-D pooling (odd; 1 = per patch)
+    min_spatial: int = 1  # strides/windows shrink so no feature map gets smaller than this
+    inflate: str = "center"  # how 2-D weights seed the 3-D kernels: center | repeat | none
+    aggregation: str = "mean-log-prob"  # per-patch outputs -> one prediction: mean-log-prob | mean-prob | vote
 
 
 @dataclass
 class ModelConfig:
     arch: str = "small_vgg"
     # torchvision weights name ("DEFAULT", "IMAGENET1K_V1"), a path to a state dict, or None.
-    # None with a small net means: train it (train-model) and cache the checkpoint.
+    # None with a small net means: train it (train-model) and cache the checkpoint; "scratch": train
+    # any architecture (torchvision ones too) from random initialization.
     weights: str | None = None
     channels_last: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
+    volumize: VolumizeConfig | None = None  # set: the volumetric counterpart g of arch (BMVC 2023)
 
 
 @dataclass

@@ -59,3 +59,29 @@ class Normalizer(nn.Module):
         from patchbench.errors import PatchbenchError
 
         raise PatchbenchError("this defense needs the classifier itself (saliency); normalization alone is not enough")
+
+
+class VolumetricClassifier(Classifier):
+    """g of BMVC 2023 Sec. 4 behind the classifier contract: [0, 1] images in, logits out.
+
+    x -> V(x) (the volumizer ranks the raw [0, 1] patches, Eq. 3-4) -> per-channel normalization of the
+    volume -> the 3-D network (Eq. 5-9) -> per-patch logits (B, N, k) -> aggregated per image (B, k).
+    ``per_patch_logits`` is what the patch-aggregate loss trains on (Eq. 10). Attacks see a function of
+    the pixels like any classifier: the ranking is piecewise constant and treated as a constant, the
+    gradient reaches the pixels through the patch gather (see :class:`patchbench.volumization.Volumizer`).
+    """
+
+    def __init__(self, net: nn.Module, volumizer: nn.Module, aggregation: str, mean, std, name: str,
+                 class_names: list[str], image_size: int | None = None):
+        super().__init__(net, mean, std, name, class_names, image_size)
+        self.volumizer = volumizer
+        self.aggregation = aggregation
+
+    def per_patch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        volume = self.volumizer(x)  # (B, C, N, ph, pw)
+        return self.net((volume - self.mean.unsqueeze(2)) / self.std.unsqueeze(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from patchbench.models.volumetric import aggregate
+
+        return aggregate(self.per_patch_logits(x), self.aggregation)

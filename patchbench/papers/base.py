@@ -37,6 +37,7 @@ class Paper:
 
     * ``presets``: preset names per scale (``demo``, ``paper``) that ``reproduce`` runs;
     * ``tables``: :class:`patchbench.tables.Table` per name; ``figures``: :class:`Figure` per name;
+    * ``experiments``: experiment kinds only this paper runs (name -> :class:`patchbench.runner.Experiment`);
     * ``sections``: extra top-level preset keys this paper understands -> their dataclass
       (stored in ``Preset.extra``); ``validate(preset)`` checks them;
     * ``extra_steps(preset, store, device, progress)``: work ``reproduce`` does after the
@@ -51,6 +52,7 @@ class Paper:
     tables: dict = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     sections: dict[str, type] = field(default_factory=dict)
+    experiments: dict = field(default_factory=dict)  # experiment name -> runner.Experiment this paper brings
     validate: Callable = _nothing
     extra_steps: Callable = _nothing
     report: Callable = _nothing

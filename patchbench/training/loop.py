@@ -80,14 +80,25 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
 # the loop
 
 
+def syllabus_order(order: torch.Tensor, source: ImageSource, image_size: int, cfg: TrainConfig,
+                   device: torch.device) -> torch.Tensor:
+    """The epoch's random order rearranged by the curriculum syllabus (BMVC 2023 Sec. 4.3, Eq. 11-13)."""
+    from patchbench.training.syllabus import epoch_syllabus
+
+    return epoch_syllabus(order, source, image_size, cfg, device)
+
+
 def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_size: int,
           cfg: TrainConfig, device: torch.device, progress: bool = True,
-          checkpoint: str | Path | None = None, cam=None) -> dict:
+          checkpoint: str | Path | None = None, cam=None, on_epoch_end=None) -> dict:
     """Train ``model`` (a Classifier) in place on ``indices`` of ``source`` with ``cfg.training``.
 
     ``cam`` (AAD objectives): a GradCAM, a layer name inside ``model``, or None for the registered
-    ``cam_layer`` of the model's architecture. Returns stats (final loss terms, optimizer, final
-    learning rate, seconds, steps).
+    ``cam_layer`` of the model's architecture. ``on_epoch_end(epoch, model) -> dict``: measurements
+    after each epoch (e.g. a validation attack, BMVC 2023 Fig. 2), stored in the history with the
+    epoch's mean loss terms. With ``cfg.syllabus`` the epoch order follows the curriculum syllabus
+    (:mod:`patchbench.training.syllabus`). Returns stats (final loss terms, per-epoch history,
+    optimizer, final learning rate, seconds, steps).
     """
     from patchbench.gradcam import GradCAM, gradcam_for
 
@@ -110,6 +121,7 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     t0 = time.perf_counter()
     last: dict[str, float] = {}
+    history: list[dict] = []
     with torch.random.fork_rng(devices=cuda_devices):  # seed dropout without touching the caller's RNG
         torch.manual_seed(cfg.seed)
         if state is not None:
@@ -118,6 +130,7 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
             if sched is not None:
                 sched.load_state_dict(state["scheduler"])
             start_epoch = int(state["epoch"])
+            history = list(state.get("history", []))
             rng = state["rng"]
             order_gen.set_state(rng["order"])
             torch.set_rng_state(rng["torch"])
@@ -128,6 +141,9 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             order = indices[torch.randperm(len(indices), generator=order_gen)][: steps_per_epoch * cfg.batch_size]
+            if cfg.syllabus:
+                order = syllabus_order(order, source, image_size, cfg, device)
+            sums: dict[str, float] = {}
             bar = tqdm(iterate(source, order, image_size, cfg.batch_size, device), total=steps_per_epoch,
                        desc=f"{cfg.training} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
             for step, (_, x, y) in enumerate(bar):
@@ -141,8 +157,15 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                 if sched is not None and per_batch:
                     sched.step()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
+                for k, v in last.items():
+                    sums[k] = sums.get(k, 0.0) + v
             if sched is not None and not per_batch:
                 sched.step()
+            record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
+            if on_epoch_end is not None:
+                model.eval()
+                record.update(on_epoch_end(epoch + 1, model))
+            history.append(record)
             if checkpoint is not None:
                 rng = {"order": order_gen.get_state(), "torch": torch.get_rng_state()}
                 if attack is not None:
@@ -152,10 +175,10 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                 save_checkpoint(checkpoint, {
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None,
-                    "epoch": epoch + 1, "rng": rng, "config_key": _resume_key(cfg)})
+                    "epoch": epoch + 1, "rng": rng, "history": history, "config_key": _resume_key(cfg)})
     model.eval()
     return {"training": cfg.training, "epochs": cfg.epochs, "resumed_from_epoch": start_epoch,
-            "steps": (cfg.epochs - start_epoch) * steps_per_epoch, "final_terms": last,
+            "steps": (cfg.epochs - start_epoch) * steps_per_epoch, "final_terms": last, "history": history,
             "optimizer": type(opt).__name__, "final_lr": opt.param_groups[0]["lr"],
             "train_seconds": round(time.perf_counter() - t0, 2)}
 

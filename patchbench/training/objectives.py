@@ -9,6 +9,8 @@ attack's loss as in Madry et al.; it runs with the model in eval mode):
 * ``madry``:  L_c(f(x_adv), y)                                                 (Madry et al. 2018)
 * ``alp``:    ½·L_c(f(x), y) + ½·L_c(f(x_adv), y) + λ·mean((z(x) − z(x_adv))²)  (Kannan et al. 2018)
 * ``+aad``:   the above + α·L_r + β·L_p (attention-based adversarial defense, TOMM 2022 Eq. 7-10)
+* ``pal``:    Σ_n L_c(f_n(V(x)), y), the patch-aggregate loss of a volumetric model (BMVC 2023 Eq. 10):
+  every patch n of the volume has its own output and its own loss against the image's label
 
   - L_r (Eq. 8) = −[‖softmax z(x) − softmax z(x^m)‖₂ + ‖softmax z(x_adv) − softmax z(x_adv^m)‖₂],
     x^m = x ⊙ (1 − Att(x)) (Eq. 7), Att the Grad-CAM attention area at κ (Eq. 3);
@@ -32,6 +34,10 @@ Choices where a paper is silent or loose (all parameters of TrainConfig):
   the Grad-CAM maps to all-zero (a degenerate optimum: equal maps are trivially preserved);
   with ``"mean"`` no map collapses. The displayed term ``cam0`` is the fraction of clean images
   whose map is all zero, so a collapse shows while training.
+* PAL (BMVC 2023 Eq. 10) sums the per-patch losses over the N patches of an image ("summing up the
+  individual patch-wise losses") and averages that sum over the batch, so its scale grows with N
+  (the learning rate of a PAL preset is chosen with that in mind). It needs a model with
+  ``per_patch_logits(x) -> (B, N, k)`` (:class:`patchbench.models.wrapper.VolumetricClassifier`).
 * Each of x, x_adv, x^m, x_adv^m goes through the network in its own forward pass, so BatchNorm
   statistics are never mixed between clean, adversarial and masked images.
 
@@ -106,6 +112,10 @@ class Objective(ABC):
 
         return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed)
 
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """What the loss is computed on: the classifier's logits (B, k) unless the objective says otherwise."""
+        return model(x)
+
     @abstractmethod
     def terms(self, z, z_adv, y, cfg) -> dict[str, torch.Tensor]:
         """The named loss terms (``Lc`` and, for ALP, ``pair``) from the clean/adversarial logits."""
@@ -140,7 +150,29 @@ class ALP(Objective):
         return {"Lc": lc, "pair": logit_pairing_loss(z, z_adv)}
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"raw": Raw, "madry": Madry, "alp": ALP}
+class PatchAggregate(Objective):
+    """PAL = Σ_{n=0}^{N-1} L_p(y_n, y) (BMVC 2023 Eq. 10), summed over patches, averaged over images."""
+
+    name = "pal"
+
+    def logits(self, model, x):
+        per_patch = getattr(model, "per_patch_logits", None)
+        if per_patch is None:
+            raise PatchbenchError("training 'pal' needs a volumetric model (per-patch outputs, BMVC 2023 Sec. 4.2); "
+                                  f"{type(model).__name__} has none")
+        return per_patch(x)
+
+    def terms(self, z, z_adv, y, cfg):
+        b, n, k = z.shape
+        if cfg.class_loss == "ce":
+            per_patch = F.cross_entropy(z.reshape(b * n, k), y.repeat_interleave(n), reduction="none")
+        else:
+            target = F.one_hot(y, k).to(z.dtype).repeat_interleave(n, 0)
+            per_patch = F.multilabel_soft_margin_loss(z.reshape(b * n, k), target, reduction="none")
+        return {"Lc": per_patch.view(b, n).sum(1).mean()}
+
+
+OBJECTIVES: dict[str, type[Objective]] = {"raw": Raw, "madry": Madry, "alp": ALP, "pal": PatchAggregate}
 MODIFIERS = ("aad",)  # attention-based terms added to an adversarial objective (TOMM Eq. 10)
 
 
@@ -165,8 +197,8 @@ def minibatch_loss(model: nn.Module, objective: Objective, x: torch.Tensor, y: t
         g, z = cam.compute(x, y, create_graph=True, upsample=False)
         g_adv, z_adv = cam.compute(x_adv, y, create_graph=True, upsample=False)
     else:
-        z = model(x) if objective.uses_clean else None
-        z_adv = model(x_adv) if x_adv is not None else None
+        z = objective.logits(model, x) if objective.uses_clean else None
+        z_adv = objective.logits(model, x_adv) if x_adv is not None else None
     terms = objective.terms(z, z_adv, y, cfg)
     loss = objective.total(terms, cfg)
     if aad:

@@ -1,0 +1,163 @@
+"""N-pixel attack at equal budget: patchbench's batched DE vs torchattacks' ``OnePixel``.
+
+Same model (``--model``, patchbench's small_vgg by default, trained here for ``--train-steps``
+Adam steps on Fashion-MNIST at 28 px, seed 0), same images (the first ``--n`` correctly
+classified test images), same number of pixels, same population and generations:
+
+* torchattacks' ``popsize`` is turned into scipy's multiplier ``max(1, popsize // D)`` of the
+  dimension count D = pixels·(2 + C), so the population is rounded down to a multiple of D
+  (the table shows the population both actually used); its ``steps`` are the generations.
+* Both stop an image as soon as it is misclassified (torchattacks checks its best member after
+  each generation; patchbench any evaluated child): ``NPixel(early_stop=None,
+  stop_on_success=True)``.
+* The search differs as the two implement different DEs: patchbench Su et al.'s DE/rand/1,
+  F = 0.5, no crossover, N(128, 127) colours; torchattacks scipy's best1bin with crossover 1
+  (the child is the mutant), F dithered in [0.5, 1), uniform initialisation.
+
+Success = the model misclassifies the returned image (evaluated here, not taken from either
+attack). "model evals" counts images through the model and "forward s" the seconds spent inside
+its forward (hooks); "forward share" = forward s / seconds; "other s" = seconds - forward s, the
+attack's own work (DE, painting pixels, transfers), and "other speed-up" its ratio. The speed-up
+cannot exceed torchattacks' seconds over its forward seconds when patchbench's own work is nil:
+a model whose forward dominates (every CPU run) bounds it, whatever the attack does.
+
+Threads: default 1. On this shared 2-core machine two OpenMP threads competing with other
+processes made the same forward up to 20× slower (and batch-1 forwards worst), so a 2-thread
+timing measures the neighbours, not the attacks.
+
+    python benchmarks/bench_npixel.py [--n 64] [--pixels 1] [--population 99] [--iterations 20] \\
+        [--threads 1] [--csv out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from patchbench.attacks.npixel import NPixel
+from patchbench.data import iterate, load_split
+from patchbench.models import build_classifier
+
+SIZE = 28
+
+
+def load_torchattacks():
+    try:
+        import torchattacks
+    except ImportError:
+        raise SystemExit("bench_npixel needs torchattacks: pip install 'torchattacks==3.5.1' (or the 'bench' extra)") from None
+    return torchattacks
+
+
+def train_model(arch: str, steps: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_classifier(arch, "fashion-mnist", image_size=SIZE)
+    src = load_split("fashion-mnist", None, "train", SIZE)
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(src), (128,), generator=g)
+        x = src.batch(idx, SIZE, torch.device("cpu"))
+        loss = F.cross_entropy(model(x), src.labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+class Meter:
+    """Counts the images through the model and the seconds spent inside its forward (CPU: synchronous)."""
+
+    def __init__(self, model):
+        self.n, self.seconds, self._t0 = 0, 0.0, 0.0
+        self.handles = [model.register_forward_pre_hook(self._start), model.register_forward_hook(self._stop)]
+
+    def _start(self, module, inputs):
+        self._t0 = time.perf_counter()
+
+    def _stop(self, module, inputs, output):
+        self.seconds += time.perf_counter() - self._t0
+        self.n += len(inputs[0])
+
+    def reset(self):
+        self.n, self.seconds = 0, 0.0
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def l0(adv, x):
+    return int((adv != x).any(1).flatten(1).sum(1).max())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=64, help="images attacked")
+    ap.add_argument("--pixels", type=int, default=1)
+    ap.add_argument("--population", type=int, default=99, help="rounded down to a multiple of pixels·(2+C)")
+    ap.add_argument("--iterations", type=int, default=20, help="DE generations (torchattacks' steps)")
+    ap.add_argument("--model", default="small_vgg")
+    ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--eval-batch", type=int, default=256, help="patchbench's images per forward (NPixel default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (see the module docstring)")
+    ap.add_argument("--csv", default=None)
+    args = ap.parse_args()
+    torchattacks = load_torchattacks()
+    torch.set_num_threads(args.threads)
+
+    model = train_model(args.model, args.train_steps)
+    test = load_split("fashion-mnist", None, "test", SIZE)
+    idx = torch.arange(min(len(test), 20 * args.n + 1000))
+    xs, ys = zip(*[(x, y) for _, x, y in iterate(test, idx, SIZE, 500, torch.device("cpu"))])
+    x_all, y_all = torch.cat(xs), torch.cat(ys)
+    with torch.no_grad():
+        right = model(x_all).argmax(1) == y_all
+    clean_acc = right[:1000].float().mean().item()
+    x, y = x_all[right][:args.n], y_all[right][:args.n]
+    c = x.shape[1]
+    d = args.pixels * (2 + c)
+    pop = max(5, max(1, args.population // d) * d)
+
+    ours = NPixel(model, pixels=args.pixels, population=pop, iterations=args.iterations, early_stop=None,
+                  stop_on_success=True, seed=0, eval_batch=args.eval_batch)
+    ta = torchattacks.OnePixel(model, pixels=args.pixels, steps=args.iterations, popsize=pop, inf_batch=max(pop, 128))
+    with torch.no_grad():  # warm-up (first-call initialisation) at both attacks' batch sizes, untimed
+        model(torch.rand(min(args.eval_batch, len(x) * pop), c, SIZE, SIZE))
+        model(torch.rand(pop, c, SIZE, SIZE))
+        model(x[:1])
+    np.random.seed(0)  # torchattacks' DE draws from numpy's global generator
+    meter, runs = Meter(model), []
+    for name, attack in [("patchbench NPixel (batched DE/rand/1)", ours), ("torchattacks OnePixel 3.5.1", ta)]:
+        meter.reset()
+        t0 = time.perf_counter()
+        adv = attack(x, y)
+        secs = time.perf_counter() - t0
+        runs.append((name, adv, secs, meter.n, meter.seconds))
+    meter.remove()
+
+    rows = []
+    t_ta = runs[1][2]
+    for name, adv, secs, evals, fwd in runs:
+        with torch.no_grad():
+            succ = (model(adv).argmax(1) != y).float().mean().item()
+        rows.append({"attack": name, "images": len(x), "pixels": args.pixels, "population": pop,
+                     "generations": args.iterations, "success": succ, "max L0": l0(adv, x), "seconds": secs,
+                     "model evals": evals, "forward s": fwd, "forward share": fwd / secs, "other s": secs - fwd,
+                     "speed-up": t_ta / secs, "other speed-up": (t_ta - runs[1][4]) / (secs - fwd)})
+    df = pd.DataFrame(rows)
+    print(f"{args.model} on Fashion-MNIST {SIZE} px, {args.train_steps} training steps, clean accuracy {clean_acc:.3f} "
+          f"(first 1000 test images); CPU, {args.threads} threads, torch {torch.__version__}\n")
+    print(df.to_markdown(index=False, floatfmt=".3g"))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
