@@ -1,0 +1,51 @@
+"""BMVC 2023 — "Proactive Defense Against Localized Universal Adversary Attacks" (volumization +
+curriculum): Table 2 (top and bottom), Fig. 2 (training curves per syllabus) and Fig. 3
+(robustness against attack size).
+
+Everything BMVC-specific lives in this folder: presets, the published numbers, the
+``volumization`` experiment (:mod:`.experiment`), the tables and the figures. The generic pieces
+are in their layers: the volumizer and metrics (:mod:`patchbench.volumization`), the 3-D
+counterparts of 2-D nets (:mod:`patchbench.models.volumetric`, ``model.volumize`` in a preset),
+the patch-aggregate loss (``training: pal``) and the curriculum syllabus (``model.train.syllabus``),
+and the N-pixel attack (:mod:`patchbench.attacks.npixel`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from patchbench.papers.base import Figure, Paper
+from patchbench.papers.bmvc2023 import experiment, figures
+from patchbench.papers.bmvc2023.tables import TABLES
+from patchbench.runner import Experiment
+
+
+def report(preset, cells, out: Path) -> list[Path]:
+    """Fig. 2 and Fig. 3 of a preset with volumization cells."""
+    if "method" not in cells or cells.loc[cells["preset"] == preset.name, "method"].isna().all():
+        return []
+    return [figures.training_curves(cells, preset.name, out / f"{preset.name}-fig2.png"),
+            figures.robustness(cells, preset.name, out / f"{preset.name}-fig3.png")]
+
+
+VOLUMIZATION = Experiment(
+    "volumization", "undefended 2-D model and one volumetric model per syllabus × (clean, N-pixel, patches) × regions",
+    experiment.check_preset, experiment.sweep_volumization)
+
+
+PAPER = Paper(
+    name="bmvc2023",
+    title="BMVC 2023 (volumization + curriculum): Table 2 top and bottom, Fig. 2, Fig. 3",
+    module=__name__,
+    presets={"paper": ("bmvc2023-cifar10", "bmvc2023-cifar100", "bmvc2023-imagenet"), "demo": ("demo-bmvc-fmnist",)},
+    tables=TABLES,
+    figures={
+        "bmvc2023-fig2": Figure("bmvc2023-fig2", "Fig. 2: training loss and 1-pixel defense success per epoch, per syllabus",
+                                figures.training_curves),
+        "bmvc2023-fig3": Figure("bmvc2023-fig3", "Fig. 3: δ and β against N-pixel count and patch size, per model",
+                                figures.robustness),
+    },
+    sections={"volumetric": experiment.VolumetricSection},
+    experiments={"volumization": VOLUMIZATION},
+    report=report,
+)
