@@ -1,4 +1,5 @@
 import contextlib
+import pickle
 import io
 import os
 import subprocess
@@ -137,6 +138,18 @@ def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, siz
             d.mkdir(parents=True)
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{c}_{i}.JPEG", format="JPEG")
+    return root
+
+
+def write_cifar(root, n=60, seed=0):
+    """Synthetic CIFAR-10 in the official python archive layout (pickled batches), random pixels."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": (rng.random((n, 3 * 32 * 32)) * 255).astype(np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
     return root
 
 

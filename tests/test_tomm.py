@@ -2,14 +2,13 @@
 paper presets' code paths on stand-ins (MNIST IDX files and CIFAR-10 pickles of synthetic
 images, a synthetic ImageFolder for ImageNet with a random-init ResNet50, one step)."""
 
-import pickle
 import struct
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import cells, make_image_folder, needs_fmnist, run_cli
+from conftest import cells, make_image_folder, needs_fmnist, run_cli, write_cifar
 
 TRAININGS = ["raw", "madry", "madry+aad", "alp", "alp+aad"]
 
@@ -33,17 +32,6 @@ def write_idx(folder, split, n, size=28, classes=10, seed=0):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / names[0]).write_bytes(struct.pack(">IIII", 0x803, n, size, size) + images.tobytes())
     (folder / names[1]).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-
-
-def write_cifar(root, n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": (rng.random((n, 3 * 32 * 32)) * 255).astype(np.uint8), "labels": rng.integers(0, 10, n).tolist()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    return root
 
 
 @pytest.fixture(scope="module")

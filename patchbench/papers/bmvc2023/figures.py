@@ -59,7 +59,7 @@ def training_curves(cells: pd.DataFrame, preset: str, out: Path) -> Path:
 
 def robustness_data(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
     """Long table: method, kind (N-pixel / patch), magnitude (N or px), δ and β in percent (defense
-    ``none``; patches trained on the undefended model, i.e. transfer for g)."""
+    ``none``; the patches trained on the undefended model: its own, transfer for every g)."""
     from patchbench.papers.bmvc2023.tables import _cells, _pixels
 
     df = _cells(cells, preset)
@@ -69,8 +69,8 @@ def robustness_data(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
     att = df[df["condition"] == "attacked"].copy()
     att["pixels"] = _pixels(att)
     for (method, kind), sub in att.assign(kind=att["attack"].map(lambda a: "npixel" if a == "npixel" else "patch")).groupby(["method", "kind"]):
-        if kind == "patch":
-            sub = sub[sub["patch_source"] == "undefended"]
+        if kind == "patch":  # the patches trained on f: f's own, transfer for every g
+            sub = sub[sub["patch_source"] == ("self" if method == "undefended" else "undefended")]
         key = "pixels" if kind == "npixel" else "patch_px"
         for mag, g in sub.groupby(key):
             acc = g["correct"].sum() / g["n"].sum()
@@ -92,11 +92,12 @@ def robustness(cells: pd.DataFrame, preset: str, out: Path) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     panels = [("npixel", "delta", "(a) δ vs N-pixel count", "N pixels"), ("patch", "delta", "(b) δ vs patch size", "patch side (px)"),
               ("npixel", "beta", "(c) β vs N-pixel count", "N pixels"), ("patch", "beta", "(d) β vs patch size", "patch side (px)")]
+    colors = {m: f"C{i}" for i, m in enumerate(sorted(data["method"].unique(), key=lambda m: (m != "undefended", m)))}
     for ax, (kind, col, title, xlabel) in zip(axes.flat, panels):
         sub = data[data["kind"] == kind]
         for method, g in sub.groupby("method"):
             g = g.sort_values("magnitude")
-            ax.plot(g["magnitude"], g[col], marker="o", label=method)
+            ax.plot(g["magnitude"], g[col], marker="o", label=method, color=colors[method])
         ax.set(title=title, xlabel=xlabel, ylabel="δ (pp)" if col == "delta" else "β (%)")
         ax.grid(alpha=0.3)
         if len(sub):

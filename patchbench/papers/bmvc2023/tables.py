@@ -12,7 +12,7 @@ Definitions (Sec. 5, stated in the captions):
   under the attack (and the defense, for LGS / DW), pooled over regions and patch sizes.
 
 Rows the paper reports for methods patchbench does not run (PSD, Liu et al., Jujutsu, Vax-a-Net)
-are shown with their published numbers and marked "reported in the paper (not run)".
+are shown with their published numbers and marked "reported in the paper, not run".
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from patchbench.errors import PatchbenchError
 from patchbench.results import wilson_ci
 from patchbench.tables import Table, fmt_pct, preset_cells
 
-REPORTED_ONLY = "reported in the paper (not run)"
+REPORTED_ONLY = "reported in the paper, not run"
 PAPER_ARCHS = {"efficientnet_b0": "Effn", "vgg16": "VGG", "inception_v3": "Inception", "resnet50": "ResNet"}
 DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet": "ImageNet"}
 
@@ -103,7 +103,7 @@ def build_top(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame,
                 row[f"{col} paper {short}"] = fmt_pct(float(v.iloc[0])) if len(v) else "-"
         rows.append(row)
     for method, label in (("psd", "PSD"), ("liu2020", "Liu et al.")):
-        row = {"Method": f"{label} ({REPORTED_ONLY})"}
+        row = {"Method": f"{label}: {REPORTED_ONLY}"}
         for arch in archs:
             row[f"Acc_clean ours{ours[arch]}"] = row[f"Acc_attack ({n_min}-pixel) ours{ours[arch]}"] = "-"
         for key, col in (("acc_clean_pct", "Acc_clean"), ("acc_attack_pct", "Acc_attack")):
@@ -171,7 +171,7 @@ def build_bottom(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFra
                          "α ours, white-box patches": fmt_rate(pooled(sub, "kept_correct", "n_clean_correct")), **paper})
     for method, model, label in (("jujutsu", "resnet50", "Jujutsu (ResNet)"), ("vax-a-net", "vgg16", "Vax-a-Net (VGG)"),
                                  ("dw", "inception_v3", "DW (Inception)")):
-        rows.append({"Method": f"{label} ({REPORTED_ONLY})", "α ours, transfer patches": "-",
+        rows.append({"Method": f"{label}: {REPORTED_ONLY}", "α ours, transfer patches": "-",
                      "α ours, white-box patches": "-", **paper_cols(method, model)})
     areas = ", ".join(f"{s} px ({100 * s * s / image ** 2:.1f}%)" for s in sizes)
     caption = (f"BMVC 2023 Table 2 (bottom): defense success rate α (%) against untargeted adversarial patches of {areas}: "
