@@ -5,6 +5,7 @@ presets on stand-ins (synthetic CIFAR-10 pickles, a synthetic ImageFolder) and b
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -135,6 +136,29 @@ def test_cifar10_preset_on_synthetic_pickles(tmp_path):
     assert set(df["model"]) == {"resnet50"} and set(df["method"]) == {"undefended", "volumized-mi"}
     r = run_cli("table", "bmvc2023-2-top", "--preset", "bmvc2023-cifar10", "--results", results, "--format", "markdown")
     assert "MI/Ours" in r.stdout and "91.30" in r.stdout
+
+
+@pytest.mark.slow
+def test_cifar100_preset_on_synthetic_pickles(tmp_path):
+    """CIFAR-100's archive layout (train / test pickles, fine labels), EfficientNet-B0 from scratch."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n in (("train", 60), ("test", 30)):
+        batch = {"data": (rng.random((n, 3 * 32 * 32)) * 255).astype(np.uint8), "fine_labels": rng.integers(0, 100, n).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    results = tmp_path / "results"
+    run_cli("sweep", "--preset", "bmvc2023-cifar100", "--data-root", tmp_path / "cifar", "--results", results, "--no-progress",
+            *STAND_IN, "--set", "volumetric.architectures=[efficientnet_b0]",
+            "--set", "volumetric.syllabi=[{metric: entropy, label: H}]", "--set", "attacks.0.sizes=[8]", "--set", "defenses=[]")
+    df = cells(results)
+    assert set(df["model"]) == {"efficientnet_b0"} and set(df["method"]) == {"undefended", "volumized-h"}
+    assert set(df["dataset"]) == {"cifar100"}
+    r = run_cli("table", "bmvc2023-2-bottom", "--preset", "bmvc2023-cifar100", "--results", results, "--format", "markdown")
+    assert "H/Ours (efficientnet_b0)" in r.stdout and "80.50" in r.stdout
 
 
 @pytest.mark.slow
