@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from patchbench import __version__
@@ -132,6 +133,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     ssim_sum = {c.rid: 0.0 for c in todo}
     ssim_count = {c.rid: 0 for c in todo}
     preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
+    loss_sum = {c.rid: 0.0 for c in todo}  # cross-entropy summed over the images (AdvML 2019 reports losses)
     seconds = {c.rid: 0.0 for c in todo}
     labels_all = torch.empty(n, dtype=torch.int64)
     # the undefended model on the clean images: the base of each attacked cell's defense success rate
@@ -166,7 +168,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         xd = dr.defense.apply(xc, maps, cell.lam)
-                        p = model(xd).argmax(1)
+                        logits = model(xd)
+                        p = logits.argmax(1)
+                        loss_sum[cell.rid] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
                     preds[cell.rid][pos:pos + b] = p.cpu()
                     seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
                     k = min(b, ssim_n - pos)
@@ -183,7 +187,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
         p = preds[cell.rid]
         correct = int((p == labels_all).sum())
         row = {**cell.key, **cell.condition.fields(), **extra, "lam": cell.lam}
-        row.update(n=n, correct=correct, accuracy=correct / n)
+        row.update(n=n, correct=correct, accuracy=correct / n, loss=loss_sum[cell.rid] / n)
         row["ci_low"], row["ci_high"] = wilson_ci(correct, n)
         target = cell.key.get("target")
         if target is not None:

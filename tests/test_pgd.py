@@ -245,3 +245,46 @@ def test_a3_deviates_attention_more_than_the_base_attack(trained, test_set):
 def test_registry_names():
     for name in PIXEL_ATTACKS:
         assert name in ATTACKS
+
+
+# --------------------------------------------------------------------------------------------
+# localized PGD (AdvML 2019 Algorithm 1): ε as a per-pixel matrix
+
+
+@pytest.mark.parametrize("region", ["all", "background", "mask"])
+@pytest.mark.parametrize("cls", [PGD, CW])
+def test_localized_pgd_never_changes_pixels_with_zero_eps(region, cls, trained, test_set):
+    from patchbench.attacks.pgd import allowed_pixels
+
+    x, y = test_set
+    atk = cls(trained, eps=0.3, steps=5, region=region, keep_box=0.5, mask_threshold=0.2)
+    adv = atk(x, y)
+    allowed = allowed_pixels(x, region, 0.5, 0.2).expand_as(x).bool()
+    assert torch.equal(adv[~allowed], x[~allowed])  # exactly, not approximately
+    assert (adv - x).abs().max() <= 0.3 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert (adv[allowed] != x[allowed]).any()  # and the allowed ones do move
+    if region == "background":  # the centred box of half the side: a quarter of the pixels kept
+        assert allowed[0, 0].float().mean() == pytest.approx(0.75)
+
+
+def test_region_all_is_standard_pgd(trained, test_set):
+    x, y = test_set
+    assert torch.equal(PGD(trained, 0.3, steps=5, seed=3)(x, y), PGD(trained, 0.3, steps=5, seed=3, region="all")(x, y))
+
+
+def test_background_attack_is_never_stronger_than_the_standard_one(trained, test_set):
+    """Same model, ε, steps and seed: the background attack searches a subset of the standard ball."""
+    x, y = test_set
+    full = PGD(trained, 0.15, steps=10, seed=0)(x, y)
+    background = PGD(trained, 0.15, steps=10, seed=0, region="background")(x, y)
+    assert accuracy(trained, background, y) >= accuracy(trained, full, y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"region": "corners"}, "region must be one of"),
+    ({"region": "background", "keep_box": 1.5}, "keep_box"),
+    ({"region": "mask", "mask_threshold": -0.1}, "mask_threshold"),
+])
+def test_bad_region_parameters(trained, kwargs, message):
+    with pytest.raises(PatchbenchError, match=message):
+        PGD(trained, 0.3, **kwargs)

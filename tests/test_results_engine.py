@@ -1,5 +1,6 @@
 
 import pandas as pd
+import pytest
 import torch
 import torch.nn as nn
 
@@ -67,6 +68,12 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
         if r.condition == "attacked":
             nt = source.labels != 1
             assert r.target_hits == int(((pred == 1) & nt).sum()) and r.n_nontarget == int(nt.sum())
+            # defense success rate: of the images the undefended model gets right clean, still right
+            clean_ok = model(x).argmax(1) == source.labels
+            assert r.n_clean_correct == int(clean_ok.sum())
+            assert r.kept_correct == int(((pred == source.labels) & clean_ok).sum())
+        # the mean cross-entropy (AdvML 2019 reports losses), against F.cross_entropy on the whole set
+        assert r.loss == pytest.approx(float(torch.nn.functional.cross_entropy(model(xd), source.labels)), rel=1e-5)
 
     CountingLGS.calls = 0
     again = evaluate(model, source, idx, 16, 20, conds, runs, store, ctx, torch.device("cpu"), progress=False)

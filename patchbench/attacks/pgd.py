@@ -169,23 +169,74 @@ class FGSM(LinfAttack):
         return self.sign_ascent(x, x, labels, objective or self.objective, 1, self.eps)
 
 
+REGIONS = ("all", "background", "mask")
+
+
+def allowed_pixels(x: torch.Tensor, region: str = "all", keep_box: float = 0.5, mask_threshold: float = 0.1) -> torch.Tensor:
+    """Where a localized attack may change pixels (AdvML 2019 Sec. 3-4): (B, 1, H, W) in {0, 1}.
+
+    * ``all``: every pixel (standard PGD);
+    * ``background``: all but a centred box of ``keep_box`` × the image side ("the middle pixels
+      unaltered", Sec. 4; the paper gives no size, 0.5 keeps the middle quarter of the area);
+    * ``mask``: pixels whose brightest channel is at most ``mask_threshold`` (the "inexpensive
+      segmentation" of a dark-background dataset such as MNIST, Sec. 6): the object is kept.
+    """
+    b, _, h, w = x.shape
+    if region == "all":
+        return torch.ones(b, 1, h, w, dtype=x.dtype, device=x.device)
+    if region == "background":
+        kh, kw = round(keep_box * h), round(keep_box * w)
+        allowed = torch.ones(b, 1, h, w, dtype=x.dtype, device=x.device)
+        top, left = (h - kh) // 2, (w - kw) // 2
+        allowed[:, :, top:top + kh, left:left + kw] = 0
+        return allowed
+    return (x.amax(1, keepdim=True) <= mask_threshold).to(x.dtype)
+
+
 class PGD(LinfAttack):
     """Madry et al. 2018: a uniform random start in the ε-ball, then ``steps`` sign-gradient
-    ascent steps on CE(f(x_adv), y), each projected back onto the ε-ball and [0, 1]."""
+    ascent steps on CE(f(x_adv), y), each projected back onto the ε-ball and [0, 1].
+
+    Localized PGD (AdvML 2019 Algorithm 1, lines 5-9): ``region`` other than ``all`` makes ε a
+    per-pixel matrix, epmatrix = ε · :func:`allowed_pixels` (ε where a pixel may change, 0 where it
+    may not); the random start and every projection use it, so a pixel with ε = 0 never changes.
+    """
 
     name = "pgd"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
-                 random_start: bool = True, seed: int = 0):
+                 random_start: bool = True, seed: int = 0, region: str = "all", keep_box: float = 0.5,
+                 mask_threshold: float = 0.1):
         super().__init__(model, eps, steps, step_size)
+        if region not in REGIONS:
+            raise PatchbenchError(f"{self.name}: region must be one of {', '.join(REGIONS)}, got {region!r}")
+        if not _is_number(keep_box) or not 0 < keep_box < 1:
+            raise PatchbenchError(f"{self.name}: keep_box must be a fraction of the image side in (0, 1), got {keep_box!r}")
+        if not _is_number(mask_threshold) or not 0 <= mask_threshold < 1:
+            raise PatchbenchError(f"{self.name}: mask_threshold must be in [0, 1), got {mask_threshold!r}")
         self.random_start = bool(random_start)
         self.seed = seed
+        self.region, self.keep_box, self.mask_threshold = region, float(keep_box), float(mask_threshold)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def epmatrix(self, x: torch.Tensor):
+        """ε per pixel (a tensor broadcast over channels), or the number ε for ``region="all"``."""
+        if self.region == "all":
+            return self.eps
+        return self.eps * allowed_pixels(x, self.region, self.keep_box, self.mask_threshold)
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.region == "all":
+            return super().project(x_adv, x)
+        epm = self.epmatrix(x)
+        return torch.min(torch.max(x_adv, x - epm), x + epm).clamp_(0, 1).detach()
 
     def start(self, x: torch.Tensor) -> torch.Tensor:
         if not self.random_start:
             return x.clone()
         noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=self.generator)
+        if self.region != "all":
+            noise = noise * (self.epmatrix(x) / self.eps).cpu()
         return (x + noise.to(x.device)).clamp_(0, 1)
 
     def forward(self, images, labels, objective: Objective | None = None):
@@ -221,8 +272,9 @@ class CW(PGD):
     name = "cw"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
-                 random_start: bool = True, seed: int = 0, kappa: float = 50.0):
-        super().__init__(model, eps, steps, step_size, random_start, seed)
+                 random_start: bool = True, seed: int = 0, kappa: float = 50.0, region: str = "all",
+                 keep_box: float = 0.5, mask_threshold: float = 0.1):
+        super().__init__(model, eps, steps, step_size, random_start, seed, region, keep_box, mask_threshold)
         self.kappa = check_nonnegative(kappa, "kappa", self.name)
 
     def loss(self, logits, targets):
