@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
 
-.PHONY: install test test-fast demo demo-tomm demo-bmvc reproduce-tables lint bench clean
+.PHONY: install test test-fast demo demo-tomm demo-bmvc demo-advml reproduce-tables lint bench clean
 
 install: $(VENV)/.installed  ## venv + editable install with dev tools (idempotent)
 
@@ -32,6 +32,10 @@ demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, fi
 demo-bmvc: install  ## BMVC 2023 Table 2 (top, bottom), Fig. 2, Fig. 3 at demo scale (Fashion-MNIST 32 px, volumetric small_vgg, CPU)
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce bmvc2023 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
+
+demo-advml: install  ## AdvML 2019 Fig. 2 at demo scale (Fashion-MNIST, lenet natural / standard / background, CPU)
+	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
+	$(BIN)/patchbench reproduce advml2019 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 
 reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet (DATA=...) and torchvision weights
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper $(if $(DATA),--data-root $(DATA),)

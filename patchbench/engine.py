@@ -134,6 +134,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     ssim_count = {c.rid: 0 for c in todo}
     preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
     loss_sum = {c.rid: 0.0 for c in todo}  # cross-entropy summed over the images (AdvML 2019 reports losses)
+    loss_sq = {c.rid: 0.0 for c in todo}  # and its squares, for the per-image standard deviation
     seconds = {c.rid: 0.0 for c in todo}
     labels_all = torch.empty(n, dtype=torch.int64)
     # the undefended model on the clean images: the base of each attacked cell's defense success rate
@@ -170,7 +171,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                         xd = dr.defense.apply(xc, maps, cell.lam)
                         logits = model(xd)
                         p = logits.argmax(1)
-                        loss_sum[cell.rid] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                        per_image = F.cross_entropy(logits.float(), y, reduction="none").double()
+                        loss_sum[cell.rid] += float(per_image.sum())
+                        loss_sq[cell.rid] += float(per_image.square().sum())
                     preds[cell.rid][pos:pos + b] = p.cpu()
                     seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
                     k = min(b, ssim_n - pos)
@@ -187,7 +190,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
         p = preds[cell.rid]
         correct = int((p == labels_all).sum())
         row = {**cell.key, **cell.condition.fields(), **extra, "lam": cell.lam}
-        row.update(n=n, correct=correct, accuracy=correct / n, loss=loss_sum[cell.rid] / n)
+        mean_loss = loss_sum[cell.rid] / n
+        row.update(n=n, correct=correct, accuracy=correct / n, loss=mean_loss,
+                   loss_std=max(loss_sq[cell.rid] / n - mean_loss ** 2, 0.0) ** 0.5)
         row["ci_low"], row["ci_high"] = wilson_ci(correct, n)
         target = cell.key.get("target")
         if target is not None:

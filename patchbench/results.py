@@ -38,7 +38,7 @@ KEY_FIELDS = [
 PATCH_META_COLUMNS = {"attack_seed": "seed", "attack_step": "attack_step", "attack_through": "attack_through"}
 COLUMNS = KEY_FIELDS + [
     "preset", "training", "attack_label", *PATCH_META_COLUMNS, "patch_area_pct", "n", "correct", "accuracy",
-    "loss",  # mean cross-entropy over the cell's images
+    "loss", "loss_std",  # mean cross-entropy over the cell's images and its per-image standard deviation
     "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate",
     "n_clean_correct", "kept_correct", "defense_success_rate",  # attacked cells (BMVC 2023 α/β)
     "method", "syllabus", "patch_source",  # volumization experiment (which model, which patches)

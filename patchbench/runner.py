@@ -100,6 +100,9 @@ def model_config_hash(preset: Preset) -> str:
     model = asdict(preset.model)
     if model["volumize"] is None:
         del model["volumize"]  # 2-D models keep the cache names they had before volumetric models existed
+    if not str(model["train"]["training"]).startswith("lat"):
+        for key in ("lat_region", "lat_keep_box", "lat_mask_threshold"):
+            model["train"].pop(key)
     if model["train"]["syllabus"] is None:
         for key in ("syllabus", "syllabus_order", "syllabus_window", "syllabus_bins"):
             model["train"].pop(key)

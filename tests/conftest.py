@@ -3,6 +3,7 @@ import pickle
 import io
 import os
 import subprocess
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,18 @@ def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, siz
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{c}_{i}.JPEG", format="JPEG")
     return root
+
+
+def write_idx(folder, split, n, size=28, classes=10, seed=0):
+    """Synthetic MNIST-style IDX files (images + labels) of one split, random pixels."""
+    rng = np.random.default_rng(seed)
+    names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}[split]
+    images = (rng.random((n, size, size)) * 255).astype(np.uint8)
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / names[0]).write_bytes(struct.pack(">IIII", 0x803, n, size, size) + images.tobytes())
+    (folder / names[1]).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
 
 
 def write_cifar(root, n=60, seed=0):

@@ -2,13 +2,11 @@
 paper presets' code paths on stand-ins (MNIST IDX files and CIFAR-10 pickles of synthetic
 images, a synthetic ImageFolder for ImageNet with a random-init ResNet50, one step)."""
 
-import struct
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import cells, make_image_folder, needs_fmnist, run_cli, write_cifar
+from conftest import cells, make_image_folder, needs_fmnist, run_cli, write_cifar, write_idx
 
 TRAININGS = ["raw", "madry", "madry+aad", "alp", "alp+aad"]
 
@@ -21,17 +19,6 @@ def tiny_sets(n_train=200, batch=50, eval_n=60, steps=(2, 3)):
     s += ["--set", f"evasion=[{{name: fgsm, eps: 0.1}}, {{name: pgd, eps: 0.1, steps: {steps[0]}}}, "
                    f"{{name: pgd, eps: 0.1, steps: {steps[1]}}}, {{name: cw, eps: 0.1, steps: {steps[0]}}}]"]
     return s
-
-
-def write_idx(folder, split, n, size=28, classes=10, seed=0):
-    rng = np.random.default_rng(seed)
-    names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}[split]
-    images = (rng.random((n, size, size)) * 255).astype(np.uint8)
-    labels = rng.integers(0, classes, n).astype(np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / names[0]).write_bytes(struct.pack(">IIII", 0x803, n, size, size) + images.tobytes())
-    (folder / names[1]).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
 
 
 @pytest.fixture(scope="module")

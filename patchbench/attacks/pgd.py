@@ -193,6 +193,17 @@ def allowed_pixels(x: torch.Tensor, region: str = "all", keep_box: float = 0.5, 
     return (x.amax(1, keepdim=True) <= mask_threshold).to(x.dtype)
 
 
+def check_region(region, keep_box, mask_threshold, who: str) -> None:
+    """The localized-PGD parameters (one-line PatchbenchError naming the parameter)."""
+    if region not in REGIONS:
+        raise PatchbenchError(f"{who}: region must be one of {', '.join(REGIONS)}, got {region!r}")
+    if not _is_number(keep_box) or not 0 < keep_box < 1:
+        raise PatchbenchError(f"{who}: keep_box must be a fraction of the image side in (0, 1) (the kept centred box "
+                              f"must leave some pixels to attack), got {keep_box!r}")
+    if not _is_number(mask_threshold) or not 0 <= mask_threshold < 1:
+        raise PatchbenchError(f"{who}: mask_threshold must be in [0, 1), got {mask_threshold!r}")
+
+
 class PGD(LinfAttack):
     """Madry et al. 2018: a uniform random start in the ε-ball, then ``steps`` sign-gradient
     ascent steps on CE(f(x_adv), y), each projected back onto the ε-ball and [0, 1].
@@ -208,25 +219,31 @@ class PGD(LinfAttack):
                  random_start: bool = True, seed: int = 0, region: str = "all", keep_box: float = 0.5,
                  mask_threshold: float = 0.1):
         super().__init__(model, eps, steps, step_size)
-        if region not in REGIONS:
-            raise PatchbenchError(f"{self.name}: region must be one of {', '.join(REGIONS)}, got {region!r}")
-        if not _is_number(keep_box) or not 0 < keep_box < 1:
-            raise PatchbenchError(f"{self.name}: keep_box must be a fraction of the image side in (0, 1), got {keep_box!r}")
-        if not _is_number(mask_threshold) or not 0 <= mask_threshold < 1:
-            raise PatchbenchError(f"{self.name}: mask_threshold must be in [0, 1), got {mask_threshold!r}")
+        check_region(region, keep_box, mask_threshold, self.name)
         self.random_start = bool(random_start)
         self.seed = seed
         self.region, self.keep_box, self.mask_threshold = region, float(keep_box), float(mask_threshold)
         self.generator = torch.Generator().manual_seed(seed)
 
+    @classmethod
+    def check_config(cls, cfg, where: str = "evasion") -> None:
+        """The base checks, plus the values of the localized-PGD parameters (before any work)."""
+        super().check_config(cfg, where)
+        p = cfg.params
+        check_region(p.get("region", "all"), p.get("keep_box", 0.5), p.get("mask_threshold", 0.1), where)
+
+    _given: torch.Tensor | None = None  # an ``allowed`` mask passed to forward (e.g. from detector boxes)
+
     def epmatrix(self, x: torch.Tensor):
         """ε per pixel (a tensor broadcast over channels), or the number ε for ``region="all"``."""
+        if self._given is not None:
+            return self.eps * self._given
         if self.region == "all":
             return self.eps
         return self.eps * allowed_pixels(x, self.region, self.keep_box, self.mask_threshold)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.region == "all":
+        if self.region == "all" and self._given is None:
             return super().project(x_adv, x)
         epm = self.epmatrix(x)
         return torch.min(torch.max(x_adv, x - epm), x + epm).clamp_(0, 1).detach()
@@ -235,13 +252,19 @@ class PGD(LinfAttack):
         if not self.random_start:
             return x.clone()
         noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=self.generator)
-        if self.region != "all":
+        if self.region != "all" or self._given is not None:
             noise = noise * (self.epmatrix(x) / self.eps).cpu()
         return (x + noise.to(x.device)).clamp_(0, 1)
 
-    def forward(self, images, labels, objective: Objective | None = None):
+    def forward(self, images, labels, objective: Objective | None = None, allowed: torch.Tensor | None = None):
+        """``allowed`` (B, 1, H, W) in {0, 1}: where pixels may change for this call (e.g. outside
+        per-image detector boxes, AdvML 2019 Sec. 3), overriding ``region``."""
         x = images.detach()
-        return self.sign_ascent(x, self.start(x), labels, objective or self.objective, self.steps, self.step_size)
+        self._given = None if allowed is None else allowed.to(x.device, x.dtype)
+        try:
+            return self.sign_ascent(x, self.start(x), labels, objective or self.objective, self.steps, self.step_size)
+        finally:
+            self._given = None
 
     def forward_at(self, images: torch.Tensor, labels: torch.Tensor, at) -> dict[int, torch.Tensor]:
         """PGD-k for several k from one run: ``{k: iterate after k steps}`` for k in ``at``.

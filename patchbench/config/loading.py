@@ -264,6 +264,10 @@ def validate_train(t: TrainConfig, where: str = "model.train") -> None:
     check(is_int(t.attack_steps) and t.attack_steps >= 1, f"{where}.attack_steps must be an integer >= 1, got {t.attack_steps!r}")
     check(t.attack_step_size is None or (is_number(t.attack_step_size) and t.attack_step_size > 0),
           f"{where}.attack_step_size must be a number > 0 or null, got {t.attack_step_size!r}")
+    check(t.lat_region in ("background", "mask", "all"), f"{where}.lat_region must be background, mask or all, got {t.lat_region!r}")
+    check(is_number(t.lat_keep_box) and 0 < t.lat_keep_box < 1, f"{where}.lat_keep_box must be in (0, 1), got {t.lat_keep_box!r}")
+    check(is_number(t.lat_mask_threshold) and 0 <= t.lat_mask_threshold < 1,
+          f"{where}.lat_mask_threshold must be in [0, 1), got {t.lat_mask_threshold!r}")
     if t.syllabus is not None:
         from patchbench.volumization import METRICS
 

@@ -55,6 +55,11 @@ class TrainConfig:
     aad_beta: float = 0.01  # β of the preservation loss L_p (AAD)
     aad_lp_reduction: str = "mean"  # L_p over the CAM grid: mean | sum
     kappa: Any = "mean"  # attention threshold κ: "mean" (per image) or a number
+    # localized adversarial training (training: lat, AdvML 2019 Algorithm 1): where the training PGD may
+    # change pixels (patchbench.attacks.pgd.allowed_pixels): background (a centred box kept) | mask
+    lat_region: str = "background"
+    lat_keep_box: float = 0.5  # side of the kept centred box, as a fraction of the image side
+    lat_mask_threshold: float = 0.1  # region mask: pixels brighter than this are the object (kept)
     # curriculum syllabus (BMVC 2023 Sec. 4.3): order each window of syllabus_window batches by a
     # metric of patchbench.volumization.METRICS (None: plain random order)
     syllabus: str | None = None

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from patchbench.errors import PatchbenchError
-from patchbench.papers import bmvc2023, icaart2022, tomm2022
+from patchbench.papers import advml2019, bmvc2023, icaart2022, tomm2022
 from patchbench.papers.base import Figure, Paper  # noqa: F401
 
 PAPERS: dict[str, Paper] = {
     icaart2022.PAPER.name: icaart2022.PAPER,
     tomm2022.PAPER.name: tomm2022.PAPER,
     bmvc2023.PAPER.name: bmvc2023.PAPER,
+    advml2019.PAPER.name: advml2019.PAPER,
 }
 
 

@@ -9,6 +9,8 @@ attack's loss as in Madry et al.; it runs with the model in eval mode):
 * ``madry``:  L_c(f(x_adv), y)                                                 (Madry et al. 2018)
 * ``alp``:    ½·L_c(f(x), y) + ½·L_c(f(x_adv), y) + λ·mean((z(x) − z(x_adv))²)  (Kannan et al. 2018)
 * ``+aad``:   the above + α·L_r + β·L_p (attention-based adversarial defense, TOMM 2022 Eq. 7-10)
+* ``lat``:    L_c(f(x_lat), y), x_lat = localized PGD: ε only where ``cfg.lat_region`` allows (a
+  centred box kept, or a foreground mask), every image of every batch replaced (AdvML 2019 Alg. 1)
 * ``pal``:    Σ_n L_c(f_n(V(x)), y), the patch-aggregate loss of a volumetric model (BMVC 2023 Eq. 10):
   every patch n of the volume has its own output and its own loss against the image's label
 
@@ -141,6 +143,19 @@ class Madry(Objective):
         return {"Lc": classification_loss(z_adv, y, cfg.class_loss)}
 
 
+class LocalizedAdversarial(Madry):
+    """Localized adversarial training (AdvML 2019 Algorithm 1): Madry's objective on x' from PGD
+    whose ε is the per-pixel matrix of ``cfg.lat_region`` (lines 5-9), e.g. the middle pixels kept."""
+
+    name = "lat"
+
+    def make_attack(self, model: nn.Module, cfg):
+        from patchbench.attacks.pgd import PGD
+
+        return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed,
+                   region=cfg.lat_region, keep_box=cfg.lat_keep_box, mask_threshold=cfg.lat_mask_threshold)
+
+
 class ALP(Objective):
     name = "alp"
     adversarial = True
@@ -172,7 +187,8 @@ class PatchAggregate(Objective):
         return {"Lc": per_patch.view(b, n).sum(1).mean()}
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"raw": Raw, "madry": Madry, "alp": ALP, "pal": PatchAggregate}
+OBJECTIVES: dict[str, type[Objective]] = {"raw": Raw, "madry": Madry, "lat": LocalizedAdversarial, "alp": ALP,
+                                          "pal": PatchAggregate}
 MODIFIERS = ("aad",)  # attention-based terms added to an adversarial objective (TOMM Eq. 10)
 
 
