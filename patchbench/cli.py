@@ -201,18 +201,22 @@ def sweep(preset: PresetOpt = "demo-fmnist",
           lambdas: Optional[str] = typer.Option(None, "--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's."),
           patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: the preset's attacks, trained or cached."),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of patch seeds: every patch is trained once per seed (default: the preset's)."),
+          shard: Optional[str] = typer.Option(None, "--shard", help="i/n: compute only slice i of n of the grid's missing cells (partitioned by run id; run shards in parallel, e.g. as a job array, into one results directory)."),
           results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
           weights: WeightsOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Run the preset's grid; cached models, patches and stored cells are reused.
 
     patch-defense presets: clean/attacked × (none + defenses) × λ. evasion presets: every training
-    objective × (clean + every evasion attack).
+    objective × (clean + every evasion attack). With --shard, every shard trains or loads the same
+    cached models and patches (deterministic), then computes its own slice of the cells.
     """
     from patchbench import runner
+    from patchbench.results import parse_shard
 
+    parse_shard(shard)  # a malformed --shard fails before any work
     p = runner.with_seeds(_load(preset, sets, device, data_root, weights), seeds)
-    rows = runner.sweep(p, results, defenses, lambdas, patches, progress)
-    out.print(f"{len(rows)} cells in {results / 'cells'}")
+    rows = runner.sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
+    out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
 
 
 @app.command("table")

@@ -114,11 +114,12 @@ def evaluate(
     """
     context = {**context, "eval_n": len(indices)}
     cells = plan(context, conditions, defenses)
-    todo = [c for c in cells if not store.has(c.rid)]
+    todo = [c for c in cells if not store.has(c.rid) and store.owns(c.rid)]
     if todo:
         _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,
              extra or {}, ssim_n)
-    return pd.DataFrame([store.read_cell(c.rid) for c in cells])
+    # a shard returns the grid's stored cells (its own and any other shard's finished ones)
+    return pd.DataFrame([store.read_cell(c.rid) for c in cells if store.has(c.rid)])
 
 
 def _sync(device: torch.device) -> None:

@@ -84,8 +84,25 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0 <= i < n) -> (i, n); None -> None. One-line PatchbenchError otherwise."""
+    from patchbench.errors import PatchbenchError
+
+    if text is None:
+        return None
+    i, sep, n = str(text).partition("/")
+    if not (sep and i.strip().isdigit() and n.strip().isdigit() and 0 <= int(i) < int(n)):
+        raise PatchbenchError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+    return int(i), int(n)
+
+
 class ResultStore:
-    def __init__(self, root: str | Path):
+    """Cells and predictions under ``root``. With ``shard=(i, n)`` this store computes only the cells
+    whose run id falls in slice i of n (a deterministic partition by run id: shards never overlap and
+    any set of shards covering 0..n-1 completes the grid); it still reads every stored cell."""
+
+    def __init__(self, root: str | Path, shard: tuple[int, int] | None = None):
+        self.shard = shard
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.pred_dir = self.root / "predictions"
@@ -96,6 +113,10 @@ class ResultStore:
             d.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(d)  # leftovers of a killed writer
         return self
+
+    def owns(self, rid: str) -> bool:
+        """Whether this store (shard) computes the cell ``rid``."""
+        return self.shard is None or int(rid[:12], 16) % self.shard[1] == self.shard[0]
 
     def has(self, rid: str) -> bool:
         return (self.cells_dir / f"{rid}.parquet").exists()

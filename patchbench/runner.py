@@ -532,12 +532,15 @@ def all_experiments() -> dict[str, Experiment]:
 
 
 def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,
-          patch_files: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
+          patch_files: list[str] | None = None, progress: bool = True, shard: str | None = None) -> pd.DataFrame:
     """``patchbench sweep``: check every input (defense names, λ list, patch files, data), then run
     the preset's experiment. ``defenses`` a comma list, ``lambdas`` a λ range or list,
-    ``patch_files`` paths (each may be a comma list)."""
+    ``patch_files`` paths (each may be a comma list); ``shard`` ``"i/n"``: compute only slice i of n of
+    the missing cells (:class:`~patchbench.results.ResultStore`)."""
     from patchbench.config import parse_lambdas
+    from patchbench.results import parse_shard
 
+    shard_spec = parse_shard(shard)
     names = [n.strip() for n in defenses.split(",") if n.strip()] if defenses is not None else None
     for n in names or []:
         if n != "none":
@@ -545,7 +548,7 @@ def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: s
     lams = parse_lambdas(lambdas) if lambdas is not None else None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
     check_data(preset)
-    store, device = ResultStore(results), resolve_device(preset.device)
+    store, device = ResultStore(results, shard=shard_spec), resolve_device(preset.device)
     return all_experiments()[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
 
 

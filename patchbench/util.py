@@ -12,16 +12,21 @@ from typing import Any
 import torch.nn as nn
 
 
+_HOST = "".join(c if c.isalnum() else "_" for c in __import__("socket").gethostname()) or "host"
+STALE_AFTER_S = 3600.0  # another host's temp files are left alone for this long
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a hidden temporary file and ``os.replace``.
 
     A killed writer leaves either the old file or the new one, never half a file; the temp name
-    carries the pid so concurrent writers never share it. Parent folders are created.
+    carries the host and pid (``.NAME.tmpHOST-PID``) so concurrent writers, on one machine or on a
+    shared filesystem, never share it. Parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{_HOST}-{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(blob)
         f.flush()
@@ -30,10 +35,34 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Delete the leftovers of killed :func:`atomic_write` calls in ``folder``."""
-    for stale in folder.glob(".*.tmp*"):
-        stale.unlink(missing_ok=True)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, stale_after_s: float = STALE_AFTER_S) -> None:
+    """Delete the leftovers of killed :func:`atomic_write` calls in ``folder``: this host's temps whose
+    writer is no longer running, and any temp older than ``stale_after_s`` — never the temp file of a
+    writer that is still at work (concurrent shards writing into one results directory)."""
+    import time
+
+    now = time.time()
+    for tmp in folder.glob(".*.tmp*"):
+        tag = tmp.name.rsplit(".tmp", 1)[-1]
+        host, _, pid = tag.rpartition("-")
+        host = host or _HOST  # a temp named by an older patchbench (pid only) was written on this host
+        mine_and_dead = host == _HOST and pid.isdigit() and not _pid_alive(int(pid))
+        try:
+            old = now - tmp.stat().st_mtime > stale_after_s
+        except FileNotFoundError:
+            continue  # its writer just renamed it
+        if mine_and_dead or old:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -94,6 +94,35 @@ def test_seeds_and_restarts_twice_identical_tables(preset, tmp_path):
 
 @needs_fmnist
 @pytest.mark.slow
+def test_two_shards_give_exactly_the_unsharded_cells(preset, swept, tmp_path):
+    results = tmp_path / "results"
+    first = run_cli("sweep", "--preset", preset, "--results", results, "--shard", "0/2", "--no-progress")
+    assert "(shard 0/2)" in first.stdout
+    part = cells(results)
+    assert 0 < len(part) < 12  # one shard computes a slice of the grid
+    run_cli("sweep", "--preset", preset, "--results", results, "--shard", "1/2", "--no-progress")
+    pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_two_concurrent_writers_never_duplicate_or_tear_a_cell(preset, swept, tmp_path):
+    """Two processes sweeping the same grid into one results directory at once (shards on a shared
+    filesystem): every cell file is whole, once, with the numbers of a lone run."""
+    results = tmp_path / "results"
+    shutil.copytree(swept / "artifacts", results / "artifacts")  # same cached model and patches, as shards share
+    procs = [subprocess.Popen([sys.executable, "-m", "patchbench", "sweep", "--preset", str(preset), "--results", str(results),
+                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    files = sorted((results / "cells").iterdir())
+    assert len(files) == 12 and all(f.suffix == ".parquet" for f in files)  # no temp file left, no extra file
+    pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
+
+
+@needs_fmnist
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["patch", "cells"])
 def test_sigkill_mid_sweep_then_rerun_matches(preset, swept, tmp_path, kill_when):
     results = tmp_path / "results"
@@ -204,6 +233,8 @@ BAD_INPUTS = [
     ("evasion preset with patches", ["sweep", "--preset", "demo-tomm-fmnist", "--lambdas", "1.5"]),
     ("unknown patch optimizer", ["sweep", "--set", "attacks.0.optimizer=lbfgs"]),
     ("zero restarts", ["sweep", "--set", "attacks.0.restarts=0"]),
+    ("shard out of range", ["sweep", "--shard", "2/2"]),
+    ("malformed shard", ["sweep", "--shard", "half"]),
     ("malformed seeds", ["sweep", "--seeds", "1,x"]),
     ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"]),
     ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"]),

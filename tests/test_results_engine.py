@@ -83,8 +83,35 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
 
 
 def test_store_write_is_whole_files_only(tmp_path):
+    import subprocess
+    import sys
+
+    from patchbench.util import _HOST
+
     store = ResultStore(tmp_path).ensure()
-    (store.cells_dir / ".abc.parquet.tmp123").write_bytes(b"partial")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (store.cells_dir / f".abc.parquet.tmp{_HOST}-{dead.stdout.strip()}").write_bytes(b"partial")  # a killed writer's
+    (store.cells_dir / ".old.parquet.tmp123456789").write_bytes(b"partial")  # an older patchbench's name, pid gone
     ResultStore(tmp_path).ensure()
     assert list(store.cells_dir.iterdir()) == []
     assert store.load_cells().empty
+
+
+def test_concurrent_writers_temp_files_are_left_alone(tmp_path):
+    """A shard still writing (this process, or another host on a shared filesystem) keeps its temp file;
+    only dead writers' temps and very old ones are removed."""
+    import os
+    import time
+
+    from patchbench.util import _HOST
+
+    store = ResultStore(tmp_path).ensure()
+    live = store.cells_dir / f".a.parquet.tmp{_HOST}-{os.getpid()}"
+    other = store.cells_dir / ".b.parquet.tmpotherhost-1"
+    ancient = store.cells_dir / ".c.parquet.tmpotherhost-2"
+    for f in (live, other, ancient):
+        f.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(ancient, (old, old))
+    ResultStore(tmp_path).ensure()
+    assert sorted(f.name for f in store.cells_dir.iterdir()) == sorted([live.name, other.name])
