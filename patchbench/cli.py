@@ -202,6 +202,12 @@ def sweep(preset: PresetOpt = "demo-fmnist",
           patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: the preset's attacks, trained or cached."),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of patch seeds: every patch is trained once per seed (default: the preset's)."),
           shard: Optional[str] = typer.Option(None, "--shard", help="i/n: compute only slice i of n of the grid's missing cells (partitioned by run id; run shards in parallel, e.g. as a job array, into one results directory)."),
+          executor: Optional[str] = typer.Option(None, "--executor", help="slurm: submit --shards jobs as a SLURM array through submitit; local: the same jobs as local processes."),
+          shards: int = typer.Option(2, "--shards", help="Number of shards (jobs) with --executor."),
+          partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--executor slurm)."),
+          gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="GPUs per job (--executor slurm)."),
+          timeout_min: int = typer.Option(240, "--timeout-min", help="Time limit per job in minutes (--executor)."),
+          array_parallelism: int = typer.Option(64, "--array-parallelism", help="At most this many jobs at once (--executor slurm)."),
           results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
           weights: WeightsOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Run the preset's grid; cached models, patches and stored cells are reused.
@@ -215,6 +221,19 @@ def sweep(preset: PresetOpt = "demo-fmnist",
 
     parse_shard(shard)  # a malformed --shard fails before any work
     p = runner.with_seeds(_load(preset, sets, device, data_root, weights), seeds)
+    if executor is not None:
+        from patchbench.errors import PatchbenchError
+        from patchbench.results import ResultStore
+        from patchbench.scaleout import ClusterOptions, submit_sweep
+
+        if shard is not None:
+            raise PatchbenchError("--shard and --executor exclude each other: the executor runs every shard of --shards")
+        runner.check_sweep_inputs(p, defenses, lambdas, patches)
+        opts = ClusterOptions(partition=partition, gpus_per_node=gpus_per_node, timeout_min=timeout_min,
+                              array_parallelism=array_parallelism)
+        jobs = submit_sweep(p, results, shards, executor, opts, defenses, lambdas, patches)
+        out.print(f"{len(jobs)} {executor} job(s) finished; {len(ResultStore(results).load_cells())} cells in {results / 'cells'}")
+        return
     rows = runner.sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
     out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
 

@@ -531,16 +531,10 @@ def all_experiments() -> dict[str, Experiment]:
     return {**EXPERIMENTS, **{k: v for paper in PAPERS.values() for k, v in paper.experiments.items()}}
 
 
-def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,
-          patch_files: list[str] | None = None, progress: bool = True, shard: str | None = None) -> pd.DataFrame:
-    """``patchbench sweep``: check every input (defense names, λ list, patch files, data), then run
-    the preset's experiment. ``defenses`` a comma list, ``lambdas`` a λ range or list,
-    ``patch_files`` paths (each may be a comma list); ``shard`` ``"i/n"``: compute only slice i of n of
-    the missing cells (:class:`~patchbench.results.ResultStore`)."""
+def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None, patch_files: list[str] | None):
+    """Every input of a sweep checked before any work: (defense names, λ list, patches)."""
     from patchbench.config import parse_lambdas
-    from patchbench.results import parse_shard
 
-    shard_spec = parse_shard(shard)
     names = [n.strip() for n in defenses.split(",") if n.strip()] if defenses is not None else None
     for n in names or []:
         if n != "none":
@@ -548,6 +542,19 @@ def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: s
     lams = parse_lambdas(lambdas) if lambdas is not None else None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
     check_data(preset)
+    return names, lams, given
+
+
+def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,
+          patch_files: list[str] | None = None, progress: bool = True, shard: str | None = None) -> pd.DataFrame:
+    """``patchbench sweep``: check every input (defense names, λ list, patch files, data), then run
+    the preset's experiment. ``defenses`` a comma list, ``lambdas`` a λ range or list,
+    ``patch_files`` paths (each may be a comma list); ``shard`` ``"i/n"``: compute only slice i of n of
+    the missing cells (:class:`~patchbench.results.ResultStore`)."""
+    from patchbench.results import parse_shard
+
+    shard_spec = parse_shard(shard)
+    names, lams, given = check_sweep_inputs(preset, defenses, lambdas, patch_files)
     store, device = ResultStore(results, shard=shard_spec), resolve_device(preset.device)
     return all_experiments()[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
 

@@ -106,6 +106,18 @@ def test_two_shards_give_exactly_the_unsharded_cells(preset, swept, tmp_path):
 
 @needs_fmnist
 @pytest.mark.slow
+def test_local_executor_completes_the_grid_through_submitit(preset, swept, tmp_path):
+    pytest.importorskip("submitit", reason="the cluster extra (submitit) is not installed")
+    results = tmp_path / "results"
+    shutil.copytree(swept / "artifacts", results / "artifacts")
+    r = run_cli("sweep", "--preset", preset, "--results", results, "--executor", "local", "--shards", 2, "--no-progress")
+    assert "2 local job(s) finished; 12 cells" in r.stdout
+    pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
+    assert list((results / "submitit").glob("*_log.out"))  # submitit kept each job's log
+
+
+@needs_fmnist
+@pytest.mark.slow
 def test_two_concurrent_writers_never_duplicate_or_tear_a_cell(preset, swept, tmp_path):
     """Two processes sweeping the same grid into one results directory at once (shards on a shared
     filesystem): every cell file is whole, once, with the numbers of a lone run."""
@@ -235,6 +247,8 @@ BAD_INPUTS = [
     ("zero restarts", ["sweep", "--set", "attacks.0.restarts=0"]),
     ("shard out of range", ["sweep", "--shard", "2/2"]),
     ("malformed shard", ["sweep", "--shard", "half"]),
+    ("unknown executor", ["sweep", "--executor", "kubernetes"]),
+    ("shard with executor", ["sweep", "--executor", "local", "--shard", "0/2"]),
     ("malformed seeds", ["sweep", "--seeds", "1,x"]),
     ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"]),
     ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"]),
