@@ -238,6 +238,24 @@ def sweep(preset: PresetOpt = "demo-fmnist",
     out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
 
 
+@app.command("status")
+def status_cmd(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("results"), data_root: DataRootOpt = None,
+               weights: WeightsOpt = None, sets: SetOpt = None):
+    """How far the preset's grid is: cells planned, done and missing (from the cached models and patches;
+    nothing is trained or computed). Shards and job arrays report here as they finish."""
+    from patchbench import runner
+    from patchbench.results import ResultStore
+
+    p = _load(preset, sets, None, data_root, weights)
+    s = runner.status(p, results)
+    stored = ResultStore(results).load_cells()
+    mine = int((stored["preset"] == p.name).sum()) if len(stored) else 0
+    if s["blocked"]:
+        out.print(f"{p.name}: {mine} cells stored; {s['blocked']}")
+    else:
+        out.print(f"{p.name}: {s['planned']} cells planned, {s['done']} done, {s['missing']} missing")
+
+
 @app.command("table")
 def table(name: str = typer.Argument(..., help="Table to rebuild (see `patchbench list tables`)."),
           results: ResultsOpt = Path("results"),

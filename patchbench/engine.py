@@ -114,6 +114,7 @@ def evaluate(
     """
     context = {**context, "eval_n": len(indices)}
     cells = plan(context, conditions, defenses)
+    store.planned.extend(c.rid for c in cells)
     todo = [c for c in cells if not store.has(c.rid) and store.owns(c.rid)]
     if todo:
         _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,

@@ -84,6 +84,10 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, buf.getvalue())
 
 
+class NotCached(Exception):
+    """Raised in plan-only mode when a model or patch the grid needs is not cached yet."""
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` (0 <= i < n) -> (i, n); None -> None. One-line PatchbenchError otherwise."""
     from patchbench.errors import PatchbenchError
@@ -101,8 +105,12 @@ class ResultStore:
     whose run id falls in slice i of n (a deterministic partition by run id: shards never overlap and
     any set of shards covering 0..n-1 completes the grid); it still reads every stored cell."""
 
-    def __init__(self, root: str | Path, shard: tuple[int, int] | None = None):
+    def __init__(self, root: str | Path, shard: tuple[int, int] | None = None, plan_only: bool = False):
         self.shard = shard
+        # plan_only (``patchbench status``): nothing is trained or computed; the engine only notes the
+        # run ids a grid would have, in ``planned``
+        self.plan_only = plan_only
+        self.planned: list[str] = []
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.pred_dir = self.root / "predictions"
@@ -116,7 +124,14 @@ class ResultStore:
 
     def owns(self, rid: str) -> bool:
         """Whether this store (shard) computes the cell ``rid``."""
+        if self.plan_only:
+            return False
         return self.shard is None or int(rid[:12], 16) % self.shard[1] == self.shard[0]
+
+    def require_cached(self, what: str, path) -> None:
+        """In plan-only mode, a missing model or patch stops the planning (nothing is trained)."""
+        if self.plan_only and not Path(path).exists():
+            raise NotCached(f"{what} not trained yet ({Path(path).name}); the grid cannot be planned before it exists")
 
     def has(self, rid: str) -> bool:
         return (self.cells_dir / f"{rid}.parquet").exists()

@@ -151,6 +151,7 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
         return LoadedModel(model, state_id(model), {"weights": kind, "arch": preset.model.arch})
     path = model_path(preset, store)
     meta_path = path.with_suffix(".json")
+    store.require_cached(f"model {preset.model.arch} ({preset.model.train.training})", path)
     model = _fresh_model(preset, device)
     if path.exists() and meta_path.exists() and not force:
         try:
@@ -248,6 +249,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     stem = Path(out).with_suffix("") if out else patch_stem(attack, size, preset, loaded.model_id, store)
     if stem.with_suffix(".pt").exists() and not force and out is None:
         return Patch.load(stem.with_suffix(".pt"))
+    store.require_cached(f"patch {attack.name} {size}px seed {attack.seed}", stem.with_suffix(".pt"))
     d = preset.data
     info = get_dataset_info(d.dataset)
     check_target(preset, attack.target)
@@ -543,6 +545,23 @@ def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
     check_data(preset)
     return names, lams, given
+
+
+def status(preset: Preset, results: Path) -> dict:
+    """``patchbench status``: the preset's grid planned from its cached models and patches (nothing is
+    trained or computed) -> {"planned", "done", "missing", "blocked"}; ``blocked`` names the first
+    model or patch still to train when the grid cannot be planned yet."""
+    from patchbench.results import NotCached
+
+    check_data(preset)
+    store = ResultStore(results, plan_only=True)
+    try:
+        all_experiments()[preset.experiment].sweep(preset, store, resolve_device("cpu"), False)
+    except NotCached as exc:
+        return {"planned": None, "done": None, "missing": None, "blocked": str(exc)}
+    planned = list(dict.fromkeys(store.planned))
+    done = sum(store.has(r) for r in planned)
+    return {"planned": len(planned), "done": done, "missing": len(planned) - done, "blocked": None}
 
 
 def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: str | None = None,

@@ -100,8 +100,18 @@ def test_two_shards_give_exactly_the_unsharded_cells(preset, swept, tmp_path):
     assert "(shard 0/2)" in first.stdout
     part = cells(results)
     assert 0 < len(part) < 12  # one shard computes a slice of the grid
+    status = run_cli("status", "--preset", preset, "--results", results)
+    assert f"12 cells planned, {len(part)} done, {12 - len(part)} missing" in status.stdout
     run_cli("sweep", "--preset", preset, "--results", results, "--shard", "1/2", "--no-progress")
     pd.testing.assert_frame_equal(cells(swept)[NUMBERS], cells(results)[NUMBERS])
+    assert "12 cells planned, 12 done, 0 missing" in run_cli("status", "--preset", preset, "--results", results).stdout
+
+
+@needs_fmnist
+def test_status_before_anything_is_trained_says_what_is_missing(preset, tmp_path):
+    r = run_cli("status", "--preset", preset, "--results", tmp_path / "results")
+    assert "0 cells stored; model small_vgg (raw) not trained yet" in r.stdout
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.parquet"))
 
 
 @needs_fmnist
