@@ -139,7 +139,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     loss_sq = {c.rid: 0.0 for c in todo}  # and its squares, for the per-image standard deviation
     seconds = {c.rid: 0.0 for c in todo}
     labels_all = torch.empty(n, dtype=torch.int64)
-    # the undefended model on the clean images: the base of each attacked cell's defense success rate
+    # the undefended model on the clean images: the base of each attacked cell's defense success rate,
+    # computed once per batch and reused as the clean, undefended cell's own forward pass
     clean_correct = torch.zeros(n, dtype=torch.bool)
     any_attacked = any(c.condition.name == "attacked" for c in todo)
     # group: condition -> defense run -> cells (so maps are computed once per batch and defense)
@@ -154,9 +155,11 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     for _, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
         b = len(y)
         labels_all[pos:pos + b] = y.cpu()
+        clean_logits = None
         if any_attacked:
             with torch.no_grad():
-                clean_correct[pos:pos + b] = (model(x).argmax(1) == y).cpu()
+                clean_logits = model(x)
+            clean_correct[pos:pos + b] = (clean_logits.argmax(1) == y).cpu()
         for cond, by_def in groups.values():
             t0 = time.perf_counter()
             xc = cond.build(x, y)
@@ -171,7 +174,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         xd = dr.defense.apply(xc, maps, cell.lam)
-                        logits = model(xd)
+                        undefended_clean = clean_logits is not None and cond.name == "clean" and dr.defense.name == "none"
+                        logits = clean_logits if undefended_clean else model(xd)
                         p = logits.argmax(1)
                         per_image = F.cross_entropy(logits.float(), y, reduction="none").double()
                         loss_sum[cell.rid] += float(per_image.sum())

@@ -112,7 +112,12 @@ class Objective(ABC):
             return None
         from patchbench.attacks.pgd import PGD
 
-        return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed)
+        return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed,
+                   **self.attack_region(cfg))
+
+    def attack_region(self, cfg) -> dict:
+        """Where the training attack may change pixels (PGD's region arguments); every pixel by default."""
+        return {}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """What the loss is computed on: the classifier's logits (B, k) unless the objective says otherwise."""
@@ -149,11 +154,8 @@ class LocalizedAdversarial(Madry):
 
     name = "lat"
 
-    def make_attack(self, model: nn.Module, cfg):
-        from patchbench.attacks.pgd import PGD
-
-        return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed,
-                   region=cfg.lat_region, keep_box=cfg.lat_keep_box, mask_threshold=cfg.lat_mask_threshold)
+    def attack_region(self, cfg) -> dict:
+        return {"region": cfg.lat_region, "keep_box": cfg.lat_keep_box, "mask_threshold": cfg.lat_mask_threshold}
 
 
 class ALP(Objective):
