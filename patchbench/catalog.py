@@ -76,10 +76,10 @@ def find_figure(name: str):
 
 def draw_figure(name: str, preset: str, results, out, params: dict):
     """``patchbench plot NAME``: the figure from the cells under ``results``; returns the PNG path."""
-    from patchbench.results import ResultStore
+    from patchbench.results import ResultStore, one_precision
 
     fig = find_figure(name)
-    cells = ResultStore(results).load_cells()
+    cells = one_precision(ResultStore(results).load_cells())
     if cells.empty:
         raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` or `patchbench reproduce` first")
     return fig.draw(cells, preset, out, **params)

@@ -33,6 +33,7 @@ WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Model weig
 SetOpt = Annotated[Optional[List[str]], typer.Option("--set", help="Override any preset field, e.g. --set data.eval_n=500 or --set attacks.0.steps=50 (repeatable).")]
 ParamOpt = Annotated[Optional[List[str]], typer.Option("--param", help="Defense parameter key=value (repeatable), e.g. --param window=15 --param space=normalized; see `patchbench list defenses`.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
+AmpOpt = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
 LamOpt = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
 
 
@@ -47,10 +48,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
 
 
-def _load(preset: str, sets=None, device=None, data_root=None, weights=None, extra=None):
+def _load(preset: str, sets=None, device=None, data_root=None, weights=None, extra=None, amp=None):
     from patchbench.config import load_preset, option_overrides
 
-    return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights) + list(extra or []))
+    return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights, amp=amp)
+                       + list(extra or []))
 
 
 def _store_device(p, results: Path):
@@ -186,12 +188,12 @@ def evaluate_cmd(preset: PresetOpt = "demo-fmnist",
                  defense: str = typer.Option("lgs", "--defense", "-d", help="Defense, or none."),
                  lam: LamOpt = "2.3", params: ParamOpt = None, results: ResultsOpt = Path("results"),
                  device: DeviceOpt = None, data_root: DataRootOpt = None, weights: WeightsOpt = None,
-                 sets: SetOpt = None, progress: ProgressOpt = True):
+                 amp: AmpOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
     from patchbench import runner
     from patchbench.config import parse_lambda, parse_params
 
-    p = _load(preset, sets, device, data_root, weights)
+    p = _load(preset, sets, device, data_root, weights, amp=amp)
     _print_rows(runner.evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress))
 
 
@@ -209,7 +211,7 @@ def sweep(preset: PresetOpt = "demo-fmnist",
           timeout_min: int = typer.Option(240, "--timeout-min", help="Time limit per job in minutes (--executor)."),
           array_parallelism: int = typer.Option(64, "--array-parallelism", help="At most this many jobs at once (--executor slurm)."),
           results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
-          weights: WeightsOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
+          weights: WeightsOpt = None, amp: AmpOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Run the preset's grid; cached models, patches and stored cells are reused.
 
     patch-defense presets: clean/attacked × (none + defenses) × λ. evasion presets: every training
@@ -220,7 +222,7 @@ def sweep(preset: PresetOpt = "demo-fmnist",
     from patchbench.results import parse_shard
 
     parse_shard(shard)  # a malformed --shard fails before any work
-    p = runner.with_seeds(_load(preset, sets, device, data_root, weights), seeds)
+    p = runner.with_seeds(_load(preset, sets, device, data_root, weights, amp=amp), seeds)
     if executor is not None:
         from patchbench.errors import PatchbenchError
         from patchbench.results import ResultStore
@@ -275,7 +277,8 @@ def reproduce_cmd(paper: str = typer.Argument(..., help="Paper to reproduce (see
                   preset_scale: str = typer.Option("demo", "--preset-scale", help="demo (Fashion-MNIST, CPU minutes) or paper (the paper's presets: GPU + the paper's data)."),
                   results: ResultsOpt = Path("results"),
                   out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where tables (.md) and figures (.png) go; default RESULTS/reports/PAPER-SCALE."),
-                  device: DeviceOpt = None, data_root: DataRootOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
+                  device: DeviceOpt = None, data_root: DataRootOpt = None, amp: AmpOpt = None, sets: SetOpt = None,
+                  progress: ProgressOpt = True):
     """Train, sweep and report everything a paper's tables and figures need; resumable.
 
     A rerun reuses every cached model, patch and cell and only rebuilds the reports.
@@ -283,7 +286,7 @@ def reproduce_cmd(paper: str = typer.Argument(..., help="Paper to reproduce (see
     from patchbench.config import option_overrides
     from patchbench.reproduce import reproduce
 
-    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root), progress)
+    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress)
 
 
 @app.command("plot")

@@ -106,11 +106,14 @@ def evaluate(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     ssim_n: int = 0,
+    amp: str | None = None,
 ) -> pd.DataFrame:
     """Compute every missing cell of conditions × defenses × λ; return all the grid's rows.
 
     ``ssim_n`` > 0: for clean cells with a defense, also the mean SSIM between the input and the
-    defended image over the first ``ssim_n`` evaluation images (ICAART Sec. 4.2).
+    defended image over the first ``ssim_n`` evaluation images (ICAART Sec. 4.2). ``amp`` (bf16 |
+    fp16): the classifier's prediction passes run under ``torch.autocast`` (logits cast back to fp32
+    for the loss); the attacks and the defenses' own model passes stay fp32.
     """
     context = {**context, "eval_n": len(indices)}
     cells = plan(context, conditions, defenses)
@@ -118,7 +121,7 @@ def evaluate(
     todo = [c for c in cells if not store.has(c.rid) and store.owns(c.rid)]
     if todo:
         _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,
-             extra or {}, ssim_n)
+             extra or {}, ssim_n, amp)
     # a shard returns the grid's stored cells (its own and any other shard's finished ones)
     return pd.DataFrame([store.read_cell(c.rid) for c in cells if store.has(c.rid)])
 
@@ -128,7 +131,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra, ssim_n):
+def predict_context(device: torch.device, amp: str | None):
+    """The context of a prediction pass: ``torch.autocast`` at ``amp`` (bf16 | fp16) or nothing (fp32)."""
+    import contextlib
+
+    if amp is None:
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra, ssim_n,
+         amp=None):
     from patchbench.metrics import ssim_per_image
 
     n = len(indices)
@@ -157,8 +171,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
         labels_all[pos:pos + b] = y.cpu()
         clean_logits = None
         if any_attacked:
-            with torch.no_grad():
-                clean_logits = model(x)
+            with torch.no_grad(), predict_context(device, amp):
+                clean_logits = model(x).float()
             clean_correct[pos:pos + b] = (clean_logits.argmax(1) == y).cpu()
         for cond, by_def in groups.values():
             t0 = time.perf_counter()
@@ -175,7 +189,11 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                     with torch.no_grad():
                         xd = dr.defense.apply(xc, maps, cell.lam)
                         undefended_clean = clean_logits is not None and cond.name == "clean" and dr.defense.name == "none"
-                        logits = clean_logits if undefended_clean else model(xd)
+                        if undefended_clean:
+                            logits = clean_logits
+                        else:
+                            with predict_context(device, amp):
+                                logits = model(xd).float()
                         p = logits.argmax(1)
                         per_image = F.cross_entropy(logits.float(), y, reduction="none").double()
                         loss_sum[cell.rid] += float(per_image.sum())

@@ -22,7 +22,7 @@ def reproduce(paper: str, scale: str, results: Path, out: Path | None, overrides
     from patchbench import runner
     from patchbench.config import load_preset
     from patchbench.papers import get_paper
-    from patchbench.results import ResultStore
+    from patchbench.results import ResultStore, one_precision
     from patchbench.tables import build_table, render
     from patchbench.util import atomic_write
 
@@ -35,7 +35,7 @@ def reproduce(paper: str, scale: str, results: Path, out: Path | None, overrides
     for p in presets:
         runner.run_preset(p, store, runner.resolve_device(p.device), progress)
 
-    cells = store.load_cells()
+    cells = one_precision(store.load_cells())
     written: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)
     for p in presets:

@@ -42,13 +42,26 @@ COLUMNS = KEY_FIELDS + [
     "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate",
     "n_clean_correct", "kept_correct", "defense_success_rate",  # attacked cells (BMVC 2023 α/β)
     "method", "syllabus", "patch_source",  # volumization experiment (which model, which patches)
-    "ssim", "ssim_n", "seconds", "device",
+    "ssim", "ssim_n", "seconds", "device", "amp",  # amp: autocast dtype of the prediction passes (None: fp32)
     "run_id", "git_sha", "version", "created",
 ]
 
 
 def run_id(key: dict[str, Any]) -> str:
-    return stable_hash({k: key.get(k) for k in KEY_FIELDS}, n=20)
+    ident = {k: key.get(k) for k in KEY_FIELDS}
+    if key.get("amp") is not None:  # autocast evaluation (model.amp): its own cell; fp32 ids stay as they were
+        ident["amp"] = key["amp"]
+    return stable_hash(ident, n=20)
+
+
+def one_precision(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells a table or figure shows: per preset, the fp32 cells when there are any, else the
+    autocast ones (``--amp``), so that fp32 and bf16/fp16 numbers never mix in one table."""
+    if cells.empty or "amp" not in cells or cells["amp"].isna().all():
+        return cells
+    amp = cells["amp"].notna()
+    has_fp32 = cells.loc[~amp, "preset"].unique()
+    return cells[~(amp & cells["preset"].isin(has_fp32))]
 
 
 def wilson_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -98,6 +98,7 @@ class LoadedModel:
 def model_config_hash(preset: Preset) -> str:
     d = preset.data
     model = asdict(preset.model)
+    del model["amp"]  # an evaluation setting: the same weights serve fp32 and autocast evaluation
     if model["volumize"] is None:
         del model["volumize"]  # 2-D models keep the cache names they had before volumetric models existed
     if not str(model["train"]["training"]).startswith("lat"):
@@ -391,8 +392,11 @@ def defend_files(files: list[Path], out_dir: Path, name: str, lam: float, overri
 
 def eval_context(preset: Preset, loaded: LoadedModel) -> dict:
     d = preset.data
-    return {"dataset": d.dataset, "split": d.eval_split, "eval_seed": d.eval_seed, "image_size": d.image_size,
-            "model": preset.model.arch, "model_id": loaded.model_id}
+    context = {"dataset": d.dataset, "split": d.eval_split, "eval_seed": d.eval_seed, "image_size": d.image_size,
+               "model": preset.model.arch, "model_id": loaded.model_id}
+    if preset.model.amp is not None:  # fp32 cells keep the run ids they always had
+        context["amp"] = preset.model.amp
+    return context
 
 
 def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Condition], runs: list[DefenseRun],
@@ -403,7 +407,7 @@ def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Co
     idx = eval_indices(len(source), d.eval_n, d.eval_seed)
     return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, runs, store,
                     eval_context(preset, loaded), device, d.num_workers, progress,
-                    extra={"preset": preset.name, **extra}, ssim_n=d.ssim_n)
+                    extra={"preset": preset.name, **extra}, ssim_n=d.ssim_n, amp=preset.model.amp)
 
 
 def run_grid(preset: Preset, loaded: LoadedModel, patches: list[Patch], runs: list[DefenseRun],

@@ -60,14 +60,14 @@ def table_report(name: str, results, preset: str | None, fmt: str, out_file=None
     """``patchbench table``: build table ``name`` from the cells under ``results`` and render it
     (``rich`` prints and returns None); ``out_file`` also gets it (markdown for rich)."""
     from patchbench.config import load_preset, preset_names
-    from patchbench.results import ResultStore
+    from patchbench.results import ResultStore, one_precision
     from patchbench.util import atomic_write
 
     if name not in all_tables():
         raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(all_tables())}")
     if fmt not in ("rich", "markdown", "csv", "latex"):
         raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
-    cells = ResultStore(results).load_cells()
+    cells = one_precision(ResultStore(results).load_cells())
     if cells.empty:
         raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
     tab, caption = build_table(name, cells, preset)

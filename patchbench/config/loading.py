@@ -84,9 +84,9 @@ def parse_lambda(text: str) -> float:
 
 
 def option_overrides(sets: list[str] | None, device: str | None = None, data_root: str | None = None,
-                     weights: str | None = None) -> list[str]:
+                     weights: str | None = None, amp: str | None = None) -> list[str]:
     """``--set`` items plus the overrides the common CLI options stand for."""
-    given = {"device": device, "data.root": data_root, "model.weights": weights}
+    given = {"device": device, "data.root": data_root, "model.weights": weights, "model.amp": amp}
     return list(sets or []) + [f"{k}={v}" for k, v in given.items() if v]
 
 
@@ -306,6 +306,9 @@ def validate_volumize(v: VolumizeConfig, image_size: int, where: str = "model.vo
     check(v.aggregation in AGGREGATIONS, f"{where}.aggregation must be one of {', '.join(AGGREGATIONS)}, got {v.aggregation!r}")
 
 
+AMP_DTYPES = {None: None, "bf16": "bfloat16", "fp16": "float16"}  # model.amp -> torch dtype name
+
+
 def validate(p: Preset) -> None:
     """Range checks with the key in the message. Names are checked against the registries."""
     from patchbench.attacks import attack_class
@@ -325,6 +328,7 @@ def validate(p: Preset) -> None:
     check(is_int(d.batch_size) and d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size!r}")
     check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
     check(p.model.arch in MODELS, f"unknown model {p.model.arch!r}; known: {', '.join(MODELS)}")
+    check(p.model.amp in AMP_DTYPES, f"model.amp must be one of bf16, fp16 or null (fp32), got {p.model.amp!r}")
     validate_train(p.model.train, where="model.train")
     if p.model.volumize is not None:
         validate_volumize(p.model.volumize, d.image_size)

@@ -95,6 +95,10 @@ class ModelConfig:
     # any architecture (torchvision ones too) from random initialization.
     weights: str | None = None
     channels_last: bool = True
+    # autocast dtype of the classifier's prediction passes in evaluation: bf16 | fp16 | None (fp32).
+    # Attacks, the defenses' own model passes (saliency) and training stay in fp32; a set value is
+    # part of each cell's identity, so fp32 and amp cells never mix.
+    amp: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     volumize: VolumizeConfig | None = None  # set: the volumetric counterpart g of arch (BMVC 2023)
 
