@@ -33,40 +33,40 @@ from patchbench.defenses.base import Defense
 from patchbench.errors import PatchbenchError
 
 
-def _grad(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences along H and W, zero in the last row/column (numpy.diff into zeros)."""
-    gh = torch.zeros_like(u)
-    gw = torch.zeros_like(u)
-    gh[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
-    gw[..., :, :-1] = u[..., :, 1:] - u[..., :, :-1]
-    return gh, gw
-
-
-def _neg_div(ph: torch.Tensor, pw: torch.Tensor) -> torch.Tensor:
-    """d = -div p with skimage's boundary handling: d = -(ph + pw) + ph shifted down + pw shifted right."""
-    d = -(ph + pw)
-    d[..., 1:, :] += ph[..., :-1, :]
-    d[..., :, 1:] += pw[..., :, :-1]
-    return d
-
-
+@torch.no_grad()  # an iterative solver: attacks go through it by BPDA (Defense.gradient), never autograd
 def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_iter: int = 200,
                  check_every: int = 10) -> torch.Tensor:
     """``skimage.restoration.denoise_tv_chambolle(img, weight, eps, max_iter, channel_axis=-1)``
-    for every image of the batch N×C×H×W (each channel separately)."""
+    for every image of the batch N×C×H×W (each channel separately).
+
+    The loop follows skimage's ``_denoise_tv_chambolle_nd`` statement by statement — ``d = -p.sum(0)``
+    then ``d[1:] += p[:-1]`` per axis, ``out = image + d``, ``E = (d**2).sum()``, ``g = np.diff(out)``
+    into zeros, ``norm = sqrt((g**2).sum(0))``, ``E += weight * norm.sum()``, ``norm *= tau / weight``,
+    ``norm += 1``, ``p -= tau * g``, ``p /= norm`` — on buffers allocated once and updated in place
+    (no tensor is allocated inside the loop but the per-(image, channel) energies).
+    """
+    x = x.detach()
     n, c, h, w = x.shape
-    ph = torch.zeros_like(x)
-    pw = torch.zeros_like(x)
+    ph, pw = torch.zeros_like(x), torch.zeros_like(x)  # the dual field p, one component per axis
+    gh, gw = torch.zeros_like(x), torch.zeros_like(x)  # np.diff into zeros: the last row/column stay 0
+    d, u, norm = torch.zeros_like(x), torch.empty_like(x), torch.empty_like(x)
     result = x.clone()
     done = torch.zeros(n, c, 1, 1, dtype=torch.bool, device=x.device)
+    on_cpu = x.device.type == "cpu"  # a host check costs nothing there; on a GPU it would be a sync
     tau = 0.25  # 1 / (2·ndim)
     e_init = e_prev = None
     for i in range(max_iter):
-        d = _neg_div(ph, pw) if i > 0 else torch.zeros_like(x)
-        u = x + d
-        gh, gw = _grad(u)
-        norm = torch.sqrt(gh**2 + gw**2)
-        energy = ((d**2).sum((2, 3), keepdim=True) + weight * norm.sum((2, 3), keepdim=True)) / (h * w)
+        if i > 0:  # d = -div p (skimage's boundary handling)
+            torch.add(ph, pw, out=d).neg_()
+            d[..., 1:, :] += ph[..., :-1, :]
+            d[..., :, 1:] += pw[..., :, :-1]
+        torch.add(x, d, out=u)
+        torch.sub(u[..., 1:, :], u[..., :-1, :], out=gh[..., :-1, :])
+        torch.sub(u[..., :, 1:], u[..., :, :-1], out=gw[..., :, :-1])
+        torch.mul(gh, gh, out=norm).addcmul_(gw, gw).sqrt_()
+        flat = d.view(n * c, 1, h * w)
+        sq = torch.bmm(flat, flat.transpose(1, 2)).view(n, c, 1, 1)  # Σ d² per (image, channel), no temporary
+        energy = (sq + weight * norm.sum((2, 3), keepdim=True)) / (h * w)
         if i == 0:
             e_init = e_prev = energy
             stop = torch.zeros_like(done)
@@ -74,12 +74,16 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
             stop = (e_prev - energy).abs() < eps * e_init
             e_prev = energy
         newly = stop & ~done
-        result = torch.where(newly, u, result)
+        if not on_cpu:
+            torch.where(newly, u, result, out=result)
+        elif newly.any():
+            result = torch.where(newly, u, result)
         done = done | stop
-        if (i + 1) % check_every == 0 and bool(done.all()):
+        if (on_cpu or (i + 1) % check_every == 0) and bool(done.all()):
             return result
-        ph = (ph - tau * gh) / (1 + tau / weight * norm)
-        pw = (pw - tau * gw) / (1 + tau / weight * norm)
+        norm.mul_(tau / weight).add_(1.0)
+        ph.sub_(gh, alpha=tau).div_(norm)  # p -= tau * g; p /= norm
+        pw.sub_(gw, alpha=tau).div_(norm)
     return torch.where(done, result, u)  # not stopped: the last u, as skimage returns
 
 
