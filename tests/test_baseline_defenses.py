@@ -141,6 +141,20 @@ def test_median_matches_scipy_exactly(mode, size):
     assert np.array_equal(median_filter(x, size, mode, 0.3).numpy(), ref)  # a median is one of the inputs: exact
 
 
+def test_median_network_is_exact_by_the_zero_one_principle():
+    """A min/max network commutes with every monotone map, so it selects the median of all inputs
+    iff it does for all 0/1 inputs: the 512 binary 3×3 windows prove median3x3 exact."""
+    import itertools
+
+    from patchbench.defenses.filters import median3x3
+
+    windows = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)))
+    assert torch.equal(median3x3(windows.view(-1, 1, 3, 3)).flatten(), windows.median(1).values)
+    ties = torch.randint(0, 3, (4, 2, 17, 19)).float() / 2  # tie-heavy images, as 8-bit data has
+    ref = ndi.median_filter(ties.numpy(), size=(1, 1, 3, 3), mode="reflect")
+    assert np.array_equal(median_filter(ties, 3).numpy(), ref)
+
+
 # ---- bilateral -------------------------------------------------------------------------------
 
 
@@ -258,6 +272,21 @@ def test_dw_inpainting_matches_sparse_solve():
     # 300 red-black SOR sweeps converge to round-off on holes this size: measured 1e-14
     assert np.abs(got - ref).max() < 1e-8
     assert np.array_equal(got[:, ~mask], x[0].numpy()[:, ~mask])  # unmasked pixels untouched
+
+
+def test_dw_inpainting_of_a_batch_iterates_only_the_masked_box():
+    """Masks at different places per image (one a single interior square, one empty, one in the
+    top-right corner): every image equals its own exact solve, and an image without a mask is
+    returned unchanged."""
+    x = images(3, 2, 30, 34, dtype=torch.float64)
+    masks = np.zeros((3, 30, 34), dtype=bool)
+    masks[0, 10:16, 12:20] = True
+    masks[2, :6, -7:] = True
+    got = harmonic_inpaint(x, torch.from_numpy(masks)[:, None], iterations=300, omega=1.9).numpy()
+    for i in (0, 2):
+        assert np.abs(got[i] - laplace_reference(x[i].numpy(), masks[i])).max() < 1e-8
+    assert np.array_equal(got[1], x[1].numpy())
+    assert torch.equal(harmonic_inpaint(x, torch.zeros(3, 1, 30, 34, dtype=torch.bool)), x)  # nothing masked
 
 
 @pytest.mark.parametrize("iterations", [1, 2, 3])

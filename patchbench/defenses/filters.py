@@ -104,10 +104,28 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int = 75, backend: str = "auto") ->
         except (RuntimeError, NotImplementedError, ValueError):
             decoded = None
     if decoded is None:
-        cpu = u8.cpu()
-        decoded = [decode_jpeg(encode_jpeg(img, quality=quality), mode=mode) for img in cpu]
-    out = torch.stack([d.to(x.device) for d in decoded]).to(x.dtype) / 255
-    return out
+        def roundtrip(img: torch.Tensor) -> torch.Tensor:
+            return decode_jpeg(encode_jpeg(img, quality=quality), mode=mode)
+
+        # libjpeg runs with the GIL released: one image per thread (as many as torch's threads)
+        decoded = list(_codec_pool().map(roundtrip, u8.cpu()))
+    return torch.stack(decoded).to(x.device).to(x.dtype).div_(255)
+
+
+_POOL: list = []
+
+
+def _codec_pool():
+    """A thread pool for the CPU codec, sized to torch's thread count (made once, resized on change)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, torch.get_num_threads())
+    if not _POOL or _POOL[0][0] != workers:
+        if _POOL:
+            _POOL.pop()[1].shutdown(wait=False)
+        _POOL.append((workers, ThreadPoolExecutor(workers, thread_name_prefix="patchbench-jpeg",
+                                                  initializer=torch.set_num_threads, initargs=(1,))))
+    return _POOL[0][1]
 
 
 @dataclasses.dataclass
@@ -205,12 +223,41 @@ class GaussianFilter(Defense):
 # ---- median ----------------------------------------------------------------------------------
 
 
+def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Elementwise median of three: max(min(a, b), min(max(a, b), c))."""
+    return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+
+
+def median3x3(y: torch.Tensor) -> torch.Tensor:
+    """The 3×3 median of every interior pixel of the padded batch ``y`` (N×C×(H+2)×(W+2)) by a
+    min/max network instead of a sort. Each vertical triple is sorted once (lo ≤ mid ≤ hi, shared by
+    the three windows that contain it); the median of the nine values is then
+    med3(max of the three lows, med3 of the three mids, min of the three highs), the exact
+    sorted-columns median-of-9 network of hardware median filters (e.g. Smith 1996, Xilinx XAPP
+    "median filter"); checked exhaustively on 0/1/2-valued windows and against scipy in the tests.
+    18 elementwise passes over the batch, no copy per window."""
+    h, w = y.shape[-2] - 2, y.shape[-1] - 2
+    a, b, c = y[..., 0:h, :], y[..., 1:h + 1, :], y[..., 2:h + 2, :]
+    lo1, hi1 = torch.minimum(a, b), torch.maximum(a, b)
+    lo, t = torch.minimum(lo1, c), torch.maximum(lo1, c)
+    mid, hi = torch.minimum(hi1, t), torch.maximum(hi1, t)
+    cols = lambda v: (v[..., 0:w], v[..., 1:w + 1], v[..., 2:w + 2])  # noqa: E731
+    (l0, l1, l2), (m0, m1, m2), (h0, h1, h2) = cols(lo), cols(mid), cols(hi)
+    max_lo = torch.maximum(torch.maximum(l0, l1), l2)
+    min_hi = torch.minimum(torch.minimum(h0, h1), h2)
+    return _med3(max_lo, _med3(m0, m1, m2), min_hi)
+
+
 def median_filter(x: torch.Tensor, size: int = 3, mode: str = "reflect", cval: float = 0.0) -> torch.Tensor:
-    """``scipy.ndimage.median_filter(x, size=(1, 1, size, size), mode, cval)`` for odd ``size``:
-    pad, gather the size×size windows with ``unfold`` (size² copies of the batch), take the median."""
+    """``scipy.ndimage.median_filter(x, size=(1, 1, size, size), mode, cval)`` for odd ``size``.
+
+    Size 3 (the Fig. 9 baseline) uses the min/max network of :func:`median3x3`; other sizes pad,
+    gather the size×size windows with ``unfold`` (size² copies of the batch) and take the median."""
     n, c, h, w = x.shape
     r = size // 2
     y = pad2d(x, r, r, r, r, SCIPY_MODES[mode], cval)
+    if size == 3:
+        return median3x3(y)
     windows = y.unfold(2, size, 1).unfold(3, size, 1)  # N×C×H×W×size×size
     return windows.reshape(n, c, h, w, size * size).median(-1).values
 
