@@ -12,18 +12,23 @@ does not depend on the weights.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from patchbench.config import load_preset
-from patchbench.data import eval_indices, iterate, load_split
-from patchbench.defenses import DEFENSES, build_defense
-from patchbench.errors import PatchbenchError
-from patchbench.models import build_classifier
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers_defenses import peer_for  # noqa: E402
+
+from patchbench.config import load_preset  # noqa: E402
+from patchbench.data import eval_indices, iterate, load_split  # noqa: E402
+from patchbench.defenses import DEFENSES, build_defense  # noqa: E402
+from patchbench.errors import PatchbenchError  # noqa: E402
+from patchbench.models import build_classifier  # noqa: E402
 
 
 def images_for(preset, n: int, device: torch.device) -> torch.Tensor:
@@ -69,6 +74,8 @@ def main() -> None:
     preset = load_preset(args.preset)
     model = build_classifier(preset.model.arch, preset.data.dataset, None, preset.data.image_size)
     model = model.to(device).eval().requires_grad_(False)
+    if preset.model.channels_last and preset.model.volumize is None:  # as the runner builds it for a sweep
+        model = model.to(memory_format=torch.channels_last)
     x = images_for(preset, args.n, device)
     params = {d.name: d.params for d in preset.defenses}
     rows = []
@@ -82,8 +89,15 @@ def main() -> None:
                 del out
 
         seconds = timeit(run, device, args.repeat)
-        rows.append({"defense": name, "params": str(defense.params()), "n": len(x), "seconds": round(seconds, 4),
-                     "images_per_s": round(len(x) / seconds, 1)})
+        row = {"defense": name, "params": str(defense.params()), "n": len(x), "seconds": round(seconds, 4),
+               "images_per_s": round(len(x) / seconds, 1), "peer": "", "peer_seconds": None}
+        peer = peer_for(name, params.get(name, {}), args.lam) if device.type == "cpu" else None
+        if peer is not None:  # the library this defense replaces, on the same images (CPU: the libraries' device)
+            x_np = x.cpu().numpy()
+            row["peer"] = peer[0]
+            row["peer_seconds"] = round(timeit(lambda: [peer[1](x_np[i:i + args.batch]) for i in range(0, len(x_np), args.batch)],
+                                               device, args.repeat), 4)
+        rows.append(row)
     df = pd.DataFrame(rows)
     if "lgs" in set(df["defense"]):
         base = float(df.loc[df["defense"] == "lgs", "seconds"].iloc[0])
@@ -93,11 +107,13 @@ def main() -> None:
     df["image_size"] = preset.data.image_size
 
     table = Table(title=f"Defense runtime on {len(x)} images of {args.preset} at {preset.data.image_size} px, {dev_name} (ICAART Fig. 9)")
-    for col in ("defense", "seconds", "images_per_s", "time_vs_lgs"):
+    df["peer_speedup"] = (df["peer_seconds"] / df["seconds"]).round(2)
+    for col in ("defense", "seconds", "images_per_s", "time_vs_lgs", "peer", "peer_seconds", "peer_speedup"):
         if col in df:
-            table.add_column(col, justify="left" if col == "defense" else "right")
+            table.add_column(col, justify="left" if col in ("defense", "peer") else "right")
     for r in df.itertuples():
-        table.add_row(r.defense, f"{r.seconds:.3f}", f"{r.images_per_s:.0f}", f"{getattr(r, 'time_vs_lgs', float('nan')):.2f}×")
+        peer = (r.peer, f"{r.peer_seconds:.3f}", f"{r.peer_speedup:.2f}×") if r.peer else ("", "", "")
+        table.add_row(r.defense, f"{r.seconds:.3f}", f"{r.images_per_s:.0f}", f"{getattr(r, 'time_vs_lgs', float('nan')):.2f}×", *peer)
     Console(width=120).print(table)
     if args.csv:
         df.to_csv(args.csv, index=False)

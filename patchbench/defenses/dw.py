@@ -40,7 +40,6 @@ import dataclasses
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from patchbench.defenses.base import Defense
 from patchbench.defenses.morphology import dilate, erode
@@ -72,33 +71,54 @@ def binarize(m: torch.Tensor, rule: str = "std", threshold: float = 2.0) -> torc
     return m > t.view(-1, 1, 1, 1)
 
 
-def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
-    """Sum of the 4 in-image neighbours of every pixel (outside the image counts 0)."""
-    p = F.pad(u, (1, 1, 1, 1))
-    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
-
-
 def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300, omega: float = 1.9) -> torch.Tensor:
     """Fill the pixels where ``mask`` (N×1×H×W bool) is True with the solution of the discrete
     Laplace equation (4-neighbour mean, neighbours inside the image only), by red-black SOR.
-
     Unmasked pixels are never changed. Every connected masked region borders an unmasked pixel
     (the grid is connected), so the solution is unique — unless the whole image is masked, which
-    then keeps its initial value 0.5."""
+    then keeps its initial value 0.5.
+
+    Only the masked pixels' bounding box (over the batch) grown by one pixel is iterated: a masked
+    pixel's neighbours all lie inside it, so the result is the same as iterating the whole image,
+    bit for bit. Inside it the sweeps update a zero-padded buffer in place:
+    u += (ω·[pixel of this colour and masked])·(Σ neighbours / degree − u), which for a selected
+    pixel is the SOR step u + ω(Σ/deg − u) and for any other adds 0·(…) = 0.
+    """
     n, c, h, w = x.shape
     m = mask.expand(n, c, h, w)
     keep = (~m).to(x.dtype)
     count = keep.sum((2, 3), keepdim=True)
     mean = torch.where(count > 0, (x * keep).sum((2, 3), keepdim=True) / count.clamp(min=1), torch.full_like(count, 0.5))
-    u = torch.where(m, mean.expand_as(x), x)
-    degree = _neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
-    ii, jj = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
-    red = ((ii + jj) % 2 == 0).view(1, 1, h, w)
-    colours = (m & red, m & ~red)
+    u_full = torch.where(m, mean.expand_as(x), x)
+    rows, cols = mask.any(0)[0].any(1), mask.any(0)[0].any(0)
+    if iterations == 0 or not bool(rows.any()):
+        return u_full
+    r_idx, c_idx = rows.nonzero().flatten(), cols.nonzero().flatten()
+    t, b = max(int(r_idx[0]) - 1, 0), min(int(r_idx[-1]) + 2, h)
+    le, ri = max(int(c_idx[0]) - 1, 0), min(int(c_idx[-1]) + 2, w)
+    hh, ww = b - t, ri - le
+    # the box in a zero-padded buffer: outside the image counts 0 (and the box's own rim, inside
+    # the image, holds fixed unmasked values that only serve as neighbours)
+    buf = torch.zeros(n, c, hh + 2, ww + 2, dtype=x.dtype, device=x.device)
+    inner = buf[..., 1:-1, 1:-1]
+    inner.copy_(u_full[..., t:b, le:ri])
+    ones = torch.zeros(1, 1, h + 2, w + 2, dtype=x.dtype, device=x.device)
+    ones[..., 1:-1, 1:-1] = 1
+    ones = ones[..., t:b + 2, le:ri + 2]  # in-image indicator around the box
+    degree = ones[..., :-2, 1:-1] + ones[..., 2:, 1:-1] + ones[..., 1:-1, :-2] + ones[..., 1:-1, 2:]
+    ii, jj = torch.meshgrid(torch.arange(t, b, device=x.device), torch.arange(le, ri, device=x.device), indexing="ij")
+    red = ((ii + jj) % 2 == 0).view(1, 1, hh, ww)  # the colouring of the whole image
+    mb = m[..., t:b, le:ri]
+    steps = [(mb & red).to(x.dtype) * omega, (mb & ~red).to(x.dtype) * omega]
+    delta = torch.empty_like(inner)
     for _ in range(iterations):
-        for sel in colours:
-            u = torch.where(sel, u + omega * (_neighbour_sum(u) / degree - u), u)
-    return u
+        for step in steps:
+            torch.add(buf[..., :-2, 1:-1], buf[..., 2:, 1:-1], out=delta)
+            delta.add_(buf[..., 1:-1, :-2]).add_(buf[..., 1:-1, 2:]).div_(degree).sub_(inner)
+            inner.addcmul_(step, delta)
+    out = u_full.clone()
+    out[..., t:b, le:ri] = inner
+    return out
 
 
 @dataclasses.dataclass
