@@ -45,8 +45,17 @@ reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet 
 lint: install
 	$(BIN)/ruff check patchbench tests benchmarks
 
-bench: install  ## speed benchmarks (ratios in one run, same machine)
-	mkdir -p $(RESULTS)/demo && $(BIN)/python benchmarks/bench_lgs.py --csv $(RESULTS)/demo/bench_lgs.csv
+BENCH ?= $(RESULTS)/bench
+
+bench: install  ## side-by-side speed vs ART, torchattacks, scikit-image, scipy, the LGS notebook: CSV + markdown (~5 min on 2 cores)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	mkdir -p $(BENCH)
+	$(BIN)/python benchmarks/bench_peers_defenses.py --csv $(BENCH)/defenses.csv
+	$(BIN)/python benchmarks/bench_peers_attacks.py --csv $(BENCH)/attacks.csv
+	$(BIN)/python benchmarks/bench_npixel.py --peer-csv $(BENCH)/npixel.csv
+	$(BIN)/python benchmarks/bench_scaling.py --csv $(BENCH)/scaling.csv
+	$(BIN)/python benchmarks/report.py $(BENCH)/defenses.csv $(BENCH)/attacks.csv $(BENCH)/npixel.csv $(BENCH)/scaling.csv \
+		--csv $(BENCH)/bench.csv --md $(BENCH)/bench.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

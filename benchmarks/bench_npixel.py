@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--eval-batch", type=int, default=256, help="patchbench's images per forward (NPixel default)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (see the module docstring)")
     ap.add_argument("--csv", default=None)
+    ap.add_argument("--peer-csv", default=None, help="also write the two ratios in the make-bench row format (benchmarks/peers.py)")
     args = ap.parse_args()
     torchattacks = load_torchattacks()
     torch.set_num_threads(args.threads)
@@ -157,6 +158,22 @@ def main():
     print(df.to_markdown(index=False, floatfmt=".3g"))
     if args.csv:
         df.to_csv(args.csv, index=False)
+    if args.peer_csv:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from peers import row, write_rows
+
+        (name, _, secs, _, fwd), (_, _, t_ta, _, fwd_ta) = runs
+        work = f"{len(x)}×{c}×{SIZE}×{SIZE}, {args.pixels} px, pop {pop}, {args.iterations} gens"
+        share = f"forward share: patchbench {fwd / secs:.0%}, torchattacks {fwd_ta / t_ta:.0%}"
+        write_rows([
+            row("attacks", "N-pixel attack (whole run)", work, secs, "torchattacks 3.5 OnePixel", t_ta, 20.0,
+                f"success {df['success'][0]:.2f} vs {df['success'][1]:.2f}; {share}; the model's forward bounds the ratio on a CPU"),
+            row("attacks", "N-pixel attack (own work: all but the model's forward)", work, secs - fwd,
+                "torchattacks 3.5 OnePixel", t_ta - fwd_ta, note="DE, painting pixels, transfers"),
+        ], args.peer_csv)
 
 
 if __name__ == "__main__":
