@@ -76,6 +76,7 @@ def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("r
                 data_root: DataRootOpt = None, weights: WeightsOpt = None,
                 force: bool = typer.Option(False, "--force", help="Retrain even if a cached checkpoint exists."),
                 training: Optional[str] = typer.Option(None, "--training", help="Training objective: raw, madry, madry+aad, alp or alp+aad (default: the preset's). Checkpoints every epoch; a killed run resumes."),
+                nproc: int = typer.Option(1, "--nproc", min=1, help="Train data-parallel in this many processes (runs itself under torchrun: gloo on CPU, one GPU each with NCCL). The same as `torchrun --nproc_per_node K -m patchbench train-model ...`."),
                 sets: SetOpt = None, progress: ProgressOpt = True):
     """Train and cache the preset's classifier (checkpoint + JSON with accuracy, seed, config hash).
 
@@ -83,12 +84,28 @@ def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("r
     the weights load; other objectives fine-tune them.
     """
     from patchbench import runner
+    from patchbench.training import distributed
 
     p = _load(preset, sets, device, data_root, weights, [f"model.train.training={training}"] if training else None)
     store, dev = _store_device(p, results)
     if runner.needs_training(p):
         runner.check_data(p)  # fail early, write nothing
+    if nproc > 1 and not distributed.launched():
+        import subprocess
+
+        argv = sys.argv[1:]
+        for i, a in enumerate(argv):  # drop --nproc K / --nproc=K: the children are the K processes
+            if a == "--nproc":
+                argv = argv[:i] + argv[i + 2:]
+                break
+            if a.startswith("--nproc="):
+                argv = argv[:i] + argv[i + 1:]
+                break
+        raise typer.Exit(subprocess.call(distributed.relaunch_args(nproc, argv)))
+    dev = distributed.setup(dev)
     loaded = runner.ensure_model(p, store, dev, force=force, progress=progress)
+    if not distributed.is_main():
+        return
     m = loaded.meta
     if runner.needs_training(p):
         out.print(f"{p.model.arch}: test accuracy [bold]{m['test_accuracy']:.2%}[/] on {m['test_n']} images, "

@@ -38,7 +38,7 @@ from patchbench.engine import Condition, DefenseRun, evaluate
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.results import ResultStore, now_utc
-from patchbench.training import accuracy, train
+from patchbench.training import accuracy, distributed, train
 from patchbench.util import atomic_write
 
 console = Console(stderr=True)
@@ -166,13 +166,19 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
     idx = eval_indices(len(train_src), t.train_n, t.seed)
     kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
-    console.print(f"[bold]train-model[/] {kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''}) on {d.dataset} {d.image_size}px: "
-                  f"{len(idx)} images, {t.epochs} epochs")
+    if distributed.is_main():
+        console.print(f"[bold]train-model[/] {kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''}) on {d.dataset} {d.image_size}px: "
+                      f"{len(idx)} images, {t.epochs} epochs")
     # per-epoch checkpoint: a killed training resumes after its last finished epoch
     stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
                   on_epoch_end=on_epoch_end)
     test_idx = torch.arange(len(test_src))
     acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
+    if not distributed.is_main():  # torchrun: the replicas are identical; rank 0 alone writes the artifact
+        distributed.barrier()
+        model.requires_grad_(False)
+        return LoadedModel(model, state_id(model), {"test_accuracy": acc, "test_n": len(test_idx), "seed": t.seed,
+                                                    "config_hash": model_config_hash(preset), **stats})
     model.requires_grad_(False)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
@@ -184,6 +190,7 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     atomic_write(meta_path, json.dumps(meta, indent=2))
     atomic_write(path, buf.getvalue())  # last: checkpoint present => metadata present
     path.with_suffix(".ckpt").unlink(missing_ok=True)  # the finished model replaces the resume state
+    distributed.barrier()
     console.print(f"  test accuracy {acc:.2%} on {len(test_idx)} images ({stats['train_seconds']:.0f} s) -> {path}")
     return LoadedModel(model, meta["model_id"], meta)
 

@@ -102,10 +102,17 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     """
     from patchbench.gradcam import GradCAM, gradcam_for
 
+    from patchbench.training import distributed
+
     validate_train(cfg, where="train")
     objective = build_objective(cfg.training)
     device = torch.device(device)
     steps_per_epoch = max(1, len(indices) // cfg.batch_size)
+    many = distributed.active()  # torchrun: this rank trains on its share of every global batch
+    if many:
+        distributed.shard_order(indices[: cfg.batch_size], cfg.batch_size)  # divisibility, before any work
+        distributed.broadcast_model(model)
+        progress = progress and distributed.is_main()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(params, cfg)
     sched, per_batch = build_schedule(opt, cfg, steps_per_epoch)
@@ -143,8 +150,9 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
             order = indices[torch.randperm(len(indices), generator=order_gen)][: steps_per_epoch * cfg.batch_size]
             if cfg.syllabus:
                 order = syllabus_order(order, source, image_size, cfg, device)
+            order, batch_size = distributed.shard_order(order, cfg.batch_size)  # identity for one process
             sums: dict[str, float] = {}
-            bar = tqdm(iterate(source, order, image_size, cfg.batch_size, device), total=steps_per_epoch,
+            bar = tqdm(iterate(source, order, image_size, batch_size, device), total=steps_per_epoch,
                        desc=f"{cfg.training} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
             for step, (_, x, y) in enumerate(bar):
                 loss, last = minibatch_loss(model, objective, x, y, cfg, attack, cam)
@@ -153,6 +161,8 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                                           f"step {step + 1} (lower model.train.lr)")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if many:
+                    distributed.average_gradients(params)
                 opt.step()
                 if sched is not None and per_batch:
                     sched.step()
@@ -161,12 +171,13 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                     sums[k] = sums.get(k, 0.0) + v
             if sched is not None and not per_batch:
                 sched.step()
+            sums = distributed.mean_over_ranks(sums)
             record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}}
             if on_epoch_end is not None:
                 model.eval()
                 record.update(on_epoch_end(epoch + 1, model))
             history.append(record)
-            if checkpoint is not None:
+            if checkpoint is not None and distributed.is_main():
                 rng = {"order": order_gen.get_state(), "torch": torch.get_rng_state()}
                 if attack is not None:
                     rng["attack"] = attack.generator.get_state()
@@ -176,8 +187,9 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None,
                     "epoch": epoch + 1, "rng": rng, "history": history, "config_key": _resume_key(cfg)})
+            distributed.barrier()  # the checkpoint is whole before any rank goes on
     model.eval()
-    return {"training": cfg.training, "epochs": cfg.epochs, "resumed_from_epoch": start_epoch,
+    return {"training": cfg.training, "epochs": cfg.epochs, "resumed_from_epoch": start_epoch, "world_size": distributed.world(),
             "steps": (cfg.epochs - start_epoch) * steps_per_epoch, "final_terms": last, "history": history,
             "optimizer": type(opt).__name__, "final_lr": opt.param_groups[0]["lr"],
             "train_seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,145 @@
+"""Data-parallel training under torchrun (issue 12 Part 1), on the CPU with the gloo backend.
+
+The fast test spawns two processes on a synthetic source: the averaged gradient of two half
+batches is the full batch's, so two processes end with the single process's weights (up to float
+rounding) for a raw and an adversarial (Madry) objective, and the replicas stay identical. The slow
+tests run the CLI: ``train-model --nproc 2`` on the demo preset against one process (accuracy within
+1.5 pp, same artifact format), and a 2-process run killed with SIGKILL mid-training resumes.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from conftest import needs_fmnist, run_cli
+from patchbench.config import TrainConfig
+from patchbench.data import TensorImages
+from patchbench.errors import PatchbenchError
+from patchbench.training import distributed, train
+
+CFG = TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.05, schedule="constant", momentum=0.9, seed=0,
+                  eps=0.1, attack_steps=3)
+
+
+def _net():
+    torch.manual_seed(0)  # no BatchNorm, no dropout: the update is a function of the batch's mean gradient only
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+
+
+def _source():
+    g = torch.Generator().manual_seed(1)
+    return TensorImages((torch.rand(96, 1, 8, 8, generator=g) * 255).to(torch.uint8), torch.randint(0, 3, (96,), generator=g))
+
+
+def _train_all(training: str) -> dict:
+    torch.set_num_threads(1)
+    model = _net()
+    stats = train(model, _source(), torch.arange(96), 8, replace(CFG, training=training), torch.device("cpu"), progress=False)
+    return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "world": stats["world_size"]}
+
+
+def _worker(rank: int, world: int, port: int, out: str):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    distributed.setup(torch.device("cpu"))
+    results = {t: _train_all(t) for t in ("raw", "madry")}
+    torch.save(results, f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_the_single_process_model(tmp_path):
+    single = {t: _train_all(t) for t in ("raw", "madry")}
+    out = str(tmp_path / "ranks")
+    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.{r}") for r in range(2)]
+    for t in ("raw", "madry"):
+        assert ranks[0][t]["world"] == ranks[1][t]["world"] == 2 and single[t]["world"] == 1
+        for k, ref in single[t]["state"].items():
+            assert torch.equal(ranks[0][t]["state"][k], ranks[1][t]["state"][k])  # identical replicas
+            if t == "raw":  # the same steps on the same global batches: equal up to the summation order
+                torch.testing.assert_close(ranks[0][t]["state"][k], ref, atol=1e-5, rtol=1e-4)
+        if t == "madry":  # PGD's random starts are drawn per rank: close, not equal
+            moved = max((ranks[0][t]["state"][k] - ref).abs().max().item() for k, ref in single[t]["state"].items())
+            assert moved < 0.05
+
+
+def test_global_batches_are_split_like_a_distributed_sampler(monkeypatch):
+    order = torch.arange(20)
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    for r, want in ((0, [0, 2, 4, 6, 8, 10, 12, 14]), (1, [1, 3, 5, 7, 9, 11, 13, 15])):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        part, per_rank = distributed.shard_order(order, 8)
+        assert part.tolist() == want and per_rank == 4  # the union of a step's parts is the global batch
+    with pytest.raises(PatchbenchError, match="divisible"):
+        distributed.shard_order(order, 7)
+
+
+def _cli(results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "patchbench", "train-model", "--results", str(results), "--no-progress",
+            "--set", "model.train.train_n=12000", "--set", "data.batch_size=1000", *extra]
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_nproc_2_trains_the_demo_model_within_1_5_pp(tmp_path):
+    run_cli("train-model", "--results", tmp_path / "one", "--no-progress", "--set", "model.train.train_n=12000",
+            "--set", "data.batch_size=1000")
+    proc = subprocess.run(_cli(tmp_path / "two", "--nproc", "2"), capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (one,), (two,) = ((tmp_path / d / "artifacts/models").glob("*.json") for d in ("one", "two"))
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert one.name == two.name and a["world_size"] == 1 and b["world_size"] == 2
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.015
+    assert set(a) == set(b)  # the same metadata fields
+    sa = torch.load(one.with_suffix(".pt"), weights_only=True)
+    sb = torch.load(two.with_suffix(".pt"), weights_only=True)
+    assert sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)  # no "module." prefix
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_nproc_2_killed_mid_training_resumes(tmp_path):
+    results = tmp_path / "killed"
+    args = ["--nproc", "2", "--set", "model.train.epochs=3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_cli(results, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    models = results / "artifacts/models"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not (models.is_dir() and any(models.glob("*.ckpt"))):
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    time.sleep(1.0)  # into the second epoch
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed and not list(models.glob("*.pt")), "training should have been killed after its first epoch"
+    done = subprocess.run(_cli(results, *args), capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (meta,) = models.glob("*.json")
+    m = json.loads(meta.read_text())
+    assert m["resumed_from_epoch"] >= 1 and m["world_size"] == 2 and len(m["history"]) == 3
+    assert not list(models.glob("*.ckpt"))  # the finished model replaced the resume state
+    # the same as an uninterrupted 2-process run (gloo on the CPU is deterministic)
+    ref = tmp_path / "straight"
+    assert subprocess.run(_cli(ref, *args), capture_output=True, timeout=900, env=env).returncode == 0
+    a = torch.load(meta.with_suffix(".pt"), weights_only=True)
+    b = torch.load(next((ref / "artifacts/models").glob("*.pt")), weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
