@@ -33,16 +33,37 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return files
 
 
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16-bit (or 32-bit integer) grey
+
+
 def read_image(path: Path) -> torch.Tensor:
-    """C×H×W float in [0, 1]; grayscale stays 1 channel, everything else becomes RGB."""
-    from PIL import Image, UnidentifiedImageError
+    """C×H×W float in [0, 1] for every image Pillow reads, by one rule:
+
+    * the EXIF orientation is applied first (a phone JPEG comes out the way it is displayed);
+    * grey stays 1 channel: 1-bit and 8-bit grey by /255; 16-bit grey (``I;16``, PNG's 16-bit) by
+      /65535; a 32-bit integer image (``I``) by /65535 when it fits 16 bits, else by its maximum;
+      floating grey (``F``) clipped to [0, 1];
+    * everything else (RGB, palette, CMYK, YCbCr, ...) becomes RGB through Pillow's conversion;
+    * an alpha channel (RGBA, LA, a palette with transparency) is dropped: the colour values as
+      stored, not composited on a background (a defense sees the pixels the file holds).
+    Any size works, down to 1×1.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            mode = "L" if im.mode in ("L", "LA", "1", "I", "I;16") else "RGB"
-            arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in WIDE_MODES:
+                raw = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if raw.max(initial=0) <= 65535 else float(raw.max())
+                arr = (raw.clip(0, None) / top).astype(np.float32)
+            elif im.mode == "F":
+                arr = np.asarray(im, dtype=np.float32).clip(0, 1)
+            else:
+                arr = np.asarray(im.convert("L" if im.mode in GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise PatchbenchError(f"cannot read image {path}: {type(exc).__name__} (not a valid PNG/JPEG)") from None
     t = torch.from_numpy(arr.copy())
     return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)

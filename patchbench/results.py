@@ -124,7 +124,9 @@ class ResultStore:
         # run ids a grid would have, in ``planned``
         self.plan_only = plan_only
         self.planned: list[str] = []
-        self.root = Path(root)
+        from patchbench.errors import check_writable_dir
+
+        self.root = check_writable_dir(root, "--results")  # before any training or evaluation
         self.cells_dir = self.root / "cells"
         self.pred_dir = self.root / "predictions"
         self.artifacts = self.root / "artifacts"

@@ -375,8 +375,10 @@ def defend_files(files: list[Path], out_dir: Path, name: str, lam: float, overri
     that need the classifier itself, such as SLGS, ask for it).
     """
     from patchbench import imageio
+    from patchbench.errors import check_writable_dir
     from patchbench.models.wrapper import Normalizer
 
+    check_writable_dir(out_dir, "--out")  # an existing file there, or no permission: before reading anything
     images = [imageio.read_image(f) for f in files]
     model = Normalizer.for_dataset(preset.data.dataset) if preset is not None else None
     defense, _ = resolve_defense(preset, name, model, overrides)
@@ -554,6 +556,14 @@ def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None
             defense_params(preset, n)
     lams = parse_lambdas(lambdas) if lambdas is not None else None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
+    # the grid's size, bounded before anything is trained: conditions × (none + Σ defenses × their λs)
+    from patchbench.errors import check_limit
+
+    conditions = 1 + (len(given) if given else sum(len(a.sizes) * max(1, len(a.seeds)) for a in preset.attacks))
+    lam_counts = [len(lams) if lams is not None else len(d.lambdas) for d in preset.defenses
+                  if names is None or d.name in names] + [len(lams or [1]) for n in names or [] if n not in
+                                                           {d.name for d in preset.defenses} | {"none"}]
+    check_limit("cells", conditions * (1 + sum(lam_counts)), "the sweep grid")
     check_data(preset)
     return names, lams, given
 

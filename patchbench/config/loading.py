@@ -20,7 +20,7 @@ import yaml
 from patchbench.config.schema import (
     AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
 )
-from patchbench.errors import PatchbenchError, check, is_int, is_number
+from patchbench.errors import PatchbenchError, check, check_limit, is_int, is_number
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,9 +58,12 @@ def parse_lambdas(text: str | list | float | int) -> list[float]:
                 raise PatchbenchError(f"malformed λ range {s!r}: step must be > 0")
             if stop < start:
                 raise PatchbenchError(f"malformed λ range {s!r}: stop is below start")
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            span = (stop - start) / step
+            check_limit("lambdas", int(min(span, 1e18)) + 1, f"λ range {s!r}")  # before expanding it
+            count = int(math.floor(span + 1e-9)) + 1
             values = [round(start + i * step, 6) for i in range(count)]
         else:
+            check_limit("lambdas", s.count(",") + 1, "λ list")
             try:
                 values = [float(p) for p in s.split(",") if p.strip()]
             except ValueError:
@@ -149,7 +152,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise PatchbenchError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise PatchbenchError(f"--set {key.strip()}: cannot parse value {text!r}") from None
         parts = key.strip().split(".")
         node: Any = raw
         for i, part in enumerate(parts):
@@ -161,12 +168,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 except (ValueError, IndexError):
                     raise PatchbenchError(f"--set {key}: {part!r} is not an index of that list") from None
                 if last:
-                    node[idx] = yaml.safe_load(value)
+                    node[idx] = value
                 else:
                     node = node[idx]
             elif isinstance(node, dict):
                 if last:
-                    node[part] = yaml.safe_load(value)
+                    node[part] = value
                 else:
                     node = node.setdefault(part, {})
             else:
@@ -332,8 +339,12 @@ def validate(p: Preset) -> None:
     validate_train(p.model.train, where="model.train")
     if p.model.volumize is not None:
         validate_volumize(p.model.volumize, d.image_size)
+    classes = DATASETS[d.dataset].num_classes
     for i, a in enumerate(p.attacks):
         attack_class(a.name, patch=True).check_config(a, d.image_size, where=f"attacks.{i}")
+        check(a.target is None or (is_int(a.target) and 0 <= a.target < classes),
+              f"attacks.{i}.target must be a class index in 0..{classes - 1} of {d.dataset} (or null: untargeted), "
+              f"got {a.target!r}")
     for t in p.trainings:
         check_objective(t, "trainings")
     for i, e in enumerate(p.evasion):

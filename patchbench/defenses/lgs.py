@@ -98,6 +98,8 @@ def window_padding(length: int, window: int, overlap: int) -> tuple[int, int]:
     left = length % stride
     need = overlap if left <= overlap else window
     pad = need - left
+    if length + pad < window:  # an image smaller than one window (the notebook fails there): one
+        pad = window - length  # zero-padded window covers it, centred like the notebook's padding
     return pad // 2, pad - pad // 2
 
 
