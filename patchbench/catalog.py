@@ -79,7 +79,7 @@ def draw_figure(name: str, preset: str, results, out, params: dict):
     from patchbench.results import ResultStore, one_precision
 
     fig = find_figure(name)
-    cells = one_precision(ResultStore(results).load_cells())
+    cells = one_precision(ResultStore(results, read_only=True).load_cells())
     if cells.empty:
         raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` or `patchbench reproduce` first")
     return fig.draw(cells, preset, out, **params)

@@ -251,7 +251,7 @@ def sweep(preset: PresetOpt = "demo-fmnist",
         opts = ClusterOptions(partition=partition, gpus_per_node=gpus_per_node, timeout_min=timeout_min,
                               array_parallelism=array_parallelism)
         jobs = submit_sweep(p, results, shards, executor, opts, defenses, lambdas, patches)
-        out.print(f"{len(jobs)} {executor} job(s) finished; {len(ResultStore(results).load_cells())} cells in {results / 'cells'}")
+        out.print(f"{len(jobs)} {executor} job(s) finished; {len(ResultStore(results, read_only=True).load_cells())} cells in {results / 'cells'}")
         return
     rows = runner.sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
     out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
@@ -267,7 +267,7 @@ def status_cmd(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("re
 
     p = _load(preset, sets, None, data_root, weights)
     s = runner.status(p, results)
-    stored = ResultStore(results).load_cells()
+    stored = ResultStore(results, read_only=True).load_cells()
     mine = int((stored["preset"] == p.name).sum()) if len(stored) else 0
     if s["blocked"]:
         out.print(f"{p.name}: {mine} cells stored; {s['blocked']}")

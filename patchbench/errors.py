@@ -48,7 +48,7 @@ def check_limit(name: str, count: int, what: str) -> None:
                               f"(set ${var} to raise it)")
 
 
-def check_writable_dir(path: str | Path, what: str) -> Path:
+def check_writable_dir(path: str | Path, what: str, writable: bool = True) -> Path:
     """``path`` is a directory or can be created as one, and can be written to; checked (nothing is
     created) before any work, so a bad location fails in a second, not after training."""
     path = Path(path)
@@ -61,6 +61,6 @@ def check_writable_dir(path: str | Path, what: str) -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise PatchbenchError(f"{what} {path}: {probe} is a file, not a directory")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+    if writable and probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise PatchbenchError(f"{what} {path}: {probe} is not writable")
     return path

@@ -118,7 +118,8 @@ class ResultStore:
     whose run id falls in slice i of n (a deterministic partition by run id: shards never overlap and
     any set of shards covering 0..n-1 completes the grid); it still reads every stored cell."""
 
-    def __init__(self, root: str | Path, shard: tuple[int, int] | None = None, plan_only: bool = False):
+    def __init__(self, root: str | Path, shard: tuple[int, int] | None = None, plan_only: bool = False,
+                 read_only: bool = False):
         self.shard = shard
         # plan_only (``patchbench status``): nothing is trained or computed; the engine only notes the
         # run ids a grid would have, in ``planned``
@@ -126,7 +127,8 @@ class ResultStore:
         self.planned: list[str] = []
         from patchbench.errors import check_writable_dir
 
-        self.root = check_writable_dir(root, "--results")  # before any training or evaluation
+        # checked before any training or evaluation; a reader (tables, figures, status) only needs a directory
+        self.root = check_writable_dir(root, "--results", writable=not (read_only or plan_only))
         self.cells_dir = self.root / "cells"
         self.pred_dir = self.root / "predictions"
         self.artifacts = self.root / "artifacts"

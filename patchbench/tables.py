@@ -67,7 +67,7 @@ def table_report(name: str, results, preset: str | None, fmt: str, out_file=None
         raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(all_tables())}")
     if fmt not in ("rich", "markdown", "csv", "latex"):
         raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
-    cells = one_precision(ResultStore(results).load_cells())
+    cells = one_precision(ResultStore(results, read_only=True).load_cells())
     if cells.empty:
         raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
     tab, caption = build_table(name, cells, preset)

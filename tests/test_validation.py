@@ -66,6 +66,21 @@ def test_results_below_a_regular_file_fails_before_training(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and blocker.read_text() == "x"
 
 
+def test_tables_read_a_read_only_results_directory(tmp_path):
+    from patchbench.results import ResultStore
+
+    ro = tmp_path / "archive"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert ResultStore(ro, read_only=True).load_cells().empty  # readers only need a directory
+        if not os.access(ro, os.W_OK):  # (root ignores permissions)
+            with pytest.raises(PatchbenchError, match="not writable"):
+                ResultStore(ro)
+    finally:
+        ro.chmod(0o755)
+
+
 def test_defend_out_naming_an_existing_file(tmp_path):
     Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
