@@ -90,6 +90,21 @@ def test_global_batches_are_split_like_a_distributed_sampler(monkeypatch):
         distributed.shard_order(order, 7)
 
 
+def _processes_mentioning(path: Path) -> list[int]:
+    """Live processes whose command line names ``path`` (Linux /proc)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+                state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(path).encode() in cmd and state != "Z":
+                found.append(int(d.name))
+    return found
+
+
 def _cli(results: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "patchbench", "train-model", "--results", str(results), "--no-progress",
             "--set", "model.train.train_n=12000", "--set", "data.batch_size=1000", *extra]
@@ -127,8 +142,12 @@ def test_nproc_2_killed_mid_training_resumes(tmp_path):
         time.sleep(0.05)
     killed = proc.poll() is None
     time.sleep(1.0)  # into the second epoch
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and torchrun; the workers, in sessions of their own, must follow
     proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and _processes_mentioning(results):
+        time.sleep(0.1)
+    assert not _processes_mentioning(results), "torchrun's workers outlived it (orphans would finish the training)"
     assert killed and not list(models.glob("*.pt")), "training should have been killed after its first epoch"
     done = subprocess.run(_cli(results, *args), capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -55,10 +55,32 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def _die_with_parent() -> None:
+    """torchrun starts each worker in a session of its own, so a ``kill -9`` of torchrun (or of
+    ``train-model --nproc``) would leave the workers training on as orphans — and finishing, or
+    racing a rerun for the checkpoint. On Linux each worker asks the kernel for SIGKILL when its
+    parent dies (prctl PR_SET_PDEATHSIG), and exits at once if the parent is already gone."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def setup(device: torch.device) -> torch.device:
     """Join the torchrun process group (once); returns this rank's device (cuda:LOCAL_RANK on GPUs)."""
     if not launched():
         return device
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None:  # a torchrun worker (not a test's own spawn)
+        _die_with_parent()
     if not dist.is_available():
         raise PatchbenchError("this torch build has no torch.distributed; run without torchrun")
     if device.type == "cuda":
