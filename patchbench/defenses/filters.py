@@ -238,6 +238,8 @@ def median3x3(y: torch.Tensor) -> torch.Tensor:
     18 elementwise passes over the batch, no copy per window."""
     h, w = y.shape[-2] - 2, y.shape[-1] - 2
     a, b, c = y[..., 0:h, :], y[..., 1:h + 1, :], y[..., 2:h + 2, :]
+    if not (torch.is_grad_enabled() and y.requires_grad):
+        return _median3x3_in_place(a, b, c, w)
     lo1, hi1 = torch.minimum(a, b), torch.maximum(a, b)
     lo, t = torch.minimum(lo1, c), torch.maximum(lo1, c)
     mid, hi = torch.minimum(hi1, t), torch.maximum(hi1, t)
@@ -246,6 +248,30 @@ def median3x3(y: torch.Tensor) -> torch.Tensor:
     max_lo = torch.maximum(torch.maximum(l0, l1), l2)
     min_hi = torch.minimum(torch.minimum(h0, h1), h2)
     return _med3(max_lo, _med3(m0, m1, m2), min_hi)
+
+
+def _median3x3_in_place(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, w: int) -> torch.Tensor:
+    """:func:`median3x3`'s network with 8 fresh tensors instead of 18 (each is a page-faulting
+    allocation on the CPU, which cost more than the min/max itself): results overwrite inputs that
+    are no longer needed (``out=`` an operand is safe for elementwise ops)."""
+    lo1, hi1 = torch.minimum(a, b), torch.maximum(a, b)
+    lo = torch.minimum(lo1, c)
+    t = torch.maximum(lo1, c, out=lo1)
+    mid = torch.minimum(hi1, t)
+    hi = torch.maximum(hi1, t, out=hi1)
+    max_lo = torch.maximum(lo[..., 0:w], lo[..., 1:w + 1])
+    torch.maximum(max_lo, lo[..., 2:w + 2], out=max_lo)
+    min_hi = torch.minimum(hi[..., 0:w], hi[..., 1:w + 1])
+    torch.minimum(min_hi, hi[..., 2:w + 2], out=min_hi)
+    m0, m1, m2 = mid[..., 0:w], mid[..., 1:w + 1], mid[..., 2:w + 2]
+    med_mid = torch.minimum(m0, m1)
+    upper = torch.maximum(m0, m1)
+    torch.minimum(upper, m2, out=upper)
+    torch.maximum(med_mid, upper, out=med_mid)  # med3(m0, m1, m2)
+    low = torch.minimum(max_lo, med_mid, out=upper)  # med3(max_lo, med_mid, min_hi), into spent buffers
+    torch.maximum(max_lo, med_mid, out=max_lo)
+    torch.minimum(max_lo, min_hi, out=max_lo)
+    return torch.maximum(low, max_lo, out=low)
 
 
 def median_filter(x: torch.Tensor, size: int = 3, mode: str = "reflect", cval: float = 0.0) -> torch.Tensor:
