@@ -17,7 +17,11 @@ best of ``--repeat`` after a warm-up):
 
 The N-pixel attack vs torchattacks' OnePixel is ``benchmarks/bench_npixel.py --peer-csv``.
 
-    python benchmarks/bench_peers_attacks.py [--repeat 3] [--threads 2] [--csv out.csv]
+``--profile K`` also runs each side once more under ``torch.profiler`` and prints its K ops with the
+most self time (where the time goes when a ratio is below 1 or below its goal). ``--device cuda``
+runs the models, images and ART's classifier on the GPU (timings synchronised).
+
+    python benchmarks/bench_peers_attacks.py [--repeat 3] [--threads 2] [--device cpu] [--profile 0] [--csv out.csv]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_npixel import SIZE, train_model  # noqa: E402
-from peers import machine, row, timeit_pair, write_rows  # noqa: E402
+from peers import machine, row, sync, timeit_pair, write_rows  # noqa: E402
 
 from patchbench.attacks.adversarial_patch import AdversarialPatch  # noqa: E402
 from patchbench.attacks.patch import Placement  # noqa: E402
@@ -50,26 +54,44 @@ def robust_accuracy(model, x_adv, y) -> float:
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
-def pgd_rows(model, x, y, label: str, workload: str, repeat: int, torchattacks) -> dict:
+def profile_top(fn, title: str, k: int, device) -> None:
+    """Print the ``k`` ops of one ``fn()`` run with the most self time (torch.profiler; CPU, plus CUDA on a GPU)."""
+    if k <= 0:
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if torch.device(device).type == "cuda" else "self_cpu_time_total"
+    print(f"--- profile: {title} (top {k} by {key})")
+    print(prof.key_averages().table(sort_by=key, row_limit=k, max_name_column_width=40))
+
+
+def pgd_rows(model, x, y, label: str, workload: str, repeat: int, torchattacks, device="cpu", profile: int = 0) -> dict:
     eps, alpha, steps = 0.1, 0.01, 10
     ours = PGD(model, eps, steps, alpha, random_start=True, seed=0)
     peer = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    t_ours, t_peer = timeit_pair(lambda: ours(x, y), lambda: peer(x, y), repeat)
+    t_ours, t_peer = timeit_pair(lambda: ours(x, y), lambda: peer(x, y), repeat, device)
+    profile_top(lambda: ours(x, y), f"patchbench PGD {label}", profile, device)
+    profile_top(lambda: peer(x, y), f"torchattacks PGD {label}", profile, device)
     acc_ours, acc_peer = robust_accuracy(model, ours(x, y), y), robust_accuracy(model, peer(x, y), y)
     return row("attacks", f"PGD {label} (eps 0.1, 10 steps)", workload, t_ours, "torchattacks 3.5 PGD", t_peer,
-               note=f"robust accuracy: patchbench {acc_ours:.3f}, torchattacks {acc_peer:.3f}")
+               note=f"robust accuracy: patchbench {acc_ours:.3f}, torchattacks {acc_peer:.3f}", device=device)
 
 
-def patch_row(model, x, y, repeat: int, steps: int) -> dict:
+def patch_row(model, x, y, repeat: int, steps: int, device="cpu", profile: int = 0) -> dict:
     from art.attacks.evasion import AdversarialPatchPyTorch
     from art.estimators.classification import PyTorchClassifier
 
     size, target, c = 8, 0, x.shape[1]
     clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                            clip_values=(0.0, 1.0), device_type="cpu")
+                            clip_values=(0.0, 1.0),
+                            device_type="gpu" if torch.device(device).type == "cuda" else "cpu")
     top, left = Placement("top-right", 2).offset(SIZE, size)
     onehot = np.eye(10, dtype=np.float32)[np.full(len(x), target)]
-    x_np = x.numpy()
+    x_np = x.cpu().numpy()  # ART takes numpy and moves each batch to its device itself
 
     def ours():
         atk = AdversarialPatch(model, size, target, Placement("top-right", 2), SIZE, steps=steps, lr=0.05,
@@ -83,11 +105,13 @@ def patch_row(model, x, y, repeat: int, steps: int) -> dict:
                                       verbose=False)
         art.generate(x_np, onehot)
 
-    t_ours, t_peer = timeit_pair(ours, peer, repeat)
+    t_ours, t_peer = timeit_pair(ours, peer, repeat, device)
+    profile_top(ours, "patchbench Adversarial Patch training", profile, device)
+    profile_top(peer, "ART AdversarialPatchPyTorch", profile, device)
     work = steps * len(x)
     return row("attacks", "Adversarial Patch training (8 px, Adam, fixed place)", f"{steps} steps × {len(x)} images, LeNet 28 px",
                t_ours, "ART 1.20 AdversarialPatchPyTorch", t_peer,
-               note=f"images/s through the loop: patchbench {work / t_ours:.0f}, ART {work / t_peer:.0f}")
+               note=f"images/s through the loop: patchbench {work / t_ours:.0f}, ART {work / t_peer:.0f}", device=device)
 
 
 def main():
@@ -95,26 +119,32 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--patch-steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--profile", type=int, default=0, metavar="K", help="print each side's top K ops (torch.profiler)")
     ap.add_argument("--csv", default=None)
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_peers_attacks: --device cuda but torch sees no GPU")
     try:
         import torchattacks
     except ImportError:
         raise SystemExit("bench_peers_attacks needs the bench extra: pip install -e '.[bench]'") from None
     torch.set_num_threads(args.threads)
 
-    lenet = train_model("lenet", 300).eval().requires_grad_(False)
-    x, y = fmnist(64)
-    rows = [pgd_rows(lenet, x, y, "LeNet", "64×1×28×28", args.repeat, torchattacks)]
+    lenet = train_model("lenet", 300).eval().requires_grad_(False).to(dev)
+    x, y = (t.to(dev) for t in fmnist(64))
+    rows = [pgd_rows(lenet, x, y, "LeNet", "64×1×28×28", args.repeat, torchattacks, dev, args.profile)]
     print(rows[-1])
     import torchvision
 
     torch.manual_seed(0)
-    resnet = torchvision.models.resnet18(num_classes=10).eval().requires_grad_(False)
-    xr, yr = torch.rand(16, 3, 64, 64), torch.randint(0, 10, (16,))
-    rows.append(pgd_rows(resnet, xr, yr, "ResNet-18", "16×3×64×64", args.repeat, torchattacks))
+    resnet = torchvision.models.resnet18(num_classes=10).eval().requires_grad_(False).to(dev)
+    xr, yr = torch.rand(16, 3, 64, 64).to(dev), torch.randint(0, 10, (16,)).to(dev)
+    rows.append(pgd_rows(resnet, xr, yr, "ResNet-18", "16×3×64×64", args.repeat, torchattacks, dev, args.profile))
     print(rows[-1])
-    rows.append(patch_row(lenet, *fmnist(32, 64), args.repeat, args.patch_steps))
+    xp, yp = (t.to(dev) for t in fmnist(32, 64))
+    rows.append(patch_row(lenet, xp, yp, args.repeat, args.patch_steps, dev, args.profile))
     print(rows[-1])
     write_rows(rows, args.csv)
     print(f"measured on {machine()}")
