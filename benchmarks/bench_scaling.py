@@ -6,7 +6,9 @@ weights; the cost does not depend on them) in batches of 64, for the clean image
 and with LGS at three λ — a sweep's inner loop. The dataset (10000 × 28×28 uint8) is loaded whole
 at every N, so memory that grows with N is the engine's own. Rows: time and peak RSS per point; the
 "peer" column is the linear extrapolation from the smallest point (time × N/N₀), so a speed-up near
-1 means linear time, and the note gives the peak RSS beside the smallest point's.
+1 means linear time, and the note gives the peak RSS beside the smallest point's and the marginal
+time per image, (t(N) - t(N₀)) / (N - N₀), which leaves out the fixed costs (first batch, the
+parquet writes) that make the whole-run time sublinear at small N.
 
     python benchmarks/bench_scaling.py [--n 256,1024,4096] [--sizes 64,128,256] [--threads 2] [--csv out.csv]
 """
@@ -66,10 +68,12 @@ def main():
     base = point(ns[0], 64, args.threads)
     for n in ns:
         p = base if n == ns[0] else point(n, 64, args.threads)
+        marginal = (f"; marginal {1e3 * (p['seconds'] - base['seconds']) / (n - ns[0]):.2f} ms/image"
+                    f" (N = {ns[0]}: {1e3 * base['seconds'] / ns[0]:.2f} ms/image with the fixed costs)") if n != ns[0] else ""
         rows.append(row("scaling", f"engine, N = {n} images (clean: none + LGS × 3 λ)", f"{n}×1×64×64", p["seconds"],
                         f"linear from N = {ns[0]}", base["seconds"] * n / ns[0],
                         note=f"peak RSS {p['peak_mb']:.0f} MB (N = {ns[0]}: {base['peak_mb']:.0f} MB; "
-                             f"before the loop {p['before_mb']:.0f} MB)"))
+                             f"before the loop {p['before_mb']:.0f} MB){marginal}"))
         print(rows[-1]["task"], f"{p['seconds']:.2f} s, peak {p['peak_mb']:.0f} MB", flush=True)
     sizes = [int(v) for v in args.sizes.split(",")]
     base = point(256, sizes[0], args.threads)
@@ -79,7 +83,10 @@ def main():
                         f"linear in pixels from {sizes[0]} px", base["seconds"] * (s / sizes[0]) ** 2,
                         note=f"peak RSS {p['peak_mb']:.0f} MB ({sizes[0]} px: {base['peak_mb']:.0f} MB)"))
         print(rows[-1]["task"], f"{p['seconds']:.2f} s, peak {p['peak_mb']:.0f} MB", flush=True)
-    write_rows(rows, args.csv)
+    df = write_rows(rows, args.csv)
+    print()
+    print(df[["task", "workload", "patchbench_s", "peer_s", "speedup", "note"]]
+          .rename(columns={"patchbench_s": "seconds", "peer_s": "linear s"}).to_markdown(index=False, floatfmt=".3g"))
     print(f"measured on {machine()}")
 
 
