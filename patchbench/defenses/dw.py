@@ -78,11 +78,17 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
     (the grid is connected), so the solution is unique — unless the whole image is masked, which
     then keeps its initial value 0.5.
 
-    Only the masked pixels' bounding box (over the batch) grown by one pixel is iterated: a masked
+    Per image, only the bounding box of its masked pixels grown by one pixel is iterated: a masked
     pixel's neighbours all lie inside it, so the result is the same as iterating the whole image,
-    bit for bit. Inside it the sweeps update a zero-padded buffer in place:
-    u += (ω·[pixel of this colour and masked])·(Σ neighbours / degree − u), which for a selected
-    pixel is the SOR step u + ω(Σ/deg − u) and for any other adds 0·(…) = 0.
+    bit for bit. The boxes of the images that have a mask are cut out at one common size (the
+    largest box, moved inward where it would leave the image) and stacked, so that masks at
+    different places (a patch placed at random per image) cost the patch's area per image, not the
+    area of the union of all patches (128 images of 64 px, an 18×18 hole each at random places,
+    300 sweeps, 1 thread: 290 ms over the union box, 56 ms over the stacked boxes). Inside the stack the sweeps update a zero-padded buffer in
+    place: u += (ω·[pixel of this colour and masked])·(Σ neighbours / degree − u), which for a
+    selected pixel is the SOR step u + ω(Σ/deg − u) and for any other adds 0·(…) = 0. Colours and
+    degrees are those of the pixel's place in the image, so every pixel sees the same arithmetic
+    as in a whole-image sweep.
     """
     n, c, h, w = x.shape
     m = mask.expand(n, c, h, w)
@@ -90,25 +96,41 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
     count = keep.sum((2, 3), keepdim=True)
     mean = torch.where(count > 0, (x * keep).sum((2, 3), keepdim=True) / count.clamp(min=1), torch.full_like(count, 0.5))
     u_full = torch.where(m, mean.expand_as(x), x)
-    rows, cols = mask.any(0)[0].any(1), mask.any(0)[0].any(0)
-    if iterations == 0 or not bool(rows.any()):
+    m1 = mask.expand(n, 1, h, w)[:, 0]
+    rows, cols = m1.any(2), m1.any(1)  # n×h, n×w: rows / columns of each image with a masked pixel
+    sel = rows.any(1).nonzero().flatten()  # the images that have a mask
+    if iterations == 0 or len(sel) == 0:
         return u_full
-    r_idx, c_idx = rows.nonzero().flatten(), cols.nonzero().flatten()
-    t, b = max(int(r_idx[0]) - 1, 0), min(int(r_idx[-1]) + 2, h)
-    le, ri = max(int(c_idx[0]) - 1, 0), min(int(c_idx[-1]) + 2, w)
-    hh, ww = b - t, ri - le
-    # the box in a zero-padded buffer: outside the image counts 0 (and the box's own rim, inside
-    # the image, holds fixed unmasked values that only serve as neighbours)
-    buf = torch.zeros(n, c, hh + 2, ww + 2, dtype=x.dtype, device=x.device)
+    rows, cols = rows[sel], cols[sel]
+
+    def span(any_: torch.Tensor, size: int):
+        """Per image: start of the common-size window and that size, around [first - 1, last + 2)."""
+        ar = torch.arange(size, device=x.device)
+        first = torch.where(any_, ar, size).amin(1)
+        last = torch.where(any_, ar, -1).amax(1)
+        lo, hi = (first - 1).clamp(min=0), (last + 2).clamp(max=size)
+        extent = int((hi - lo).max())
+        return torch.minimum(lo, torch.full_like(lo, size - extent)), extent
+
+    top, hh = span(rows, h)
+    left, ww = span(cols, w)
+    gi = top.view(-1, 1, 1) + torch.arange(hh, device=x.device).view(1, hh, 1)  # image row of each window pixel
+    gj = left.view(-1, 1, 1) + torch.arange(ww, device=x.device).view(1, 1, ww)
+    flat = (gi * w + gj).view(len(sel), 1, hh * ww)
+    k = len(sel)
+
+    def cut(t: torch.Tensor) -> torch.Tensor:  # the windows of t (k×C'×H×W) as k×C'×hh×ww
+        return t.flatten(2).gather(2, flat.expand(k, t.shape[1], hh * ww)).view(k, t.shape[1], hh, ww)
+
+    u_sel = u_full[sel]
+    # the windows in a zero-padded buffer: outside the image counts 0 (and a window's own rim,
+    # inside the image, holds fixed unmasked values that only serve as neighbours)
+    buf = torch.zeros(k, c, hh + 2, ww + 2, dtype=x.dtype, device=x.device)
     inner = buf[..., 1:-1, 1:-1]
-    inner.copy_(u_full[..., t:b, le:ri])
-    ones = torch.zeros(1, 1, h + 2, w + 2, dtype=x.dtype, device=x.device)
-    ones[..., 1:-1, 1:-1] = 1
-    ones = ones[..., t:b + 2, le:ri + 2]  # in-image indicator around the box
-    degree = ones[..., :-2, 1:-1] + ones[..., 2:, 1:-1] + ones[..., 1:-1, :-2] + ones[..., 1:-1, 2:]
-    ii, jj = torch.meshgrid(torch.arange(t, b, device=x.device), torch.arange(le, ri, device=x.device), indexing="ij")
-    red = ((ii + jj) % 2 == 0).view(1, 1, hh, ww)  # the colouring of the whole image
-    mb = m[..., t:b, le:ri]
+    inner.copy_(cut(u_sel))
+    degree = ((gi > 0).to(x.dtype) + (gi < h - 1).to(x.dtype) + (gj > 0).to(x.dtype) + (gj < w - 1).to(x.dtype)).unsqueeze(1)
+    red = ((gi + gj) % 2 == 0).unsqueeze(1)  # the colouring of the whole image
+    mb = cut(m1[sel].unsqueeze(1))
     steps = [(mb & red).to(x.dtype) * omega, (mb & ~red).to(x.dtype) * omega]
     delta = torch.empty_like(inner)
     for _ in range(iterations):
@@ -116,9 +138,8 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
             torch.add(buf[..., :-2, 1:-1], buf[..., 2:, 1:-1], out=delta)
             delta.add_(buf[..., 1:-1, :-2]).add_(buf[..., 1:-1, 2:]).div_(degree).sub_(inner)
             inner.addcmul_(step, delta)
-    out = u_full.clone()
-    out[..., t:b, le:ri] = inner
-    return out
+    u_sel = u_sel.flatten(2).scatter_(2, flat.expand(k, c, hh * ww), inner.reshape(k, c, hh * ww)).view(k, c, h, w)
+    return u_full.index_copy_(0, sel, u_sel)
 
 
 @dataclasses.dataclass
