@@ -16,7 +16,15 @@ runs exactly that) sets RANK / WORLD_SIZE / LOCAL_RANK; :func:`setup` joins the 
   objectives run several forwards per step through different entry points (the training attack on
   the bare model, GradCAM hooks for AAD, clean and adversarial passes for ALP), which DDP's
   forward-hooked reducer does not see — an explicit average is correct for all of them.
-  BatchNorm running statistics are rank 0's, as with DDP's default ``broadcast_buffers``;
+  BatchNorm running statistics are rank 0's, as with DDP's default ``broadcast_buffers``: they are
+  broadcast after every step, so the replicas are identical in buffers too (the training attack
+  runs the model in eval mode, i.e. on the running statistics, on every rank);
+* **randomness**: the training attack's random start is drawn for the whole global batch on every
+  rank and each rank keeps its own rows (:func:`share`), so K ranks start PGD where one process
+  does and the attack generators stay equal on all ranks. Dropout (the global torch generator)
+  cannot be drawn that way; each rank seeds it with its own seed (:func:`rank_seed`, rank 0 the
+  single process's), so no two images of a global batch share a dropout mask. Checkpoints keep
+  every rank's generator state, gathered by rank 0;
 * **files**: only rank 0 writes checkpoints and artifacts; the others wait at a barrier. A killed
   run resumes from rank 0's per-epoch checkpoint on every rank.
 
@@ -117,6 +125,44 @@ def average_gradients(params: list[torch.Tensor]) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: one broadcast per dtype."""
+    if not active():
+        return
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in model.buffers():
+        groups.setdefault(b.dtype, []).append(b)
+    for bufs in groups.values():
+        flat = torch.cat([b.detach().reshape(-1) for b in bufs])
+        dist.broadcast(flat, 0)
+        offset = 0
+        for b in bufs:
+            b.data.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def share() -> tuple[int, int] | None:
+    """(rank, K) when K > 1 processes train together, else None: what a random draw per image needs
+    to draw the global batch's values and keep this rank's rows (rank, rank + K, ...)."""
+    return (rank(), world()) if active() else None
+
+
+def rank_seed(seed: int) -> int:
+    """This rank's seed for the generators that cannot draw per global batch (dropout): rank 0 keeps
+    ``seed`` (so it is the single process's stream), rank r gets another fixed seed."""
+    r = rank()
+    return seed if r == 0 else (seed * 1_000_003 + r * 7919) % (2 ** 63)
+
+
+def gather(obj) -> list:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` for one process)."""
+    if not active():
+        return [obj]
+    out: list = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
