@@ -168,6 +168,13 @@ def test_pgd_starts_of_the_ranks_are_the_global_batch_start():
         assert torch.equal(pgd.generator.get_state(), one.generator.get_state())
 
 
+@needs_fmnist
+def test_nproc_checks_the_split_before_starting_processes(tmp_path):
+    r = run_cli("train-model", "--results", tmp_path, "--nproc", "2", "--set", "model.train.batch_size=127", check=False)
+    assert r.returncode == 2 and "divisible by --nproc 2" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "artifacts").exists()
+
+
 def _processes_mentioning(path: Path) -> list[int]:
     """Live processes whose command line names ``path`` (Linux /proc)."""
     found = []

@@ -92,7 +92,11 @@ def setup(device: torch.device) -> torch.device:
     if not dist.is_available():
         raise PatchbenchError("this torch build has no torch.distributed; run without torchrun")
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise PatchbenchError(f"local rank {local} has no GPU ({torch.cuda.device_count()} visible): "
+                                  f"start at most that many processes per machine")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -186,6 +190,16 @@ def shard_order(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int
                               f"(the global batch is split evenly)")
     steps = len(order) // batch_size
     return order[: steps * batch_size].view(steps, batch_size)[:, rank()::k].reshape(-1), batch_size // k
+
+
+def check_launch(nproc: int, batch_size: int, device: torch.device) -> None:
+    """Before starting ``nproc`` processes: the global batch splits evenly, and there is a GPU for each."""
+    if batch_size % nproc:
+        raise PatchbenchError(f"model.train.batch_size {batch_size} must be divisible by --nproc {nproc} "
+                              f"(the global batch is split evenly)")
+    if device.type == "cuda" and torch.cuda.device_count() < nproc:
+        raise PatchbenchError(f"--nproc {nproc} needs one GPU per process; {torch.cuda.device_count()} visible "
+                              f"(or train on the CPU with --device cpu)")
 
 
 def relaunch_args(nproc: int, argv: list[str]) -> list[str]:
