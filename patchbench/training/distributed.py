@@ -11,7 +11,7 @@ runs exactly that) sets RANK / WORLD_SIZE / LOCAL_RANK; :func:`setup` joins the 
   batch, and the global batch size (hence the learning-rate schedule) does not change with K;
 * **gradients**: after each backward the gradients are averaged over the ranks with one all-reduce
   of the flattened gradients, and every rank steps its own optimizer on the same average, so the
-  replicas stay identical (rank 0's parameters and buffers are broadcast once at the start). This is
+  replicas stay identical (rank 0's parameters and buffers are broadcast at the start). This is
   what ``DistributedDataParallel``'s reducer computes, done explicitly after the backward: the
   objectives run several forwards per step through different entry points (the training attack on
   the bare model, GradCAM hooks for AAD, clean and adversarial passes for ALP), which DDP's
