@@ -240,10 +240,11 @@ def test_nproc_2_killed_mid_training_resumes(tmp_path):
     m = json.loads(meta.read_text())
     assert m["resumed_from_epoch"] >= 1 and m["world_size"] == 2 and len(m["history"]) == 3
     assert not list(models.glob("*.ckpt"))  # the finished model replaced the resume state
-    # the same as an uninterrupted 2-process run (gloo on the CPU is deterministic)
+    # bit for bit an uninterrupted 2-process run: a sum of two gradients does not depend on the order, and
+    # every rank resumes its own generators and rank 0's BatchNorm buffers (measured: max |diff| 0)
     ref = tmp_path / "straight"
     assert subprocess.run(_cli(ref, *args), capture_output=True, timeout=900, env=env).returncode == 0
     a = torch.load(meta.with_suffix(".pt"), weights_only=True)
     b = torch.load(next((ref / "artifacts/models").glob("*.pt")), weights_only=True)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+        assert torch.equal(a[k], b[k]), k
