@@ -93,6 +93,8 @@ def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("r
     if nproc > 1 and not distributed.launched():
         import subprocess
 
+        distributed.check_launch(nproc, p.model.train.batch_size, dev)  # fail here, not in K tracebacks
+
         argv = sys.argv[1:]
         for i, a in enumerate(argv):  # drop --nproc K / --nproc=K: the children are the K processes
             if a == "--nproc":

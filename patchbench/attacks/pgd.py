@@ -19,6 +19,9 @@ Conventions
   same batches in the same order reproduces its outputs exactly. The random start is therefore
   *not* batch-invariant (an image's start depends on its position in the batch sequence); all
   other steps are per-image (the model is in eval mode, so images do not interact).
+* ``share = (r, K)`` (set by data-parallel training, :mod:`patchbench.training.distributed`): the
+  batch is rank r's rows r, r + K, r + 2K, ... of a K times larger global batch; the random start
+  is drawn for the global batch and those rows kept, so K ranks start where one process would.
 * Default step size of the iterative attacks: ``2.5 * eps / steps`` (the rule of Madry et al.'s
   ``robustness`` library): every k can cross the ε-ball from the random start, which Madry et
   al.'s fixed steps do not guarantee for small k (0.01 at ε = 0.3 with 40 steps on MNIST; 2/255
@@ -224,6 +227,7 @@ class PGD(LinfAttack):
         self.seed = seed
         self.region, self.keep_box, self.mask_threshold = region, float(keep_box), float(mask_threshold)
         self.generator = torch.Generator().manual_seed(seed)
+        self.share: tuple[int, int] | None = None  # (rank, K): see the module docstring
 
     @classmethod
     def check_config(cls, cfg, where: str = "evasion") -> None:
@@ -251,7 +255,12 @@ class PGD(LinfAttack):
     def start(self, x: torch.Tensor) -> torch.Tensor:
         if not self.random_start:
             return x.clone()
-        noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=self.generator)
+        if self.share is None:
+            noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=self.generator)
+        else:  # the global batch's draw (every rank's generator advances alike), this rank's rows
+            r, k = self.share
+            noise = torch.empty((x.shape[0] * k, *x.shape[1:]), dtype=x.dtype).uniform_(
+                -self.eps, self.eps, generator=self.generator)[r::k]
         if self.region != "all" or self._given is not None:
             noise = noise * (self.epmatrix(x) / self.eps).cpu()
         return (x + noise.to(x.device)).clamp_(0, 1)

@@ -11,12 +11,20 @@ runs exactly that) sets RANK / WORLD_SIZE / LOCAL_RANK; :func:`setup` joins the 
   batch, and the global batch size (hence the learning-rate schedule) does not change with K;
 * **gradients**: after each backward the gradients are averaged over the ranks with one all-reduce
   of the flattened gradients, and every rank steps its own optimizer on the same average, so the
-  replicas stay identical (rank 0's parameters and buffers are broadcast once at the start). This is
+  replicas stay identical (rank 0's parameters and buffers are broadcast at the start). This is
   what ``DistributedDataParallel``'s reducer computes, done explicitly after the backward: the
   objectives run several forwards per step through different entry points (the training attack on
   the bare model, GradCAM hooks for AAD, clean and adversarial passes for ALP), which DDP's
   forward-hooked reducer does not see — an explicit average is correct for all of them.
-  BatchNorm running statistics are rank 0's, as with DDP's default ``broadcast_buffers``;
+  BatchNorm running statistics are rank 0's, as with DDP's default ``broadcast_buffers``: they are
+  broadcast after every step, so the replicas are identical in buffers too (the training attack
+  runs the model in eval mode, i.e. on the running statistics, on every rank);
+* **randomness**: the training attack's random start is drawn for the whole global batch on every
+  rank and each rank keeps its own rows (:func:`share`), so K ranks start PGD where one process
+  does and the attack generators stay equal on all ranks. Dropout (the global torch generator)
+  cannot be drawn that way; each rank seeds it with its own seed (:func:`rank_seed`, rank 0 the
+  single process's), so no two images of a global batch share a dropout mask. Checkpoints keep
+  every rank's generator state, gathered by rank 0;
 * **files**: only rank 0 writes checkpoints and artifacts; the others wait at a barrier. A killed
   run resumes from rank 0's per-epoch checkpoint on every rank.
 
@@ -84,7 +92,11 @@ def setup(device: torch.device) -> torch.device:
     if not dist.is_available():
         raise PatchbenchError("this torch build has no torch.distributed; run without torchrun")
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise PatchbenchError(f"local rank {local} has no GPU ({torch.cuda.device_count()} visible): "
+                                  f"start at most that many processes per machine")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -119,6 +131,44 @@ def average_gradients(params: list[torch.Tensor]) -> None:
         offset += g.numel()
 
 
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: one broadcast per dtype."""
+    if not active():
+        return
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in model.buffers():
+        groups.setdefault(b.dtype, []).append(b)
+    for bufs in groups.values():
+        flat = torch.cat([b.detach().reshape(-1) for b in bufs])
+        dist.broadcast(flat, 0)
+        offset = 0
+        for b in bufs:
+            b.data.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def share() -> tuple[int, int] | None:
+    """(rank, K) when K > 1 processes train together, else None: what a random draw per image needs
+    to draw the global batch's values and keep this rank's rows (rank, rank + K, ...)."""
+    return (rank(), world()) if active() else None
+
+
+def rank_seed(seed: int) -> int:
+    """This rank's seed for the generators that cannot draw per global batch (dropout): rank 0 keeps
+    ``seed`` (so it is the single process's stream), rank r gets another fixed seed."""
+    r = rank()
+    return seed if r == 0 else (seed * 1_000_003 + r * 7919) % (2 ** 63)
+
+
+def gather(obj) -> list:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` for one process)."""
+    if not active():
+        return [obj]
+    out: list = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     """Per-key means over the ranks (every rank must pass the same keys)."""
     if not active() or not values:
@@ -140,6 +190,16 @@ def shard_order(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int
                               f"(the global batch is split evenly)")
     steps = len(order) // batch_size
     return order[: steps * batch_size].view(steps, batch_size)[:, rank()::k].reshape(-1), batch_size // k
+
+
+def check_launch(nproc: int, batch_size: int, device: torch.device) -> None:
+    """Before starting ``nproc`` processes: the global batch splits evenly, and there is a GPU for each."""
+    if batch_size % nproc:
+        raise PatchbenchError(f"model.train.batch_size {batch_size} must be divisible by --nproc {nproc} "
+                              f"(the global batch is split evenly)")
+    if device.type == "cuda" and torch.cuda.device_count() < nproc:
+        raise PatchbenchError(f"--nproc {nproc} needs one GPU per process; {torch.cuda.device_count()} visible "
+                              f"(or train on the CPU with --device cpu)")
 
 
 def relaunch_args(nproc: int, argv: list[str]) -> list[str]:

@@ -118,6 +118,8 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     sched, per_batch = build_schedule(opt, cfg, steps_per_epoch)
     order_gen = torch.Generator().manual_seed(cfg.seed)
     attack = objective.make_attack(model, cfg)
+    if many and attack is not None:
+        attack.share = distributed.share()  # PGD starts drawn per global batch: as one process draws them
     if cfg.training.endswith("+aad"):
         cam = (gradcam_for(model, normalize=True) if cam is None
                else GradCAM(model, cam, normalize=True) if isinstance(cam, str) else cam)
@@ -130,7 +132,7 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     last: dict[str, float] = {}
     history: list[dict] = []
     with torch.random.fork_rng(devices=cuda_devices):  # seed dropout without touching the caller's RNG
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(distributed.rank_seed(cfg.seed))  # cfg.seed for one process (and rank 0)
         if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -140,11 +142,16 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
             history = list(state.get("history", []))
             rng = state["rng"]
             order_gen.set_state(rng["order"])
-            torch.set_rng_state(rng["torch"])
             if attack is not None:
                 attack.generator.set_state(rng["attack"])
-            if cuda_devices and "cuda" in rng:
-                torch.cuda.set_rng_state(rng["cuda"], cuda_devices[0])
+            # this rank's dropout stream; a checkpoint of another number of processes has none for
+            # ranks > 0, which then keep their fresh rank seeds (rank 0 = the single-process stream)
+            ranks = rng.get("ranks", [{k: rng[k] for k in ("torch", "cuda") if k in rng}])
+            mine = ranks[distributed.rank()] if distributed.rank() < len(ranks) else {}
+            if "torch" in mine:
+                torch.set_rng_state(mine["torch"])
+            if cuda_devices and "cuda" in mine:
+                torch.cuda.set_rng_state(mine["cuda"], cuda_devices[0])
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             order = indices[torch.randperm(len(indices), generator=order_gen)][: steps_per_epoch * cfg.batch_size]
@@ -164,6 +171,8 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                 if many:
                     distributed.average_gradients(params)
                 opt.step()
+                if many:
+                    distributed.sync_buffers(model)  # rank 0's BatchNorm statistics everywhere (as DDP)
                 if sched is not None and per_batch:
                     sched.step()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
@@ -177,12 +186,17 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                 model.eval()
                 record.update(on_epoch_end(epoch + 1, model))
             history.append(record)
+            if checkpoint is not None:
+                mine = {"torch": torch.get_rng_state()}
+                if cuda_devices:
+                    mine["cuda"] = torch.cuda.get_rng_state(cuda_devices[0])
+                ranks = distributed.gather(mine)  # the dropout streams differ by rank: keep them all
             if checkpoint is not None and distributed.is_main():
-                rng = {"order": order_gen.get_state(), "torch": torch.get_rng_state()}
+                rng = {"order": order_gen.get_state(), **mine}  # rank 0's = one process's layout
+                if many:
+                    rng["ranks"] = ranks
                 if attack is not None:
                     rng["attack"] = attack.generator.get_state()
-                if cuda_devices:
-                    rng["cuda"] = torch.cuda.get_rng_state(cuda_devices[0])
                 save_checkpoint(checkpoint, {
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None,
