@@ -390,8 +390,8 @@ def defend_files(files: list[Path], out_dir: Path, name: str, lam: float, overri
             y = defense.apply(x, maps, lam)
         for j, i in enumerate(group):
             imageio.write_png(y[j], out_dir / f"{files[i].stem}.png")
-            if save_maps and "g" in maps:
-                imageio.write_png(maps["g"][j].clamp(0, 1), out_dir / "maps" / f"{files[i].stem}.png")
+            for key in defense.saved_maps if save_maps else ():
+                imageio.write_png(maps[key][j].clamp(0, 1), out_dir / "maps" / f"{files[i].stem}.png")
     return len(files)
 
 

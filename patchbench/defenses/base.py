@@ -39,6 +39,7 @@ class Defense(ABC):
     uses_lambda: ClassVar[bool] = True
     gradient: ClassVar[str] = "bpda"
     grad_options: ClassVar[dict[str, tuple[str, ...]]] = {}
+    saved_maps: ClassVar[tuple[str, ...]] = ()  # maps worth an image of their own (`defend --save-maps`)
 
     @abstractmethod
     def maps(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:

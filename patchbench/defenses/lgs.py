@@ -172,6 +172,7 @@ class LGS(Defense):
     """
 
     name: ClassVar[str] = "lgs"
+    saved_maps: ClassVar[tuple[str, ...]] = ("g",)  # the normalized gradient map g(x), Eq. 1-2
     gradient: ClassVar[str] = "partial"  # Sobel + min-max exact; the window keep-test per keep_grad
     grad_options: ClassVar[dict[str, tuple[str, ...]]] = {"keep_grad": KEEP_GRADS}
 
