@@ -24,8 +24,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import machine, row, write_rows  # noqa: E402
 
-from patchbench import runner  # noqa: E402
-from patchbench.config import load_preset  # noqa: E402
+from patchbench.devices import resolve_device  # noqa: E402
+
+from patchbench.run import sweep  # noqa: E402
+from patchbench.presets import load_preset  # noqa: E402
 from patchbench.results import KEY_FIELDS, ResultStore  # noqa: E402
 
 
@@ -56,11 +58,11 @@ def main():
     args = ap.parse_args()
 
     store = ResultStore(Path(args.results))
-    runner.sweep(load_preset(args.preset, args.sets), Path(args.results))  # fp32 (cached cells are reused)
+    sweep(load_preset(args.preset, args.sets), Path(args.results))  # fp32 (cached cells are reused)
     rows = []
     for amp in args.amp.split(","):
         p = load_preset(args.preset, args.sets + [f"model.amp={amp}"])
-        runner.sweep(p, Path(args.results))
+        sweep(p, Path(args.results))
         cells = store.load_cells()
         df = agreement(store, cells[cells["preset"] == p.name], amp)
         if df.empty:
@@ -77,7 +79,7 @@ def main():
                         note=f"goal: identical on >= 99.5 %; worst cell {100 * worst['rate']:.2f} %, "
                              f"max |Δacc| {dacc:.2f} pp; seconds: the engine's, summed over the cells "
                              f"as stored (cached fp32 cells keep the time of the run that made them)",
-                        device=runner.resolve_device(p.device)))
+                        device=resolve_device(p.device)))
     df = write_rows(rows, args.csv)
     print(f"measured on {machine()}")
     print(df.to_string(index=False))

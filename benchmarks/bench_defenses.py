@@ -24,7 +24,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers_defenses import peer_for  # noqa: E402
 
-from patchbench.config import load_preset  # noqa: E402
+from patchbench.presets import load_preset  # noqa: E402
 from patchbench.data import eval_indices, iterate, load_split  # noqa: E402
 from patchbench.defenses import DEFENSES, build_defense  # noqa: E402
 from patchbench.errors import PatchbenchError  # noqa: E402

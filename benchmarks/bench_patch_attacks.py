@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from patchbench import runner
+from patchbench.cache.models import ensure_model
+
+from patchbench.cache.patches import attack_entry, patch_batches, patch_candidates, selection_indices
 from patchbench.attacks import attack_class
 from patchbench.attacks.patch import Placement
-from patchbench.config import load_preset
+from patchbench.presets import load_preset
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split
 from patchbench.results import ResultStore
 
@@ -92,13 +94,13 @@ def main() -> None:
 
     p = load_preset(args.preset)
     device = torch.device("cpu")
-    loaded = runner.ensure_model(p, ResultStore(args.results), device, progress=False)
+    loaded = ensure_model(p, ResultStore(args.results), device, progress=False)
     model = loaded.model
-    base = runner.attack_entry(p, args.attack, sizes=[args.size], steps=args.steps)
+    base = attack_entry(p, args.attack, sizes=[args.size], steps=args.steps)
     d = p.data
     info = get_dataset_info(d.dataset)
     train_src = load_split(d.dataset, d.root, "train", d.image_size)
-    pool = runner.patch_candidates(train_src, base)[: base.train_pool]
+    pool = patch_candidates(train_src, base)[: base.train_pool]
     train_x = torch.cat([x for _, x, _ in iterate(train_src, pool, d.image_size, 1000, device)])
     train_y = train_src.labels[pool]
     eval_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
@@ -125,8 +127,8 @@ def main() -> None:
                 if len(rest) > 2:
                     cfg = replace(cfg, steps=int(rest[2]))
             atk = attack_class(args.attack, patch=True).from_config(model, cfg, args.size, d.image_size, progress=False)
-            batches = runner.patch_batches(train_src, pool, d.image_size, cfg.batch_size, device, cfg.seed)
-            hold = runner.selection_indices(runner.patch_candidates(train_src, cfg), cfg.train_pool, cfg.select_n)
+            batches = patch_batches(train_src, pool, d.image_size, cfg.batch_size, device, cfg.seed)
+            hold = selection_indices(patch_candidates(train_src, cfg), cfg.train_pool, cfg.select_n)
             holdout = next(iter((x, y) for _, x, y in iterate(train_src, hold, d.image_size, len(hold), device)))
             t0 = time.perf_counter()
             patch = atk.fit(batches, channels=info.channels, holdout=holdout if cfg.restarts > 1 else None)

@@ -26,12 +26,12 @@ def volumetric_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
 def catalog(what: str) -> Table:
     """The registry ``what`` (one of :data:`KINDS`) as a table."""
     from patchbench.attacks import ATTACKS
-    from patchbench.config import load_preset, preset_names
+    from patchbench.presets import load_preset, preset_names
     from patchbench.data import DATASETS
     from patchbench.defenses import DEFENSES
     from patchbench.models import MODELS
     from patchbench.papers import PAPERS
-    from patchbench.tables import all_tables
+    from patchbench.reporting import all_tables
     from patchbench.training.objectives import objective_names
 
     def doc(obj) -> str:
@@ -62,24 +62,3 @@ def catalog(what: str) -> Table:
     for r in body:
         t.add_row(*r)
     return t
-
-
-def find_figure(name: str):
-    """The figure ``name`` of whichever paper registers it."""
-    from patchbench.papers import PAPERS
-
-    figures = {f.name: f for p in PAPERS.values() for f in p.figures.values()}
-    if name not in figures:
-        raise PatchbenchError(f"unknown figure {name!r}; known: {', '.join(figures)}")
-    return figures[name]
-
-
-def draw_figure(name: str, preset: str, results, out, params: dict):
-    """``patchbench plot NAME``: the figure from the cells under ``results``; returns the PNG path."""
-    from patchbench.results import ResultStore, one_precision
-
-    fig = find_figure(name)
-    cells = one_precision(ResultStore(results, read_only=True).load_cells())
-    if cells.empty:
-        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` or `patchbench reproduce` first")
-    return fig.draw(cells, preset, out, **params)

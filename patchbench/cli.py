@@ -1,5 +1,6 @@
-"""patchbench command line: each command parses its options, calls :mod:`patchbench.runner` (or the
-tables/reproduce layers) and prints. No experiment logic lives here.
+"""patchbench command line: each command parses its options, calls one function of the layer that
+does the job (:mod:`patchbench.run`, :mod:`patchbench.cache`, :mod:`patchbench.reporting`, ...)
+and prints. No experiment logic lives here.
 
 Every error a user can cause (unknown names, malformed values, missing or corrupt files) ends in
 one line ``error: ...`` on stderr and exit code 2, before anything is written.
@@ -20,7 +21,7 @@ from patchbench.errors import PatchbenchError
 app = typer.Typer(
     help="Benchmark localized adversarial attacks (adversarial patches) and their defenses.\n\n"
          "Train a classifier and patches, sweep attack × defense × λ into parquet, rebuild the papers' tables.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
 )
 out = Console()
 
@@ -43,30 +44,34 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False):
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
+    if ctx.invoked_subcommand is None:  # `patchbench` alone: the help, exit 0
+        out.print(ctx.get_help(), highlight=False)
+        raise typer.Exit()
 
 
 def _load(preset: str, sets=None, device=None, data_root=None, weights=None, extra=None, amp=None):
-    from patchbench.config import load_preset, option_overrides
+    from patchbench.config import option_overrides
+    from patchbench.presets import load_preset
 
     return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights, amp=amp)
                        + list(extra or []))
 
 
 def _store_device(p, results: Path):
-    from patchbench import runner, results as store
+    from patchbench.devices import resolve_device
+    from patchbench.results import ResultStore
 
-    return store.ResultStore(results), runner.resolve_device(p.device)
+    return ResultStore(results), resolve_device(p.device)
 
 
 @app.command("list")
 def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, datasets, presets, papers, tables, figures, trainings, or volumetric (BMVC 2023 3-D parameter counts vs the paper's).")):
     """List what is registered."""
     from patchbench.catalog import catalog
-
-    from rich.console import Console
 
     Console(width=max(out.width, 160)).print(catalog(what))  # wide tables stay whole when piped
 
@@ -83,35 +88,23 @@ def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("r
     For presets with pretrained torchvision weights and the raw objective this only checks that
     the weights load; other objectives fine-tune them.
     """
-    from patchbench import runner
+    from patchbench.cache.models import ensure_model, model_path, needs_training
+    from patchbench.run import check_data
     from patchbench.training import distributed
 
     p = _load(preset, sets, device, data_root, weights, [f"model.train.training={training}"] if training else None)
     store, dev = _store_device(p, results)
-    if runner.needs_training(p):
-        runner.check_data(p)  # fail early, write nothing
+    if needs_training(p):
+        check_data(p)  # fail early, write nothing
     if nproc > 1 and not distributed.launched():
-        import subprocess
-
-        distributed.check_launch(nproc, p.model.train.batch_size, dev)  # fail here, not in K tracebacks
-
-        argv = sys.argv[1:]
-        for i, a in enumerate(argv):  # drop --nproc K / --nproc=K: the children are the K processes
-            if a == "--nproc":
-                argv = argv[:i] + argv[i + 2:]
-                break
-            if a.startswith("--nproc="):
-                argv = argv[:i] + argv[i + 1:]
-                break
-        raise typer.Exit(subprocess.call(distributed.relaunch_args(nproc, argv)))
-    dev = distributed.setup(dev)
-    loaded = runner.ensure_model(p, store, dev, force=force, progress=progress)
+        raise typer.Exit(distributed.relaunch(nproc, sys.argv[1:], p.model.train.batch_size, dev))
+    loaded = ensure_model(p, store, distributed.setup(dev), force=force, progress=progress)
     if not distributed.is_main():
         return
     m = loaded.meta
-    if runner.needs_training(p):
+    if needs_training(p):
         out.print(f"{p.model.arch}: test accuracy [bold]{m['test_accuracy']:.2%}[/] on {m['test_n']} images, "
-                  f"seed {m['seed']}, config {m['config_hash']} -> {runner.model_path(p, store)}")
+                  f"seed {m['seed']}, config {m['config_hash']} -> {model_path(p, store)}")
     else:
         out.print(f"{p.model.arch}: weights {m['weights']} loaded (model id {loaded.model_id}); nothing to train")
 
@@ -128,14 +121,16 @@ def train_patch(preset: PresetOpt = "demo-fmnist",
                 weights: WeightsOpt = None, force: bool = typer.Option(False, "--force", help="Retrain even if the cached patch exists."),
                 sets: SetOpt = None, progress: ProgressOpt = True):
     """Train a patch against the preset's classifier (trained first if it is not cached)."""
-    from patchbench import runner
+    from patchbench.cache.models import ensure_model
+    from patchbench.cache.patches import attack_entry, train_patch
+    from patchbench.run import check_data
 
     p = _load(preset, sets, device, data_root, weights)
-    cfg = runner.attack_entry(p, attack, sizes=[size], target=target, steps=steps, seed=seed)
-    runner.check_data(p)  # fail early, write nothing
+    cfg = attack_entry(p, attack, sizes=[size], target=target, steps=steps, seed=seed)
+    check_data(p)  # fail early, write nothing
     store, dev = _store_device(p, results)
-    loaded = runner.ensure_model(p, store, dev, progress=progress)
-    m = runner.train_patch(p, cfg, size, loaded, store, dev, out=out_file, force=force, progress=progress).meta
+    loaded = ensure_model(p, store, dev, progress=progress)
+    m = train_patch(p, cfg, size, loaded, store, dev, out=out_file, force=force, progress=progress).meta
     out.print(f"{attack} {size}px ({m['area_pct']}% of {p.data.image_size}px) target {m['target']} "
               f"({m.get('target_name')}): training success [bold]{m['train_success_rate']:.1%}[/]")
 
@@ -149,13 +144,15 @@ def defend(inputs: List[Path] = typer.Argument(..., help="PNG/JPEG files or dire
            save_maps: bool = typer.Option(False, "--save-maps", help="Also write the gradient map g(x) as DIR/maps/<stem>.png."),
            device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:i].")):
     """Defend image files: write T(x) for each input as PNG, nothing else changed."""
-    from patchbench import imageio, runner
+    from patchbench import imageio
     from patchbench.config import parse_lambda, parse_params
+    from patchbench.defend import defend_files
+    from patchbench.devices import resolve_device
 
     lam_v, overrides = parse_lambda(lam), parse_params(params)
     files = imageio.collect_images(inputs)
     p = _load(preset) if preset else None
-    n = runner.defend_files(files, out_dir, defense, lam_v, overrides, p, save_maps, runner.resolve_device(device))
+    n = defend_files(files, out_dir, defense, lam_v, overrides, p, save_maps, resolve_device(device))
     out.print(f"{defense} λ={lam_v:g}: {n} image(s) -> {out_dir}")
 
 
@@ -175,30 +172,10 @@ def background_attack_cmd(
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:i].")):
     """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
     against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
-    from patchbench import background, imageio, runner
-    from patchbench.attacks.pgd import check_eps, check_steps
-    from patchbench.data import get_dataset_info
-    from patchbench.models import build_classifier
-    from patchbench.util import atomic_write
+    from patchbench import background
 
-    check_eps(eps, "background-attack")
-    check_steps(steps, "background-attack")
-    info = get_dataset_info(dataset)
-    rows = background.read_boxes(images, boxes, info.num_classes)  # every input checked before any work
-    dev = runner.resolve_device(device)
-    torch_model = build_classifier(model, dataset, None if weights.lower() == "none" else weights, image_size).to(dev).eval()
-    torch_model.requires_grad_(False)
-    adv, table = background.background_attack(torch_model, rows, image_size, info.channels, eps, steps, step_size, seed,
-                                              batch_size, dev)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for b, x in zip(rows, adv):
-        imageio.write_png(x, out_dir / f"{b.file.stem}.png")
-    atomic_write(out_dir / "background-attack.csv", table.to_csv(index=False).encode())
-    atomic_write(out_dir / "background-attack.md", table.to_markdown(index=False).encode())
-    nat, at = table[table["input"] == "natural"], table[table["input"] == "adversarial"]
-    out.print(f"background attack on {len(rows)} image(s), {model}: correct {nat['correct guess'].mean():.0%} -> "
-              f"{at['correct guess'].mean():.0%}, top-10 {nat['in top 10'].mean():.0%} -> {at['in top 10'].mean():.0%}, "
-              f"pixels altered {at['pixels altered (%)'].mean():.1f}% -> {out_dir}")
+    out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
+                             batch_size, device))
 
 
 @app.command("evaluate")
@@ -209,11 +186,11 @@ def evaluate_cmd(preset: PresetOpt = "demo-fmnist",
                  device: DeviceOpt = None, data_root: DataRootOpt = None, weights: WeightsOpt = None,
                  amp: AmpOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
     """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
-    from patchbench import runner
     from patchbench.config import parse_lambda, parse_params
+    from patchbench.run import evaluate_one
 
     p = _load(preset, sets, device, data_root, weights, amp=amp)
-    _print_rows(runner.evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress))
+    _print_rows(evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress))
 
 
 @app.command("sweep")
@@ -237,25 +214,20 @@ def sweep(preset: PresetOpt = "demo-fmnist",
     objective × (clean + every evasion attack). With --shard, every shard trains or loads the same
     cached models and patches (deterministic), then computes its own slice of the cells.
     """
-    from patchbench import runner
+    from patchbench.cache.patches import with_seeds
     from patchbench.results import parse_shard
+    from patchbench.run import sweep as run_sweep
 
     parse_shard(shard)  # a malformed --shard fails before any work
-    p = runner.with_seeds(_load(preset, sets, device, data_root, weights, amp=amp), seeds)
+    p = with_seeds(_load(preset, sets, device, data_root, weights, amp=amp), seeds)
     if executor is not None:
-        from patchbench.errors import PatchbenchError
-        from patchbench.results import ResultStore
-        from patchbench.scaleout import ClusterOptions, submit_sweep
+        from patchbench.scaleout import ClusterOptions, sweep_on_cluster
 
-        if shard is not None:
-            raise PatchbenchError("--shard and --executor exclude each other: the executor runs every shard of --shards")
-        runner.check_sweep_inputs(p, defenses, lambdas, patches)
         opts = ClusterOptions(partition=partition, gpus_per_node=gpus_per_node, timeout_min=timeout_min,
                               array_parallelism=array_parallelism)
-        jobs = submit_sweep(p, results, shards, executor, opts, defenses, lambdas, patches)
-        out.print(f"{len(jobs)} {executor} job(s) finished; {len(ResultStore(results, read_only=True).load_cells())} cells in {results / 'cells'}")
+        out.print(sweep_on_cluster(p, results, shard, shards, executor, opts, defenses, lambdas, patches))
         return
-    rows = runner.sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
+    rows = run_sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
     out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
 
 
@@ -264,17 +236,9 @@ def status_cmd(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("re
                weights: WeightsOpt = None, sets: SetOpt = None):
     """How far the preset's grid is: cells planned, done and missing (from the cached models and patches;
     nothing is trained or computed). Shards and job arrays report here as they finish."""
-    from patchbench import runner
-    from patchbench.results import ResultStore
+    from patchbench.run import status_line
 
-    p = _load(preset, sets, None, data_root, weights)
-    s = runner.status(p, results)
-    stored = ResultStore(results, read_only=True).load_cells()
-    mine = int((stored["preset"] == p.name).sum()) if len(stored) else 0
-    if s["blocked"]:
-        out.print(f"{p.name}: {mine} cells stored; {s['blocked']}")
-    else:
-        out.print(f"{p.name}: {s['planned']} cells planned, {s['done']} done, {s['missing']} missing")
+    out.print(status_line(_load(preset, sets, None, data_root, weights), results))
 
 
 @app.command("table")
@@ -284,7 +248,7 @@ def table(name: str = typer.Argument(..., help="Table to rebuild (see `patchbenc
           fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv or latex."),
           out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this file.")):
     """Rebuild a paper table from stored cells, the paper's numbers beside ours."""
-    from patchbench.tables import table_report
+    from patchbench.reporting import table_report
 
     text = table_report(name, results, preset, fmt, out_file)
     if text is not None:
@@ -314,7 +278,7 @@ def plot(name: str = typer.Argument(..., help="Figure (see `patchbench list figu
          out_file: Path = typer.Option(Path("figure.png"), "--out", "-o", help="PNG file to write."),
          params: Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")] = None):
     """Draw a paper figure from stored cells (PNG)."""
-    from patchbench.catalog import draw_figure
+    from patchbench.reporting import draw_figure
     from patchbench.config import parse_params
 
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
@@ -333,8 +297,6 @@ def _print_rows(rows) -> None:
 
 def main() -> None:
     """Console entry point: every user error is one line on stderr and exit code 2."""
-    from typer._click.exceptions import NoArgsIsHelpError
-
     try:
         rv = app(standalone_mode=False)
     except PatchbenchError as exc:
@@ -343,9 +305,6 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("aborted\n")
         sys.exit(130)
-    except NoArgsIsHelpError as exc:  # `patchbench` alone: the help, exit 0
-        sys.stdout.write(exc.format_message() + "\n")
-        sys.exit(0)
     except typer.TyperException as exc:  # usage errors and bad parameters
         sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
         sys.exit(2)

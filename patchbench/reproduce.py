@@ -1,7 +1,7 @@
 """``patchbench reproduce PAPER``: everything a paper's tables and figures need, resumably.
 
 For each preset of the chosen scale (the paper plugin lists them): the preset's experiment
-(:func:`patchbench.runner.run_preset`: models, patches, the sweep — cached artifacts and stored
+(:func:`patchbench.run_preset`: models, patches, the sweep — cached artifacts and stored
 cells are reused) and the paper's extra steps; then every table the preset names (markdown
 files plus the printed table) and the paper's figures. A rerun finds every artifact and cell and
 only rebuilds the reports.
@@ -19,11 +19,13 @@ console = Console(stderr=True)
 def reproduce(paper: str, scale: str, results: Path, out: Path | None, overrides: list[str] | None = None,
               progress: bool = True, print_tables: bool = True) -> list[Path]:
     """Run and report ``paper`` at ``scale`` (paper | demo); returns the report files written."""
-    from patchbench import runner
-    from patchbench.config import load_preset
+    from patchbench.devices import resolve_device
+    from patchbench.run import check_data, run_preset
+    from patchbench.presets import load_preset
     from patchbench.papers import get_paper
     from patchbench.results import ResultStore, one_precision
-    from patchbench.tables import build_table, render
+    from patchbench.reporting import build_table
+    from patchbench.tables import render
     from patchbench.util import atomic_write
 
     plugin = get_paper(paper)
@@ -31,9 +33,9 @@ def reproduce(paper: str, scale: str, results: Path, out: Path | None, overrides
     out = Path(out) if out is not None else Path(results) / "reports" / f"{paper}-{scale}"
     store = ResultStore(results)
     for p in presets:  # check every preset's data before any long work starts
-        runner.check_data(p)
+        check_data(p)
     for p in presets:
-        runner.run_preset(p, store, runner.resolve_device(p.device), progress)
+        run_preset(p, store, resolve_device(p.device), progress)
 
     cells = one_precision(store.load_cells())
     written: list[Path] = []

@@ -29,9 +29,9 @@ class ClusterOptions:
 
 def run_shard(preset, results: str, shard: str, defenses, lambdas, patch_files) -> int:
     """One job of the array: the preset's sweep restricted to ``shard``; returns the cells it sees."""
-    from patchbench import runner
+    from patchbench.run import sweep
 
-    return len(runner.sweep(preset, Path(results), defenses, lambdas, patch_files, progress=False, shard=shard))
+    return len(sweep(preset, Path(results), defenses, lambdas, patch_files, progress=False, shard=shard))
 
 
 def submit_sweep(preset, results: Path, shards: int, executor: str, options: ClusterOptions,
@@ -65,3 +65,17 @@ def submit_sweep(preset, results: Path, shards: int, executor: str, options: Clu
         if failed:
             raise PatchbenchError(f"shards failed: {'; '.join(failed)} (logs in {folder}); rerun to complete the grid")
     return jobs
+
+
+def sweep_on_cluster(preset, results: Path, shard: str | None, shards: int, executor: str, options: ClusterOptions,
+                     defenses=None, lambdas=None, patch_files=None) -> str:
+    """``patchbench sweep --executor``: every input checked here, then ``shards`` jobs run to the end;
+    returns the summary line."""
+    from patchbench.results import ResultStore
+    from patchbench.run import check_sweep_inputs
+
+    check(shard is None, "--shard and --executor exclude each other: the executor runs every shard of --shards")
+    check_sweep_inputs(preset, defenses, lambdas, patch_files)
+    jobs = submit_sweep(preset, results, shards, executor, options, defenses, lambdas, patch_files)
+    stored = len(ResultStore(results, read_only=True).load_cells())
+    return f"{len(jobs)} {executor} job(s) finished; {stored} cells in {Path(results) / 'cells'}"

@@ -1,5 +1,6 @@
-"""Paper tables: the generic layer — the table registry (gathered from the papers), reference
-lookup, cell selection, accuracy-with-CI and Δ formatting, and rendering.
+"""Paper tables: the generic layer a paper's table builders use — the :class:`Table` spec, what a
+builder is given (:class:`TableContext`), cell selection, accuracy-with-CI and Δ formatting, and
+rendering. Finding and building a table by name is :mod:`patchbench.reporting`.
 
 A paper's plugin (``patchbench/papers/<paper>/``) contributes :class:`Table` objects; each one
 knows how to build its rows from stored cells. Ours and the paper's are shown side by side; Δ
@@ -20,13 +21,24 @@ from patchbench.errors import PatchbenchError
 
 
 @dataclass(frozen=True)
+class TableContext:
+    """What a builder knows besides the stored cells: whose cells to show (``preset``), that preset's
+    paper-declared sections (``sections``, e.g. ``sanity``; empty for a preset that is not shipped)
+    and the paper's published tables (``reference(name)``: its ``reference/<name>.csv``)."""
+
+    preset: str
+    sections: dict
+    reference: Callable[[str], pd.DataFrame]
+
+
+@dataclass(frozen=True)
 class Table:
-    """One rebuildable paper table. ``build(table, cells, preset) -> (DataFrame, caption)``."""
+    """One rebuildable paper table. ``build(table, cells, context) -> (DataFrame, caption)``."""
 
     name: str
     paper: str  # the plugin's key in patchbench.papers.PAPERS
     title: str
-    build: Callable[["Table", pd.DataFrame, str], tuple[pd.DataFrame, str]]
+    build: Callable[["Table", pd.DataFrame, TableContext], tuple[pd.DataFrame, str]]
     paper_presets: tuple[str, ...]  # presets whose cells it shows at paper scale, in preference order
     demo_preset: str
     options: tuple[tuple[str, object], ...] = ()  # builder-specific settings (attack, λ, reference table, ...)
@@ -38,45 +50,6 @@ class Table:
         """The first paper preset with stored cells, else the demo preset."""
         have = set(cells["preset"].dropna()) if len(cells) else set()
         return next((p for p in self.paper_presets if p in have), self.demo_preset)
-
-
-def all_tables() -> dict[str, Table]:
-    from patchbench.papers import PAPERS
-
-    return {name: t for paper in PAPERS.values() for name, t in paper.tables.items()}
-
-
-def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Return (table, caption) of table ``name`` for ``preset`` (default: see Table.default_preset)."""
-    tables = all_tables()
-    if name not in tables:
-        raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(tables)}")
-    t = tables[name]
-    table, caption = t.build(t, cells, preset or t.default_preset(cells))
-    return table, caption
-
-
-def table_report(name: str, results, preset: str | None, fmt: str, out_file=None) -> str | None:
-    """``patchbench table``: build table ``name`` from the cells under ``results`` and render it
-    (``rich`` prints and returns None); ``out_file`` also gets it (markdown for rich)."""
-    from patchbench.config import load_preset, preset_names
-    from patchbench.results import ResultStore, one_precision
-    from patchbench.util import atomic_write
-
-    if name not in all_tables():
-        raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(all_tables())}")
-    if fmt not in ("rich", "markdown", "csv", "latex"):
-        raise PatchbenchError(f"unknown format {fmt!r}; use rich, markdown, csv or latex")
-    cells = one_precision(ResultStore(results, read_only=True).load_cells())
-    if cells.empty:
-        raise PatchbenchError(f"no stored cells under {results}/cells; run `patchbench sweep` first")
-    tab, caption = build_table(name, cells, preset)
-    used = preset or tab.attrs.get("preset")
-    notes = load_preset(used).notes if used in preset_names() or str(used).endswith((".yaml", ".yml")) else []
-    text = render(tab, caption, fmt, notes)
-    if out_file is not None:
-        atomic_write(out_file, render(tab, caption, "markdown" if fmt == "rich" else fmt, notes))
-    return text
 
 
 # --------------------------------------------------------------------------------------------

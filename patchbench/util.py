@@ -1,4 +1,5 @@
-"""Helpers every layer shares, each written once: atomic writes, eval mode, stable hashes."""
+"""Helpers every layer shares, each written once: atomic writes, eval mode, stable hashes, the
+stderr console."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-
+from rich.console import Console
 
 _HOST = "".join(c if c.isalnum() else "_" for c in __import__("socket").gethostname()) or "host"
 STALE_AFTER_S = 3600.0  # another host's temp files are left alone for this long
+
+
+console = Console(stderr=True)  # progress and result lines of long work (stdout stays for data)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

@@ -132,9 +132,9 @@ def test_no_defense_is_plain_lavan():
 @pytest.mark.slow
 def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
     from patchbench.papers.icaart2022.adaptive import curves, run_adaptive
-    from patchbench.config import load_preset
+    from patchbench.presets import load_preset
     from patchbench.models import build_classifier
-    from patchbench.runner import LoadedModel, state_id
+    from patchbench.cache.models import LoadedModel, state_id
     from patchbench.results import ResultStore
 
     preset = load_preset(str(tiny_preset(tmp_path / "tiny.yaml", data__eval_n=200)))

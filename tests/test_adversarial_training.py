@@ -8,7 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.attacks import PGD
-from patchbench.config import TrainConfig, load_preset, validate_train
+from patchbench.config import TrainConfig, validate_train
+from patchbench.presets import load_preset
 from patchbench.data import TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.gradcam import GradCAM

@@ -1,6 +1,6 @@
 import pytest
 
-from patchbench.config import load_preset, preset_names
+from patchbench.presets import load_preset, preset_names
 from patchbench.errors import PatchbenchError
 
 

@@ -5,7 +5,7 @@ batches is the full batch's and the PGD starts are the global batch's, so two pr
 the single process's weights (up to float rounding) for the raw, Madry and ALP+AAD
 objectives; with BatchNorm and dropout the replicas stay identical (running statistics included),
 each rank has its own dropout stream, and a resumed run ends where an uninterrupted one does;
-``train-model``'s writer (runner.ensure_model) writes its files on rank 0 only. The slow tests run
+``train-model``'s writer (cache.models.ensure_model) writes its files on rank 0 only. The slow tests run
 the CLI: ``train-model --nproc 2`` on the demo preset against one process (accuracy within 1.5
 pp, same artifact format), and a 2-process run killed with SIGKILL mid-training resumes.
 """
@@ -79,10 +79,10 @@ def _worker(rank: int, world: int, port: int, out: str):
 
 
 def _train_model_writes(results: Path) -> list[str]:
-    """runner.ensure_model (what train-model runs) on a synthetic stand-in for Fashion-MNIST: the
+    """cache.models.ensure_model (what train-model runs) on a synthetic stand-in for Fashion-MNIST: the
     files this rank wrote."""
-    from patchbench import runner
-    from patchbench.config import load_preset
+    from patchbench.cache import models as model_cache
+    from patchbench.presets import load_preset
     from patchbench.results import ResultStore
 
     g = torch.Generator().manual_seed(2)
@@ -90,15 +90,15 @@ def _train_model_writes(results: Path) -> list[str]:
     preset = load_preset("demo-fmnist", ["data.image_size=32", "model.train.train_n=128", "model.train.batch_size=32",
                                          "model.train.epochs=2", "model.channels_last=false"])
     written = []
-    real = runner.atomic_write
-    runner.load_split = lambda *a, **k: src
-    runner.atomic_write = lambda path, data: (written.append(Path(path).name), real(path, data))[1]
+    real, real_load = model_cache.atomic_write, model_cache.load_split
+    model_cache.load_split = lambda *a, **k: src
+    model_cache.atomic_write = lambda path, data: (written.append(Path(path).name), real(path, data))[1]
     real_ckpt = loop.save_checkpoint
     loop.save_checkpoint = lambda path, state: (written.append(Path(path).name), real_ckpt(path, state))[1]
     try:
-        runner.ensure_model(preset, ResultStore(results), torch.device("cpu"), progress=False)
+        model_cache.ensure_model(preset, ResultStore(results), torch.device("cpu"), progress=False)
     finally:
-        runner.atomic_write, loop.save_checkpoint = real, real_ckpt
+        model_cache.atomic_write, model_cache.load_split, loop.save_checkpoint = real, real_load, real_ckpt
     return written
 
 

@@ -51,7 +51,7 @@ def test_no_generic_module_names_a_paper():
 
 
 def test_every_paper_is_one_folder_with_its_presets_and_references():
-    from patchbench.config import load_preset
+    from patchbench.presets import load_preset
     from patchbench.papers import PAPERS
 
     for name, paper in PAPERS.items():
@@ -100,8 +100,8 @@ def test_toy_defense_through_defend_and_its_gradient(toy_registered, tmp_path):
 @needs_fmnist
 @pytest.mark.slow
 def test_toy_defense_through_sweep_evaluate_table_and_adaptive(toy_registered, tmp_path):
-    from patchbench import runner
-    from patchbench.config import load_preset
+    from patchbench.cache.models import ensure_model
+    from patchbench.presets import load_preset
     from patchbench.papers.icaart2022.adaptive import run_adaptive
     from patchbench.results import ResultStore
 
@@ -119,7 +119,7 @@ def test_toy_defense_through_sweep_evaluate_table_and_adaptive(toy_registered, t
 
     p = load_preset(str(preset), ["attacks.0.sizes=[6]", "data.eval_n=100"])
     store, dev = ResultStore(results), torch.device("cpu")
-    loaded = runner.ensure_model(p, store, dev, progress=False)
+    loaded = ensure_model(p, store, dev, progress=False)
     rows = run_adaptive(p, loaded, store, dev, ["toy"], lam=2.0, steps=2, record_every=1, progress=False)
     through = rows[rows["defense"] == "toy"]
     assert set(through["attack_through"]) == {"toy"} and sorted(through["attack_step"]) == [0, 1, 2]

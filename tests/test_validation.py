@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import run_cli
-from patchbench.config import apply_overrides, load_preset, parse_lambdas, parse_params, preset_from_dict
+from patchbench.config import apply_overrides, parse_lambdas, parse_params
+from patchbench.presets import load_preset, preset_from_dict
 from patchbench.defenses import DEFENSES, build_defense
 from patchbench.errors import PatchbenchError
 from patchbench.imageio import read_image
@@ -152,7 +153,7 @@ MODEL_FREE = [n for n in DEFENSES if n not in ("slgs", "wlgs", "dw")]
 def test_defend_fuzz_every_small_image_and_defense(tmp_path_factory, kind, h, w, seed, defense):
     """Random small images of every kind through `patchbench defend` (the runner's path): a PNG of
     the input's size comes out, or a one-line PatchbenchError (e.g. JPEG on an unsupported channel count)."""
-    from patchbench.runner import defend_files
+    from patchbench.defend import defend_files
 
     d = tmp_path_factory.mktemp("fuzz")
     src = _write(d / "img", kind, h, w, np.random.default_rng(seed))

@@ -1,9 +1,10 @@
-"""Configuration: the preset schema (:mod:`.schema`) and its loading and validation (:mod:`.loading`)."""
+"""Configuration: the preset schema (:mod:`.schema`), parsing of what a user types (:mod:`.parsing`)
+and the range checks of its sections (:mod:`.checks`). Reading and validating whole presets against
+the registries is :mod:`patchbench.presets`."""
 
-from patchbench.config.loading import (  # noqa: F401
-    apply_overrides, build_dataclass, check, is_int, is_number, load_preset, option_overrides, parse_lambda, parse_lambdas,
-    parse_params,
-    preset_from_dict, preset_names, preset_paths, validate, validate_train, validate_volumize,
+from patchbench.config.checks import AMP_DTYPES, validate_train, validate_volumize  # noqa: F401
+from patchbench.config.parsing import (  # noqa: F401
+    apply_overrides, build_dataclass, option_overrides, parse_lambda, parse_lambdas, parse_params,
 )
 from patchbench.config.schema import (  # noqa: F401
     AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,

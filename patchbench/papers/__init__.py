@@ -1,11 +1,12 @@
-"""Paper registry: name -> :class:`~patchbench.papers.base.Paper`. A new paper is one folder under
+"""Paper registry: name -> :class:`~patchbench.paper.Paper`. A new paper is one folder under
 ``patchbench/papers/`` plus one line here (see docs/EXTENDING.md)."""
 
 from __future__ import annotations
 
 from patchbench.errors import PatchbenchError
+from patchbench.experiments import EXPERIMENTS, Experiment
 from patchbench.papers import advml2019, bmvc2023, icaart2022, tomm2022
-from patchbench.papers.base import Figure, Paper  # noqa: F401
+from patchbench.paper import Figure, Paper  # noqa: F401
 
 PAPERS: dict[str, Paper] = {
     icaart2022.PAPER.name: icaart2022.PAPER,
@@ -19,3 +20,8 @@ def get_paper(name: str) -> Paper:
     if name not in PAPERS:
         raise PatchbenchError(f"unknown paper {name!r}; known: {', '.join(PAPERS)}")
     return PAPERS[name]
+
+
+def all_experiments() -> dict[str, Experiment]:
+    """The generic experiments plus those the paper plugins bring (:attr:`Paper.experiments`)."""
+    return {**EXPERIMENTS, **{k: v for paper in PAPERS.values() for k, v in paper.experiments.items()}}

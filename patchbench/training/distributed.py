@@ -203,8 +203,25 @@ def check_launch(nproc: int, batch_size: int, device: torch.device) -> None:
 
 
 def relaunch_args(nproc: int, argv: list[str]) -> list[str]:
-    """The torchrun command that runs ``argv`` (patchbench's own arguments) in ``nproc`` processes."""
+    """The torchrun command that runs ``argv`` (patchbench's own arguments, ``--nproc`` dropped: the
+    children are the K processes) in ``nproc`` processes."""
     import sys
 
+    for i, a in enumerate(argv):
+        if a == "--nproc":
+            argv = argv[:i] + argv[i + 2:]
+            break
+        if a.startswith("--nproc="):
+            argv = argv[:i] + argv[i + 1:]
+            break
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
             "-m", "patchbench", *argv]
+
+
+def relaunch(nproc: int, argv: list[str], batch_size: int, device: torch.device) -> int:
+    """Run this command again under torchrun in ``nproc`` processes (checked first: fail here, not in
+    K tracebacks); returns torchrun's exit code."""
+    import subprocess
+
+    check_launch(nproc, batch_size, device)
+    return subprocess.call(relaunch_args(nproc, argv))

@@ -11,7 +11,7 @@ table. The generic pieces are in their layers: localized PGD (``region`` of
 from __future__ import annotations
 
 from patchbench.papers.advml2019.tables import TABLES
-from patchbench.papers.base import Paper
+from patchbench.api import Paper
 
 PAPER = Paper(
     name="advml2019",

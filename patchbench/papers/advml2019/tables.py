@@ -11,8 +11,7 @@ import math
 
 import pandas as pd
 
-from patchbench.errors import PatchbenchError
-from patchbench.tables import Table, fmt_pct
+from patchbench.api import fmt_pct, PatchbenchError, Table, TableContext
 
 MODELS = {"raw": "natural", "madry": "standard", "lat": "background"}
 LABELS = {"natural": '"Natural" model', "standard": '"Standard" model', "background": '"Background" model'}
@@ -46,14 +45,13 @@ def _paper_dataset(dataset: str) -> str:
     return "cifar10" if dataset.startswith("cifar") else "mnist"
 
 
-def build_fig2(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
-    from patchbench.papers.advml2019 import PAPER
-
+def build_fig2(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
+    preset = ctx.preset
     df = fig2_cells(cells, preset)
     dataset = df["dataset"].iloc[0]
     pds = _paper_dataset(dataset)
     scale = 100 if pds == "cifar10" else 1000
-    ref = PAPER.reference("advml2019_lat_fig2")
+    ref = ctx.reference("advml2019_lat_fig2")
     ref = ref[ref["dataset"] == pds]
     rows = []
     for kind in ("natural", "standard", "background"):

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.papers.base import Figure, Paper
+from patchbench.api import Figure, Paper
 from patchbench.papers.bmvc2023 import experiment, figures
 from patchbench.papers.bmvc2023.tables import TABLES
-from patchbench.runner import Experiment
+from patchbench.api import Experiment
 
 
 def report(preset, cells, out: Path) -> list[Path]:

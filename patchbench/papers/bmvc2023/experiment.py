@@ -39,15 +39,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from patchbench.attacks.npixel import NPixel, npixel_extent, protocol_regions
-from patchbench.attacks.patch import Patch
-from patchbench.config import Preset, TrainConfig, VolumizeConfig
-from patchbench.config.loading import validate_train, validate_volumize
-from patchbench.data import eval_indices, load_split
-from patchbench.defenses.base import NoDefense
-from patchbench.engine import Condition, DefenseRun
-from patchbench.errors import PatchbenchError, check, is_int
-from patchbench.results import ResultStore
+from patchbench.api import (
+    check, Condition, DefenseRun, eval_indices, is_int, load_split, NoDefense, NPixel, npixel_extent, Patch,
+    PatchbenchError, Preset, protocol_regions, ResultStore, TrainConfig, validate_train, validate_volumize,
+    VolumizeConfig,
+)
 
 REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
@@ -106,9 +102,9 @@ def section(preset: Preset) -> VolumetricSection:
 
 def check_preset(p: Preset) -> None:
     """Everything the experiment will need, before any work (one-line errors naming the key)."""
-    from patchbench.volumization import METRICS
+    from patchbench.api import METRICS
 
-    from patchbench.models import MODELS
+    from patchbench.api import MODELS
 
     sec = section(p)
     check(isinstance(sec.syllabi, list) and sec.syllabi, "volumetric.syllabi must be a non-empty list")
@@ -237,34 +233,34 @@ def sweep_volumization(preset: Preset, store: ResultStore, device: torch.device,
 
 
 def _sweep_arch(preset: Preset, store: ResultStore, device: torch.device, progress: bool) -> list[pd.DataFrame]:
-    from patchbench import runner
+    from patchbench.api import console, defense_runs, ensure_model, ensure_patches, evaluate_conditions
 
     sec = section(preset)
     size = preset.data.image_size
     frames = []
-    f = runner.ensure_model(preset, store, device, progress=progress, on_epoch_end=validation_hook(preset, device))
-    f_patches = runner.ensure_patches(preset, f, store, device, progress=progress)
+    f = ensure_model(preset, store, device, progress=progress, on_epoch_end=validation_hook(preset, device))
+    f_patches = ensure_patches(preset, f, store, device, progress=progress)
     models = [("undefended", None, preset, f)]
     for spec in sec.specs():
         gp = g_preset(preset, spec)
-        g = runner.ensure_model(gp, store, device, progress=progress, on_epoch_end=validation_hook(preset, device))
+        g = ensure_model(gp, store, device, progress=progress, on_epoch_end=validation_hook(preset, device))
         models.append((f"volumized-{spec.name}", spec, gp, g))
     for method, spec, p, loaded in models:
         extra = {"method": method, "syllabus": spec.metric if spec else None, "training": p.model.train.training}
         runs = [DefenseRun(NoDefense(), [None])]
         if spec is None:
-            runs = runner.defense_runs(preset, loaded.model, None, None)
+            runs = defense_runs(preset, loaded.model, None, None)
         conds = [Condition(None)] + npixel_conditions(preset, loaded.model)
-        frames.append(runner.evaluate_conditions(p, loaded, conds, runs, store, device, progress, **extra))
+        frames.append(evaluate_conditions(p, loaded, conds, runs, store, device, progress, **extra))
         source = "self" if spec is None else "undefended"
         conds = [Condition(q) for patch in f_patches for q in placed(patch, size)]
         if conds:
-            frames.append(runner.evaluate_conditions(p, loaded, conds, runs, store, device, progress,
-                                                     patch_source=source, **extra))
+            frames.append(evaluate_conditions(p, loaded, conds, runs, store, device, progress,
+                                              patch_source=source, **extra))
         if spec is not None and sec.whitebox and preset.attacks:
-            own = runner.ensure_patches(p, loaded, store, device, progress=progress)
+            own = ensure_patches(p, loaded, store, device, progress=progress)
             conds = [Condition(q) for patch in own for q in placed(patch, size)]
-            frames.append(runner.evaluate_conditions(p, loaded, conds, runs, store, device, progress,
-                                                     patch_source="self", **extra))
-        runner.console.print(f"[bold]{preset.name}[/] {preset.model.arch} {method}: {sum(len(fr) for fr in frames)} cells")
+            frames.append(evaluate_conditions(p, loaded, conds, runs, store, device, progress,
+                                              patch_source="self", **extra))
+        console.print(f"[bold]{preset.name}[/] {preset.model.arch} {method}: {sum(len(fr) for fr in frames)} cells")
     return frames

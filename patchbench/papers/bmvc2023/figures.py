@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchbench.errors import PatchbenchError
-from patchbench.util import save_png
+from patchbench.api import PatchbenchError, save_png
 
 
 def histories(cells: pd.DataFrame, preset: str) -> dict[str, list[dict]]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from patchbench.errors import PatchbenchError
-from patchbench.results import wilson_ci
-from patchbench.tables import Table, fmt_pct, preset_cells
+from patchbench.api import fmt_pct, PatchbenchError, preset_cells, Table, TableContext, wilson_ci
 
 REPORTED_ONLY = "reported in the paper, not run"
 PAPER_ARCHS = {"efficientnet_b0": "Effn", "vgg16": "VGG", "inception_v3": "Inception", "resnet50": "ResNet"}
@@ -61,25 +59,19 @@ def _pixels(df: pd.DataFrame) -> pd.Series:
     return df["attack_params"].map(lambda s: json.loads(s).get("pixels") if isinstance(s, str) else None)
 
 
-def _paper_model(preset: str, arch: str) -> str | None:
-    from patchbench.config import load_preset
-
-    try:
-        sec = load_preset(preset).extra.get("volumetric")
-    except PatchbenchError:
-        return None
+def _paper_model(ctx: TableContext, arch: str) -> str | None:
+    sec = ctx.sections.get("volumetric")
     return (sec.paper_models or {}).get(arch) if sec else None
 
 
-def build_top(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
+def build_top(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
     """Rows: undefended, each volumized syllabus, then the paper's reported-only methods; columns:
     Acc_clean and Acc_attack (the preset's smallest N-pixel attack) ours, and the paper's per
     architecture (CIFAR-10)."""
-    from patchbench.papers.bmvc2023 import PAPER
-
+    preset = ctx.preset
     df = _cells(cells, preset)
     df = df[df["defense"] == "none"]
-    ref = PAPER.reference("bmvc2023_volumization_table2")
+    ref = ctx.reference("bmvc2023_volumization_table2")
     ref = ref[ref["table"] == "2-top"]
     npix = df[(df["attack"] == "npixel")].assign(pixels=lambda d: _pixels(d))
     if npix.empty:
@@ -112,7 +104,7 @@ def build_top(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame,
                 row[f"{col} paper {short}"] = fmt_pct(float(v.iloc[0])) if len(v) else "-"
         rows.append(row)
     dataset = df["dataset"].iloc[0]
-    models = ", ".join(a + (f" (in the place of the paper's {PAPER_ARCHS.get(pa, pa)})" if (pa := _paper_model(preset, a)) else "")
+    models = ", ".join(a + (f" (in the place of the paper's {PAPER_ARCHS.get(pa, pa)})" if (pa := _paper_model(ctx, a)) else "")
                        for a in archs)
     caption = (f"BMVC 2023 Table 2 (top): top-1 accuracy (%) clean and under the {n_min}-pixel attack (untargeted, "
                f"averaged over the 4 quadrants and the centre; Wilson 95% interval of the pooled counts). Ours: {dataset} / "
@@ -124,14 +116,13 @@ def build_top(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame,
     return table, caption
 
 
-def build_bottom(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
+def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
     """Rows: each volumized syllabus, the undefended model, LGS and DW measured on it, then the
     paper's reported-only methods; columns: α ours (transfer / white-box patches) and the paper's
     α per dataset."""
-    from patchbench.papers.bmvc2023 import PAPER
-
+    preset = ctx.preset
     df = _cells(cells, preset)
-    ref = PAPER.reference("bmvc2023_volumization_table2")
+    ref = ctx.reference("bmvc2023_volumization_table2")
     ref = ref[ref["table"] == "2-bottom"]
     patches = df[(df["condition"] == "attacked") & df["patch_px"].notna()]
     if patches.empty:

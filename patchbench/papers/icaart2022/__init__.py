@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.papers.base import Figure, Paper
+from patchbench.api import Figure, Paper
 from patchbench.papers.icaart2022 import adaptive, figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
-from patchbench.util import atomic_write
+from patchbench.api import atomic_write
 
 
 def validate(preset) -> None:
     """The ICAART sections: ``adaptive`` (Fig. 10) and ``sanity`` (table footnotes)."""
-    from patchbench.errors import check, is_number
+    from patchbench.api import check, is_number
 
     adaptive.check_section(preset)
     sanity = preset.extra.get("sanity")

@@ -57,18 +57,11 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from patchbench.attacks.adaptive import AdaptiveLaVAN
-from patchbench.attacks.patch import Patch, Placement
-from patchbench.config import AttackConfig, Preset, stable_hash
-from patchbench.data import get_dataset_info, iterate, load_split
-from patchbench.defenses.base import NoDefense
-from patchbench.engine import Condition, DefenseRun
-from patchbench.errors import PatchbenchError
-from patchbench.results import ResultStore
-from patchbench.runner import (
-    LoadedModel, check_target, evaluate_conditions, patch_batches, patch_candidates, resolve_defense, selection_indices,
+from patchbench.api import (
+    AdaptiveLaVAN, atomic_write, AttackConfig, check_target, Condition, DefenseRun, evaluate_conditions,
+    get_dataset_info, iterate, load_split, LoadedModel, NoDefense, Patch, patch_batches, patch_candidates,
+    PatchbenchError, Placement, Preset, resolve_defense, ResultStore, selection_indices, stable_hash,
 )
-from patchbench.util import atomic_write
 
 console = Console(stderr=True)
 
@@ -225,8 +218,7 @@ def curves(rows: pd.DataFrame) -> pd.DataFrame:
 
 def check_section(preset: Preset) -> None:
     """Validate the ``adaptive:`` section (names, ranges) before any work."""
-    from patchbench.errors import check, is_int, is_number
-    from patchbench.defenses import DEFENSES
+    from patchbench.api import check, DEFENSES, is_int, is_number
 
     ad = preset.extra.get("adaptive")
     if ad is None:
@@ -245,7 +237,7 @@ def check_section(preset: Preset) -> None:
 
 def run_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
     """The ``adaptive:`` section of a preset, if it has one (``reproduce``'s extra step)."""
-    from patchbench.runner import ensure_model
+    from patchbench.api import ensure_model
 
     ad = preset.extra.get("adaptive")
     if ad is None or not ad.defenses:

@@ -11,18 +11,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from patchbench.errors import PatchbenchError
-from patchbench.tables import Table, fmt_pct, lam_match, preset_cells
+from patchbench.api import fmt_pct, lam_match, PatchbenchError, preset_cells, Table, TableContext
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adversarial Patch"}
 DEFENSE_LABELS = {"none": "No defense", "lgs": "LGS", "slgs": "SLGS", "wlgs": "WLGS"}
 
 
-def reference_rows(table: str) -> pd.DataFrame:
-    from patchbench.papers.icaart2022 import PAPER
-
-    ref = PAPER.reference("icaart2022_slgs_tables")
+def reference_rows(ctx: TableContext, table: str) -> pd.DataFrame:
+    ref = ctx.reference("icaart2022_slgs_tables")
     return ref[(ref["paper"] == PAPER_KEY) & (ref["table"].astype(str) == table)]
 
 
@@ -103,15 +100,6 @@ def sanity_warnings(ours: pd.DataFrame, attack_label: str, sanity: SanityConfig)
     return notes
 
 
-def _sanity(preset: str) -> SanityConfig:
-    from patchbench.config import load_preset
-
-    try:
-        return load_preset(preset).extra.get("sanity") or SanityConfig()
-    except PatchbenchError:  # a preset that is not shipped (cells from a YAML file elsewhere)
-        return SanityConfig()
-
-
 def _ordered_keys(ours: pd.DataFrame, ref: pd.DataFrame, lambdas) -> pd.DataFrame:
     """(defense, λ) rows: ours ∪ paper's, in the paper's order (none, LGS, SLGS, WLGS; λ high→low)."""
     all_keys = pd.concat([ours[["defense", "lam"]], ref[["defense", "lam"]]]).drop_duplicates()
@@ -123,15 +111,16 @@ def _ordered_keys(ours: pd.DataFrame, ref: pd.DataFrame, lambdas) -> pd.DataFram
                            l=-all_keys["lam"].fillna(99)).sort_values(["o", "l"])
 
 
-def build_patch_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
+def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
     """Columns: Defense, λ, then per column group (clean, each patch size) ours / paper (/ Δ)."""
+    preset = ctx.preset
     attack, lambdas = t.option("attack"), t.option("lambdas")
     paper_dataset, paper_model = t.option("dataset"), t.option("model")
     ours = select_cells(cells, preset, attack)
     if ours.empty or not (ours["attack"] == attack).any():
         raise PatchbenchError(f"no stored {attack} cells for preset {preset!r} in these results; "
                               f"run `patchbench sweep --preset {preset}` first")
-    ref = reference_rows(t.option("table"))
+    ref = reference_rows(ctx, t.option("table"))
     ref_sizes = sorted(int(s) for s in ref["patch_px"].dropna().unique())
     our_sizes = sorted(int(s) for s in ours.loc[ours["condition"] == "attacked", "patch_px"].dropna().unique())
     dataset, model = ours["dataset"].iloc[0], ours["model"].iloc[0]
@@ -184,20 +173,21 @@ def build_patch_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.Da
         by_size = asr.groupby("patch_px")["attack_success_rate"].mean().sort_index()
         caption += " Targeted success without defense: " + ", ".join(
             f"{int(px)}px {100 * v:.1f}%" for px, v in by_size.items()) + (" (mean over seeds)." if seeds > 1 else ".")
-    table.attrs["warnings"] = sanity_warnings(ours, attack_label, _sanity(preset))
+    table.attrs["warnings"] = sanity_warnings(ours, attack_label, ctx.sections.get("sanity") or SanityConfig())
     return table, caption
 
 
-def build_ssim_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
+def build_ssim_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
     """Mean SSIM between clean input and defended image, per defense and λ (paper: one value
     per method, λ not stated — shown beside each of our λ rows)."""
+    preset = ctx.preset
     preset_cells(cells, preset)
     ours = select_cells(cells, preset, "none")
     ours = ours[(ours["condition"] == "clean") & (ours["defense"] != "none") & ours["ssim"].notna()]
     if ours.empty:
         raise PatchbenchError(f"no SSIM stored for preset {preset!r}; rerun `patchbench sweep --preset {preset}` "
                               "(SSIM is measured on clean cells, data.ssim_n > 0)")
-    ref = reference_rows(t.option("table"))
+    ref = reference_rows(ctx, t.option("table"))
     dataset, model = ours["dataset"].iloc[0], ours["model"].iloc[0]
     same_setting = dataset == t.option("dataset") and model == t.option("model")
     rows = []

@@ -8,7 +8,7 @@ generic and live in their registries; the presets are ``evasion`` experiments.
 
 from __future__ import annotations
 
-from patchbench.papers.base import Paper
+from patchbench.api import Paper
 from patchbench.papers.tomm2022.tables import TABLES
 
 PAPER = Paper(

@@ -11,8 +11,7 @@ import re
 
 import pandas as pd
 
-from patchbench.errors import PatchbenchError
-from patchbench.tables import Table, fmt_pct
+from patchbench.api import fmt_pct, PatchbenchError, Table, TableContext
 
 TABLE7_PREFIX = "T7 "
 TRAINING_LABELS = {"raw": "RAW", "madry": "Madry", "madry+aad": "Madry+AAD", "alp": "ALP", "alp+aad": "ALP+AAD"}
@@ -30,10 +29,9 @@ def _column_order(label: str) -> tuple:
     return (0, 9, 0, label)
 
 
-def build_training_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd.DataFrame, str]:
+def build_training_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
     """Rows: training mode × (ours, paper, Δ); columns: Clean and the preset's attack columns."""
-    from patchbench.papers.tomm2022 import PAPER
-
+    preset = ctx.preset
     number = t.option("table")
     df = cells[(cells["preset"] == preset) & cells["training"].notna()] if "training" in cells else cells.iloc[0:0]
     if df.empty:
@@ -42,7 +40,7 @@ def build_training_table(t: Table, cells: pd.DataFrame, preset: str) -> tuple[pd
     df = df.sort_values("created").copy()
     df["column"] = df.apply(lambda r: "Clean" if r["condition"] == "clean" else (r["attack_label"] or r["attack"]), axis=1)
     df = df.drop_duplicates(["training", "column"], keep="last")
-    ref = PAPER.reference(f"tomm2022_aad_table{number}")
+    ref = ctx.reference(f"tomm2022_aad_table{number}")
     dataset, model = df["dataset"].iloc[0], df["model"].iloc[0]
     # the paper's rows for the same dataset; the demo (Fashion-MNIST / LeNet) is shown beside MNIST / LeNet
     paper_dataset = dataset if dataset in set(ref["dataset"]) else ("mnist" if number == "6" else t.option("dataset"))

@@ -2,8 +2,9 @@
 
 A plugin is a package holding its presets (``presets/*.yaml``), the published numbers
 (``reference/*.csv``), its table builders and figures, and a :class:`Paper` object registered in
-:data:`patchbench.papers.PAPERS` (one line). The generic layers (runner, engine, results,
-tables, config, cli) never name a paper; they ask the registry.
+:data:`patchbench.papers.PAPERS` (one line). It imports only :mod:`patchbench.api`. The generic
+layers (experiments, grid, engine, results, tables, config, cli) never name a paper; they ask the
+registry.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Paper:
 
     * ``presets``: preset names per scale (``demo``, ``paper``) that ``reproduce`` runs;
     * ``tables``: :class:`patchbench.tables.Table` per name; ``figures``: :class:`Figure` per name;
-    * ``experiments``: experiment kinds only this paper runs (name -> :class:`patchbench.runner.Experiment`);
+    * ``experiments``: experiment kinds only this paper runs (name -> :class:`patchbench.experiments.Experiment`);
     * ``sections``: extra top-level preset keys this paper understands -> their dataclass
       (stored in ``Preset.extra``); ``validate(preset)`` checks them;
     * ``extra_steps(preset, store, device, progress)``: work ``reproduce`` does after the
@@ -52,7 +53,7 @@ class Paper:
     tables: dict = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     sections: dict[str, type] = field(default_factory=dict)
-    experiments: dict = field(default_factory=dict)  # experiment name -> runner.Experiment this paper brings
+    experiments: dict = field(default_factory=dict)  # experiment name -> experiments.Experiment this paper brings
     validate: Callable = _nothing
     extra_steps: Callable = _nothing
     report: Callable = _nothing

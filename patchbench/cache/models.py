@@ -1,0 +1,139 @@
+"""The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached
+under ``<results>/artifacts/models``."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from patchbench.config import Preset, stable_hash
+from patchbench.data import eval_indices, load_split
+from patchbench.errors import PatchbenchError
+from patchbench.models import MODELS, Classifier, build_classifier
+from patchbench.results import ResultStore, now_utc
+from patchbench.training import accuracy, distributed, train
+from patchbench.util import atomic_write, console
+
+
+def state_id(model: torch.nn.Module) -> str:
+    """Content hash of a model's parameters and buffers (its identity in run ids)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+
+@dataclass
+class LoadedModel:
+    model: Classifier
+    model_id: str
+    meta: dict
+
+
+def model_config_hash(preset: Preset) -> str:
+    d = preset.data
+    model = asdict(preset.model)
+    del model["amp"]  # an evaluation setting: the same weights serve fp32 and autocast evaluation
+    if model["volumize"] is None:
+        del model["volumize"]  # 2-D models keep the cache names they had before volumetric models existed
+    if not str(model["train"]["training"]).startswith("lat"):
+        for key in ("lat_region", "lat_keep_box", "lat_mask_threshold"):
+            model["train"].pop(key)
+    if model["train"]["syllabus"] is None:
+        for key in ("syllabus", "syllabus_order", "syllabus_window", "syllabus_bins"):
+            model["train"].pop(key)
+    return stable_hash({"model": model, "dataset": d.dataset, "image_size": d.image_size})
+
+
+def model_path(preset: Preset, store: ResultStore) -> Path:
+    m, d = preset.model, preset.data
+    kind = f"{m.arch}-volumetric-{m.volumize.metric}" if m.volumize is not None else m.arch
+    return store.artifacts / "models" / f"{kind}-{d.dataset}-{d.image_size}px-{model_config_hash(preset)}.pt"
+
+
+def needs_training(preset: Preset) -> bool:
+    """Small nets are trained by patchbench; pretrained ones only for a non-raw objective."""
+    w = preset.model.weights
+    from_scratch = w == "scratch" or (w is None and not MODELS[preset.model.arch].pretrained)
+    return from_scratch or preset.model.train.training != "raw"
+
+
+def with_training(preset: Preset, training: str) -> Preset:
+    """A copy of ``preset`` whose model is trained with objective ``training``."""
+    p = copy.deepcopy(preset)
+    p.model.train.training = training
+    return p
+
+
+def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
+    torch.manual_seed(preset.model.train.seed)  # deterministic init (also for random stand-ins)
+    weights = None if preset.model.weights == "scratch" else preset.model.weights
+    model = build_classifier(preset.model.arch, preset.data.dataset, weights, preset.data.image_size,
+                             volumize=preset.model.volumize)
+    model = model.to(device)
+    if preset.model.channels_last and preset.model.volumize is None:  # channels_last is a 4-D layout
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force: bool = False,
+                 progress: bool = True, on_epoch_end=None) -> LoadedModel:
+    """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached.
+    ``on_epoch_end(epoch, model) -> dict``: per-epoch measurements kept in the model's history."""
+    if not needs_training(preset):
+        model = _fresh_model(preset, device)
+        model.requires_grad_(False)
+        kind = preset.model.weights or "random-init (stand-in)"
+        return LoadedModel(model, state_id(model), {"weights": kind, "arch": preset.model.arch})
+    path = model_path(preset, store)
+    meta_path = path.with_suffix(".json")
+    store.require_cached(f"model {preset.model.arch} ({preset.model.train.training})", path)
+    model = _fresh_model(preset, device)
+    if path.exists() and meta_path.exists() and not force:
+        try:
+            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        except Exception as exc:
+            raise PatchbenchError(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); delete it") from None
+        model.eval().requires_grad_(False)
+        return LoadedModel(model, state_id(model), json.loads(meta_path.read_text()))
+    d, t = preset.data, preset.model.train
+    train_src = load_split(d.dataset, d.root, "train", d.image_size)
+    test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    idx = eval_indices(len(train_src), t.train_n, t.seed)
+    kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
+    if distributed.is_main():
+        console.print(f"[bold]train-model[/] {kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''}) on {d.dataset} {d.image_size}px: "
+                      f"{len(idx)} images, {t.epochs} epochs")
+    # per-epoch checkpoint: a killed training resumes after its last finished epoch
+    stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
+                  on_epoch_end=on_epoch_end)
+    test_idx = torch.arange(len(test_src))
+    acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
+    if not distributed.is_main():  # torchrun: the replicas are identical; rank 0 alone writes the artifact
+        distributed.barrier()
+        model.requires_grad_(False)
+        return LoadedModel(model, state_id(model), {"test_accuracy": acc, "test_n": len(test_idx), "seed": t.seed,
+                                                    "config_hash": model_config_hash(preset), **stats})
+    model.requires_grad_(False)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    meta = {"arch": preset.model.arch, "dataset": d.dataset, "image_size": d.image_size,
+            "test_accuracy": acc, "test_n": len(test_idx), "seed": t.seed, "train_n": len(idx),
+            "config_hash": model_config_hash(preset), "preset": preset.name, "created": now_utc(),
+            "train": asdict(t), **stats}
+    meta["model_id"] = state_id(model)
+    atomic_write(meta_path, json.dumps(meta, indent=2))
+    atomic_write(path, buf.getvalue())  # last: checkpoint present => metadata present
+    path.with_suffix(".ckpt").unlink(missing_ok=True)  # the finished model replaces the resume state
+    distributed.barrier()
+    console.print(f"  test accuracy {acc:.2%} on {len(test_idx)} images ({stats['train_seconds']:.0f} s) -> {path}")
+    return LoadedModel(model, meta["model_id"], meta)
+

@@ -1,0 +1,154 @@
+"""Patches of the preset's attacks: trained on training images (never evaluation images) or
+loaded from ``<results>/artifacts/patches``; patch files given by a user, checked against the preset."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from patchbench.attacks import attack_class
+from patchbench.attacks.patch import Patch
+from patchbench.cache.models import LoadedModel
+from patchbench.config import AttackConfig, Preset, stable_hash
+from patchbench.data import ImageSource, get_dataset_info, iterate, load_split
+from patchbench.errors import PatchbenchError
+from patchbench.results import ResultStore, now_utc
+from patchbench.util import console
+
+
+def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
+    cfg = {**asdict(attack), "sizes": None, "size": size, "model_id": model_id, "image_size": preset.data.image_size}
+    return store.artifacts / "patches" / (
+        f"{attack.name}-{size}px-{'untargeted' if attack.target is None else f't{attack.target}'}-{attack.placement}-"
+        f"{stable_hash(cfg, 12)}")
+
+
+def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
+                  device: torch.device, seed: int, num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless epochs over ``pool``, reshuffled each epoch with a seeded generator."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    while True:
+        order = pool[torch.randperm(len(pool), generator=gen)]
+        usable = (len(order) // batch_size) * batch_size or len(order)
+        for _, x, y in iterate(source, order[:usable], image_size, batch_size, device, num_workers):
+            yield x, y
+
+
+def patch_candidates(source: ImageSource, attack: AttackConfig) -> torch.Tensor:
+    """Training images whose label is not the target (untargeted: all), in the attack seed's random order."""
+    gen = torch.Generator().manual_seed(attack.seed)
+    if attack.target is None:
+        candidates = torch.arange(len(source.labels))
+    else:
+        candidates = torch.nonzero(source.labels != attack.target).squeeze(1)
+    return candidates[torch.randperm(len(candidates), generator=gen)]
+
+
+def selection_indices(candidates: torch.Tensor, train_pool: int, n: int) -> torch.Tensor:
+    """``n`` non-target training images outside the first ``train_pool`` candidates (the last
+    ``n`` candidates, which may overlap the pool, when the split has too few)."""
+    rest = candidates[train_pool:]
+    return (rest if len(rest) >= n else candidates.flip(0))[:n]
+
+
+def check_target(preset: Preset, target: int | None) -> None:
+    info = get_dataset_info(preset.data.dataset)
+    if target is not None and target >= info.num_classes:
+        raise PatchbenchError(f"target class {target} out of range for {preset.data.dataset} ({info.num_classes} classes)")
+
+
+def attack_entry(preset: Preset, name: str, **overrides) -> AttackConfig:
+    """The preset's entry for patch attack ``name`` (defaults if it has none) with ``overrides``."""
+    base = next((a for a in preset.attacks if a.name == name), AttackConfig(name=name))
+    cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    attack_class(name, patch=True).check_config(cfg, preset.data.image_size, where=f"attack {name}")
+    check_target(preset, cfg.target)
+    return cfg
+
+
+def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedModel, store: ResultStore,
+                device: torch.device, out: Path | None = None, force: bool = False, progress: bool = True) -> Patch:
+    """Train (or load the cached) patch of ``attack`` at ``size`` px against the preset's model."""
+    cls = attack_class(attack.name, patch=True)
+    cls.check_config(replace(attack, sizes=[size]), preset.data.image_size)
+    stem = Path(out).with_suffix("") if out else patch_stem(attack, size, preset, loaded.model_id, store)
+    if stem.with_suffix(".pt").exists() and not force and out is None:
+        return Patch.load(stem.with_suffix(".pt"))
+    store.require_cached(f"patch {attack.name} {size}px seed {attack.seed}", stem.with_suffix(".pt"))
+    d = preset.data
+    info = get_dataset_info(d.dataset)
+    check_target(preset, attack.target)
+    source = load_split(d.dataset, d.root, "train", d.image_size)
+    candidates = patch_candidates(source, attack)
+    pool = candidates[: attack.train_pool]
+    success_idx = candidates[: min(attack.success_n, len(candidates))]
+    atk = cls.from_config(loaded.model, attack, size, d.image_size, progress=progress)
+    batches = patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
+    holdout = None
+    if attack.restarts > 1:  # restarts are chosen on training images outside the pool, never on evaluation images
+        hold_idx = selection_indices(candidates, attack.train_pool, attack.select_n)
+        holdout = next(iter((x, y) for _, x, y in iterate(source, hold_idx, d.image_size, len(hold_idx), device)))
+    patch = atk.fit(batches, channels=info.channels, holdout=holdout)
+    rate = atk.success_rate((x, y) for _, x, y in iterate(source, success_idx, d.image_size, d.batch_size, device))
+    names = loaded.model.class_names
+    target_name = (None if attack.target is None else names[attack.target] if attack.target < len(names)
+                   else str(attack.target))
+    patch.meta.update({
+        "model": preset.model.arch, "model_id": loaded.model_id, "dataset": d.dataset,
+        "target_name": target_name, "train_success_rate": rate, "success_n": len(success_idx),
+        "batch_size": attack.batch_size, "train_pool": len(pool), "preset": preset.name,
+        "config_hash": stable_hash({**asdict(attack), "sizes": None, "size": size}), "created": now_utc(),
+    })
+    pt = patch.save(stem)
+    aim = "untargeted" if target_name is None else f"target {target_name!r}"
+    console.print(f"  {attack.name} {size}px ({patch.meta['area_pct']}% of the image) -> {aim}: "
+                  f"success {rate:.1%} on {len(success_idx)} training images -> {pt}")
+    return patch
+
+
+def attack_seeds(attack: AttackConfig) -> list[AttackConfig]:
+    """One config per seed of ``attack.seeds`` (just the entry itself when it lists none)."""
+    return [replace(attack, seed=s, seeds=[]) for s in attack.seeds] if attack.seeds else [attack]
+
+
+def with_seeds(preset: Preset, seeds: str | None) -> Preset:
+    """``--seeds 0,1,2``: every attack of the preset trained once per seed."""
+    if seeds is None:
+        return preset
+    try:
+        values = [int(v) for v in seeds.split(",") if v.strip()]
+    except ValueError:
+        raise PatchbenchError(f"--seeds expects a comma list of integers, got {seeds!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise PatchbenchError(f"--seeds expects distinct integers, got {seeds!r}")
+    return replace(preset, attacks=[replace(a, seeds=values) for a in preset.attacks])
+
+
+def ensure_patches(preset: Preset, loaded: LoadedModel, store: ResultStore, device: torch.device,
+                   progress: bool = True) -> list[Patch]:
+    """Every patch of the preset: each attack × size × seed, trained or loaded from the cache."""
+    return [train_patch(preset, seeded, size, loaded, store, device, progress=progress)
+            for attack in preset.attacks for size in attack.sizes for seeded in attack_seeds(attack)]
+
+
+def load_patches(files: list[str], preset: Preset) -> list[Patch]:
+    """Patch files given on the command line, each checked against the preset's images."""
+    patches = []
+    for f in files:
+        patch = Patch.load(f)
+        check_patch_fits(patch, preset, f)
+        patches.append(patch)
+    return patches
+
+
+def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
+    info = get_dataset_info(preset.data.dataset)
+    if patch.pixels.shape[0] != info.channels:
+        raise PatchbenchError(f"{where}: patch has {patch.pixels.shape[0]} channel(s), {preset.data.dataset} has {info.channels}")
+    if patch.size >= preset.data.image_size:
+        raise PatchbenchError(f"{where}: a {patch.size} px patch does not fit {preset.data.image_size} px images")
+    patch.placement.offset(preset.data.image_size, patch.size)
+

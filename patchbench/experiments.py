@@ -1,0 +1,83 @@
+"""Experiments: what ``sweep``/``reproduce`` run for a preset of each kind (``Preset.experiment``).
+
+* ``patch-defense``: one classifier; clean and patched images × (no defense + each defense × λ);
+* ``evasion``: one classifier per training objective (``trainings``) × (clean + each evasion
+  attack of ``evasion``).
+
+A paper may bring its own (``Paper.experiments``); :func:`patchbench.papers.all_experiments`
+joins both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from patchbench.attacks.patch import Patch
+from patchbench.cache.models import ensure_model
+from patchbench.cache.patches import ensure_patches
+from patchbench.config import Preset
+from patchbench.defense_config import defense_runs
+from patchbench.errors import PatchbenchError
+from patchbench.grid import run_evasion_grid, run_grid
+from patchbench.results import ResultStore
+from patchbench.util import console
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What ``sweep``/``reproduce`` run for a preset of this kind."""
+
+    name: str
+    description: str
+    check: Callable[[Preset], None]
+    sweep: Callable[..., pd.DataFrame]
+
+
+def _check_patch_defense(p: Preset) -> None:
+    if p.trainings or p.evasion:
+        raise PatchbenchError(f"preset {p.name}: trainings/evasion belong to experiment 'evasion', not 'patch-defense'")
+
+
+def _check_evasion(p: Preset) -> None:
+    if not p.evasion:
+        raise PatchbenchError(f"preset {p.name}: experiment 'evasion' needs a non-empty evasion list")
+    if p.attacks:
+        raise PatchbenchError(f"preset {p.name}: patch attacks belong to experiment 'patch-defense', not 'evasion'")
+
+
+def sweep_patch_defense(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
+                        defenses: list[str] | None = None, lambdas: list[float] | None = None,
+                        patches: list[Patch] | None = None) -> pd.DataFrame:
+    """Model (trained/cached), patches (given, or the preset's, trained/cached), then clean and
+    attacked × (none + defenses) × λ."""
+    loaded = ensure_model(preset, store, device, progress=progress)
+    patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress)
+    runs = defense_runs(preset, loaded.model, defenses, lambdas)
+    return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)
+
+
+def sweep_evasion(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
+                  defenses=None, lambdas=None, patches=None) -> pd.DataFrame:
+    """Every training objective × (clean + every evasion attack)."""
+    if defenses or lambdas or patches:
+        raise PatchbenchError(f"preset {preset.name} is an evasion experiment: --defenses, --lambdas and --patches "
+                              "apply to patch-defense presets")
+    frames = []
+    for training in preset.trainings or [preset.model.train.training]:
+        rows = run_evasion_grid(preset, training, store, device, progress)
+        console.print(f"[bold]{preset.name}[/] {training}: {len(rows)} cells")
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "patch-defense": Experiment("patch-defense", "one classifier; clean and patched images × defenses × λ",
+                                _check_patch_defense, sweep_patch_defense),
+    "evasion": Experiment("evasion", "one classifier per training objective × (clean + evasion attacks)",
+                          _check_evasion, sweep_evasion),
+}
+
