@@ -14,10 +14,12 @@ from skimage.restoration import denoise_bilateral, denoise_tv_chambolle
 
 from patchbench.defenses import DEFENSES, build_defense
 from patchbench.defenses.dw import DigitalWatermarking, binarize, harmonic_inpaint
+from patchbench.defenses.bilateral import bilateral_filter
+from patchbench.defenses.gaussian import gaussian_filter
+from patchbench.defenses.jpeg import jpeg_roundtrip, to_uint8
+from patchbench.defenses.median import median3x3, median_filter
 from patchbench.defenses.morphology import dilate, erode
-from patchbench.defenses.filters import (
-    NUMPY_MODES, SCIPY_MODES, bilateral_filter, gaussian_filter, jpeg_roundtrip, median_filter, pad2d, to_uint8,
-)
+from patchbench.defenses.padding import NUMPY_MODES, SCIPY_MODES, pad2d
 from patchbench.defenses.tvm import tv_chambolle
 from patchbench.errors import PatchbenchError
 
@@ -145,8 +147,6 @@ def test_median_network_is_exact_by_the_zero_one_principle():
     """A min/max network commutes with every monotone map, so it selects the median of all inputs
     iff it does for all 0/1 inputs: the 512 binary 3×3 windows prove median3x3 exact."""
     import itertools
-
-    from patchbench.defenses.filters import median3x3
 
     windows = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)))
     assert torch.equal(median3x3(windows.view(-1, 1, 3, 3)).flatten(), windows.median(1).values)

@@ -7,7 +7,9 @@ import torch.nn as nn
 from skimage.morphology import binary_dilation, binary_erosion
 
 from patchbench.defenses import build_defense
-from patchbench.defenses.lgs import LGS, SLGS, WLGS, gradient_map, saliency_mask
+from patchbench.defenses.lgs import LGS, gradient_map
+from patchbench.defenses.slgs import SLGS, saliency_mask
+from patchbench.defenses.wlgs import WLGS
 from patchbench.defenses.saliency import saliency_map, topk_cross_entropy
 from patchbench.errors import PatchbenchError
 from patchbench.models.wrapper import Classifier

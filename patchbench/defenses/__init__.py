@@ -1,31 +1,35 @@
-"""Defense registry: name -> class. One file per family; a new defense is one file + one line."""
+"""Defense registry: name -> class. One file per defense; a new defense is one file plus one entry
+in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`)."""
 
-from patchbench.defenses.base import Defense, NoDefense  # noqa: F401
+from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, registry  # noqa: F401
+from patchbench.defenses.bilateral import BilateralFilter
 from patchbench.defenses.dw import DigitalWatermarking
-from patchbench.defenses.filters import JPEG, BilateralFilter, GaussianFilter, MedianFilter
-from patchbench.defenses.lgs import LGS, SLGS, WLGS
+from patchbench.defenses.gaussian import GaussianFilter
+from patchbench.defenses.jpeg import JPEG
+from patchbench.defenses.lgs import LGS
+from patchbench.defenses.median import MedianFilter
+from patchbench.defenses.slgs import SLGS
 from patchbench.defenses.tvm import TVM
+from patchbench.defenses.wlgs import WLGS
+from patchbench.errors import check
 
-DEFENSES: dict[str, type[Defense]] = {
-    "none": NoDefense,
-    "lgs": LGS,
-    "slgs": SLGS,
-    "wlgs": WLGS,
-    "jpeg": JPEG,
-    "gaussian": GaussianFilter,
-    "median": MedianFilter,
-    "bilateral": BilateralFilter,
-    "tvm": TVM,
-    "dw": DigitalWatermarking,
-}
+DEFENSES: dict[str, type[Defense]] = registry(
+    NoDefense,
+    LGS,
+    SLGS,
+    WLGS,
+    JPEG,
+    GaussianFilter,
+    MedianFilter,
+    BilateralFilter,
+    TVM,
+    DigitalWatermarking,
+)
 
 
 def build_defense(name: str, params: dict | None = None, model=None) -> Defense:
     """Instantiate a registered defense; ``model`` supplies normalization where a defense needs it."""
-    from patchbench.errors import PatchbenchError
-
-    if name not in DEFENSES:
-        raise PatchbenchError(f"unknown defense {name!r}; known: {', '.join(DEFENSES)}")
+    check(name in DEFENSES, f"unknown defense {name!r}; known: {', '.join(DEFENSES)}")
     cls = DEFENSES[name]
     cls.check_params(params or {})
     return cls.from_params(params or {}, model=model)

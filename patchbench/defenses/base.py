@@ -1,8 +1,13 @@
 """Defense contract: batched, on the tensor's device, batch-invariant, and self-describing about
-its gradient.
+its gradient and parameters.
 
 ``maps(x, model)`` computes everything that does not depend on λ (gradient maps, masks,
 saliency) once per batch; ``apply(x, maps, lam)`` is cheap, so a λ sweep pays for the maps once.
+
+λ-free defenses (``uses_lambda = False``: filters, codecs, inpainting) have nothing to do per λ:
+their ``maps`` computes the defended image under the key :data:`OUT` (``"out"``), next to any
+other maps worth keeping, and they leave ``apply`` to the base, which returns ``maps["out"]``.
+A defense with a smoothing factor (``uses_lambda = True``) overrides ``apply``.
 
 Every defense also declares how an adaptive (white-box) attacker differentiates it
 (Athalye et al. 2018's taxonomy), so an adaptive attack works through any registered defense
@@ -19,19 +24,36 @@ with no second copy of the defense:
 
 :meth:`differentiable` returns T(x) with the declared gradient and exactly the forward value of
 ``apply(x, maps(x), lam)``.
+
+Parameters are the fields of the subclass, a dataclass; ``metadata={"param": False}`` marks a
+field that is not a parameter (e.g. what :meth:`from_params` takes from the model). Their values
+are checked on construction by :meth:`validate` (through :meth:`require`, so every message reads
+``<defense> <field> must be <rule>, got <value>``); :meth:`check_params` checks a parameter dict
+without a model, :meth:`from_params` builds the defense, given the model where one is needed.
+
+The registry is built by :func:`registry` from a listing of classes keyed by their ``name``; it
+refuses a repeated name and a class that breaks this contract (:func:`check_defense_class`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
 
-from patchbench.errors import PatchbenchError
+from patchbench.errors import PatchbenchError, check
 
 GRADIENTS = ("exact", "bpda", "partial")
+OUT = "out"  # the key under which a λ-free defense's maps hold its output
+
+
+def choices(options) -> str:
+    """``a or b`` / ``one of a, b, c``: the rule text for a field restricted to ``options``."""
+    options = [str(o) for o in options]
+    return " or ".join(options) if len(options) == 2 else "one of " + ", ".join(options)
 
 
 class Defense(ABC):
@@ -43,13 +65,15 @@ class Defense(ABC):
 
     @abstractmethod
     def maps(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
-        """λ-independent tensors for the batch ``x`` (N×C×H×W in [0, 1])."""
+        """λ-independent tensors for the batch ``x`` (N×C×H×W in [0, 1]); a λ-free defense's
+        output under :data:`OUT`."""
 
-    @abstractmethod
-    def apply(self, x: torch.Tensor, maps: dict[str, torch.Tensor], lam: float) -> torch.Tensor:
-        """The defended images for smoothing factor ``lam``, in [0, 1]."""
+    def apply(self, x: torch.Tensor, maps: dict[str, torch.Tensor], lam: float | None = None) -> torch.Tensor:
+        """The defended images for smoothing factor ``lam``, in [0, 1]. Here: a λ-free defense's
+        output, ``maps["out"]``; defenses with a smoothing factor override this."""
+        return maps[OUT]
 
-    def __call__(self, x: torch.Tensor, lam: float, model: torch.nn.Module | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, lam: float | None, model: torch.nn.Module | None = None) -> torch.Tensor:
         return self.apply(x, self.maps(x, model), lam)
 
     # ---- gradients (adaptive attacks) ------------------------------------------------------
@@ -61,8 +85,8 @@ class Defense(ABC):
         resolved = {k: v[0] for k, v in cls.grad_options.items()}
         for key, value in (options or {}).items():
             if key in cls.grad_options:
-                if value not in cls.grad_options[key]:
-                    raise PatchbenchError(f"{cls.name}: {key} must be one of {', '.join(cls.grad_options[key])}, got {value!r}")
+                check(value in cls.grad_options[key],
+                      f"{cls.name}: {key} must be one of {', '.join(cls.grad_options[key])}, got {value!r}")
                 resolved[key] = value
         return resolved
 
@@ -82,6 +106,21 @@ class Defense(ABC):
 
     # ---- parameters (dataclass fields of the subclass) --------------------------------------
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the parameter values with :meth:`require` (a subclass adding fields extends this
+        and calls ``super().validate()``). No model here: checks that need one go in ``from_params``."""
+
+    def require(self, field: str, ok: bool, rule: str) -> None:
+        """Refuse the value of ``field`` unless ``ok``: ``<name> <field> must be <rule>, got <value>``."""
+        check(ok, f"{self.name} {field} must be {rule}, got {getattr(self, field)!r}")
+
+    def require_choice(self, field: str, options) -> None:
+        """``field`` is one of ``options``."""
+        self.require(field, getattr(self, field) in options, choices(options))
+
     def params(self) -> dict[str, Any]:
         """The parameters that define the defense (go into run ids and result rows)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("param", True)}
@@ -92,10 +131,11 @@ class Defense(ABC):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
+        """Refuse unknown parameter names and bad values (no model needed)."""
         unknown = sorted(set(params) - set(cls.param_names()))
-        if unknown:
-            raise PatchbenchError(f"unknown parameter {unknown[0]!r} for defense {cls.name}; "
-                                  f"allowed: {', '.join(cls.param_names()) or 'none'}")
+        check(not unknown, f"unknown parameter {', '.join(map(repr, unknown))} for defense {cls.name}; "
+                           f"allowed: {', '.join(cls.param_names()) or 'none'}")
+        cls(**params)  # validate() runs on construction
 
     @classmethod
     def from_params(cls, params: dict[str, Any], model=None) -> "Defense":
@@ -111,7 +151,50 @@ class NoDefense(Defense):
     gradient: ClassVar[str] = "exact"
 
     def maps(self, x, model=None):
-        return {}
+        return {OUT: x}
 
-    def apply(self, x, maps, lam):
-        return x
+
+# ---- registration ----------------------------------------------------------------------------
+
+
+def _is_tuple_of_str(v) -> bool:
+    return isinstance(v, tuple) and len(v) > 0 and all(isinstance(s, str) and s for s in v)
+
+
+def check_defense_class(cls) -> None:
+    """Refuse a class that breaks the contract of the module docstring (PatchbenchError)."""
+    check(isinstance(cls, type) and issubclass(cls, Defense), f"{cls!r} is not a Defense subclass")
+    where = f"defense class {cls.__name__}"
+    check("__dataclass_fields__" in vars(cls), f"{where} must be a @dataclasses.dataclass (its fields are its parameters)")
+    check(not inspect.isabstract(cls), f"{where} does not implement {', '.join(sorted(cls.__abstractmethods__))}")
+    check("name" in vars(cls) and isinstance(cls.name, str) and cls.name != "",
+          f"{where} must declare its own name (a non-empty string)")
+    check(cls.gradient in GRADIENTS, f"{where}: gradient must be {choices(GRADIENTS)}, got {cls.gradient!r}")
+    check(isinstance(cls.uses_lambda, bool), f"{where}: uses_lambda must be a bool, got {cls.uses_lambda!r}")
+    check(not cls.uses_lambda or cls.apply is not Defense.apply,
+          f"{where} uses λ, so it must override apply (the base's apply returns maps['{OUT}'])")
+    check(isinstance(cls.saved_maps, tuple) and all(isinstance(s, str) for s in cls.saved_maps),
+          f"{where}: saved_maps must be a tuple of map names, got {cls.saved_maps!r}")
+    options = cls.grad_options
+    check(isinstance(options, dict), f"{where}: grad_options must be a dict, got {options!r}")
+    if cls.gradient == "partial":
+        check(cls.differentiable_maps is not Defense.differentiable_maps,
+              f"{where}: a 'partial' gradient must override differentiable_maps")
+        check(len(options) > 0, f"{where}: a 'partial' gradient must declare grad_options")
+        check(all(isinstance(k, str) and _is_tuple_of_str(v) for k, v in options.items()),
+              f"{where}: grad_options must map names to non-empty tuples of strings, got {options!r}")
+    else:
+        check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
+
+
+def registry(*classes: type[Defense]) -> dict[str, type[Defense]]:
+    """``{cls.name: cls}`` in the order given, each class checked by :func:`check_defense_class`;
+    a name given twice is refused."""
+    out: dict[str, type[Defense]] = {}
+    for cls in classes:
+        check_defense_class(cls)
+        if cls.name in out:
+            raise PatchbenchError(f"defense name {cls.name!r} is registered twice: "
+                                  f"{out[cls.name].__name__} and {cls.__name__}")
+        out[cls.name] = cls
+    return out

@@ -30,7 +30,7 @@ reproduced, so the defaults are choices, stated below):
    scipy.sparse.linalg.spsolve).
 
 ``maps`` does all the work (it needs the model for step 1; no model raises PatchbenchError) and
-returns ``{"out", "mask"}``; ``apply`` returns ``maps["out"]`` (no λ). Batch-invariant: the
+returns ``{"out", "mask"}``; the base class's ``apply`` returns ``maps["out"]`` (no λ). Batch-invariant: the
 saliency of an image only depends on that image, every other step is per image.
 """
 
@@ -41,10 +41,10 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import Defense
+from patchbench.defenses.base import OUT, Defense
 from patchbench.defenses.morphology import dilate, erode
 from patchbench.defenses.saliency import saliency_map
-from patchbench.errors import PatchbenchError
+from patchbench.errors import check, is_int, is_number
 from patchbench.util import eval_mode
 
 
@@ -159,21 +159,15 @@ class DigitalWatermarking(Defense):
     inpaint_iter: int = 300
     omega: float = 1.9
 
-    def __post_init__(self):
-        if self.saliency not in ("logit", "topk_ce"):
-            raise PatchbenchError(f"dw saliency must be logit or topk_ce, got {self.saliency!r}")
-        if not (isinstance(self.top_k, int) and self.top_k >= 1):
-            raise PatchbenchError(f"dw top_k must be an integer >= 1, got {self.top_k!r}")
-        if self.rule not in ("std", "quantile"):
-            raise PatchbenchError(f"dw rule must be std or quantile, got {self.rule!r}")
-        if not isinstance(self.threshold, (int, float)) or (self.rule == "quantile" and not 0 <= self.threshold <= 1):
-            raise PatchbenchError(f"dw threshold must be a number (in [0, 1] for rule quantile), got {self.threshold!r}")
+    def validate(self):
+        self.require_choice("saliency", ("logit", "topk_ce"))
+        self.require("top_k", is_int(self.top_k) and self.top_k >= 1, "an integer >= 1")
+        self.require_choice("rule", ("std", "quantile"))
+        self.require("threshold", is_number(self.threshold) and (self.rule != "quantile" or 0 <= self.threshold <= 1),
+                     "a number (in [0, 1] for rule quantile)")
         for field in ("erosions", "dilations", "inpaint_iter"):
-            v = getattr(self, field)
-            if not (isinstance(v, int) and v >= 0):
-                raise PatchbenchError(f"dw {field} must be an integer >= 0, got {v!r}")
-        if not (isinstance(self.omega, (int, float)) and 0 < self.omega < 2):
-            raise PatchbenchError(f"dw omega must be in (0, 2) for SOR to converge, got {self.omega!r}")
+            self.require(field, is_int(getattr(self, field)) and getattr(self, field) >= 0, "an integer >= 0")
+        self.require("omega", is_number(self.omega) and 0 < self.omega < 2, "in (0, 2) for SOR to converge")
 
     def mask(self, x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
         """Steps 1-3: the cleaned binary mask, N×1×H×W bool."""
@@ -182,12 +176,8 @@ class DigitalWatermarking(Defense):
         return dilate(erode(m, self.erosions, border="zero"), self.dilations)
 
     def maps(self, x, model=None):
-        if model is None:
-            raise PatchbenchError("dw needs the classifier: its saliency map marks the region to inpaint")
+        check(model is not None, "dw needs the classifier: its saliency map marks the region to inpaint")
         mask = self.mask(x, model)
         with torch.no_grad():
             out = harmonic_inpaint(x.detach(), mask, self.inpaint_iter, float(self.omega)).clamp(0, 1)
-        return {"out": out, "mask": mask}
-
-    def apply(self, x, maps, lam=None):
-        return maps["out"]
+        return {OUT: out, "mask": mask}

@@ -37,6 +37,9 @@ Deliberate differences from the notebook (parameters, documented):
   ``F.pad`` reads it (cols, rows): identical for square images; here each axis gets its own
   padding, which is what the notebook means for non-square ones.
 
+SLGS and WLGS (:mod:`~patchbench.defenses.slgs`, :mod:`~patchbench.defenses.wlgs`) reuse this
+module's g(x) and Eq. 5 (:class:`SaliencyLGS`) on a saliency-weighted g(x).
+
 Implementation: the window test is an ``avg_pool2d`` of the channel-mean gradient and the
 per-pixel count of kept windows a ``conv_transpose2d`` with a ones kernel — no unfold copies
 (window² memory), no Python loops.
@@ -51,9 +54,8 @@ import torch
 import torch.nn.functional as F
 
 from patchbench.defenses.base import Defense
-from patchbench.defenses.morphology import dilate, erode
-from patchbench.errors import PatchbenchError
-
+from patchbench.defenses.saliency import saliency_map
+from patchbench.errors import check, is_int, is_number
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -137,8 +139,7 @@ def gradient_map(x: torch.Tensor, window: int = 15, overlap: int = 5, threshold:
     a.e. gradient); ``"straight-through"`` sets d keep / d avg := 1 (keep + (a − a.detach()), a
     surrogate that also rewards pushing a window under the threshold; forward value unchanged).
     """
-    if keep_grad not in KEEP_GRADS:
-        raise PatchbenchError(f"keep_grad must be one of {', '.join(KEEP_GRADS)}, got {keep_grad!r}")
+    check(keep_grad in KEEP_GRADS, f"keep_grad must be one of {', '.join(KEEP_GRADS)}, got {keep_grad!r}")
     n, c, h, w = x.shape
     stride = window - overlap
     gx = minmax_per_image(sobel_magnitude(x), in_place=True)  # the magnitude is a fresh tensor
@@ -184,24 +185,12 @@ class LGS(Defense):
     mean: tuple[float, ...] | None = dataclasses.field(default=None, metadata={"param": False})
     std: tuple[float, ...] | None = dataclasses.field(default=None, metadata={"param": False})
 
-    def __post_init__(self):
-        if not (isinstance(self.window, int) and self.window >= 2):
-            raise PatchbenchError(f"lgs window must be an integer >= 2, got {self.window!r}")
-        if not (isinstance(self.overlap, int) and 0 <= self.overlap < self.window):
-            raise PatchbenchError(f"lgs overlap must be an integer in 0..window-1, got {self.overlap!r}")
-        if not (0 <= float(self.threshold) <= 1):
-            raise PatchbenchError(f"lgs threshold must be in [0, 1], got {self.threshold!r}")
-        if self.space not in ("pixel", "normalized"):
-            raise PatchbenchError(f"lgs space must be pixel or normalized, got {self.space!r}")
-        if self.window_average not in ("all", "kept"):
-            raise PatchbenchError(f"lgs window_average must be all or kept, got {self.window_average!r}")
-        if self.space == "normalized" and (self.mean is None or self.std is None):
-            raise PatchbenchError("lgs space 'normalized' needs the model's mean/std (give a --preset)")
-
-    @classmethod
-    def check_params(cls, params):
-        super().check_params(params)
-        cls(**{**params, "mean": (0.0,), "std": (1.0,)})  # range checks without a model
+    def validate(self):
+        self.require("window", is_int(self.window) and self.window >= 2, "an integer >= 2")
+        self.require("overlap", is_int(self.overlap) and 0 <= self.overlap < self.window, "an integer in 0..window-1")
+        self.require("threshold", is_number(self.threshold) and 0 <= self.threshold <= 1, "in [0, 1]")
+        self.require_choice("space", ("pixel", "normalized"))
+        self.require_choice("window_average", ("all", "kept"))
 
     @classmethod
     def from_params(cls, params, model=None):
@@ -209,14 +198,21 @@ class LGS(Defense):
         if params.get("space") == "normalized" and model is not None:
             params.setdefault("mean", tuple(model.mean.flatten().tolist()))
             params.setdefault("std", tuple(model.std.flatten().tolist()))
-        return cls(**params)
+        defense = cls(**params)
+        defense._check_stats()
+        return defense
+
+    def _check_stats(self) -> None:
+        """Space "normalized" needs the model's mean/std (given by ``from_params``, not a parameter)."""
+        check(self.space == "pixel" or (self.mean is not None and self.std is not None),
+              f"{self.name} space 'normalized' needs the model's mean/std (give a --preset)")
 
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_stats()
         c = x.shape[1]
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        if mean.shape[1] not in (1, c):
-            raise PatchbenchError(f"lgs normalization has {mean.shape[1]} channels, images have {c}")
+        check(mean.shape[1] in (1, c), f"{self.name} normalization has {mean.shape[1]} channels, images have {c}")
         return mean, std
 
     def _g(self, x: torch.Tensor, keep_grad: str = "constant") -> torch.Tensor:
@@ -242,91 +238,18 @@ class LGS(Defense):
         return x * factor
 
 
-# --------------------------------------------------------------------------------------------
-# ICAART 2022: saliency-guided variants. Both reuse LGS's apply (Eq. 5) on a re-weighted g(x).
-
-
-def saliency_mask(saliency: torch.Tensor, erosions: int = 2, dilations: int = 3) -> torch.Tensor:
-    """D(x) of SLGS: Eq. 7 (binarize at the per-image mean of M, M >= mean), then ``erosions``
-    erosions followed by ``dilations`` dilations (Eq. 8-9; the paper uses 2 then 3)."""
-    mean = saliency.flatten(1).mean(1).view(-1, 1, 1, 1)
-    mask = (saliency >= mean).to(saliency.dtype)
-    return dilate(erode(mask, erosions, border="ignore"), dilations)
-
-
 @dataclasses.dataclass
-class _SaliencyLGS(LGS):
+class SaliencyLGS(LGS):
+    """LGS on a g(x) re-weighted by the classifier's saliency (ICAART 2022 Sec. 3): the common
+    part of :class:`~patchbench.defenses.slgs.SLGS` and :class:`~patchbench.defenses.wlgs.WLGS`,
+    which reuse LGS's apply (Eq. 5)."""
+
     top_k: int = 5  # classes in the saliency loss S (ICAART Sec. 3: "top 5 classes")
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not (isinstance(self.top_k, int) and self.top_k >= 1):
-            raise PatchbenchError(f"{self.name} top_k must be an integer >= 1, got {self.top_k!r}")
+    def validate(self):
+        super().validate()
+        self.require("top_k", is_int(self.top_k) and self.top_k >= 1, "an integer >= 1")
 
     def _saliency(self, x: torch.Tensor, model, create_graph: bool = False) -> torch.Tensor:
-        if model is None:
-            raise PatchbenchError(f"{self.name} needs the classifier (its saliency map); give a --preset")
-        from patchbench.defenses.saliency import saliency_map
-
+        check(model is not None, f"{self.name} needs the classifier (its saliency map); give a --preset")
         return saliency_map(model, x, self.top_k, create_graph=create_graph)
-
-
-@dataclasses.dataclass
-class SLGS(_SaliencyLGS):
-    """Saliency-map-based LGS, T(x) = x ⊙ clip(1 - λ·D(x) ⊙ g(x), 0, 1) (ICAART Eq. 10).
-
-    M(x) is the gradient saliency of the top-5 cross entropy w.r.t. the [0, 1] input image
-    (Eq. 6, :mod:`patchbench.defenses.saliency`); D(x) binarizes it at its per-image mean (Eq. 7)
-    and cleans it with ``erosions`` erosions then ``dilations`` dilations of a 3×3 square
-    (Eq. 8-9; paper: 2 and 3). At low resolution the binarized saliency is pixel-level speckle
-    that two erosions empty completely, so small presets may lower ``erosions``.
-    """
-
-    name: ClassVar[str] = "slgs"
-    # gradient: D(x) (binarized, eroded, dilated saliency) is piecewise constant in x, so it is
-    # computed from the detached saliency and held constant (BPDA with the constant, the exact
-    # a.e. gradient); g(x) is differentiated as for LGS.
-    erosions: int = 2
-    dilations: int = 3
-
-    def __post_init__(self):
-        super().__post_init__()
-        for key in ("erosions", "dilations"):
-            v = getattr(self, key)
-            if not (isinstance(v, int) and v >= 0):
-                raise PatchbenchError(f"slgs {key} must be an integer >= 0, got {v!r}")
-
-    def maps(self, x, model=None):
-        return self.differentiable_maps(x.detach(), model)
-
-    def differentiable_maps(self, x, model=None, keep_grad: str = "constant", **_):
-        m = self._saliency(x, model)  # detached
-        d = saliency_mask(m, self.erosions, self.dilations)
-        return {"g": self._g(x, keep_grad) * d, "mask": d, "saliency": m}
-
-
-@dataclasses.dataclass
-class WLGS(_SaliencyLGS):
-    """Weighted LGS, T(x) = x ⊙ clip(1 - λ·W(x) ⊙ g(x), 0, 1) (ICAART Eq. 11-12).
-
-    Eq. 12 is printed with M(x), but Eq. 11 defines the per-image min-max normalized saliency
-    W(x) in [0, 1] precisely to weight g(x) ("we take the normalized map W as the weight matrix"),
-    and the caption of Fig. 5 clips it to (0, 1): W is used here.
-    """
-
-    name: ClassVar[str] = "wlgs"
-    # gradient: W(x) = minmax(M(x)) is differentiable only through second-order autograd.
-    # saliency_grad="second-order" builds M with create_graph=True, so dW/dx flows (double
-    # backward through the classifier; for a ReLU/max-pool net the derivative within the current
-    # linear piece); "constant" detaches W (BPDA with the constant).
-    grad_options: ClassVar[dict[str, tuple[str, ...]]] = {
-        "keep_grad": KEEP_GRADS, "saliency_grad": ("second-order", "constant")}
-
-    def maps(self, x, model=None):
-        return self.differentiable_maps(x.detach(), model, saliency_grad="constant")
-
-    def differentiable_maps(self, x, model=None, keep_grad: str = "constant",
-                            saliency_grad: str = "second-order", **_):
-        m = self._saliency(x, model, create_graph=saliency_grad == "second-order" and x.requires_grad)
-        w = minmax_per_image(m)
-        return {"g": self._g(x, keep_grad) * w, "weight": w, "saliency": m}

@@ -29,8 +29,8 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import Defense
-from patchbench.errors import PatchbenchError
+from patchbench.defenses.base import OUT, Defense
+from patchbench.errors import is_int, is_number
 
 
 @torch.no_grad()  # an iterative solver: attacks go through it by BPDA (Defense.gradient), never autograd
@@ -120,16 +120,10 @@ class TVM(Defense):
     max_iter: int = 200
     eps: float = 2e-4
 
-    def __post_init__(self):
-        if not (isinstance(self.weight, (int, float)) and self.weight > 0):
-            raise PatchbenchError(f"tvm weight must be a number > 0, got {self.weight!r}")
-        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
-            raise PatchbenchError(f"tvm max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
-            raise PatchbenchError(f"tvm eps must be a number >= 0, got {self.eps!r}")
+    def validate(self):
+        self.require("weight", is_number(self.weight) and self.weight > 0, "a number > 0")
+        self.require("max_iter", is_int(self.max_iter) and self.max_iter >= 1, "an integer >= 1")
+        self.require("eps", is_number(self.eps) and self.eps >= 0, "a number >= 0")
 
     def maps(self, x, model=None):
-        return {"out": tv_chambolle(x, float(self.weight), float(self.eps), self.max_iter).clamp(0, 1)}
-
-    def apply(self, x, maps, lam=None):
-        return maps["out"]
+        return {OUT: tv_chambolle(x, float(self.weight), float(self.eps), self.max_iter).clamp(0, 1)}

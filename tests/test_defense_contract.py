@@ -1,0 +1,258 @@
+"""Every registered defense through the Defense contract (patchbench/defenses/base.py), and the
+registry's refusal of every class that breaks it."""
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+from patchbench.defenses import DEFENSES, build_defense
+from patchbench.defenses.base import GRADIENTS, OUT, Defense, check_defense_class, registry
+from patchbench.errors import PatchbenchError
+from patchbench.models.wrapper import Classifier
+
+# small-image settings where a default would be slow or degenerate at 16 px; any other registered
+# defense runs with its defaults
+PARAMS = {
+    "lgs": {"window": 5, "overlap": 2, "threshold": 0.1},
+    "slgs": {"window": 5, "overlap": 2, "threshold": 0.1, "erosions": 0, "dilations": 1},
+    "wlgs": {"window": 5, "overlap": 2, "threshold": 0.1},
+    "tvm": {"max_iter": 30},
+    "dw": {"inpaint_iter": 30, "erosions": 0},
+}
+LAM = 2.3
+NAMES = list(DEFENSES)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP wake-ups on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(channels, classes=6):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                        nn.Linear(16, classes))
+    model = Classifier(net, [0.45] * channels, [0.25] * channels, "tiny", [str(i) for i in range(classes)])
+    return model.eval().requires_grad_(False)
+
+
+def images(channels, n=2, seed=0):
+    """Smooth ramp plus a noisy square, different per image, in [0, 1] (16×16)."""
+    gen = torch.Generator().manual_seed(seed + channels)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
+    x = (0.2 + 0.5 * yy * xx).expand(n, channels, 16, 16).clone() + 0.05 * torch.rand(n, channels, 16, 16, generator=gen)
+    for b in range(n):
+        t, left = torch.randint(0, 9, (2,), generator=gen).tolist()
+        x[b, :, t:t + 7, left:left + 7] = torch.rand(channels, 7, 7, generator=gen)
+    return x.clamp(0, 1)
+
+
+def setup(name, channels, space=None):
+    model = tiny_model(channels)
+    params = dict(PARAMS.get(name, {}))
+    if space is not None:
+        params["space"] = space
+    d = build_defense(name, params, model)
+    return d, model, (LAM if d.uses_lambda else None)
+
+
+def spaces(name):
+    """Both LGS spaces for the defenses that have the parameter."""
+    return ["pixel", "normalized"] if "space" in DEFENSES[name].param_names() else [None]
+
+
+CASES = [(n, c, s) for n in NAMES for c in (1, 3) for s in spaces(n)]
+IDS = [f"{n}-{c}ch" + (f"-{s}" if s else "") for n, c, s in CASES]
+
+
+def option_sets(cls):
+    """Every combination of the defense's declared gradient choices."""
+    keys = list(cls.grad_options)
+    return [dict(zip(keys, values)) for values in itertools.product(*(cls.grad_options[k] for k in keys))]
+
+
+# ---- the registry ----------------------------------------------------------------------------
+
+
+def test_registry_is_keyed_by_each_class_name_and_every_class_passes_the_check():
+    assert NAMES[0] == "none" and len(NAMES) >= 10
+    for name, cls in DEFENSES.items():
+        assert cls.name == name and cls.gradient in GRADIENTS
+        check_defense_class(cls)
+    assert registry(*DEFENSES.values()) == DEFENSES
+
+
+@pytest.mark.parametrize("name,channels,space", CASES, ids=IDS)
+def test_shape_range_and_maps(name, channels, space):
+    d, model, lam = setup(name, channels, space)
+    x = images(channels)
+    maps = d.maps(x, model)
+    y = d.apply(x, maps, lam)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y.min() >= 0 and y.max() <= 1 and torch.isfinite(y).all()
+    assert set(d.saved_maps) <= set(maps)  # `defend --save-maps` finds every map it is promised
+    if name != "none":
+        assert not torch.equal(y, x), "the test images should be changed by every real defense"
+    if d.uses_lambda:
+        assert torch.equal(d.apply(x, maps, 0.0), x) or torch.allclose(d.apply(x, maps, 0.0), x, atol=1e-6)
+    else:  # λ-free: the output is computed in maps, the base's apply hands it back
+        assert d.apply(x, maps, None) is maps[OUT]
+
+
+@pytest.mark.parametrize("name,channels,space", CASES, ids=IDS)
+def test_batch_invariance(name, channels, space):
+    d, model, lam = setup(name, channels, space)
+    x = images(channels, n=3, seed=7)
+    together = d(x, lam, model)
+    alone = torch.cat([d(x[i:i + 1], lam, model) for i in range(len(x))])
+    try:
+        d.maps(x, None)
+        atol = 0.0  # no classifier involved: bit for bit
+    except PatchbenchError:
+        atol = 1e-6  # the classifier's saliency may use batch-size dependent kernels (rounding)
+    torch.testing.assert_close(together, alone, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("name,channels,space", CASES, ids=IDS)
+def test_differentiable_forward_value_is_apply(name, channels, space):
+    d, model, lam = setup(name, channels, space)
+    x = images(channels)
+    ref = d.apply(x, d.maps(x, model), lam)
+    assert torch.equal(d.differentiable(x, lam, model), ref)  # no graph: the same computation
+    for options in option_sets(type(d)):
+        xr = x.clone().requires_grad_(True)  # with a graph (the adaptive attack's path)
+        out = d.differentiable(xr, lam, model, options)
+        # 'exact' / 'bpda' take the same arithmetic; LGS's Sobel sums in another order with a graph
+        torch.testing.assert_close(out.detach(), ref, atol=0 if d.gradient != "partial" else 1e-6, rtol=0)
+
+
+def _weights(x):
+    return torch.linspace(-1, 1, x.numel()).view_as(x)
+
+
+@pytest.mark.parametrize("name,channels,space", CASES, ids=IDS)
+def test_declared_gradient(name, channels, space):
+    d, model, lam = setup(name, channels, space)
+    x = images(channels)
+    w = _weights(x)
+    if d.gradient == "exact":  # autograd through maps + apply, as written
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((d.differentiable(xr, lam, model) * w).sum(), xr)
+        xr2 = x.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad((d.apply(xr2, d.maps(xr2, model), lam) * w).sum(), xr2)
+        assert torch.equal(g, ref) and g.abs().sum() > 0
+    elif d.gradient == "bpda":  # identity backward
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((d.differentiable(xr, lam, model) * w).sum(), xr)
+        assert torch.equal(g, w)
+    else:  # partial: a finite, non-zero gradient for every declared choice
+        assert type(d).grad_options
+        for options in option_sets(type(d)):
+            xr = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad((d.differentiable(xr, lam, model, options) * w).sum(), xr)
+            assert torch.isfinite(g).all() and g.abs().sum() > 0, options
+            assert not torch.equal(g, w), "a partial gradient is not the identity"
+
+
+def test_unknown_grad_option_value_is_refused():
+    for cls in DEFENSES.values():
+        for key in cls.grad_options:
+            with pytest.raises(PatchbenchError, match=key):
+                cls.resolve_grad_options({key: "no-such-choice"})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_round_trip_and_unknown_names_are_refused(name):
+    cls = DEFENSES[name]
+    cls.check_params({})
+    d = cls()
+    assert list(d.params()) == cls.param_names()
+    assert cls.from_params(d.params()).params() == d.params()
+    with pytest.raises(PatchbenchError, match="bogus"):
+        build_defense(name, {"bogus": 1})
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if DEFENSES[n].param_names()])
+def test_bad_values_are_refused_before_any_model_is_there(name):
+    """check_params (preset loading) checks values, not just names."""
+    cls = DEFENSES[name]
+    field = cls.param_names()[0]
+    with pytest.raises(PatchbenchError, match=f"{name} {field} must be"):
+        cls.check_params({field: object()})
+
+
+# ---- refusals --------------------------------------------------------------------------------
+
+
+def toy(dataclass=True, apply=False, diff_maps=False, **classvars):
+    """A valid λ-free defense class unless the arguments break it."""
+    ns = {"__annotations__": {"strength": float}, "strength": 0.5,
+          "maps": lambda self, x, model=None: {OUT: x * self.strength}, "name": "toy", "gradient": "exact",
+          "uses_lambda": False}
+    if apply:
+        ns["apply"] = lambda self, x, maps, lam: maps[OUT] * lam
+    if diff_maps:
+        ns["differentiable_maps"] = lambda self, x, model=None, **options: self.maps(x, model)
+    ns.update(classvars)
+    cls = type("Toy", (Defense,), ns)
+    return dataclasses.dataclass(cls) if dataclass else cls
+
+
+def test_a_valid_toy_registers():
+    cls = toy()
+    assert registry(cls) == {"toy": cls}
+    partial = toy(diff_maps=True, gradient="partial", grad_options={"k": ("a", "b")}, name="toy2")
+    lam = toy(apply=True, uses_lambda=True, name="toy3")
+    assert list(registry(cls, partial, lam)) == ["toy", "toy2", "toy3"]
+
+
+@pytest.mark.parametrize("broken,message", [
+    (dict(gradient="magic"), "gradient must be"),
+    (dict(gradient="partial", grad_options={"k": ("a",)}), "override differentiable_maps"),
+    (dict(gradient="partial", diff_maps=True), "declare grad_options"),
+    (dict(gradient="partial", diff_maps=True, grad_options={"k": ["a", "b"]}), "tuples of strings"),
+    (dict(gradient="partial", diff_maps=True, grad_options={"k": ()}), "tuples of strings"),
+    (dict(gradient="partial", diff_maps=True, grad_options={"k": ("a", 2)}), "tuples of strings"),
+    (dict(gradient="partial", diff_maps=True, grad_options={3: ("a",)}), "tuples of strings"),
+    (dict(gradient="exact", grad_options={"k": ("a",)}), "has no choices"),
+    (dict(gradient="bpda", grad_options={"k": ("a",)}), "has no choices"),
+    (dict(uses_lambda=1), "uses_lambda must be a bool"),
+    (dict(uses_lambda="yes"), "uses_lambda must be a bool"),
+    (dict(uses_lambda=True), "must override apply"),
+    (dict(dataclass=False), "dataclass"),
+    (dict(name=""), "name"),
+    (dict(saved_maps=["g"]), "saved_maps"),
+    (dict(maps=None), "maps"),
+])
+def test_registration_refuses_a_broken_class(broken, message):
+    if broken.get("maps", 1) is None:  # an abstract method left unimplemented
+        cls = dataclasses.dataclass(type("Toy", (Defense,), {"name": "toy"}))
+    else:
+        cls = toy(**broken)
+    with pytest.raises(PatchbenchError, match=message):
+        registry(cls)
+
+
+def test_registration_refuses_a_subclass_without_its_own_name_or_dataclass():
+    base = toy()
+    with pytest.raises(PatchbenchError, match="own name"):
+        registry(dataclasses.dataclass(type("Sub", (base,), {})))
+    with pytest.raises(PatchbenchError, match="dataclass"):
+        registry(type("Sub", (base,), {"name": "sub"}))
+    with pytest.raises(PatchbenchError, match="not a Defense"):
+        registry(int)
+
+
+def test_registration_refuses_a_duplicate_name():
+    first, second = toy(), toy()
+    with pytest.raises(PatchbenchError, match="'toy' is registered twice"):
+        registry(first, second)
+    with pytest.raises(PatchbenchError, match="'lgs' is registered twice"):
+        registry(*DEFENSES.values(), toy(name="lgs"))
