@@ -1,11 +1,16 @@
-"""The public surface for paper plugins: everything a ``patchbench/papers/<paper>/`` module may
-import, in one place (a test holds the plugins to it). Anything else is internal and may move.
+"""The public surface for plugins: everything a paper folder (``patchbench/papers/<paper>/``, or a
+plugin package outside patchbench, see :mod:`patchbench.plugins`) may import, in one place (a
+test holds the shipped papers to it). Anything else is internal and may move.
 
-Grouped by job: the plugin contract, presets and errors, data, models and attacks, defenses,
+Grouped by job: the plugin contract, presets and errors, data, models and attacks (with the bases
+a plugin's attack derives from), defenses (with their base), the adaptive attack as a preset step,
 cached artifacts and evaluation grids, stored results, and the table helpers.
 """
 
-from patchbench.attacks import ATTACKS, AdaptiveLaVAN, NPixel, Patch, Placement, attack_class  # noqa: F401
+from patchbench.adaptive import AdaptiveConfig, check_adaptive, curves, run_adaptive, run_adaptive_section  # noqa: F401
+from patchbench.attacks import (  # noqa: F401
+    ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
+)
 from patchbench.attacks.npixel import npixel_extent, protocol_regions  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
@@ -16,7 +21,7 @@ from patchbench.config import (  # noqa: F401
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
-from patchbench.defenses import DEFENSES, NoDefense  # noqa: F401
+from patchbench.defenses import DEFENSES, Defense, NoDefense  # noqa: F401
 from patchbench.engine import Condition, DefenseRun  # noqa: F401
 from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa: F401
 from patchbench.experiments import Experiment  # noqa: F401
@@ -24,6 +29,6 @@ from patchbench.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.results import ResultStore, wilson_ci  # noqa: F401
-from patchbench.tables import Table, TableContext, fmt_pct, lam_match, preset_cells  # noqa: F401
+from patchbench.tables import Table, TableContext, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, preset_cells  # noqa: F401
 from patchbench.util import atomic_write, console, save_png  # noqa: F401
 from patchbench.volumization import METRICS  # noqa: F401

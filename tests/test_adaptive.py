@@ -131,7 +131,7 @@ def test_no_defense_is_plain_lavan():
 @needs_fmnist
 @pytest.mark.slow
 def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
-    from patchbench.papers.icaart2022.adaptive import curves, run_adaptive
+    from patchbench.adaptive import curves, run_adaptive
     from patchbench.presets import load_preset
     from patchbench.models import build_classifier
     from patchbench.cache.models import LoadedModel, state_id

@@ -1,4 +1,8 @@
-"""ICAART 2022 Fig. 10: white-box adaptive LaVAN through the defense (Sec. 4.3, Eq. 13).
+"""The adaptive attack as a preset step: white-box LaVAN trained *through* a defense, any paper's.
+
+A paper opts in by declaring the ``adaptive:`` preset section (``sections={"adaptive":
+AdaptiveConfig}``), checking it in its ``validate`` (:func:`check_adaptive`) and running it as an
+extra step of ``reproduce`` (``extra_steps=run_adaptive_section``); all three are in :mod:`patchbench.api`.
 
 :func:`run_adaptive` trains :class:`~patchbench.attacks.adaptive.AdaptiveLaVAN` through each
 named defense T — any registered defense; each declares its own gradient — at one λ, keeps a
@@ -6,38 +10,25 @@ snapshot of δ every ``record_every`` steps, caches the snapshots as patch artif
 evaluates every snapshot on the preset's evaluation set through the same defense at the same λ
 (and without defense). Every (defense, λ, size, step) is one stored cell with
 ``attack="lavan-adaptive"``, ``attack_through=<defense>`` and ``attack_step=<step>``: the
-success-rate-vs-step curve of Fig. 10 is ``attack_success_rate`` against ``attack_step`` for the
-rows whose ``defense`` equals ``attack_through``.
+success-rate-vs-step curve is ``attack_success_rate`` against ``attack_step`` for the rows whose
+``defense`` equals ``attack_through`` (:func:`curves`).
 
 Choices (all parameters, the preset's ``adaptive:`` section):
 
 * the attack's hyper-parameters (target, placement, margin, lr, momentum, batch size, pool,
   seed, random placement) are the preset's first ``lavan`` attack entry (else its first attack);
   ``steps`` overrides its step count. Default size: that entry's largest size.
-* defenses are built by :func:`patchbench.runner.resolve_defense` (the preset's entry, or the
-  class defaults for a defense the preset lacks); ``defense_params`` adds/overrides parameters
+* defenses are built by :func:`patchbench.defense_config.resolve_defense` (the preset's entry, or
+  the class defaults for a defense the preset lacks); ``defense_params`` adds/overrides parameters
   per defense name. Default λ: the defense's largest preset λ (the strongest setting of the
-  sweep; :data:`patchbench.runner.DEFAULT_LAMBDA` for a defense the preset lacks); ``lam`` may
-  be one number for all defenses or a {name: λ} dict. ``none`` trains plain LaVAN.
+  sweep; :data:`patchbench.defense_config.DEFAULT_LAMBDA` for a defense the preset lacks); ``lam``
+  may be one number for all defenses or a {name: λ} dict. ``none`` trains plain LaVAN.
 * ``grad_options``: the gradient choices the defenses declare (e.g. ``saliency_grad`` for WLGS:
   second-order by default; ``keep_grad`` for the LGS family: constant by default).
 * the history's held-out batch: ``holdout_n`` non-target training images outside the patch's
   training pool (if the split has too few, the last ``holdout_n`` candidates, which may overlap
   it); the stored cells use the preset's evaluation set.
 * ``record_every`` default: steps // 8 (9 points: step 0, 8 intermediate, the last).
-
-Demo scale, earlier defaults (``demo-fmnist``: small_vgg 91 % clean, LaVAN 10 px, target 0,
-λ=2.3, 200 steps, ``record_every=25``; success on the 2000-image eval set, non-target images, at
-steps 0/25/50/.../200):
-
-* none (plain LaVAN): .01 .56 .59 .58 .59 .58 .59 .58 .58
-* LGS:  .04 .15 .20 .27 .33 .32 .34 .33 .34  (plain LaVAN's final patch through LGS: .02)
-* SLGS: .01 .11 .27 .25 .28 .23 .24 .18 .25  (plain: .16)
-* WLGS: .01 .31 .40 .40 .40 .40 .41 .41 .41  (plain: .29; ``saliency_grad="constant"``: .41)
-
-With the current demo (2-epoch small_vgg, 100 steps, ``record_every=20``, 1000 images) the
-success at step 100 is LGS .29, SLGS .15, WLGS .24 (``results/demo/demo-fmnist-adaptive.md``),
-so at this scale the adaptive attack does get through all three (unlike Fig. 10).
 
 Caching: each training run is a folder ``<results>/artifacts/patches/adaptive/<name>-<hash>/``
 holding one patch per recorded step (``step00025.pt/.png/.json``) and ``history.json``, written
@@ -57,18 +48,26 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from patchbench.api import (
-    AdaptiveLaVAN, atomic_write, AttackConfig, check_target, Condition, DefenseRun, evaluate_conditions,
-    get_dataset_info, iterate, load_split, LoadedModel, NoDefense, Patch, patch_batches, patch_candidates,
-    PatchbenchError, Placement, Preset, resolve_defense, ResultStore, selection_indices, stable_hash,
-)
+from patchbench.attacks.adaptive import AdaptiveLaVAN
+from patchbench.attacks.patch import Patch, Placement
+from patchbench.cache.models import LoadedModel, ensure_model
+from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices
+from patchbench.config import AttackConfig, Preset, stable_hash
+from patchbench.data import get_dataset_info, iterate, load_split
+from patchbench.defense_config import resolve_defense
+from patchbench.defenses import DEFENSES, NoDefense
+from patchbench.engine import Condition, DefenseRun
+from patchbench.errors import PatchbenchError, check, is_int, is_number
+from patchbench.grid import evaluate_conditions
+from patchbench.results import ResultStore
+from patchbench.util import atomic_write
 
 console = Console(stderr=True)
 
 
 @dataclass
 class AdaptiveConfig:
-    """The preset's ``adaptive:`` section (Fig. 10). Empty ``defenses`` = not part of this preset.
+    """The preset's ``adaptive:`` section. Empty ``defenses`` = not part of this preset.
     ``lam`` None: each defense's largest preset λ; ``size`` None: the largest size of the
     preset's first attack; ``steps`` None: that attack's."""
 
@@ -209,17 +208,15 @@ def _no_ssim(preset: Preset) -> Preset:
 
 
 def curves(rows: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 10's table: success rate per step (rows) and adaptive defense (columns), the cells
+    """The success curve: success rate per step (rows) and adaptive defense (columns), the cells
     evaluated through the defense they were trained through."""
     r = rows[(rows["attack"] == "lavan-adaptive") & (rows["defense"] == rows["attack_through"])]
     return r.pivot_table(index="attack_step", columns=["attack_through", "patch_px"],
                          values="attack_success_rate", aggfunc="first")
 
 
-def check_section(preset: Preset) -> None:
+def check_adaptive(preset: Preset) -> None:
     """Validate the ``adaptive:`` section (names, ranges) before any work."""
-    from patchbench.api import check, DEFENSES, is_int, is_number
-
     ad = preset.extra.get("adaptive")
     if ad is None:
         return
@@ -235,10 +232,8 @@ def check_section(preset: Preset) -> None:
     check(not ad.defenses or bool(preset.attacks), "adaptive needs an attack entry (its hyper-parameters are reused)")
 
 
-def run_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
+def run_adaptive_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
     """The ``adaptive:`` section of a preset, if it has one (``reproduce``'s extra step)."""
-    from patchbench.api import ensure_model
-
     ad = preset.extra.get("adaptive")
     if ad is None or not ad.defenses:
         return None
