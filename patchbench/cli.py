@@ -17,6 +17,7 @@ from rich.console import Console
 
 from patchbench import __version__
 from patchbench.errors import PatchbenchError
+from patchbench.plugins import plugin_names
 
 app = typer.Typer(
     help="Benchmark localized adversarial attacks (adversarial patches) and their defenses.\n\n"
@@ -298,6 +299,8 @@ def _print_rows(rows) -> None:
 def main() -> None:
     """Console entry point: every user error is one line on stderr and exit code 2."""
     try:
+        if plugin_names():  # plugins register when the paper registry is built: every command then knows them
+            import patchbench.papers  # noqa: F401
         rv = app(standalone_mode=False)
     except PatchbenchError as exc:
         sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")

@@ -1,4 +1,5 @@
-"""Attack registry: name -> class. One file per attack; a new attack is one file + one line here."""
+"""Attack registry: name -> class. One file per attack; a new attack is one file + one line here, or,
+from a plugin outside the package, :func:`register_attack` (:mod:`patchbench.plugins` calls it)."""
 
 from patchbench.attacks.base import Attack
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
@@ -27,6 +28,17 @@ ATTACKS: dict[str, type[Attack]] = {
     # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
     "npixel": NPixel,
 }
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Add ``cls`` under its ``name``; a name already taken is refused (usable as a decorator)."""
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise PatchbenchError(f"attack class {cls.__name__} must set its own class attribute `name`")
+    if name in ATTACKS:
+        raise PatchbenchError(f"attack name {name!r} is taken by {ATTACKS[name].__name__}; {cls.__name__} needs another")
+    ATTACKS[name] = cls
+    return cls
 
 
 def attack_class(name: str, patch: bool) -> type[Attack]:

@@ -1,7 +1,8 @@
 """Defense registry: name -> class. One file per defense; a new defense is one file plus one entry
-in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`)."""
+in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`), or,
+from a plugin outside the package, :func:`register_defense` (:mod:`patchbench.plugins` calls it)."""
 
-from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, registry  # noqa: F401
+from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, add, registry  # noqa: F401
 from patchbench.defenses.bilateral import BilateralFilter
 from patchbench.defenses.dw import DigitalWatermarking
 from patchbench.defenses.gaussian import GaussianFilter
@@ -25,6 +26,11 @@ DEFENSES: dict[str, type[Defense]] = registry(
     TVM,
     DigitalWatermarking,
 )
+
+
+def register_defense(cls: type[Defense]) -> type[Defense]:
+    """Add a defense class from outside the listing, checked like the listed ones; a taken name is refused."""
+    return add(DEFENSES, cls)
 
 
 def build_defense(name: str, params: dict | None = None, model=None) -> Defense:

@@ -187,14 +187,20 @@ def check_defense_class(cls) -> None:
         check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
 
 
+def add(registry: dict[str, type[Defense]], cls: type[Defense]) -> type[Defense]:
+    """Put ``cls`` into ``registry`` under its ``name`` after :func:`check_defense_class`; a name
+    already taken is refused (one-line :class:`PatchbenchError`)."""
+    check_defense_class(cls)
+    if cls.name in registry:
+        raise PatchbenchError(f"defense name {cls.name!r} is registered twice: "
+                              f"{registry[cls.name].__name__} and {cls.__name__}")
+    registry[cls.name] = cls
+    return cls
+
+
 def registry(*classes: type[Defense]) -> dict[str, type[Defense]]:
-    """``{cls.name: cls}`` in the order given, each class checked by :func:`check_defense_class`;
-    a name given twice is refused."""
+    """``{cls.name: cls}`` in the order given, each class added by :func:`add`."""
     out: dict[str, type[Defense]] = {}
     for cls in classes:
-        check_defense_class(cls)
-        if cls.name in out:
-            raise PatchbenchError(f"defense name {cls.name!r} is registered twice: "
-                                  f"{out[cls.name].__name__} and {cls.__name__}")
-        out[cls.name] = cls
+        add(out, cls)
     return out

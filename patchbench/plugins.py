@@ -1,0 +1,93 @@
+"""Plugins from outside the package: a paper, defenses and attacks in a folder of their own.
+
+A plugin is an importable module (usually a package folder) named in the environment variable
+``PATCHBENCH_PLUGINS`` (a comma list of module names, the folder above it on ``PYTHONPATH``) or
+in the ``patchbench.plugins`` entry-point group of an installed distribution. It imports only
+:mod:`patchbench.api` and declares, at module level, any of:
+
+* ``PAPER``: a :class:`~patchbench.paper.Paper` (joins :data:`patchbench.papers.PAPERS`);
+* ``DEFENSES``: a list of :class:`~patchbench.defenses.base.Defense` classes;
+* ``ATTACKS``: a list of :class:`~patchbench.attacks.base.Attack` classes.
+
+:func:`load_plugins` runs once, when :mod:`patchbench.papers` builds the paper registry; the CLI
+builds it before any command when :func:`plugin_names` is not empty, so every command knows the
+plugins' names. A plugin that
+fails to import, declares nothing or takes a name already registered stops the command with one
+``error:`` line naming the plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from patchbench.errors import PatchbenchError
+
+if TYPE_CHECKING:
+    from patchbench.paper import Paper
+
+ENV = "PATCHBENCH_PLUGINS"
+GROUP = "patchbench.plugins"
+
+
+def plugin_names() -> list[str]:
+    """The plugin modules to load: ``$PATCHBENCH_PLUGINS`` first, then the entry points, each once."""
+    names = [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
+    names += [ep.value.split(":")[0].strip() for ep in entry_points(group=GROUP)]
+    return list(dict.fromkeys(names))
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except PatchbenchError as exc:
+        raise PatchbenchError(f"plugin {name}: {exc}") from None
+    except Exception as exc:  # a plugin's own bug or a missing module: one line naming it
+        raise PatchbenchError(f"plugin {name} failed to import: {type(exc).__name__}: {exc} "
+                              f"(${ENV} or the {GROUP} entry points name it)") from None
+
+
+def _classes(module: ModuleType, name: str, key: str, base: type) -> list[type]:
+    found = getattr(module, key, [])
+    if not isinstance(found, (list, tuple)) or not all(isinstance(c, type) and issubclass(c, base) for c in found):
+        raise PatchbenchError(f"plugin {name}: {key} must be a list of {base.__name__} subclasses")
+    return list(found)
+
+
+def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
+    """Import plugin ``name`` and register what it declares (``PAPER`` into ``papers``)."""
+    from patchbench.attacks import Attack, register_attack  # here, not above: the CLI imports this module
+    from patchbench.defenses import Defense, register_defense  # at start, before it knows it needs torch
+    from patchbench.paper import Paper
+
+    module = _import(name)
+    paper = getattr(module, "PAPER", None)
+    defenses = _classes(module, name, "DEFENSES", Defense)
+    attacks = _classes(module, name, "ATTACKS", Attack)
+    if paper is None and not defenses and not attacks:
+        raise PatchbenchError(f"plugin {name} declares nothing: give it PAPER, DEFENSES or ATTACKS")
+    if paper is not None and not isinstance(paper, Paper):
+        raise PatchbenchError(f"plugin {name}: PAPER must be a patchbench.api.Paper, got {type(paper).__name__}")
+    if paper is not None and paper.name in papers:
+        raise PatchbenchError(f"plugin {name}: paper name {paper.name!r} is already registered")
+    try:
+        for cls in defenses:
+            register_defense(cls)
+        for cls in attacks:
+            register_attack(cls)
+    except PatchbenchError as exc:
+        raise PatchbenchError(f"plugin {name}: {exc}") from None
+    if paper is not None:
+        papers[paper.name] = paper
+    return module
+
+
+def load_plugins(papers: dict[str, Paper]) -> list[str]:
+    """Every named plugin, in order, registered; returns their module names."""
+    names = plugin_names()
+    for name in names:
+        load_plugin(name, papers)
+    return names
