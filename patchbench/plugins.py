@@ -59,8 +59,8 @@ def _classes(module: ModuleType, name: str, key: str, base: type) -> list[type]:
 
 def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
     """Import plugin ``name`` and register what it declares (``PAPER`` into ``papers``)."""
-    from patchbench.attacks import Attack, register_attack  # here, not above: the CLI imports this module
-    from patchbench.defenses import Defense, register_defense  # at start, before it knows it needs torch
+    from patchbench.attacks import ATTACKS, Attack, register_attack  # here, not above: the CLI imports this
+    from patchbench.defenses import DEFENSES, Defense, register_defense  # module at start, before it needs torch
     from patchbench.paper import Paper
 
     module = _import(name)
@@ -73,12 +73,15 @@ def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
         raise PatchbenchError(f"plugin {name}: PAPER must be a patchbench.api.Paper, got {type(paper).__name__}")
     if paper is not None and paper.name in papers:
         raise PatchbenchError(f"plugin {name}: paper name {paper.name!r} is already registered")
+    added: list[tuple[dict, str]] = []
     try:
-        for cls in defenses:
-            register_defense(cls)
-        for cls in attacks:
-            register_attack(cls)
+        for registry, register, classes in ((DEFENSES, register_defense, defenses), (ATTACKS, register_attack, attacks)):
+            for cls in classes:
+                register(cls)
+                added.append((registry, cls.name))
     except PatchbenchError as exc:
+        for registry, key in added:  # all or nothing: what this plugin registered before the refusal goes
+            del registry[key]
         raise PatchbenchError(f"plugin {name}: {exc}") from None
     if paper is not None:
         papers[paper.name] = paper
