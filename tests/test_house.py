@@ -1,16 +1,16 @@
 """The house rules: a new defense is one file plus one registry line, and is then usable by
-every command and by the adaptive attack; a paper's specifics live only in its folder."""
+every command (through a plugin, with sweep, table and the adaptive attack: test_extending.py);
+a paper's specifics live only in its folder."""
 
 import importlib.util
 import re
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
-from conftest import cells, needs_fmnist, run_cli, tiny_preset
+from conftest import run_cli
 
 PACKAGE = Path(__file__).parents[1] / "patchbench"
 
@@ -65,8 +65,9 @@ def test_every_paper_is_one_folder_with_its_presets_and_references():
 
 @pytest.fixture
 def toy_registered(tmp_path, monkeypatch):
-    """The toy defense as a new file plus one registry line (done at test time)."""
-    from patchbench.defenses import DEFENSES
+    """The toy defense as a new file, registered (and checked) by ``register_defense`` for this test
+    (a plugin outside the package, through the CLI: tests/test_extending.py)."""
+    from patchbench.defenses import DEFENSES, register_defense
 
     path = tmp_path / "toy_defense.py"
     path.write_text(TOY_DEFENSE)
@@ -74,8 +75,9 @@ def toy_registered(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "toy_defense", module)
     spec.loader.exec_module(module)
-    monkeypatch.setitem(DEFENSES, "toy", module.Toy)
-    return module.Toy
+    register_defense(module.Toy)
+    yield module.Toy
+    del DEFENSES["toy"]
 
 
 def test_toy_defense_through_defend_and_its_gradient(toy_registered, tmp_path):
@@ -95,31 +97,3 @@ def test_toy_defense_through_defend_and_its_gradient(toy_registered, tmp_path):
     assert torch.equal(y.detach(), d(x.detach(), 2.0))
     (g,) = torch.autograd.grad(y[:, :, 0, 0].sum(), x)
     assert g[0, 0, 0, 0] == pytest.approx(0.5 + 0.5 / 64)
-
-
-@needs_fmnist
-@pytest.mark.slow
-def test_toy_defense_through_sweep_evaluate_table_and_adaptive(toy_registered, tmp_path):
-    from patchbench.cache.models import ensure_model
-    from patchbench.presets import load_preset
-    from patchbench.papers.icaart2022.adaptive import run_adaptive
-    from patchbench.results import ResultStore
-
-    preset = tiny_preset(tmp_path / "tiny.yaml")
-    results = tmp_path / "results"
-    common = ["--preset", preset, "--results", results, "--no-progress", "--set", "attacks.0.sizes=[6]",
-              "--set", "data.eval_n=100"]
-    run_cli("sweep", *common, "--defenses", "toy", "--lambdas", "1,2")
-    df = cells(results)
-    assert set(df["defense"]) == {"none", "toy"} and set(df["lam"].dropna()) == {1.0, 2.0}
-    r = run_cli("evaluate", *common, "--defense", "toy", "--lam", "3", "--param", "strength=0.2")
-    assert "toy λ=3" in r.stdout
-    table = run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", results, "--format", "csv")
-    assert "toy" in set(pd.read_csv(pd.io.common.StringIO(table.stdout))["Defense"])
-
-    p = load_preset(str(preset), ["attacks.0.sizes=[6]", "data.eval_n=100"])
-    store, dev = ResultStore(results), torch.device("cpu")
-    loaded = ensure_model(p, store, dev, progress=False)
-    rows = run_adaptive(p, loaded, store, dev, ["toy"], lam=2.0, steps=2, record_every=1, progress=False)
-    through = rows[rows["defense"] == "toy"]
-    assert set(through["attack_through"]) == {"toy"} and sorted(through["attack_step"]) == [0, 1, 2]
