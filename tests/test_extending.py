@@ -1,11 +1,15 @@
-"""docs/EXTENDING.md made true: a paper plugin with one defense, one patch attack, a preset, a
-reference CSV and a table, written in a temporary folder outside the package exactly as the docs
-show it, registered the way they say (``PATCHBENCH_PLUGINS`` + ``PYTHONPATH``), then run by the CLI
-in a subprocess like a user would: ``sweep``, ``table`` and ``reproduce`` (which runs the adaptive
-attack through the plugin's defense)."""
+"""docs/EXTENDING.md made true: the paper plugin on that page (one defense, one patch attack, a
+preset, a reference CSV and a table), its files taken verbatim from the page into a temporary
+folder outside the package, registered the way the page says (``PATCHBENCH_PLUGINS`` +
+``PYTHONPATH``), then the page's commands run by the CLI in a subprocess like a user would:
+``sweep``, ``table``, ``defend`` and ``reproduce`` (which runs the adaptive attack through the
+plugin's defense). Every plugin mistake is one error line naming it, registering nothing."""
 
+import functools
 import io
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,161 +19,71 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import FMNIST_DIR, cells, needs_fmnist
+from conftest import cells, needs_fmnist
 
 REPO = Path(__file__).parents[1]
 
-# ---- the plugin, as docs/EXTENDING.md shows it (keep the two the same) --------------------------
-
-PLUGIN = '''\
-"""Toy 2024: a paper plugin with its own defense, patch attack, preset and table."""
-
-import dataclasses
-from typing import ClassVar
-
-import pandas as pd
-import torch
-
-from patchbench.api import (
-    AdaptiveConfig, Defense, LaVAN, Paper, Table, check_adaptive, fmt_delta, fmt_pct, preset_cells,
-    run_adaptive_section,
-)
+DOC = REPO / "docs" / "EXTENDING.md"
 
 
-@dataclasses.dataclass
-class MeanPull(Defense):
-    """Pull each image toward its mean by min(1, λ·strength)."""
-
-    name: ClassVar[str] = "meanpull"
-    gradient: ClassVar[str] = "exact"  # autograd through maps and apply is the true gradient
-    strength: float = 0.1
-
-    def validate(self):
-        self.require("strength", self.strength >= 0, "a number >= 0")
-
-    def maps(self, x, model=None):  # everything independent of λ, once per batch
-        return {"mean": x.mean((1, 2, 3), keepdim=True)}
-
-    def apply(self, x, maps, lam):  # cheap, per λ
-        a = min(1.0, float(lam) * self.strength)
-        return x + a * (maps["mean"] - x)
+def doc_files() -> dict[str, str]:
+    """The plugin's files as docs/EXTENDING.md shows them: fenced blocks whose info string names a path."""
+    return dict(re.findall(r"```\w+ (toy2024/\S+)\n(.*?)```", DOC.read_text(), re.S))
 
 
-class CELaVAN(LaVAN):
-    """LaVAN with cross-entropy toward the target class instead of the logit margin."""
-
-    name = "ce-lavan"
-
-    def loss(self, logits, labels):
-        if self.target is None:
-            return super().loss(logits, labels)
-        return torch.nn.functional.cross_entropy(logits, torch.full_like(labels, self.target))
+def doc_commands() -> dict[str, list[str]]:
+    """The ``patchbench ...`` lines of the page's shell blocks, by command (comments dropped)."""
+    blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
+    lines = [ln.split("#")[0] for b in blocks for ln in b.splitlines() if ln.startswith("patchbench ")]
+    return {args[0]: args for args in (shlex.split(ln)[1:] for ln in lines)}
 
 
-def build_accuracy(table, cells, ctx):
-    """Attacked accuracy (%) per defense and λ: ours beside the paper's (reference/toy2024_accuracy.csv)."""
-    df = preset_cells(cells, ctx.preset)
-    df = df[df["attack"] == table.option("attack")].drop_duplicates(["defense", "lam"], keep="last")
-    paper = ctx.reference("toy2024_accuracy").fillna({"lam": -1}).set_index(["defense", "lam"])["accuracy_pct"]
-    rows = []
-    for _, r in df.sort_values(["defense", "lam"], na_position="first").iterrows():
-        ours, theirs = 100 * r["accuracy"], paper.get((r["defense"], -1 if pd.isna(r["lam"]) else r["lam"]))
-        rows.append({"Defense": r["defense"], "λ": r["lam"], "ours": fmt_pct(ours), "paper": fmt_pct(theirs),
-                     "Δ": fmt_delta(ours, theirs)})
-    return pd.DataFrame(rows), f"Toy 2024 Table 1: accuracy under {table.option('attack')} ({ctx.preset})"
-
-
-TABLES = {"toy2024-1": Table("toy2024-1", "toy2024", "Table 1: accuracy under the patch", build_accuracy,
-                             paper_presets=(), demo_preset="toy2024-demo", options=(("attack", "ce-lavan"),))}
-
-PAPER = Paper(
-    name="toy2024",
-    title="Toy 2024: a mean-pull defense against a cross-entropy LaVAN",
-    module=__name__,
-    presets={"demo": ("toy2024-demo",)},
-    tables=TABLES,
-    sections={"adaptive": AdaptiveConfig},  # the generic adaptive attack, as a preset section
-    validate=check_adaptive,
-    extra_steps=run_adaptive_section,  # `reproduce` runs it after the preset's sweep
-)
-DEFENSES = [MeanPull]
-ATTACKS = [CELaVAN]
-'''
-
-PRESET = '''\
-name: toy2024-demo
-paper: toy2024
-experiment: patch-defense
-tables: [toy2024-1]
-device: cpu
-data: {dataset: fashion-mnist, root: %(root)s, image_size: 28, eval_n: 64, ssim_n: 0, batch_size: 500}
-model:
-  arch: small_vgg
-  train: {epochs: 1, train_n: 1024, batch_size: 128}
-attacks:
-  - {name: ce-lavan, sizes: [6], target: 0, steps: 4, batch_size: 32, train_pool: 64, success_n: 64,
-     optimizer: adam, lr: 0.05, seeds: []}
-defenses:
-  - {name: meanpull, strength: 0.2, lambdas: [1, 2]}
-adaptive: {defenses: [meanpull], lam: 2, steps: 3, record_every: 1}
-'''
-
-REFERENCE = '''\
-defense,lam,accuracy_pct
-none,,40.0
-meanpull,1,55.0
-meanpull,2,60.0
-'''
-
-
-def write_plugin(root: Path) -> Path:
-    """The plugin folder ``root/toy2024`` (package, preset, reference); returns ``root``."""
-    pkg = root / "toy2024"
-    (pkg / "presets").mkdir(parents=True)
-    (pkg / "reference").mkdir()
-    (pkg / "__init__.py").write_text(PLUGIN)
-    (pkg / "presets" / "toy2024-demo.yaml").write_text(PRESET % {"root": FMNIST_DIR})
-    (pkg / "reference" / "toy2024_accuracy.csv").write_text(REFERENCE)
-    return root
-
-
-def patchbench(root: Path, *args, plugins: str = "toy2024", check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m patchbench ARGS`` with the plugin registered as the docs say."""
+def patchbench(root: Path, *args, plugins: str = "toy2024", check: bool = True, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m patchbench ARGS`` with the plugin registered as the docs say (the folder above it
+    on PYTHONPATH, after this checkout, and its module name in PATCHBENCH_PLUGINS)."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{root}", "PATCHBENCH_PLUGINS": plugins}
     proc = subprocess.run([sys.executable, "-m", "patchbench", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
 
 
 @needs_fmnist
-def test_toy_plugin_through_sweep_table_and_adaptive(tmp_path):
-    root, results = write_plugin(tmp_path / "plugins"), tmp_path / "results"
-    common = ["--results", results, "--no-progress"]
+def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path):
+    root = tmp_path / "plugins"
+    files = doc_files()
+    assert sorted(files) == ["toy2024/__init__.py", "toy2024/presets/toy2024-demo.yaml",
+                             "toy2024/reference/toy2024_accuracy.csv"]
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    commands = doc_commands()
+    assert list(commands) == ["sweep", "table", "defend", "reproduce"]
+    run = functools.partial(patchbench, root, cwd=tmp_path)  # the page's relative paths: under tmp_path
+    results = tmp_path / "results"
 
-    patchbench(root, "sweep", "--preset", "toy2024-demo", *common)
+    run(*commands["sweep"])
     df = cells(results)
     attacked = df[df["attack"] == "ce-lavan"]
     assert sorted(attacked["defense"].unique()) == ["meanpull", "none"]
     assert sorted(attacked.loc[attacked["defense"] == "meanpull", "lam"]) == [1.0, 2.0]
     assert set(df["preset"]) == {"toy2024-demo"} and (df["n"] == 64).all()
 
-    table = pd.read_csv(io.StringIO(patchbench(root, "table", "toy2024-1", "--results", results, "--format", "csv").stdout))
+    table = pd.read_csv(io.StringIO(run(*commands["table"]).stdout))
     assert list(table.columns) == ["Defense", "λ", "ours", "paper", "Δ"]
     assert table[["Defense", "λ", "paper"]].fillna(-1).values.tolist() == [["meanpull", 1, 55], ["meanpull", 2, 60], ["none", -1, 40]]
     ours = 100 * attacked.sort_values(["defense", "lam"])["accuracy"].to_numpy()
     assert table["ours"].to_numpy() == pytest.approx(ours, abs=0.005)
     assert table["Δ"].to_numpy() == pytest.approx(ours - [55, 60, 40], abs=0.01)
 
-    image = tmp_path / "ramp.png"  # a command that reads no preset knows the plugin's defense too
-    Image.fromarray(np.tile(np.arange(0, 200, 10, dtype=np.uint8), (20, 1))).save(image)
-    patchbench(root, "defend", image, "--defense", "meanpull", "--lam", "2", "--param", "strength=0.25", "--out", tmp_path / "defended")
-    x = np.asarray(Image.open(image)) / 255.0
-    got = np.asarray(Image.open(tmp_path / "defended" / "ramp.png")) / 255.0
+    ramp = np.tile(np.arange(0, 200, 10, dtype=np.uint8), (20, 1))  # defend reads no preset: the plugin's defense is known
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    run(*commands["defend"])
+    got, x = np.asarray(Image.open(tmp_path / "defended" / "ramp.png")) / 255.0, ramp / 255.0
     assert np.abs(got - (x + 0.5 * (x.mean() - x))).max() <= 1 / 255  # min(1, λ·strength) = half-way to the mean
 
-    patchbench(root, "reproduce", "toy2024", "--preset-scale", "demo", *common, "--out", tmp_path / "reports")
+    run(*commands["reproduce"])
     adaptive = cells(results).query("attack == 'lavan-adaptive'")
     through = adaptive[adaptive["defense"] == "meanpull"]
     assert set(adaptive["attack_through"]) == {"meanpull"} and set(adaptive["defense"]) == {"none", "meanpull"}
