@@ -19,7 +19,7 @@ from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defe
 from patchbench.defenses import DEFENSES, NoDefense  # noqa: F401
 from patchbench.engine import Condition, DefenseRun  # noqa: F401
 from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa: F401
-from patchbench.experiments import Experiment  # noqa: F401
+from patchbench.experiments import Experiment, refuse_grid_options  # noqa: F401
 from patchbench.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.api import Figure, Paper
+from patchbench.api import Figure, Paper, atomic_write, check, is_number
 from patchbench.papers.icaart2022 import adaptive, figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
-from patchbench.api import atomic_write
 
 
 def validate(preset) -> None:
     """The ICAART sections: ``adaptive`` (Fig. 10) and ``sanity`` (table footnotes)."""
-    from patchbench.api import check, is_number
-
     adaptive.check_section(preset)
     sanity = preset.extra.get("sanity")
     if sanity is not None:

@@ -58,9 +58,10 @@ import torch
 from rich.console import Console
 
 from patchbench.api import (
-    AdaptiveLaVAN, atomic_write, AttackConfig, check_target, Condition, DefenseRun, evaluate_conditions,
-    get_dataset_info, iterate, load_split, LoadedModel, NoDefense, Patch, patch_batches, patch_candidates,
-    PatchbenchError, Placement, Preset, resolve_defense, ResultStore, selection_indices, stable_hash,
+    AdaptiveLaVAN, AttackConfig, Condition, DefenseRun, DEFENSES, LoadedModel, NoDefense, Patch, PatchbenchError,
+    Placement, Preset, ResultStore, atomic_write, check, check_target, ensure_model, evaluate_conditions,
+    get_dataset_info, is_int, is_number, iterate, load_split, patch_batches, patch_candidates, resolve_defense,
+    selection_indices, stable_hash,
 )
 
 console = Console(stderr=True)
@@ -218,8 +219,6 @@ def curves(rows: pd.DataFrame) -> pd.DataFrame:
 
 def check_section(preset: Preset) -> None:
     """Validate the ``adaptive:`` section (names, ranges) before any work."""
-    from patchbench.api import check, DEFENSES, is_int, is_number
-
     ad = preset.extra.get("adaptive")
     if ad is None:
         return
@@ -237,8 +236,6 @@ def check_section(preset: Preset) -> None:
 
 def run_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
     """The ``adaptive:`` section of a preset, if it has one (``reproduce``'s extra step)."""
-    from patchbench.api import ensure_model
-
     ad = preset.extra.get("adaptive")
     if ad is None or not ad.defenses:
         return None
