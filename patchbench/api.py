@@ -12,7 +12,8 @@ from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
 )
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, stable_hash, validate_train, validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_train,
+    validate_volumize,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401

@@ -24,7 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench.util import atomic_write, remove_stale_temps, stable_hash
+from patchbench.config.keys import cache_hash
+from patchbench.util import atomic_write, remove_stale_temps
 
 # the cell's identity: every field that changes the numbers
 KEY_FIELDS = [
@@ -48,10 +49,10 @@ COLUMNS = KEY_FIELDS + [
 
 
 def run_id(key: dict[str, Any]) -> str:
-    ident = {k: key.get(k) for k in KEY_FIELDS}
-    if key.get("amp") is not None:  # autocast evaluation (model.amp): its own cell; fp32 ids stay as they were
-        ident["amp"] = key["amp"]
-    return stable_hash(ident, n=20)
+    """The cell's id: its key fields (and ``amp``, the autocast dtype) that are not None, so that a
+    new key field, unset, renames no stored cell."""
+    ident = {k: key[k] for k in (*KEY_FIELDS, "amp") if key.get(k) is not None}
+    return cache_hash(ident, n=20)
 
 
 def one_precision(cells: pd.DataFrame) -> pd.DataFrame:

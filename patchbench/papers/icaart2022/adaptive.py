@@ -49,7 +49,7 @@ holdout). A rerun loads the snapshots and finds every cell stored: no training, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,9 @@ import torch
 from rich.console import Console
 
 from patchbench.api import (
-    AdaptiveLaVAN, atomic_write, AttackConfig, check_target, Condition, DefenseRun, evaluate_conditions,
+    AdaptiveLaVAN, atomic_write, AttackConfig, cache_hash, check_target, Condition, DefenseRun, evaluate_conditions,
     get_dataset_info, iterate, load_split, LoadedModel, NoDefense, Patch, patch_batches, patch_candidates,
-    PatchbenchError, Placement, Preset, resolve_defense, ResultStore, selection_indices, stable_hash,
+    PatchbenchError, Placement, Preset, resolve_defense, ResultStore, selection_indices, key_fields,
 )
 
 console = Console(stderr=True)
@@ -149,11 +149,11 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     for name, defense, lam_d in built:
         options = defense.resolve_grad_options(grad_options)
         for size in sizes:
-            cfg = {"attack": {**asdict(attack), "sizes": None, "steps": steps}, "size": size,
+            cfg = {"attack": {**key_fields(attack), "steps": steps}, "size": size,
                    "record_every": record_every, "defense": name, "defense_params": defense.params(),
                    "lam": lam_d, "grad_options": options, "model_id": loaded.model_id,
                    "image_size": d.image_size, "holdout_n": holdout_n}
-            run_hash = stable_hash(cfg, 12)
+            run_hash = cache_hash(cfg, 12)
             lam_tag = "" if lam_d is None else f"-lam{lam_d:g}"
             folder = store.artifacts / "patches" / "adaptive" / (
                 f"lavan-adaptive-{name}{lam_tag}-{size}px-t{attack.target}-{attack.placement}-{run_hash}")
