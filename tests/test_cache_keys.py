@@ -7,8 +7,10 @@ from dataclasses import asdict, replace
 
 import pytest
 
+from patchbench import columns
 from patchbench.cache.models import model_config_hash
 from patchbench.cache.patches import patch_stem
+from patchbench.columns import Column, declare_columns
 from patchbench.config import AttackConfig, ModelConfig, TrainConfig, VolumizeConfig, keys
 from patchbench.presets import load_preset
 from patchbench.results import ResultStore, run_id
@@ -29,8 +31,14 @@ def keys_of(preset, attack, store):
     return model_config_hash(preset), patch_stem(attack, attack.sizes[0], preset, "m", store).name
 
 
+@pytest.fixture
+def declared(monkeypatch):
+    """Column declarations made in a test are undone after it."""
+    monkeypatch.setattr(columns, "_DECLARED", dict(columns._DECLARED))
+
+
 @pytest.mark.parametrize("section", ["train", "model", "volumize", "attack"])
-def test_a_new_defaulted_field_renames_nothing_and_a_changed_key_value_does(tmp_path, section):
+def test_a_new_defaulted_field_renames_nothing_and_a_changed_key_value_does(tmp_path, section, declared):
     store = ResultStore(tmp_path)
     p = load_preset("demo-fmnist")
     if section == "volumize":
@@ -59,9 +67,12 @@ def test_a_new_defaulted_field_renames_nothing_and_a_changed_key_value_does(tmp_
     key_field = {"train": {"epochs": 7}, "model": {"arch": "tiny_cnn"}, "volumize": {"patch": 8}, "attack": {"steps": 9}}
     assert put(**key_field[section]) != before
 
-    # a run id: an unset key field renames no cell; a changed one makes a new cell
+    # a run id: a newly declared key column, unset, renames no cell; set, it makes a new cell
     rid = run_id(CELL)
     assert run_id({**CELL, "amp": None}) == rid and run_id({**CELL, "amp": "bf16"}) != rid
+    declare_columns("a-plugin", Column("new_knob", "float", key=True))
+    assert run_id({**CELL, "new_knob": None}) == rid
+    assert run_id({**CELL, "new_knob": 0.25}) != rid
     assert run_id({**CELL, "lam": 2.7}) != rid
 
 

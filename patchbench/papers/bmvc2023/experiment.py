@@ -40,11 +40,13 @@ import pandas as pd
 import torch
 
 from patchbench.api import (
-    check, Condition, DefenseRun, eval_indices, is_int, load_split, NoDefense, NPixel, npixel_extent, Patch,
-    PatchbenchError, Preset, protocol_regions, ResultStore, TrainConfig, validate_train, validate_volumize,
-    VolumizeConfig,
+    check, Column, Condition, declare_columns, DefenseRun, eval_indices, is_int, load_split, NoDefense, NPixel,
+    npixel_extent, Patch, PatchbenchError, Preset, protocol_regions, ResultStore, TrainConfig, validate_train,
+    validate_volumize, VolumizeConfig,
 )
 
+# the columns this experiment adds to its cells (labels only: the model and patch ids already tell cells apart)
+declare_columns("bmvc2023", Column("method", "str"), Column("syllabus", "str"), Column("patch_source", "str"))
 REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
 

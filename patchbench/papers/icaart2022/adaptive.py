@@ -130,7 +130,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     """Train (or load) adaptive LaVAN snapshots through each defense and evaluate them as cells.
 
     Returns the rows of every snapshot × {the defense at λ, and no defense if
-    ``include_undefended``}; columns as :data:`patchbench.results.COLUMNS`.
+    ``include_undefended``}; columns as declared in :mod:`patchbench.columns`.
     """
     attack = _pick_attack(preset)
     d = preset.data
