@@ -2,7 +2,8 @@
 import, in one place (a test holds the plugins to it). Anything else is internal and may move.
 
 Grouped by job: the plugin contract, presets and errors, data, models and attacks, defenses,
-cached artifacts and evaluation grids, stored results, and the table helpers.
+cached artifacts and evaluation grids, stored results and the columns a plugin adds to them
+(``declare_columns``), and the table helpers.
 """
 
 from patchbench.attacks import ATTACKS, AdaptiveLaVAN, NPixel, Patch, Placement, attack_class  # noqa: F401
@@ -11,8 +12,10 @@ from patchbench.cache.models import LoadedModel, ensure_model, with_training  # 
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
 )
+from patchbench.columns import Column, declare_columns  # noqa: F401
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, stable_hash, validate_train, validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_train,
+    validate_volumize,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401

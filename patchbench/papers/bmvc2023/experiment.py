@@ -40,12 +40,14 @@ import pandas as pd
 import torch
 
 from patchbench.api import (
-    Condition, DefenseRun, METRICS, MODELS, NoDefense, NPixel, Patch, PatchbenchError, Preset, ResultStore,
-    TrainConfig, VolumizeConfig, check, console, defense_runs, ensure_model, ensure_patches, eval_indices,
-    evaluate_conditions, is_int, load_split, npixel_extent, protocol_regions, refuse_grid_options, validate_train,
-    validate_volumize,
+    Column, Condition, DefenseRun, METRICS, MODELS, NoDefense, NPixel, Patch, PatchbenchError, Preset, ResultStore,
+    TrainConfig, VolumizeConfig, check, console, declare_columns, defense_runs, ensure_model, ensure_patches,
+    eval_indices, evaluate_conditions, is_int, load_split, npixel_extent, protocol_regions, refuse_grid_options,
+    validate_train, validate_volumize,
 )
 
+# the columns this experiment adds to its cells (labels only: the model and patch ids already tell cells apart)
+declare_columns("bmvc2023", Column("method", "str"), Column("syllabus", "str"), Column("patch_source", "str"))
 REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
 

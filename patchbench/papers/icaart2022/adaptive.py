@@ -49,7 +49,7 @@ holdout). A rerun loads the snapshots and finds every cell stored: no training, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,9 @@ from rich.console import Console
 
 from patchbench.api import (
     AdaptiveLaVAN, AttackConfig, Condition, DefenseRun, DEFENSES, LoadedModel, NoDefense, Patch, PatchbenchError,
-    Placement, Preset, ResultStore, atomic_write, check, check_target, ensure_model, evaluate_conditions,
-    get_dataset_info, is_int, is_number, iterate, load_split, patch_batches, patch_candidates, resolve_defense,
-    selection_indices, stable_hash,
+    Placement, Preset, ResultStore, atomic_write, cache_hash, check, check_target, ensure_model, evaluate_conditions,
+    get_dataset_info, is_int, is_number, iterate, key_fields, load_split, patch_batches, patch_candidates,
+    resolve_defense, selection_indices,
 )
 
 console = Console(stderr=True)
@@ -131,7 +131,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     """Train (or load) adaptive LaVAN snapshots through each defense and evaluate them as cells.
 
     Returns the rows of every snapshot × {the defense at λ, and no defense if
-    ``include_undefended``}; columns as :data:`patchbench.results.COLUMNS`.
+    ``include_undefended``}; columns as declared in :mod:`patchbench.columns`.
     """
     attack = _pick_attack(preset)
     d = preset.data
@@ -150,11 +150,11 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     for name, defense, lam_d in built:
         options = defense.resolve_grad_options(grad_options)
         for size in sizes:
-            cfg = {"attack": {**asdict(attack), "sizes": None, "steps": steps}, "size": size,
+            cfg = {"attack": {**key_fields(attack), "steps": steps}, "size": size,
                    "record_every": record_every, "defense": name, "defense_params": defense.params(),
                    "lam": lam_d, "grad_options": options, "model_id": loaded.model_id,
                    "image_size": d.image_size, "holdout_n": holdout_n}
-            run_hash = stable_hash(cfg, 12)
+            run_hash = cache_hash(cfg, 12)
             lam_tag = "" if lam_d is None else f"-lam{lam_d:g}"
             folder = store.artifacts / "patches" / "adaptive" / (
                 f"lavan-adaptive-{name}{lam_tag}-{size}px-t{attack.target}-{attack.placement}-{run_hash}")
