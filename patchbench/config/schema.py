@@ -184,7 +184,7 @@ class EvasionConfig:
 class Preset:
     name: str
     paper: str  # a key of patchbench.papers.PAPERS
-    experiment: str  # a key of patchbench.runner.EXPERIMENTS: patch-defense | evasion
+    experiment: str  # a key of patchbench.papers.all_experiments(): patch-defense | evasion | a paper's own
     description: str = ""
     tables: list[str] = field(default_factory=list)  # paper tables this preset rebuilds
     device: str = "auto"

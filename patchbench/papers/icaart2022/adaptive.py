@@ -14,10 +14,10 @@ Choices (all parameters, the preset's ``adaptive:`` section):
 * the attack's hyper-parameters (target, placement, margin, lr, momentum, batch size, pool,
   seed, random placement) are the preset's first ``lavan`` attack entry (else its first attack);
   ``steps`` overrides its step count. Default size: that entry's largest size.
-* defenses are built by :func:`patchbench.runner.resolve_defense` (the preset's entry, or the
+* defenses are built by :func:`patchbench.defense_config.resolve_defense` (the preset's entry, or the
   class defaults for a defense the preset lacks); ``defense_params`` adds/overrides parameters
   per defense name. Default λ: the defense's largest preset λ (the strongest setting of the
-  sweep; :data:`patchbench.runner.DEFAULT_LAMBDA` for a defense the preset lacks); ``lam`` may
+  sweep; :data:`patchbench.defense_config.DEFAULT_LAMBDA` for a defense the preset lacks); ``lam`` may
   be one number for all defenses or a {name: λ} dict. ``none`` trains plain LaVAN.
 * ``grad_options``: the gradient choices the defenses declare (e.g. ``saliency_grad`` for WLGS:
   second-order by default; ``keep_grad`` for the LGS family: constant by default).
