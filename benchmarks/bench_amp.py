@@ -28,14 +28,16 @@ from patchbench.devices import resolve_device  # noqa: E402
 
 from patchbench.run import sweep  # noqa: E402
 from patchbench.presets import load_preset  # noqa: E402
-from patchbench.results import KEY_FIELDS, ResultStore  # noqa: E402
+from patchbench.columns import key_columns  # noqa: E402
+from patchbench.results import ResultStore  # noqa: E402
 
 
 def agreement(store: ResultStore, cells: pd.DataFrame, amp: str) -> pd.DataFrame:
     """One row per ``amp`` cell with an fp32 twin (equal on every key field): images, images with the
     fp32 cell's prediction, both accuracies and both engines' seconds."""
     fp32 = cells[cells["amp"].isna()]
-    pairs = cells[cells["amp"] == amp].merge(fp32, on=KEY_FIELDS, suffixes=("", "_fp32"))  # NaN keys match NaN
+    twins = [k for k in key_columns() if k != "amp" and k in cells]
+    pairs = cells[cells["amp"] == amp].merge(fp32, on=twins, suffixes=("", "_fp32"))  # NaN keys match NaN
     out = []
     for _, c in pairs.iterrows():
         a, b = store.load_predictions(c["run_id"]), store.load_predictions(c["run_id_fp32"])

@@ -40,7 +40,7 @@ holdout). A rerun loads the snapshots and finds every cell stored: no training, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.cache.models import LoadedModel, ensure_model
 from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices
-from patchbench.config import AttackConfig, Preset, stable_hash
+from patchbench.config import AttackConfig, Preset, cache_hash, key_fields
 from patchbench.data import get_dataset_info, iterate, load_split
 from patchbench.defense_config import resolve_defense
 from patchbench.defenses import DEFENSES, NoDefense
@@ -129,7 +129,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     """Train (or load) adaptive LaVAN snapshots through each defense and evaluate them as cells.
 
     Returns the rows of every snapshot × {the defense at λ, and no defense if
-    ``include_undefended``}; columns as :data:`patchbench.results.COLUMNS`.
+    ``include_undefended``}; columns as declared in :mod:`patchbench.columns`.
     """
     attack = _pick_attack(preset)
     d = preset.data
@@ -148,11 +148,11 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     for name, defense, lam_d in built:
         options = defense.resolve_grad_options(grad_options)
         for size in sizes:
-            cfg = {"attack": {**asdict(attack), "sizes": None, "steps": steps}, "size": size,
+            cfg = {"attack": {**key_fields(attack), "steps": steps}, "size": size,
                    "record_every": record_every, "defense": name, "defense_params": defense.params(),
                    "lam": lam_d, "grad_options": options, "model_id": loaded.model_id,
                    "image_size": d.image_size, "holdout_n": holdout_n}
-            run_hash = stable_hash(cfg, 12)
+            run_hash = cache_hash(cfg, 12)
             lam_tag = "" if lam_d is None else f"-lam{lam_d:g}"
             folder = store.artifacts / "patches" / "adaptive" / (
                 f"lavan-adaptive-{name}{lam_tag}-{size}px-t{attack.target}-{attack.placement}-{run_hash}")

@@ -4,7 +4,8 @@ test holds the shipped papers to it). Anything else is internal and may move.
 
 Grouped by job: the plugin contract, presets and errors, data, models and attacks (with the bases
 a plugin's attack derives from), defenses (with their base), the adaptive attack as a preset step,
-cached artifacts and evaluation grids, stored results, and the table helpers.
+cached artifacts and evaluation grids, stored results and the columns a plugin adds to them
+(``declare_columns``), and the table helpers.
 """
 
 from patchbench.adaptive import AdaptiveConfig, check_adaptive, curves, run_adaptive, run_adaptive_section  # noqa: F401
@@ -16,15 +17,17 @@ from patchbench.cache.models import LoadedModel, ensure_model, with_training  # 
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
 )
+from patchbench.columns import Column, declare_columns  # noqa: F401
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, stable_hash, validate_train, validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_train,
+    validate_volumize,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
 from patchbench.defenses import DEFENSES, Defense, NoDefense  # noqa: F401
 from patchbench.engine import Condition, DefenseRun  # noqa: F401
 from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa: F401
-from patchbench.experiments import Experiment  # noqa: F401
+from patchbench.experiments import Experiment, refuse_grid_options  # noqa: F401
 from patchbench.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401

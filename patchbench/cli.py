@@ -1,21 +1,17 @@
-"""patchbench command line: each command parses its options, calls one function of the layer that
-does the job (:mod:`patchbench.run`, :mod:`patchbench.cache`, :mod:`patchbench.reporting`, ...)
-and prints. No experiment logic lives here.
-
-Every error a user can cause (unknown names, malformed values, missing or corrupt files) ends in
-one line ``error: ...`` on stderr and exit code 2, before anything is written.
-"""
+"""patchbench command line: each command parses its options (declared in :mod:`.cli_options`), calls the layer that does
+the job and prints (named plugins load first). A user error is one line ``error: ...`` on stderr, exit code 2, nothing written."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from patchbench import __version__
+from patchbench import cli_options as opt
 from patchbench.errors import PatchbenchError
 from patchbench.plugins import plugin_names
 
@@ -26,18 +22,6 @@ app = typer.Typer(
 )
 out = Console()
 
-# options shared by several commands (Typer's Annotated style)
-PresetOpt = Annotated[str, typer.Option("--preset", "-p", help="Preset name (see `patchbench list presets`) or a preset YAML file.")]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="Results directory: cells/ and predictions/ (parquet), artifacts/ (cached models, patches).")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:i]; default: the preset's (auto = cuda if available).")]
-DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help="Dataset directory (overrides the preset and the dataset's search order).")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Model weights: a torchvision weights name (DEFAULT, IMAGENET1K_V1) or a state-dict file.")]
-SetOpt = Annotated[Optional[List[str]], typer.Option("--set", help="Override any preset field, e.g. --set data.eval_n=500 or --set attacks.0.steps=50 (repeatable).")]
-ParamOpt = Annotated[Optional[List[str]], typer.Option("--param", help="Defense parameter key=value (repeatable), e.g. --param window=15 --param space=normalized; see `patchbench list defenses`.")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
-AmpOpt = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
-LamOpt = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -46,8 +30,8 @@ def _version(value: bool) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context,
-          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False):
+def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                                  help="Print the version and exit.")] = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
     if ctx.invoked_subcommand is None:  # `patchbench` alone: the help, exit 0
         out.print(ctx.get_help(), highlight=False)
@@ -58,8 +42,7 @@ def _load(preset: str, sets=None, device=None, data_root=None, weights=None, ext
     from patchbench.config import option_overrides
     from patchbench.presets import load_preset
 
-    return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights, amp=amp)
-                       + list(extra or []))
+    return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights, amp=amp) + list(extra or []))
 
 
 def _store_device(p, results: Path):
@@ -70,7 +53,7 @@ def _store_device(p, results: Path):
 
 
 @app.command("list")
-def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, datasets, presets, papers, tables, figures, trainings, or volumetric (BMVC 2023 3-D parameter counts vs the paper's).")):
+def list_cmd(what: opt.ListWhat):
     """List what is registered."""
     from patchbench.catalog import catalog
 
@@ -78,12 +61,10 @@ def list_cmd(what: str = typer.Argument(..., help="models, attacks, defenses, da
 
 
 @app.command("train-model")
-def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("results"), device: DeviceOpt = None,
-                data_root: DataRootOpt = None, weights: WeightsOpt = None,
-                force: bool = typer.Option(False, "--force", help="Retrain even if a cached checkpoint exists."),
-                training: Optional[str] = typer.Option(None, "--training", help="Training objective: raw, madry, madry+aad, alp or alp+aad (default: the preset's). Checkpoints every epoch; a killed run resumes."),
-                nproc: int = typer.Option(1, "--nproc", min=1, help="Train data-parallel in this many processes (runs itself under torchrun: gloo on CPU, one GPU each with NCCL). The same as `torchrun --nproc_per_node K -m patchbench train-model ...`."),
-                sets: SetOpt = None, progress: ProgressOpt = True):
+def train_model(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("results"), device: opt.Device = None,
+                data_root: opt.DataRoot = None, weights: opt.Weights = None, force: opt.TrainModelForce = False,
+                training: opt.TrainModelTraining = None, nproc: opt.TrainModelNproc = 1, sets: opt.Set = None,
+                progress: opt.Progress = True):
     """Train and cache the preset's classifier (checkpoint + JSON with accuracy, seed, config hash).
 
     For presets with pretrained torchvision weights and the raw objective this only checks that
@@ -111,16 +92,11 @@ def train_model(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("r
 
 
 @app.command("train-patch")
-def train_patch(preset: PresetOpt = "demo-fmnist",
-                attack: str = typer.Option("lavan", "--attack", "-a", help="Patch attack (see `patchbench list attacks`)."),
-                size: int = typer.Option(..., "--size", "-s", help="Patch side in pixels, at the preset's image size (e.g. 52 at 400 px)."),
-                target: Optional[int] = typer.Option(None, "--target", "-t", help="Target class index (default: the preset's)."),
-                steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: the preset's)."),
-                seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the patch init and batches."),
-                out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the patch here (.pt, plus .png and .json beside it); default: cached under <results>/artifacts/patches."),
-                results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
-                weights: WeightsOpt = None, force: bool = typer.Option(False, "--force", help="Retrain even if the cached patch exists."),
-                sets: SetOpt = None, progress: ProgressOpt = True):
+def train_patch(size: opt.TrainPatchSize, preset: opt.Preset = "demo-fmnist", attack: opt.TrainPatchAttack = "lavan",
+                target: opt.TrainPatchTarget = None, steps: opt.TrainPatchSteps = None, seed: opt.TrainPatchSeed = None,
+                out_file: opt.TrainPatchOutFile = None, results: opt.Results = Path("results"), device: opt.Device = None,
+                data_root: opt.DataRoot = None, weights: opt.Weights = None, force: opt.TrainPatchForce = False,
+                sets: opt.Set = None, progress: opt.Progress = True):
     """Train a patch against the preset's classifier (trained first if it is not cached)."""
     from patchbench.cache.models import ensure_model
     from patchbench.cache.patches import attack_entry, train_patch
@@ -137,13 +113,9 @@ def train_patch(preset: PresetOpt = "demo-fmnist",
 
 
 @app.command("defend")
-def defend(inputs: List[Path] = typer.Argument(..., help="PNG/JPEG files or directories (every image inside)."),
-           out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the defended PNGs (same file stems)."),
-           defense: str = typer.Option("lgs", "--defense", "-d", help="Defense (see `patchbench list defenses`)."),
-           lam: LamOpt = "2.3", params: ParamOpt = None,
-           preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Take the defense's parameters and the normalization from this preset."),
-           save_maps: bool = typer.Option(False, "--save-maps", help="Also write the gradient map g(x) as DIR/maps/<stem>.png."),
-           device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:i].")):
+def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.DefendDefense = "lgs", lam: opt.Lam = "2.3",
+           params: opt.Param = None, preset: opt.DefendPreset = None, save_maps: opt.DefendSaveMaps = False,
+           device: opt.DefendDevice = "auto"):
     """Defend image files: write T(x) for each input as PNG, nothing else changed."""
     from patchbench import imageio
     from patchbench.config import parse_lambda, parse_params
@@ -159,18 +131,10 @@ def defend(inputs: List[Path] = typer.Argument(..., help="PNG/JPEG files or dire
 
 @app.command("background-attack")
 def background_attack_cmd(
-        images: Path = typer.Option(..., "--images", help="Folder of the images (PNG/JPEG)."),
-        boxes: Path = typer.Option(..., "--boxes", help="CSV with columns file,label,x0,y0,x1,y1: the object's box per image (kept unaltered)."),
-        out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the adversarial PNGs and background-attack.md/.csv."),
-        model: str = typer.Option("inception_v3", "--model", help="A torchvision ImageNet model (see `patchbench list models`)."),
-        weights: str = typer.Option("DEFAULT", "--weights", help="torchvision weights name, a state-dict file, or none (random-init stand-in)."),
-        dataset: str = typer.Option("imagenet", "--dataset", help="Whose normalization and classes the model uses."),
-        image_size: int = typer.Option(299, "--image-size", help="Model input size (Inception-v3: 299)."),
-        eps: float = typer.Option(0.3, "--eps", help="L-inf bound on background pixels, [0, 1] scale."),
-        steps: int = typer.Option(100, "--steps", help="PGD steps."),
-        step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step (default 2.5·eps/steps)."),
-        seed: int = typer.Option(0, "--seed"), batch_size: int = typer.Option(8, "--batch-size"),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:i].")):
+        images: opt.BgImages, boxes: opt.BgBoxes, out_dir: opt.BgOutDir, model: opt.BgModel = "inception_v3",
+        weights: opt.BgWeights = "DEFAULT", dataset: opt.BgDataset = "imagenet", image_size: opt.BgImageSize = 299,
+        eps: opt.BgEps = 0.3, steps: opt.BgSteps = 100, step_size: opt.BgStepSize = None, seed: opt.BgSeed = 0,
+        batch_size: opt.BgBatchSize = 8, device: opt.BgDevice = "auto"):
     """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
     against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
     from patchbench import background
@@ -180,35 +144,26 @@ def background_attack_cmd(
 
 
 @app.command("evaluate")
-def evaluate_cmd(preset: PresetOpt = "demo-fmnist",
-                 patch: Optional[Path] = typer.Option(None, "--patch", help="Patch file (.pt); without it the clean cell is evaluated."),
-                 defense: str = typer.Option("lgs", "--defense", "-d", help="Defense, or none."),
-                 lam: LamOpt = "2.3", params: ParamOpt = None, results: ResultsOpt = Path("results"),
-                 device: DeviceOpt = None, data_root: DataRootOpt = None, weights: WeightsOpt = None,
-                 amp: AmpOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
+def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = None, defense: opt.EvaluateDefense = "lgs",
+                 lam: opt.Lam = "2.3", params: opt.Param = None, results: opt.Results = Path("results"),
+                 device: opt.Device = None, data_root: opt.DataRoot = None, weights: opt.Weights = None,
+                 amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True):
     """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
     from patchbench.config import parse_lambda, parse_params
-    from patchbench.run import evaluate_one
+    from patchbench.run import cell_lines, evaluate_one
 
     p = _load(preset, sets, device, data_root, weights, amp=amp)
-    _print_rows(evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress))
+    for line in cell_lines(evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress)):
+        out.print(line, soft_wrap=True)  # one line per cell: readable in a narrow pipe
 
 
 @app.command("sweep")
-def sweep(preset: PresetOpt = "demo-fmnist",
-          defenses: Optional[str] = typer.Option(None, "--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included."),
-          lambdas: Optional[str] = typer.Option(None, "--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's."),
-          patches: Optional[List[str]] = typer.Option(None, "--patches", help="Patch files to evaluate (repeat or comma-separate); default: the preset's attacks, trained or cached."),
-          seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of patch seeds: every patch is trained once per seed (default: the preset's)."),
-          shard: Optional[str] = typer.Option(None, "--shard", help="i/n: compute only slice i of n of the grid's missing cells (partitioned by run id; run shards in parallel, e.g. as a job array, into one results directory)."),
-          executor: Optional[str] = typer.Option(None, "--executor", help="slurm: submit --shards jobs as a SLURM array through submitit; local: the same jobs as local processes."),
-          shards: int = typer.Option(2, "--shards", help="Number of shards (jobs) with --executor."),
-          partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--executor slurm)."),
-          gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="GPUs per job (--executor slurm)."),
-          timeout_min: int = typer.Option(240, "--timeout-min", help="Time limit per job in minutes (--executor)."),
-          array_parallelism: int = typer.Option(64, "--array-parallelism", help="At most this many jobs at once (--executor slurm)."),
-          results: ResultsOpt = Path("results"), device: DeviceOpt = None, data_root: DataRootOpt = None,
-          weights: WeightsOpt = None, amp: AmpOpt = None, sets: SetOpt = None, progress: ProgressOpt = True):
+def sweep(preset: opt.Preset = "demo-fmnist", defenses: opt.SweepDefenses = None, lambdas: opt.SweepLambdas = None,
+          patches: opt.SweepPatches = None, seeds: opt.SweepSeeds = None,
+          shard: opt.Shard = None, executor: opt.Executor = None, shards: opt.Shards = 2,
+          partition: opt.Partition = None, gpus_per_node: opt.GpusPerNode = 0, timeout_min: opt.TimeoutMin = 240,
+          array_parallelism: opt.ArrayParallelism = 64, results: opt.Results = Path("results"), device: opt.Device = None, data_root: opt.DataRoot = None,
+          weights: opt.Weights = None, amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True):
     """Run the preset's grid; cached models, patches and stored cells are reused.
 
     patch-defense presets: clean/attacked × (none + defenses) × λ. evasion presets: every training
@@ -224,17 +179,15 @@ def sweep(preset: PresetOpt = "demo-fmnist",
     if executor is not None:
         from patchbench.scaleout import ClusterOptions, sweep_on_cluster
 
-        opts = ClusterOptions(partition=partition, gpus_per_node=gpus_per_node, timeout_min=timeout_min,
-                              array_parallelism=array_parallelism)
-        out.print(sweep_on_cluster(p, results, shard, shards, executor, opts, defenses, lambdas, patches))
-        return
+        opts = ClusterOptions(partition, gpus_per_node, timeout_min=timeout_min, array_parallelism=array_parallelism)
+        return out.print(sweep_on_cluster(p, results, shard, shards, executor, opts, defenses, lambdas, patches))
     rows = run_sweep(p, results, defenses, lambdas, patches, progress, shard=shard)
     out.print(f"{len(rows)} cells in {results / 'cells'}" + (f" (shard {shard})" if shard else ""))
 
 
 @app.command("status")
-def status_cmd(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("results"), data_root: DataRootOpt = None,
-               weights: WeightsOpt = None, sets: SetOpt = None):
+def status_cmd(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("results"), data_root: opt.DataRoot = None,
+               weights: opt.Weights = None, sets: opt.Set = None):
     """How far the preset's grid is: cells planned, done and missing (from the cached models and patches;
     nothing is trained or computed). Shards and job arrays report here as they finish."""
     from patchbench.run import status_line
@@ -243,26 +196,18 @@ def status_cmd(preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("re
 
 
 @app.command("table")
-def table(name: str = typer.Argument(..., help="Table to rebuild (see `patchbench list tables`)."),
-          results: ResultsOpt = Path("results"),
-          preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Whose cells to show (default: the paper preset if stored, else the demo)."),
-          fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv or latex."),
-          out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this file.")):
+def table(name: opt.TableName, results: opt.Results = Path("results"), preset: opt.TablePreset = None, fmt: opt.TableFmt = "rich",
+          out_file: opt.TableOutFile = None):
     """Rebuild a paper table from stored cells, the paper's numbers beside ours."""
     from patchbench.reporting import table_report
 
-    text = table_report(name, results, preset, fmt, out_file)
-    if text is not None:
-        sys.stdout.write(text)
+    sys.stdout.write(table_report(name, results, preset, fmt, out_file) or "")  # rich: printed already
 
 
 @app.command("reproduce")
-def reproduce_cmd(paper: str = typer.Argument(..., help="Paper to reproduce (see `patchbench list papers`)."),
-                  preset_scale: str = typer.Option("demo", "--preset-scale", help="demo (Fashion-MNIST, CPU minutes) or paper (the paper's presets: GPU + the paper's data)."),
-                  results: ResultsOpt = Path("results"),
-                  out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where tables (.md) and figures (.png) go; default RESULTS/reports/PAPER-SCALE."),
-                  device: DeviceOpt = None, data_root: DataRootOpt = None, amp: AmpOpt = None, sets: SetOpt = None,
-                  progress: ProgressOpt = True):
+def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetScale = "demo", results: opt.Results = Path("results"),
+                  out_dir: opt.ReproduceOutDir = None, device: opt.Device = None, data_root: opt.DataRoot = None,
+                  amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True):
     """Train, sweep and report everything a paper's tables and figures need; resumable.
 
     A rerun reuses every cached model, patch and cell and only rebuilds the reports.
@@ -274,26 +219,13 @@ def reproduce_cmd(paper: str = typer.Argument(..., help="Paper to reproduce (see
 
 
 @app.command("plot")
-def plot(name: str = typer.Argument(..., help="Figure (see `patchbench list figures`), e.g. lambda-curve or adaptive."),
-         preset: PresetOpt = "demo-fmnist", results: ResultsOpt = Path("results"),
-         out_file: Path = typer.Option(Path("figure.png"), "--out", "-o", help="PNG file to write."),
-         params: Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")] = None):
+def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("results"),
+         out_file: opt.PlotOutFile = Path("figure.png"), params: opt.PlotParams = None):
     """Draw a paper figure from stored cells (PNG)."""
-    from patchbench.reporting import draw_figure
     from patchbench.config import parse_params
+    from patchbench.reporting import draw_figure
 
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
-
-
-def _print_rows(rows) -> None:
-    """One line per cell (no table: it must stay readable in a narrow pipe)."""
-    for r in rows.itertuples():
-        what = "clean" if r.condition == "clean" else f"{r.attack} {int(r.patch_px)}px -> class {int(r.target)}"
-        lam = "" if r.lam is None or r.lam != r.lam else f" λ={r.lam:g}"
-        asr = r.attack_success_rate
-        hits = "" if asr is None or asr != asr else f"  target success {100 * asr:.1f}%"
-        out.print(f"{what} | {r.defense}{lam} | accuracy [bold]{100 * r.accuracy:.2f}%[/] "
-                  f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] (n={r.n}){hits} | run {r.run_id}", soft_wrap=True)
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ from patchbench import __version__
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
 from patchbench.defenses.base import Defense
-from patchbench.results import PATCH_META_COLUMNS, ResultStore, git_sha, now_utc, run_id, wilson_ci
+from patchbench.columns import check_row, patch_meta_columns
+from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Condition:
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
                 "target": p.target, "placement": f"{p.placement.kind}+{p.placement.margin}",
                 "patch_id": p.content_id(), "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked",
-                **{col: p.meta.get(key) for col, key in PATCH_META_COLUMNS.items()}}
+                **{col: p.meta.get(key) for col, key in patch_meta_columns().items()}}
 
     def build(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.attack is not None:
@@ -115,13 +116,16 @@ def evaluate(
     fp16): the classifier's prediction passes run under ``torch.autocast`` (logits cast back to fp32
     for the loss); the attacks and the defenses' own model passes stay fp32.
     """
-    context = {**context, "eval_n": len(indices)}
+    extra = extra or {}
+    check_row({**context, **extra})  # an undeclared column fails before any work
+    # a declared key column among ``extra`` (e.g. a plugin's) is part of each cell's run id
+    context = {**context, **extra, "eval_n": len(indices)}
     cells = plan(context, conditions, defenses)
     store.planned.extend(c.rid for c in cells)
     todo = [c for c in cells if not store.has(c.rid) and store.owns(c.rid)]
     if todo:
         _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,
-             extra or {}, ssim_n, amp)
+             extra, ssim_n, amp)
     # a shard returns the grid's stored cells (its own and any other shard's finished ones)
     return pd.DataFrame([store.read_cell(c.rid) for c in cells if store.has(c.rid)])
 

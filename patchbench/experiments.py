@@ -60,12 +60,17 @@ def sweep_patch_defense(preset: Preset, store: ResultStore, device: torch.device
     return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)
 
 
+def refuse_grid_options(preset: Preset, kind: str, defenses, lambdas, patches) -> None:
+    """An experiment whose grid is fixed by its preset refuses sweep's --defenses, --lambdas and --patches."""
+    if defenses or lambdas or patches:
+        raise PatchbenchError(f"preset {preset.name} is {kind} experiment: --defenses, --lambdas and --patches "
+                              "apply to patch-defense presets")
+
+
 def sweep_evasion(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
                   defenses=None, lambdas=None, patches=None) -> pd.DataFrame:
     """Every training objective × (clean + every evasion attack)."""
-    if defenses or lambdas or patches:
-        raise PatchbenchError(f"preset {preset.name} is an evasion experiment: --defenses, --lambdas and --patches "
-                              "apply to patch-defense presets")
+    refuse_grid_options(preset, "an evasion", defenses, lambdas, patches)
     frames = []
     for training in preset.trainings or [preset.model.train.training]:
         rows = run_evasion_grid(preset, training, store, device, progress)

@@ -22,11 +22,8 @@ from patchbench.results import ResultStore
 
 def eval_context(preset: Preset, loaded: LoadedModel) -> dict:
     d = preset.data
-    context = {"dataset": d.dataset, "split": d.eval_split, "eval_seed": d.eval_seed, "image_size": d.image_size,
-               "model": preset.model.arch, "model_id": loaded.model_id}
-    if preset.model.amp is not None:  # fp32 cells keep the run ids they always had
-        context["amp"] = preset.model.amp
-    return context
+    return {"dataset": d.dataset, "split": d.eval_split, "eval_seed": d.eval_seed, "image_size": d.image_size,
+            "model": preset.model.arch, "model_id": loaded.model_id, "amp": preset.model.amp}
 
 
 def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Condition], runs: list[DefenseRun],

@@ -6,8 +6,10 @@ Layout under ``--results DIR``::
     DIR/predictions/<run_id>.parquet   per-image predictions (index, label, pred) of that cell
     DIR/artifacts/models|patches/      cached checkpoints and patches the cells were computed with
 
-A cell's run id is the hash of its configuration, so a stored cell is skipped on rerun (resume),
-and files are written to a hidden temp name and renamed, so a killed sweep leaves whole files only.
+A cell's columns are declared by whoever writes them (:mod:`patchbench.columns`; a row with an
+undeclared column is refused). Its run id is the hash of its key columns, so a stored cell is
+skipped on rerun (resume), and files are written to a hidden temp name and renamed, so a killed
+sweep leaves whole files only.
 Predictions are written before the cell row: a cell row's presence means both are complete.
 """
 
@@ -24,34 +26,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench.util import atomic_write, remove_stale_temps, stable_hash
-
-# the cell's identity: every field that changes the numbers
-KEY_FIELDS = [
-    "dataset", "split", "eval_n", "eval_seed", "image_size", "model", "model_id",
-    "attack", "attack_params", "patch_px", "target", "placement", "patch_id",
-    "defense", "defense_params", "lam", "condition",
-]
-# patch metadata copied into the cell row (column: metadata key): the patch's training seed, the
-# optimisation step a snapshot patch was taken at and the defense it was optimised through
-# (adaptive attacks; None for ordinary patches)
-PATCH_META_COLUMNS = {"attack_seed": "seed", "attack_step": "attack_step", "attack_through": "attack_through"}
-COLUMNS = KEY_FIELDS + [
-    "preset", "training", "attack_label", *PATCH_META_COLUMNS, "patch_area_pct", "n", "correct", "accuracy",
-    "loss", "loss_std",  # mean cross-entropy over the cell's images and its per-image standard deviation
-    "ci_low", "ci_high", "n_nontarget", "target_hits", "attack_success_rate",
-    "n_clean_correct", "kept_correct", "defense_success_rate",  # attacked cells (BMVC 2023 α/β)
-    "method", "syllabus", "patch_source",  # volumization experiment (which model, which patches)
-    "ssim", "ssim_n", "seconds", "device", "amp",  # amp: autocast dtype of the prediction passes (None: fp32)
-    "run_id", "git_sha", "version", "created",
-]
+from patchbench.columns import check_row, column_names, key_columns
+from patchbench.config.keys import cache_hash
+from patchbench.util import atomic_write, remove_stale_temps
 
 
 def run_id(key: dict[str, Any]) -> str:
-    ident = {k: key.get(k) for k in KEY_FIELDS}
-    if key.get("amp") is not None:  # autocast evaluation (model.amp): its own cell; fp32 ids stay as they were
-        ident["amp"] = key["amp"]
-    return stable_hash(ident, n=20)
+    """The cell's id: its declared key columns (:mod:`patchbench.columns`) that are not None."""
+    ident = {k: key[k] for k in key_columns() if key.get(k) is not None}
+    return cache_hash(ident, n=20)
 
 
 def one_precision(cells: pd.DataFrame) -> pd.DataFrame:
@@ -155,16 +138,17 @@ class ResultStore:
 
     def write(self, row: dict[str, Any], predictions: pd.DataFrame) -> None:
         self.ensure()
+        check_row(row)  # an undeclared column is an error, never dropped
         rid = row["run_id"]
         _atomic_parquet(predictions, self.pred_dir / f"{rid}.parquet")
-        _atomic_parquet(pd.DataFrame([{c: row.get(c) for c in COLUMNS}]), self.cells_dir / f"{rid}.parquet")
+        _atomic_parquet(pd.DataFrame([{c: row.get(c) for c in column_names()}]), self.cells_dir / f"{rid}.parquet")
 
     def read_cell(self, rid: str) -> dict[str, Any]:
         return pd.read_parquet(self.cells_dir / f"{rid}.parquet").iloc[0].to_dict()
 
     def load_cells(self) -> pd.DataFrame:
         files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
-        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame(columns=COLUMNS)
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame(columns=column_names())
         df.attrs["results"] = str(self.root)  # where the artifacts (models' training histories) are
         return df
 

@@ -102,3 +102,16 @@ def run_preset(preset: Preset, store: ResultStore, device: torch.device, progres
     rows = all_experiments()[preset.experiment].sweep(preset, store, device, progress)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} cells")
     get_paper(preset.paper).extra_steps(preset, store, device, progress)
+
+
+def cell_lines(rows: pd.DataFrame) -> list[str]:
+    """One line per evaluated cell: condition | defense λ | accuracy [95% CI] (n) target success | run id."""
+    lines = []
+    for r in rows.itertuples():
+        what = "clean" if r.condition == "clean" else f"{r.attack} {int(r.patch_px)}px -> class {int(r.target)}"
+        lam = "" if r.lam is None or r.lam != r.lam else f" λ={r.lam:g}"
+        asr = r.attack_success_rate
+        hits = "" if asr is None or asr != asr else f"  target success {100 * asr:.1f}%"
+        lines.append(f"{what} | {r.defense}{lam} | accuracy [bold]{100 * r.accuracy:.2f}%[/] "
+                     f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] (n={r.n}){hits} | run {r.run_id}")
+    return lines

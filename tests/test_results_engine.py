@@ -115,3 +115,65 @@ def test_concurrent_writers_temp_files_are_left_alone(tmp_path):
     os.utime(ancient, (old, old))
     ResultStore(tmp_path).ensure()
     assert sorted(f.name for f in store.cells_dir.iterdir()) == sorted([live.name, other.name])
+
+
+@pytest.fixture
+def declared(monkeypatch):
+    """Column declarations made in a test are undone after it."""
+    from patchbench import columns
+
+    monkeypatch.setattr(columns, "_DECLARED", dict(columns._DECLARED))
+
+
+CTX = {"dataset": "synthetic", "split": "test", "eval_seed": 0, "image_size": 16, "model": "tiny", "model_id": "x"}
+
+
+def test_a_plugin_declared_column_round_trips_through_the_store(tmp_path, declared):
+    from patchbench.api import Column, declare_columns
+
+    declare_columns("toy-paper", Column("toy_score", "float"), Column("toy_variant", "str", key=True))
+    declare_columns("toy-paper", Column("toy_score", "float"))  # the same declaration again: a no-op
+    model, source, patch = tiny_setup()
+    store = ResultStore(tmp_path)
+    conds, runs, idx = [Condition(None), Condition(patch)], [DefenseRun(NoDefense(), [None])], torch.arange(20)
+
+    def grid(**extra):
+        return evaluate(model, source, idx, 16, 20, conds, runs, store, CTX, torch.device("cpu"), progress=False,
+                        extra=extra)
+
+    a = grid(toy_score=0.25, toy_variant="a")
+    b = grid(toy_score=0.5, toy_variant="b")  # a key column: its own cells, not a resumed "a"
+    plain = grid()  # unset (None): the run ids any cell had before the column existed
+    assert list(a["toy_score"]) == [0.25, 0.25] and list(b["toy_variant"]) == ["b", "b"]
+    assert set(plain["run_id"]) == {run_id({**CTX, **Condition(c.patch).fields(), **runs[0].fields(), "lam": None,
+                                            "eval_n": 20}) for c in conds}
+    assert len({*a["run_id"], *b["run_id"], *plain["run_id"]}) == 6
+    cells = store.load_cells().set_index("run_id")
+    assert cells.loc[a["run_id"], "toy_score"].tolist() == [0.25, 0.25]
+    assert cells.loc[b["run_id"], "toy_variant"].tolist() == ["b", "b"]
+    assert cells.loc[plain["run_id"], "toy_variant"].isna().all()
+
+
+def test_an_undeclared_or_mistyped_column_is_refused_not_dropped(tmp_path, declared):
+    from patchbench.api import Column, declare_columns
+    from patchbench.errors import PatchbenchError
+
+    model, source, _ = tiny_setup()
+    store = ResultStore(tmp_path)
+    with pytest.raises(PatchbenchError, match=r"^result column 'toy_bogus' is not declared; declare it with "
+                                              r"patchbench\.api\.declare_columns"):
+        evaluate(model, source, torch.arange(20), 16, 20, [Condition(None)], [DefenseRun(NoDefense(), [None])],
+                 store, CTX, torch.device("cpu"), progress=False, extra={"toy_bogus": 1})
+    assert not (tmp_path / "cells").exists() or not list((tmp_path / "cells").iterdir())
+    with pytest.raises(PatchbenchError, match="'toy_bogus' is not declared"):
+        store.write({"run_id": "r1", "toy_bogus": 1}, pd.DataFrame({"index": [0]}))
+    with pytest.raises(PatchbenchError, match=r"'accuracy' \(core\) holds str 'high', declared float"):
+        store.write({"run_id": "r1", "accuracy": "high"}, pd.DataFrame({"index": [0]}))
+    assert not list(store.cells_dir.iterdir())
+    declare_columns("toy-paper", Column("toy_score", "float"))
+    with pytest.raises(PatchbenchError, match="'toy_score' is declared twice: by toy-paper and by other"):
+        declare_columns("other", Column("toy_score", "float"))
+    with pytest.raises(PatchbenchError, match="'accuracy' is declared twice: by core and by toy-paper"):
+        declare_columns("toy-paper", Column("accuracy", "str"))
+    with pytest.raises(PatchbenchError, match="dtype must be one of"):
+        declare_columns("toy-paper", Column("toy_when", "datetime"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from patchbench.config import Preset, stable_hash
+from patchbench.config import Preset, cache_hash, key_fields
 from patchbench.data import eval_indices, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
@@ -39,18 +39,10 @@ class LoadedModel:
 
 
 def model_config_hash(preset: Preset) -> str:
+    """The name of the preset's trained classifier: the model config's identity (its key fields,
+    :mod:`patchbench.config.keys`) on the dataset and image size."""
     d = preset.data
-    model = asdict(preset.model)
-    del model["amp"]  # an evaluation setting: the same weights serve fp32 and autocast evaluation
-    if model["volumize"] is None:
-        del model["volumize"]  # 2-D models keep the cache names they had before volumetric models existed
-    if not str(model["train"]["training"]).startswith("lat"):
-        for key in ("lat_region", "lat_keep_box", "lat_mask_threshold"):
-            model["train"].pop(key)
-    if model["train"]["syllabus"] is None:
-        for key in ("syllabus", "syllabus_order", "syllabus_window", "syllabus_bins"):
-            model["train"].pop(key)
-    return stable_hash({"model": model, "dataset": d.dataset, "image_size": d.image_size})
+    return cache_hash({"model": key_fields(preset.model), "dataset": d.dataset, "image_size": d.image_size})
 
 
 def model_path(preset: Preset, store: ResultStore) -> Path:

@@ -3,7 +3,7 @@ loaded from ``<results>/artifacts/patches``; patch files given by a user, checke
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -12,18 +12,23 @@ import torch
 from patchbench.attacks import attack_class
 from patchbench.attacks.patch import Patch
 from patchbench.cache.models import LoadedModel
-from patchbench.config import AttackConfig, Preset, stable_hash
+from patchbench.config import AttackConfig, Preset, cache_hash, key_fields
 from patchbench.data import ImageSource, get_dataset_info, iterate, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.results import ResultStore, now_utc
 from patchbench.util import console
 
 
+def patch_key(attack: AttackConfig, size: int) -> dict:
+    """What names a patch besides the model it attacks: the attack config's identity at one size."""
+    return {"attack": key_fields(attack), "size": size}
+
+
 def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
-    cfg = {**asdict(attack), "sizes": None, "size": size, "model_id": model_id, "image_size": preset.data.image_size}
+    cfg = {**patch_key(attack, size), "model_id": model_id, "image_size": preset.data.image_size}
     return store.artifacts / "patches" / (
         f"{attack.name}-{size}px-{'untargeted' if attack.target is None else f't{attack.target}'}-{attack.placement}-"
-        f"{stable_hash(cfg, 12)}")
+        f"{cache_hash(cfg, 12)}")
 
 
 def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
@@ -100,7 +105,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
         "model": preset.model.arch, "model_id": loaded.model_id, "dataset": d.dataset,
         "target_name": target_name, "train_success_rate": rate, "success_n": len(success_idx),
         "batch_size": attack.batch_size, "train_pool": len(pool), "preset": preset.name,
-        "config_hash": stable_hash({**asdict(attack), "sizes": None, "size": size}), "created": now_utc(),
+        "config_hash": cache_hash(patch_key(attack, size)), "created": now_utc(),
     })
     pt = patch.save(stem)
     aim = "untargeted" if target_name is None else f"target {target_name!r}"

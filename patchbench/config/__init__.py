@@ -9,4 +9,5 @@ from patchbench.config.parsing import (  # noqa: F401
 from patchbench.config.schema import (  # noqa: F401
     AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
 )
+from patchbench.config.keys import CACHE_SCHEMA, cache_hash, key_fields  # noqa: F401
 from patchbench.util import stable_hash  # noqa: F401

@@ -1,7 +1,9 @@
 """The preset schema: plain dataclasses, no I/O and no validation (see :mod:`.loading`).
 
 A preset says which paper and which experiment it belongs to (``paper``, ``experiment``); the
-generic fields below describe data, model, training, attacks and defenses. Sections that only
+generic fields below describe data, model, training, attacks and defenses. Every field of a
+config names its cached artifacts unless it says otherwise (``not_key`` / ``key_when``, see
+:mod:`.keys`); a new field needs a default, so that no cached artifact is renamed. Sections that only
 one paper understands (e.g. an adaptive attack) are declared by that paper's plugin
 (:attr:`patchbench.papers.Paper.sections`) and land in ``Preset.extra``.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from patchbench.config.keys import key_when, not_key
 
 
 @dataclass
@@ -24,6 +28,14 @@ class DataConfig:
     ssim_n: int = 1000  # clean images on which SSIM(input, defended) is measured
     batch_size: int = 500
     num_workers: int = 0
+
+
+def _lat(t: "TrainConfig") -> bool:
+    return str(t.training).startswith("lat")
+
+
+def _syllabus(t: "TrainConfig") -> bool:
+    return t.syllabus is not None
 
 
 @dataclass
@@ -57,15 +69,15 @@ class TrainConfig:
     kappa: Any = "mean"  # attention threshold κ: "mean" (per image) or a number
     # localized adversarial training (training: lat, AdvML 2019 Algorithm 1): where the training PGD may
     # change pixels (patchbench.attacks.pgd.allowed_pixels): background (a centred box kept) | mask
-    lat_region: str = "background"
-    lat_keep_box: float = 0.5  # side of the kept centred box, as a fraction of the image side
-    lat_mask_threshold: float = 0.1  # region mask: pixels brighter than this are the object (kept)
+    lat_region: str = key_when(_lat, default="background")
+    lat_keep_box: float = key_when(_lat, default=0.5)  # side of the kept centred box, as a fraction of the image side
+    lat_mask_threshold: float = key_when(_lat, default=0.1)  # region mask: pixels brighter than this are the object (kept)
     # curriculum syllabus (BMVC 2023 Sec. 4.3): order each window of syllabus_window batches by a
     # metric of patchbench.volumization.METRICS (None: plain random order)
     syllabus: str | None = None
-    syllabus_order: str = "ascending"  # ascending (simple first) | descending
-    syllabus_window: int = 8  # batches per window (inside one batch the order cannot matter)
-    syllabus_bins: int = 256  # histogram bins of the metric
+    syllabus_order: str = key_when(_syllabus, default="ascending")  # ascending (simple first) | descending
+    syllabus_window: int = key_when(_syllabus, default=8)  # batches per window (inside one batch the order cannot matter)
+    syllabus_bins: int = key_when(_syllabus, default=256)  # histogram bins of the metric
 
 
 @dataclass
@@ -97,8 +109,8 @@ class ModelConfig:
     channels_last: bool = True
     # autocast dtype of the classifier's prediction passes in evaluation: bf16 | fp16 | None (fp32).
     # Attacks, the defenses' own model passes (saliency) and training stay in fp32; a set value is
-    # part of each cell's identity, so fp32 and amp cells never mix.
-    amp: str | None = None
+    # part of each cell's identity, so fp32 and amp cells never mix; not the model's (same weights).
+    amp: str | None = not_key(default=None)
     train: TrainConfig = field(default_factory=TrainConfig)
     volumize: VolumizeConfig | None = None  # set: the volumetric counterpart g of arch (BMVC 2023)
 
@@ -108,7 +120,8 @@ class AttackConfig:
     """A patch attack trained against the preset's classifier (x' = (1 - m) ⊙ x + m ⊙ δ)."""
 
     name: str = "lavan"
-    sizes: list[int] = field(default_factory=lambda: [6, 8, 10])  # square side in pixels
+    # square side in pixels; a patch's identity holds its one size
+    sizes: list[int] = not_key(default_factory=lambda: [6, 8, 10])
     target: int = 0
     placement: str = "top-right"  # top-right | top-left | bottom-left | bottom-right | center
     margin: int = 2  # pixels between the patch and the image corner
@@ -171,7 +184,7 @@ class EvasionConfig:
 class Preset:
     name: str
     paper: str  # a key of patchbench.papers.PAPERS
-    experiment: str  # a key of patchbench.runner.EXPERIMENTS: patch-defense | evasion
+    experiment: str  # a key of patchbench.papers.all_experiments(): patch-defense | evasion | a paper's own
     description: str = ""
     tables: list[str] = field(default_factory=list)  # paper tables this preset rebuilds
     device: str = "auto"

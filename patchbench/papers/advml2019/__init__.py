@@ -10,8 +10,8 @@ table. The generic pieces are in their layers: localized PGD (``region`` of
 
 from __future__ import annotations
 
-from patchbench.papers.advml2019.tables import TABLES
 from patchbench.api import Paper
+from patchbench.papers.advml2019.tables import TABLES
 
 PAPER = Paper(
     name="advml2019",

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from patchbench.api import fmt_pct, PatchbenchError, Table, TableContext
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct
 
 MODELS = {"raw": "natural", "madry": "standard", "lat": "background"}
 LABELS = {"natural": '"Natural" model', "standard": '"Standard" model', "background": '"Background" model'}

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.api import Figure, Paper
+from patchbench.api import Experiment, Figure, Paper
 from patchbench.papers.bmvc2023 import experiment, figures
 from patchbench.papers.bmvc2023.tables import TABLES
-from patchbench.api import Experiment
 
 
 def report(preset, cells, out: Path) -> list[Path]:

@@ -40,11 +40,14 @@ import pandas as pd
 import torch
 
 from patchbench.api import (
-    check, Condition, DefenseRun, eval_indices, is_int, load_split, NoDefense, NPixel, npixel_extent, Patch,
-    PatchbenchError, Preset, protocol_regions, ResultStore, TrainConfig, validate_train, validate_volumize,
-    VolumizeConfig,
+    Column, Condition, DefenseRun, METRICS, MODELS, NoDefense, NPixel, Patch, PatchbenchError, Preset, ResultStore,
+    TrainConfig, VolumizeConfig, check, console, declare_columns, defense_runs, ensure_model, ensure_patches,
+    eval_indices, evaluate_conditions, is_int, load_split, npixel_extent, protocol_regions, refuse_grid_options,
+    validate_train, validate_volumize,
 )
 
+# the columns this experiment adds to its cells (labels only: the model and patch ids already tell cells apart)
+declare_columns("bmvc2023", Column("method", "str"), Column("syllabus", "str"), Column("patch_source", "str"))
 REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
 
@@ -102,10 +105,6 @@ def section(preset: Preset) -> VolumetricSection:
 
 def check_preset(p: Preset) -> None:
     """Everything the experiment will need, before any work (one-line errors naming the key)."""
-    from patchbench.api import METRICS
-
-    from patchbench.api import MODELS
-
     sec = section(p)
     check(isinstance(sec.syllabi, list) and sec.syllabi, "volumetric.syllabi must be a non-empty list")
     check(isinstance(sec.architectures, list), "volumetric.architectures must be a list of model names")
@@ -222,10 +221,8 @@ def placed(patch: Patch, image_size: int) -> list[Patch]:
 
 def sweep_volumization(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
                        defenses=None, lambdas=None, patches=None) -> pd.DataFrame:
-
-    if defenses or lambdas or patches:
-        raise PatchbenchError(f"preset {preset.name} is a volumization experiment: --defenses, --lambdas and --patches "
-                              "apply to patch-defense presets")
+    """The undefended model and one volumetric model per syllabus, per architecture of the preset."""
+    refuse_grid_options(preset, "a volumization", defenses, lambdas, patches)
     frames = []
     for arch in architectures(preset):
         frames += _sweep_arch(for_arch(preset, arch), store, device, progress)
@@ -233,8 +230,6 @@ def sweep_volumization(preset: Preset, store: ResultStore, device: torch.device,
 
 
 def _sweep_arch(preset: Preset, store: ResultStore, device: torch.device, progress: bool) -> list[pd.DataFrame]:
-    from patchbench.api import console, defense_runs, ensure_model, ensure_patches, evaluate_conditions
-
     sec = section(preset)
     size = preset.data.image_size
     frames = []

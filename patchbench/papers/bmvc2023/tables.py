@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from patchbench.api import fmt_pct, PatchbenchError, preset_cells, Table, TableContext, wilson_ci
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct, preset_cells, wilson_ci
 
 REPORTED_ONLY = "reported in the paper, not run"
 PAPER_ARCHS = {"efficientnet_b0": "Effn", "vgg16": "VGG", "inception_v3": "Inception", "resnet50": "ResNet"}

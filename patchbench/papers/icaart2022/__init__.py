@@ -25,15 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.api import AdaptiveConfig, Figure, Paper, atomic_write, check_adaptive, run_adaptive_section
+from patchbench.api import AdaptiveConfig, Figure, Paper, atomic_write, check, check_adaptive, is_number, run_adaptive_section
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
 
 
 def validate(preset) -> None:
     """The ICAART sections: ``adaptive`` (Fig. 10) and ``sanity`` (table footnotes)."""
-    from patchbench.api import check, is_number
-
     check_adaptive(preset)
     sanity = preset.extra.get("sanity")
     if sanity is not None:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError
+from patchbench.api import PatchbenchError, save_png
 from patchbench.papers.icaart2022.tables import select_cells
-from patchbench.api import save_png
 
 CURVE_DEFENSES = ("lgs", "slgs", "wlgs")
 _COLORS = {"lgs": "tab:blue", "slgs": "tab:orange", "wlgs": "tab:green"}

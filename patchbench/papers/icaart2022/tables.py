@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from patchbench.api import fmt_pct, lam_match, PatchbenchError, preset_cells, Table, TableContext
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct, lam_match, preset_cells
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adversarial Patch"}

@@ -11,7 +11,7 @@ import re
 
 import pandas as pd
 
-from patchbench.api import fmt_pct, PatchbenchError, Table, TableContext
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct
 
 TABLE7_PREFIX = "T7 "
 TRAINING_LABELS = {"raw": "RAW", "madry": "Madry", "madry+aad": "Madry+AAD", "alp": "ALP", "alp+aad": "ALP+AAD"}

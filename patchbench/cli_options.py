@@ -1,0 +1,81 @@
+"""The command line's options, declared once (Typer's ``Annotated`` style): those several commands
+share, then each command's own (named CommandOption), so :mod:`patchbench.cli` reads as commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+Preset = Annotated[str, typer.Option("--preset", "-p", help="Preset name (see `patchbench list presets`) or a preset YAML file.")]
+Results = Annotated[Path, typer.Option("--results", help="Results directory: cells/ and predictions/ (parquet), artifacts/ (cached models, patches).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:i]; default: the preset's (auto = cuda if available).")]
+DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset directory (overrides the preset and the dataset's search order).")]
+Weights = Annotated[Optional[str], typer.Option("--weights", help="Model weights: a torchvision weights name (DEFAULT, IMAGENET1K_V1) or a state-dict file.")]
+Set = Annotated[Optional[List[str]], typer.Option("--set", help="Override any preset field, e.g. --set data.eval_n=500 or --set attacks.0.steps=50 (repeatable).")]
+Param = Annotated[Optional[List[str]], typer.Option("--param", help="Defense parameter key=value (repeatable), e.g. --param window=15 --param space=normalized; see `patchbench list defenses`.")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
+Amp = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
+Lam = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
+
+# background-attack (AdvML 2019 Sec. 3)
+BgImages = Annotated[Path, typer.Option("--images", help="Folder of the images (PNG/JPEG).")]
+BgBoxes = Annotated[Path, typer.Option("--boxes", help="CSV with columns file,label,x0,y0,x1,y1: the object's box per image (kept unaltered).")]
+BgOutDir = Annotated[Path, typer.Option("--out", "-o", help="Directory for the adversarial PNGs and background-attack.md/.csv.")]
+BgModel = Annotated[str, typer.Option("--model", help="A torchvision ImageNet model (see `patchbench list models`).")]
+BgWeights = Annotated[str, typer.Option("--weights", help="torchvision weights name, a state-dict file, or none (random-init stand-in).")]
+BgDataset = Annotated[str, typer.Option("--dataset", help="Whose normalization and classes the model uses.")]
+BgImageSize = Annotated[int, typer.Option("--image-size", help="Model input size (Inception-v3: 299).")]
+BgEps = Annotated[float, typer.Option("--eps", help="L-inf bound on background pixels, [0, 1] scale.")]
+BgSteps = Annotated[int, typer.Option("--steps", help="PGD steps.")]
+BgStepSize = Annotated[Optional[float], typer.Option("--step-size", help="PGD step (default 2.5·eps/steps).")]
+BgSeed = Annotated[int, typer.Option("--seed")]
+BgBatchSize = Annotated[int, typer.Option("--batch-size")]
+BgDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")]
+
+# sweep: shards and cluster jobs
+Shard = Annotated[Optional[str], typer.Option("--shard", help="i/n: compute only slice i of n of the grid's missing cells (partitioned by run id; run shards in parallel, e.g. as a job array, into one results directory).")]
+Executor = Annotated[Optional[str], typer.Option("--executor", help="slurm: submit --shards jobs as a SLURM array through submitit; local: the same jobs as local processes.")]
+Shards = Annotated[int, typer.Option("--shards", help="Number of shards (jobs) with --executor.")]
+Partition = Annotated[Optional[str], typer.Option("--partition", help="SLURM partition (--executor slurm).")]
+GpusPerNode = Annotated[int, typer.Option("--gpus-per-node", help="GPUs per job (--executor slurm).")]
+TimeoutMin = Annotated[int, typer.Option("--timeout-min", help="Time limit per job in minutes (--executor).")]
+ArrayParallelism = Annotated[int, typer.Option("--array-parallelism", help="At most this many jobs at once (--executor slurm).")]
+
+# each command's own options
+TrainModelForce = Annotated[bool, typer.Option("--force", help="Retrain even if a cached checkpoint exists.")]
+TrainModelTraining = Annotated[Optional[str], typer.Option("--training", help="Training objective: raw, madry, madry+aad, alp or alp+aad (default: the preset's). Checkpoints every epoch; a killed run resumes.")]
+TrainModelNproc = Annotated[int, typer.Option("--nproc", min=1, help="Train data-parallel in this many processes (runs itself under torchrun: gloo on CPU, one GPU each with NCCL). The same as `torchrun --nproc_per_node K -m patchbench train-model ...`.")]
+TrainPatchAttack = Annotated[str, typer.Option("--attack", "-a", help="Patch attack (see `patchbench list attacks`).")]
+TrainPatchSize = Annotated[int, typer.Option("--size", "-s", help="Patch side in pixels, at the preset's image size (e.g. 52 at 400 px).")]
+TrainPatchTarget = Annotated[Optional[int], typer.Option("--target", "-t", help="Target class index (default: the preset's).")]
+TrainPatchSteps = Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps (default: the preset's).")]
+TrainPatchSeed = Annotated[Optional[int], typer.Option("--seed", help="Random seed of the patch init and batches.")]
+TrainPatchOutFile = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the patch here (.pt, plus .png and .json beside it); default: cached under <results>/artifacts/patches.")]
+TrainPatchForce = Annotated[bool, typer.Option("--force", help="Retrain even if the cached patch exists.")]
+DefendOutDir = Annotated[Path, typer.Option("--out", "-o", help="Directory for the defended PNGs (same file stems).")]
+DefendDefense = Annotated[str, typer.Option("--defense", "-d", help="Defense (see `patchbench list defenses`).")]
+DefendPreset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Take the defense's parameters and the normalization from this preset.")]
+DefendSaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write the gradient map g(x) as DIR/maps/<stem>.png.")]
+DefendDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")]
+EvaluatePatch = Annotated[Optional[Path], typer.Option("--patch", help="Patch file (.pt); without it the clean cell is evaluated.")]
+EvaluateDefense = Annotated[str, typer.Option("--defense", "-d", help="Defense, or none.")]
+SweepDefenses = Annotated[Optional[str], typer.Option("--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included.")]
+SweepLambdas = Annotated[Optional[str], typer.Option("--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's.")]
+SweepPatches = Annotated[Optional[List[str]], typer.Option("--patches", help="Patch files to evaluate (repeat or comma-separate); default: the preset's attacks, trained or cached.")]
+SweepSeeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma list of patch seeds: every patch is trained once per seed (default: the preset's).")]
+TablePreset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Whose cells to show (default: the paper preset if stored, else the demo).")]
+TableFmt = Annotated[str, typer.Option("--format", "-f", help="rich, markdown, csv or latex.")]
+TableOutFile = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table to this file.")]
+ReproducePresetScale = Annotated[str, typer.Option("--preset-scale", help="demo (Fashion-MNIST, CPU minutes) or paper (the paper's presets: GPU + the paper's data).")]
+ReproduceOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Where tables (.md) and figures (.png) go; default RESULTS/reports/PAPER-SCALE.")]
+PlotOutFile = Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")]
+
+# arguments
+ListWhat = Annotated[str, typer.Argument(help="models, attacks, defenses, datasets, presets, papers, tables, figures, trainings, or volumetric (BMVC 2023 3-D parameter counts vs the paper's).")]
+DefendInputs = Annotated[List[Path], typer.Argument(help="PNG/JPEG files or directories (every image inside).")]
+TableName = Annotated[str, typer.Argument(help="Table to rebuild (see `patchbench list tables`).")]
+ReproducePaper = Annotated[str, typer.Argument(help="Paper to reproduce (see `patchbench list papers`).")]
+PlotName = Annotated[str, typer.Argument(help="Figure (see `patchbench list figures`), e.g. lambda-curve or adaptive.")]
+PlotParams = Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")]
