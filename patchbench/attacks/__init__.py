@@ -1,13 +1,17 @@
 """Attack registry: name -> class. One file per attack; a new attack is one file + one line here."""
 
 from patchbench.attacks.base import Attack
+from patchbench.attacks.cw import CW
+from patchbench.attacks.fgsm import FGSM
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
 from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
 from patchbench.attacks.lavan import LaVAN
+from patchbench.attacks.linf import LinfAttack  # noqa: F401
 from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
-from patchbench.attacks.pgd import CW, FGSM, PGD, IterStepLL, LinfAttack, StepLL  # noqa: F401
+from patchbench.attacks.pgd import PGD
+from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
 
 ATTACKS: dict[str, type[Attack]] = {

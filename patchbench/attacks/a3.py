@@ -10,7 +10,7 @@ and the attack pushes D *up*: attention moves away from where it was.
 
 Sign convention. Eq. 12–13 write StepLL as a descent: TotalAttackLoss = L(f(x), y_LL) − σ·D and
 x_adv = x − ε·sign ∇(TotalAttackLoss), i.e. lower the least-likely-class loss and raise D. Every
-attack of :mod:`patchbench.attacks.pgd` *ascends* an objective J (StepLL's J = −L(f(x), y_LL)), so
+attack of :mod:`patchbench.attacks.linf` *ascends* an objective J (StepLL's J = −L(f(x), y_LL)), so
 Eq. 12–13 are exactly ``J + σ·D`` ascended; for PGD (ascent on CE of the true class) the same
 ``J + σ·D`` raises the loss and the attention deviation together. One rule for all base attacks:
 J_A3 = J_base + σ·D.
@@ -33,7 +33,9 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import Attack
-from patchbench.attacks.pgd import PGD, IterStepLL, LinfAttack, StepLL, check_nonnegative
+from patchbench.attacks.linf import LinfAttack, check_nonnegative
+from patchbench.attacks.pgd import PGD
+from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.gradcam import GradCAM, attention_area, gradcam_for
 from patchbench.util import eval_mode
 
