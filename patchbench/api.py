@@ -7,7 +7,7 @@ cached artifacts and evaluation grids, stored results and the columns a plugin a
 """
 
 from patchbench.attacks import ATTACKS, AdaptiveLaVAN, NPixel, Patch, Placement, attack_class  # noqa: F401
-from patchbench.attacks.npixel import npixel_extent, protocol_regions  # noqa: F401
+from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.npixel import NPixel, attacked_accuracy, npixel_extent, protocol_regions
+from patchbench.attacks.npixel import NPixel
+from patchbench.attacks.regions import attacked_accuracy, npixel_extent, protocol_regions
 from patchbench.config import EvasionConfig
 from patchbench.errors import PatchbenchError
 
