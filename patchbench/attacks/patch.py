@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import torch
 
 from patchbench.attacks.base import Attack
+from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
 
@@ -186,8 +187,6 @@ class PatchAttack(Attack):
               f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
         check(a.target is None or (is_int(a.target) and a.target >= 0),
               f"{where}.target must be a class index >= 0 or null (untargeted), got {a.target!r}")
-        from patchbench.attacks.lavan import OPTIMIZERS, SCHEDULES
-
         check(a.optimizer in OPTIMIZERS, f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {a.optimizer!r}")
         check(a.schedule in SCHEDULES, f"{where}.schedule must be one of {', '.join(SCHEDULES)}, got {a.schedule!r}")
         check(is_int(a.restarts) and 1 <= a.restarts <= 64, f"{where}.restarts must be an integer in 1..64, got {a.restarts!r}")
