@@ -88,12 +88,18 @@ class LaVAN(PatchAttack):
         return paste(xk, delta.repeat_interleave(len(x), 0) if k > 1 else delta[0], mask, top, left)
 
     @classmethod
-    def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True) -> "LaVAN":
-        """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry)."""
-        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size,
-                   steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
-                   lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
-                   progress=progress, optimizer=cfg.optimizer, schedule=cfg.schedule, restarts=cfg.restarts)
+    def from_config(cls, model, cfg, image_size: int, progress: bool = False) -> "LaVAN":
+        """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry, one size)."""
+        size = cls.config_size(cfg, image_size)
+        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size, progress=progress,
+                   **cls.config_kwargs(cfg))
+
+    @classmethod
+    def config_kwargs(cls, cfg) -> dict:
+        """The constructor's keyword arguments read from an AttackConfig (a variant adds its own)."""
+        return dict(steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
+                    lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
+                    optimizer=cfg.optimizer, schedule=cfg.schedule, restarts=cfg.restarts)
 
     # ---- hooks: what a variant changes without copying the loop ----------------------------
 

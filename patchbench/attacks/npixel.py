@@ -134,10 +134,11 @@ class NPixel(Attack):
     # ---- configuration (an L0 attack: no ε; a preset's ``steps`` are the DE iterations)
 
     @classmethod
-    def check_config(cls, cfg, where: str = "evasion") -> None:
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
         """An :class:`~patchbench.config.EvasionConfig` naming this attack: ``eps`` is ignored (an
         L0 attack has no ε), ``steps`` are the DE ``iterations``, no ``step_size``; ``params`` are
-        constructor parameters, each checked as the constructor does."""
+        constructor parameters, each checked as the constructor does, and a ``region`` must fit
+        ``image_size`` px images."""
         check(cfg.steps is None or (is_int(cfg.steps) and cfg.steps >= 1), f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
         check(cfg.step_size is None, f"{where}: attack {cfg.name} takes no step_size (the DE mutation scale is params.f)")
         check(isinstance(cfg.params, dict), f"{where}.params must be a mapping")
@@ -145,7 +146,11 @@ class NPixel(Attack):
         for key in cfg.params:
             check(key in accepted, f"{where}.params: attack {cfg.name} has no parameter {key!r}")
         check(cfg.steps is None or "iterations" not in cfg.params, f"{where}: give steps or params.iterations, not both")
-        check_params(where, **cls._config_kwargs(cfg))
+        kwargs = cls._config_kwargs(cfg)
+        check_params(where, **kwargs)
+        box = _check_region(kwargs.get("region"), where)
+        check(box is None or (box[0] + box[2] <= image_size and box[1] + box[3] <= image_size),
+              f"{where}.params.region {box} does not fit {image_size}×{image_size} images")
 
     @classmethod
     def _config_kwargs(cls, cfg) -> dict:
@@ -156,8 +161,8 @@ class NPixel(Attack):
         return kwargs
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg) -> "NPixel":
-        cls.check_config(cfg, where=f"attack {cfg.name}")
+    def from_config(cls, model: nn.Module, cfg, image_size: int, progress: bool = False) -> "NPixel":
+        cls.check_config(cfg, image_size, where=f"attack {cfg.name}")
         return cls(model, **cls._config_kwargs(cfg))
 
     def __repr__(self) -> str:

@@ -68,9 +68,9 @@ class PGD(LinfAttack):
         self.share: tuple[int, int] | None = None  # (rank, K): see the module docstring
 
     @classmethod
-    def check_config(cls, cfg, where: str = "evasion") -> None:
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
         """The base checks, plus the values of the localized-PGD parameters (before any work)."""
-        super().check_config(cfg, where)
+        super().check_config(cfg, image_size, where)
         p = cfg.params
         check_region(p.get("region", "all"), p.get("keep_box", 0.5), p.get("mask_threshold", 0.1), where)
 
