@@ -126,7 +126,7 @@ def main() -> None:
                     cfg = replace(cfg, batch_size=int(rest[1]))
                 if len(rest) > 2:
                     cfg = replace(cfg, steps=int(rest[2]))
-            atk = attack_class(args.attack, patch=True).from_config(model, cfg, args.size, d.image_size, progress=False)
+            atk = attack_class(args.attack, patch=True).from_config(model, cfg, d.image_size, progress=False)
             batches = patch_batches(train_src, pool, d.image_size, cfg.batch_size, device, cfg.seed)
             hold = selection_indices(patch_candidates(train_src, cfg), cfg.train_pool, cfg.select_n)
             holdout = next(iter((x, y) for _, x, y in iterate(train_src, hold, d.image_size, len(hold), device)))

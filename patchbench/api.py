@@ -12,7 +12,7 @@ from patchbench.adaptive import AdaptiveConfig, check_adaptive, curves, run_adap
 from patchbench.attacks import (  # noqa: F401
     ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
 )
-from patchbench.attacks.npixel import npixel_extent, protocol_regions  # noqa: F401
+from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,

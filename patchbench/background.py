@@ -133,7 +133,7 @@ def run(images: Path, boxes_csv: Path, out_dir: Path, model: str, weights: str, 
     """``patchbench background-attack``: every input checked before any work, then the adversarial
     PNGs and ``background-attack.{csv,md}`` in ``out_dir``; returns the one-line summary."""
     from patchbench import imageio
-    from patchbench.attacks.pgd import check_eps, check_steps
+    from patchbench.attacks.linf import check_eps, check_steps
     from patchbench.data import get_dataset_info
     from patchbench.devices import resolve_device
     from patchbench.models import build_classifier

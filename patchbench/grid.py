@@ -64,12 +64,12 @@ class SharedTrajectory:
         return run
 
 
-def build_evasion(cfg, model: Classifier):
-    """The registry's attack for an :class:`~patchbench.config.EvasionConfig`, on ``model``."""
-    return attack_class(cfg.name, patch=False).from_config(model, cfg)
+def build_evasion(cfg, model: Classifier, image_size: int):
+    """The registry's attack for an :class:`~patchbench.config.EvasionConfig`, on ``model`` (``image_size`` px images)."""
+    return attack_class(cfg.name, patch=False).from_config(model, cfg, image_size)
 
 
-def evasion_conditions(evasion, model: Classifier, training: str) -> list[Condition]:
+def evasion_conditions(evasion, model: Classifier, training: str, image_size: int) -> list[Condition]:
     """One Condition per evasion config; fixed-step PGD/CW configs that differ only in their
     number of steps share one trajectory (:class:`SharedTrajectory`)."""
     configs = [e for e in evasion if not e.trainings or training in e.trainings]
@@ -82,9 +82,9 @@ def evasion_conditions(evasion, model: Classifier, training: str) -> list[Condit
     for members in groups.values():
         if len(members) > 1:
             longest = replace(members[0], steps=max(m.steps for m in members))
-            traj = SharedTrajectory(build_evasion(longest, model), [m.steps for m in members])
+            traj = SharedTrajectory(build_evasion(longest, model, image_size), [m.steps for m in members])
             shared.update({id(m): traj.step(m.steps) for m in members})
-    return [Condition(attack=shared.get(id(e)) or build_evasion(e, model), attack_config=e) for e in configs]
+    return [Condition(attack=shared.get(id(e)) or build_evasion(e, model, image_size), attack_config=e) for e in configs]
 
 
 def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: torch.device,
@@ -92,7 +92,7 @@ def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: 
     """Train (or load) the ``training`` model of ``preset`` and evaluate clean + every evasion attack."""
     p = with_training(preset, training)
     loaded = ensure_model(p, store, device, progress=progress)
-    conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training)
+    conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training, p.data.image_size)
     p.data.ssim_n = 0
     return evaluate_conditions(p, loaded, conditions, [DefenseRun(NoDefense(), [None])], store, device,
                                progress, training=training)

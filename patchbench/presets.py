@@ -135,7 +135,7 @@ def validate(p: Preset) -> None:
     for t in p.trainings:
         check_objective(t, "trainings")
     for i, e in enumerate(p.evasion):
-        attack_class(e.name, patch=False).check_config(e, where=f"evasion.{i}")
+        attack_class(e.name, patch=False).check_config(e, d.image_size, where=f"evasion.{i}")
         for t in e.trainings:
             check_objective(t, f"evasion.{i}.trainings")
     for df in p.defenses:

@@ -61,7 +61,7 @@ def test_adversarial_patch_log_prob_loss_and_target_reached_under_eot():
 def test_from_config_carries_eot_parameters():
     cfg = AttackConfig(name="adversarial_patch", sizes=[6], target=1, rotation=15, scale_range=[0.8, 1.2],
                        random_placement=True, steps=3)
-    atk = ATTACKS["adversarial_patch"].from_config(corner_model(), cfg, 6, 16, progress=False)
+    atk = ATTACKS["adversarial_patch"].from_config(corner_model(), cfg, 16, progress=False)
     assert atk.rotation == 15 and atk.scale_range == (0.8, 1.2) and atk.random_placement
     x = torch.rand(8, 1, 16, 16)
     out = atk.training_images(x, torch.ones(1, 6, 6), torch.ones(1, 6, 6), torch.Generator().manual_seed(0))

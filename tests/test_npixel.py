@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.npixel import NPixel, attacked_accuracy, npixel_extent, protocol_regions
+from patchbench.attacks.npixel import NPixel
+from patchbench.attacks.regions import attacked_accuracy, npixel_extent, protocol_regions
 from patchbench.config import EvasionConfig
 from patchbench.errors import PatchbenchError
 
@@ -272,9 +273,9 @@ def test_region_or_pixels_that_do_not_fit_the_images_raise():
 
 def test_config():
     cfg = EvasionConfig(name="npixel", eps=0.3, steps=7, params={"pixels": 2, "population": 16, "region": [0, 0, 4, 4]}, seed=5)
-    atk = NPixel.from_config(tiny_net(), cfg)  # eps ignored, steps -> iterations
+    atk = NPixel.from_config(tiny_net(), cfg, 8)  # eps ignored, steps -> iterations
     assert (atk.iterations, atk.pixels, atk.population, atk.region, atk.seed) == (7, 2, 16, (0, 0, 4, 4), 5)
     for bad in [dict(step_size=0.1), dict(params={"eps": 0.1}), dict(params={"pixels": 0}), dict(steps=0),
                 dict(params={"iterations": 3}), dict(params={"region": [0, 0, 1, 1], "pixels": 2})]:
         with pytest.raises(PatchbenchError):
-            NPixel.check_config(EvasionConfig(**{"name": "npixel", "steps": 7, **bad}))
+            NPixel.check_config(EvasionConfig(**{"name": "npixel", "steps": 7, **bad}), 8)

@@ -1,4 +1,4 @@
-"""L∞ attacks (patchbench.attacks.pgd) and A3 (patchbench.attacks.a3) on a tiny trained model."""
+"""L∞ attacks (patchbench.attacks.linf and its subclasses) and A3 (patchbench.attacks.a3) on a tiny trained model."""
 
 import math
 
@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from patchbench.attacks import ATTACKS, CW, FGSM, PGD, IterStepLL, StepLL
 from patchbench.attacks.a3 import A3, PGDA3
-from patchbench.attacks.pgd import cw_margin_loss, default_step_size
+from patchbench.attacks.cw import cw_margin_loss
+from patchbench.attacks.linf import default_step_size
 from patchbench.errors import PatchbenchError
 from patchbench.gradcam import attention_area
 from patchbench.models import Classifier

@@ -138,9 +138,9 @@ def test_shared_trajectory_equals_separate_attacks():
     model = corner_model(target=2, size=12)
     x, y = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 0, 1])
     configs = [EvasionConfig("fgsm", 0.1)] + [EvasionConfig(n, 0.1, k, 0.02) for n in ("pgd", "cw") for k in (3, 5, 9)]
-    conditions = evasion_conditions(configs, model, "raw")
+    conditions = evasion_conditions(configs, model, "raw", 12)
     assert [c.attack_config for c in conditions] == configs
-    references = [build_evasion(cfg, model) for cfg in configs]  # separate attacks, same seeds
+    references = [build_evasion(cfg, model, 12) for cfg in configs]  # separate attacks, same seeds
     for _ in range(2):  # two batches: the cache must follow the batch, the random starts advance alike
         x = torch.rand(5, 1, 12, 12)
         for cond, ref in zip(conditions, references):

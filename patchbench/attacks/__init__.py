@@ -1,33 +1,21 @@
-"""Attack registry: name -> class. One file per attack; a new attack is one file + one line here, or,
-from a plugin outside the package, :func:`register_attack` (:mod:`patchbench.plugins` calls it)."""
+"""Attack registry: the class's ``name`` -> class. One file per attack; a new attack is one file +
+one entry in the listing below (or :func:`register_attack` from a plugin), and a name is taken once."""
 
-from patchbench.attacks.base import Attack
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
 from patchbench.attacks.adaptive import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
+from patchbench.attacks.base import Attack
+from patchbench.attacks.cw import CW
+from patchbench.attacks.fgsm import FGSM
 from patchbench.attacks.lavan import LaVAN
+from patchbench.attacks.linf import LinfAttack  # noqa: F401
 from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
-from patchbench.attacks.pgd import CW, FGSM, PGD, IterStepLL, LinfAttack, StepLL  # noqa: F401
+from patchbench.attacks.pgd import PGD
+from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
 
-ATTACKS: dict[str, type[Attack]] = {
-    # patch attacks: fit(batches) -> Patch
-    "lavan": LaVAN,
-    "lavan-adaptive": AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
-    "adversarial_patch": AdversarialPatch,
-    # pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
-    "fgsm": FGSM,
-    "pgd": PGD,
-    "cw": CW,
-    "stepll": StepLL,
-    "iter-stepll": IterStepLL,
-    "pgd+a3": PGDA3,
-    "stepll+a3": StepLLA3,
-    "iter-stepll+a3": IterStepLLA3,
-    # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
-    "npixel": NPixel,
-}
+ATTACKS: dict[str, type[Attack]] = {}
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
@@ -39,6 +27,19 @@ def register_attack(cls: type[Attack]) -> type[Attack]:
         raise PatchbenchError(f"attack name {name!r} is taken by {ATTACKS[name].__name__}; {cls.__name__} needs another")
     ATTACKS[name] = cls
     return cls
+
+
+for _cls in (
+    # patch attacks: fit(batches) -> Patch
+    LaVAN,
+    AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
+    AdversarialPatch,
+    # pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
+    FGSM, PGD, CW, StepLL, IterStepLL, PGDA3, StepLLA3, IterStepLLA3,
+    # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
+    NPixel,
+):
+    register_attack(_cls)
 
 
 def attack_class(name: str, patch: bool) -> type[Attack]:

@@ -10,7 +10,7 @@ and the attack pushes D *up*: attention moves away from where it was.
 
 Sign convention. Eq. 12–13 write StepLL as a descent: TotalAttackLoss = L(f(x), y_LL) − σ·D and
 x_adv = x − ε·sign ∇(TotalAttackLoss), i.e. lower the least-likely-class loss and raise D. Every
-attack of :mod:`patchbench.attacks.pgd` *ascends* an objective J (StepLL's J = −L(f(x), y_LL)), so
+attack of :mod:`patchbench.attacks.linf` *ascends* an objective J (StepLL's J = −L(f(x), y_LL)), so
 Eq. 12–13 are exactly ``J + σ·D`` ascended; for PGD (ascent on CE of the true class) the same
 ``J + σ·D`` raises the loss and the attention deviation together. One rule for all base attacks:
 J_A3 = J_base + σ·D.
@@ -33,7 +33,9 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import Attack
-from patchbench.attacks.pgd import PGD, IterStepLL, LinfAttack, StepLL, check_nonnegative
+from patchbench.attacks.linf import LinfAttack, check_nonnegative
+from patchbench.attacks.pgd import PGD
+from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.gradcam import GradCAM, attention_area, gradcam_for
 from patchbench.util import eval_mode
 
@@ -82,6 +84,8 @@ class A3(Attack):
 class PGDA3(A3):
     """PGD + A3 ("pgd+a3")."""
 
+    name = "pgd+a3"
+
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
@@ -91,6 +95,8 @@ class PGDA3(A3):
 class StepLLA3(A3):
     """StepLL + A3 ("stepll+a3"), Eq. 12–13 literally."""
 
+    name = "stepll+a3"
+
     def __init__(self, model: nn.Module, eps: float, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
         super().__init__(StepLL(model, eps), sigma, kappa, cam)
@@ -98,6 +104,8 @@ class StepLLA3(A3):
 
 class IterStepLLA3(A3):
     """Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10)."""
+
+    name = "iter-stepll+a3"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  sigma: float = SIGMA, kappa: str | float = "mean", cam: GradCAM | str | None = None):

@@ -71,10 +71,8 @@ class AdversarialPatch(LaVAN):
         self.scale_range = tuple(float(v) for v in scale_range)
 
     @classmethod
-    def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True):
-        atk = super().from_config(model, cfg, size, image_size, progress)
-        atk.rotation, atk.scale_range = float(cfg.rotation), tuple(float(v) for v in cfg.scale_range)
-        return atk
+    def config_kwargs(cls, cfg) -> dict:
+        return {**super().config_kwargs(cfg), "rotation": cfg.rotation, "scale_range": cfg.scale_range}
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Negative of Eq. 2's objective: −E[log Pr(ŷ_target | x')]; untargeted (``target=None``,

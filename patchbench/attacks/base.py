@@ -1,4 +1,18 @@
-"""Shared base (torchattacks style): parameters in ``__init__``, the algorithm in ``forward``."""
+"""Shared base (torchattacks style): parameters in ``__init__``, the algorithm in ``forward``.
+
+The configuration contract is the same for every attack, evasion or patch:
+
+* ``check_config(cfg, image_size, where)`` checks a preset entry naming the attack against the
+  preset's image size, before any work (one-line :class:`~patchbench.errors.PatchbenchError`
+  naming the key, prefixed by ``where``);
+* ``from_config(model, cfg, image_size, progress=False)`` checks the entry and builds the attack
+  on ``model``.
+
+An evasion attack reads an :class:`~patchbench.config.EvasionConfig` (the defaults here: ε,
+steps, step size and constructor ``params``); a patch attack
+(:class:`~patchbench.attacks.patch.PatchAttack`) reads an :class:`~patchbench.config.AttackConfig`
+carrying exactly one patch size.
+"""
 
 from __future__ import annotations
 
@@ -37,9 +51,10 @@ class Attack(ABC):
         return set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
 
     @classmethod
-    def check_config(cls, cfg, where: str = "evasion") -> None:
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
         """Check an :class:`~patchbench.config.EvasionConfig` naming this attack: ε in (0, 1],
-        integer steps, and only parameters the constructor takes. One-line PatchbenchError."""
+        integer steps, and only parameters the constructor takes (``image_size`` is for attacks
+        whose parameters depend on it). One-line PatchbenchError."""
         from patchbench.errors import check, is_int, is_number
 
         check(is_number(cfg.eps) and 0 < cfg.eps <= 1,
@@ -55,9 +70,10 @@ class Attack(ABC):
             check(key in accepted and key != "eps", f"{where}.params: attack {cfg.name} has no parameter {key!r}")
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg) -> "Attack":
-        """Build from an :class:`~patchbench.config.EvasionConfig` (checked by :meth:`check_config`)."""
-        cls.check_config(cfg, where=f"attack {cfg.name}")
+    def from_config(cls, model: nn.Module, cfg, image_size: int, progress: bool = False) -> "Attack":
+        """Build from an :class:`~patchbench.config.EvasionConfig` (checked by :meth:`check_config`);
+        an evasion attack shows no progress of its own."""
+        cls.check_config(cfg, image_size, where=f"attack {cfg.name}")
         accepted = cls.accepted_params()
         kwargs = {"eps": cfg.eps, **cfg.params}
         for key in ("steps", "step_size", "seed"):

@@ -31,11 +31,9 @@ from typing import Iterable
 import torch
 from tqdm.auto import tqdm
 
+from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES, patch_optimizer
 from patchbench.attacks.patch import Patch, PatchAttack, Placement, paste
 from patchbench.errors import PatchbenchError
-
-OPTIMIZERS = ("sgd", "adam", "sign")
-SCHEDULES = ("multistep", "cosine")
 
 
 class LaVAN(PatchAttack):
@@ -90,12 +88,18 @@ class LaVAN(PatchAttack):
         return paste(xk, delta.repeat_interleave(len(x), 0) if k > 1 else delta[0], mask, top, left)
 
     @classmethod
-    def from_config(cls, model, cfg, size: int, image_size: int, progress: bool = True) -> "LaVAN":
-        """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry)."""
-        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size,
-                   steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
-                   lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
-                   progress=progress, optimizer=cfg.optimizer, schedule=cfg.schedule, restarts=cfg.restarts)
+    def from_config(cls, model, cfg, image_size: int, progress: bool = False) -> "LaVAN":
+        """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry, one size)."""
+        size = cls.config_size(cfg, image_size)
+        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size, progress=progress,
+                   **cls.config_kwargs(cfg))
+
+    @classmethod
+    def config_kwargs(cls, cfg) -> dict:
+        """The constructor's keyword arguments read from an AttackConfig (a variant adds its own)."""
+        return dict(steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum, lr_milestones=cfg.lr_milestones,
+                    lr_gamma=cfg.lr_gamma, random_placement=cfg.random_placement, seed=cfg.seed,
+                    optimizer=cfg.optimizer, schedule=cfg.schedule, restarts=cfg.restarts)
 
     # ---- hooks: what a variant changes without copying the loop ----------------------------
 
@@ -118,17 +122,6 @@ class LaVAN(PatchAttack):
 
     # ---- the loop ---------------------------------------------------------------------------
 
-    def _optimizer(self, delta: torch.Tensor):
-        if self.optimizer == "adam":
-            opt = torch.optim.Adam([delta], lr=self.lr)
-        else:  # sgd with momentum; sign = plain SGD on sign(∇)
-            opt = torch.optim.SGD([delta], lr=self.lr, momentum=self.momentum if self.optimizer == "sgd" else 0.0)
-        if self.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1), eta_min=self.lr / 100)
-        else:
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.lr_milestones, self.lr_gamma)
-        return opt, sched
-
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None,
             holdout: tuple[torch.Tensor, torch.Tensor] | None = None) -> Patch:
         """Optimize δ over ``steps`` batches of (images, labels) drawn from ``batches``.
@@ -144,7 +137,8 @@ class LaVAN(PatchAttack):
             raise PatchbenchError(f"{self.name}: {k} restarts need a held-out batch of training images to choose from")
         delta = torch.rand(k, channels, self.size, self.size, generator=gen).to(device).requires_grad_(True)
         mask = torch.ones(1, self.size, self.size, device=device)
-        opt, sched = self._optimizer(delta)
+        opt, sched = patch_optimizer(delta, self.optimizer, self.schedule, lr=self.lr, momentum=self.momentum, steps=self.steps,
+                                     lr_milestones=self.lr_milestones, lr_gamma=self.lr_gamma)
         self.model.eval()
         t0 = time.perf_counter()
         it = iter(batches)

@@ -1,6 +1,7 @@
 """The N-pixel attack (Su, Vargas and Sakurai, "One pixel attack for fooling deep neural networks",
-IEEE TEVC 2019) with differential evolution batched over images *and* population, and the
-evaluation protocol of BMVC 2023 Sec. 5 ("Attack Strategy").
+IEEE TEVC 2019) with differential evolution batched over images *and* population (the operators
+and the order of the random draws: :mod:`patchbench.attacks.evolution`; the BMVC 2023 Sec. 5
+protocol that confines it to regions: :mod:`patchbench.attacks.regions`).
 
 Untargeted (BMVC 2023 Sec. 3): success is BMVC Eq. 1, argmax f(x') ≠ y with y the true label
 (the clean prediction, since images the model already misclassifies are returned unchanged:
@@ -39,49 +40,20 @@ No Python loop runs over images, individuals or pixels. ``eval_batch`` defaults 
 the forward's cost per image rises past a few hundred images (activations leave the cache;
 small_vgg at 28 px, 1 thread: 0.104 ms at 256, 0.11-0.13 at 1024, 0.15 at 2048); a GPU wants
 more.
-
-Random numbers (explicit, so a per-image reference can follow them): one CPU ``torch.Generator``
-seeded with ``seed`` when the attack is built; successive calls continue its stream (as PGD's
-start). A call on B images with population P, N pixels, C channels and D = 2 + C draws, always
-for all B images (stopped ones included, so an image's draws do not depend on the others):
-
-1. ``torch.rand(B, P, N, 2)``: positions, row = top + u·height, col = left + u·width;
-2. colours: ``torch.randn(B, P, N, C)`` → (z·127 + 128)/255 written as ``z * (127/255) + 128/255``
-   then clipped (gaussian), or ``torch.rand(B, P, N, C)`` (uniform);
-3. then per generation: ``torch.rand(B, P, 3, dtype=float64)`` = (u1, u2, u3): r1 is the
-   ⌊u1·(P-1)⌋-th smallest index of {0..P-1} \\ {i}, r2 the ⌊u2·(P-2)⌋-th smallest of what is
-   left after removing r1, r3 the ⌊u3·(P-3)⌋-th after removing r2 (drawing without replacement);
-   with crossover, ``torch.rand(B, P, N·D)`` (take the mutant's coordinate where < CR) and
-   ``torch.rand(B, P, dtype=float64)`` (j_rand = ⌊u·N·D⌋, always the mutant's); with
-   ``out_of_bounds="resample"``, ``torch.rand(B, P, N, D)`` (lo + u·(hi - lo) per coordinate).
-
-All arithmetic on candidates is float32 on the images' device.
-
-Evaluation protocol (BMVC 2023 Sec. 5): "the attack is constrained to 4 regions. If the attacked
-region size spans multiple quadrants, the attack is placed at the center of the image. The average
-of the five attacked classifications results is then considered the final classification". We
-read "five" as the 4 quadrants plus a centre box the size of a quadrant: each image is attacked
-5 times, once confined to each box, and the accuracy under attack is the mean of the 5
-accuracies (:func:`protocol_regions`, :func:`attacked_accuracy`). An attack whose footprint
-does not fit in a quadrant gets only the centre box of its own size. An N-pixel attack's
-footprint is the smallest square holding N pixels (:func:`npixel_extent`). The paper's range
-N ∈ [1, 2·p_w·p_h] (p the volumizer's patch) is a preset-level rule; here only 1 ≤ N ≤ the
-region's pixel count is checked.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import Attack
+from patchbench.attacks.evolution import bound, crossover, initial_population, mutate, paint
+from patchbench.attacks.regions import Box
 from patchbench.errors import PatchbenchError, check, is_int, is_number
 from patchbench.util import eval_mode
-
-Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 INITS = ("gaussian", "uniform")
 OUT_OF_BOUNDS = ("clip", "resample")
@@ -126,60 +98,6 @@ def check_params(who: str = "npixel", *, pixels=1, population=400, iterations=10
 
 
 # --------------------------------------------------------------------------------------------
-# painting candidates and drawing partners
-
-
-def paint(images: torch.Tensor, cand: torch.Tensor, region: Box) -> torch.Tensor:
-    """Copies of ``images`` (n×C×H×W) with candidate k's N pixels written into image k.
-
-    ``cand``: n×N×(2+C), (row, col, colours). Positions are floored and clamped to ``region``;
-    when several of a candidate's pixels land on one place, the later pixel's colour wins (every
-    duplicate is given that colour first, so the scatter's write order does not matter).
-    """
-    n, c, _, width = images.shape
-    top, left, h, w = region
-    rows = cand[..., 0].floor().long().clamp_(top, top + h - 1)
-    cols = cand[..., 1].floor().long().clamp_(left, left + w - 1)
-    colours = cand[..., 2:]
-    npix = cand.shape[1]
-    if npix > 1:
-        ar = torch.arange(npix, device=cand.device)
-        lin = rows * width + cols
-        order = (lin * npix + ar).argsort(1)  # by place, then by pixel index
-        lin_s = lin.gather(1, order)
-        last = torch.ones_like(lin_s, dtype=torch.bool)
-        last[:, :-1] = lin_s[:, :-1] != lin_s[:, 1:]  # the last (latest) pixel of each place
-        run_end = torch.where(last, ar, npix).flip(1).cummin(1).values.flip(1)
-        winner = torch.empty_like(order).scatter_(1, order, order.gather(1, run_end))
-        colours = colours.gather(1, winner[..., None].expand(-1, -1, c))
-    out = images.clone()
-    out[torch.arange(n, device=images.device)[:, None], :, rows, cols] = colours.to(out.dtype)
-    return out
-
-
-def partners(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """r1, r2, r3 (each B×P, long) distinct and ≠ i from ``u`` (B×P×3 uniforms, float64).
-
-    r_k is the ⌊u_k·(P-k)⌋-th smallest index not yet taken ({i}, then r1, then r2): an index k
-    into the remaining set becomes an index into 0..P-1 by stepping over each taken index
-    ≤ it, in increasing order.
-    """
-    b, p, _ = u.shape
-    i = torch.arange(p, device=u.device).expand(b, p)
-
-    def draw(col: int, taken: list[torch.Tensor]) -> torch.Tensor:
-        r = (u[..., col] * (p - 1 - col)).floor().long().clamp_(max=p - 2 - col)
-        for t in torch.stack(taken, -1).sort(-1).values.unbind(-1):
-            r = r + (r >= t).long()
-        return r
-
-    r1 = draw(0, [i])
-    r2 = draw(1, [i, r1])
-    r3 = draw(2, [i, r1, r2])
-    return r1, r2, r3
-
-
-# --------------------------------------------------------------------------------------------
 # the attack
 
 
@@ -216,10 +134,11 @@ class NPixel(Attack):
     # ---- configuration (an L0 attack: no ε; a preset's ``steps`` are the DE iterations)
 
     @classmethod
-    def check_config(cls, cfg, where: str = "evasion") -> None:
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
         """An :class:`~patchbench.config.EvasionConfig` naming this attack: ``eps`` is ignored (an
         L0 attack has no ε), ``steps`` are the DE ``iterations``, no ``step_size``; ``params`` are
-        constructor parameters, each checked as the constructor does."""
+        constructor parameters, each checked as the constructor does, and a ``region`` must fit
+        ``image_size`` px images."""
         check(cfg.steps is None or (is_int(cfg.steps) and cfg.steps >= 1), f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
         check(cfg.step_size is None, f"{where}: attack {cfg.name} takes no step_size (the DE mutation scale is params.f)")
         check(isinstance(cfg.params, dict), f"{where}.params must be a mapping")
@@ -227,7 +146,11 @@ class NPixel(Attack):
         for key in cfg.params:
             check(key in accepted, f"{where}.params: attack {cfg.name} has no parameter {key!r}")
         check(cfg.steps is None or "iterations" not in cfg.params, f"{where}: give steps or params.iterations, not both")
-        check_params(where, **cls._config_kwargs(cfg))
+        kwargs = cls._config_kwargs(cfg)
+        check_params(where, **kwargs)
+        box = _check_region(kwargs.get("region"), where)
+        check(box is None or (box[0] + box[2] <= image_size and box[1] + box[3] <= image_size),
+              f"{where}.params.region {box} does not fit {image_size}×{image_size} images")
 
     @classmethod
     def _config_kwargs(cls, cfg) -> dict:
@@ -238,8 +161,8 @@ class NPixel(Attack):
         return kwargs
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg) -> "NPixel":
-        cls.check_config(cfg, where=f"attack {cfg.name}")
+    def from_config(cls, model: nn.Module, cfg, image_size: int, progress: bool = False) -> "NPixel":
+        cls.check_config(cfg, image_size, where=f"attack {cfg.name}")
         return cls(model, **cls._config_kwargs(cfg))
 
     def __repr__(self) -> str:
@@ -288,14 +211,7 @@ class NPixel(Attack):
         lo = torch.tensor([top, left] + [0] * c, dtype=torch.float32, device=dev)
         hi = torch.tensor([top + h, left + w] + [1] * c, dtype=torch.float32, device=dev)
 
-        # initial population (draws 1-2 of the module docstring)
-        pos = torch.rand(b, p, npix, 2, generator=gen).to(dev)
-        pos = lo[:2] + pos * (hi[:2] - lo[:2])
-        if self.init == "gaussian":
-            colours = (torch.randn(b, p, npix, c, generator=gen).to(dev) * (127 / 255) + 128 / 255).clamp_(0, 1)
-        else:
-            colours = torch.rand(b, p, npix, c, generator=gen).to(dev)
-        pop = torch.cat([pos, colours], -1)
+        pop = initial_population(b, p, npix, c, lo, hi, self.init, gen, dev)  # draws 1-2
 
         with eval_mode(self.model):
             done = self.model(x).argmax(1) != labels  # already misclassified: returned unchanged
@@ -344,10 +260,10 @@ class NPixel(Attack):
                 if not len(act):
                     continue  # keep drawing: the stream does not depend on when images stop
                 act_cpu = act.cpu()
-                child = self.mutate(pop[act], u[act_cpu].to(dev))
+                child = mutate(pop[act], u[act_cpu].to(dev), self.f)
                 if cr is not None:
-                    child = self.cross(pop[act], child, cr[act_cpu].to(dev), jr[act_cpu].to(dev))
-                child = self.bound(child, lo, hi, None if fresh is None else fresh[act_cpu].to(dev))
+                    child = crossover(pop[act], child, cr[act_cpu].to(dev), jr[act_cpu].to(dev), self.crossover)
+                child = bound(child, lo, hi, None if fresh is None else fresh[act_cpu].to(dev))
                 prob = evaluate(act, child)
                 keep = prob <= fit[act]  # Su et al.: the child wins unless it is worse
                 pop[act] = torch.where(keep[..., None, None], child, pop[act])
@@ -362,73 +278,3 @@ class NPixel(Attack):
             self.last_success = (self.model(adv).argmax(1) != labels).cpu()
         self.last_queries, self.last_generations = queries.cpu(), generations.cpu()
         return adv
-
-    def mutate(self, pop: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """DE/rand/1 (Su et al.): x_r1 + F (x_r2 - x_r3) for every individual of every image."""
-        r1, r2, r3 = partners(u)
-
-        def take(r):
-            return pop.gather(1, r[..., None, None].expand(-1, -1, *pop.shape[2:]))
-
-        return take(r1) + self.f * (take(r2) - take(r3))
-
-    def cross(self, parent: torch.Tensor, mutant: torch.Tensor, cr: torch.Tensor, jr: torch.Tensor) -> torch.Tensor:
-        """Binomial crossover (Storn & Price): the mutant's coordinate where u < CR and at j_rand."""
-        shape = parent.shape
-        nd = shape[2] * shape[3]
-        j = (jr * nd).floor().long().clamp_(max=nd - 1)
-        take = cr < self.crossover
-        take[torch.arange(nd, device=j.device) == j[..., None]] = True
-        return torch.where(take, mutant.reshape(*shape[:2], nd), parent.reshape(*shape[:2], nd)).view(shape)
-
-    def bound(self, child: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
-        """Back into the box: clipped, or the offending coordinates redrawn as lo + u (hi - lo)."""
-        if fresh is None:
-            return torch.max(torch.min(child, hi), lo)
-        out = (child < lo) | (child > hi)
-        return torch.where(out, lo + fresh * (hi - lo), child)
-
-
-# --------------------------------------------------------------------------------------------
-# the BMVC 2023 Sec. 5 protocol
-
-
-def npixel_extent(pixels: int) -> int:
-    """Side of the smallest square holding ``pixels`` pixels: an N-pixel attack's footprint."""
-    check(is_int(pixels) and pixels >= 1, f"pixels must be an integer >= 1, got {pixels!r}")
-    return math.isqrt(pixels - 1) + 1
-
-
-def protocol_regions(image_size: int | Sequence[int], extent: int | Sequence[int]) -> list[Box]:
-    """The boxes an attack is confined to (BMVC 2023 Sec. 5, "Attack Strategy").
-
-    ``image_size``: H (square) or (H, W); ``extent``: the attack's footprint, a side or (h, w)
-    (a patch's size; :func:`npixel_extent` for N pixels). If it fits in a quadrant (h ≤ ⌊H/2⌋,
-    w ≤ ⌊W/2⌋): the 4 quadrants (top-left, top-right, bottom-left, bottom-right; the lower and
-    right ones take the extra row/column of an odd size) and the centre box of quadrant size,
-    "five attacked classifications". Otherwise it "spans multiple quadrants" and is "placed at
-    the center": one box of its own size, centred. Boxes are (top, left, height, width).
-    """
-    hh, ww = (image_size, image_size) if is_int(image_size) else tuple(image_size)
-    eh, ew = (extent, extent) if is_int(extent) else tuple(extent)
-    check(all(is_int(v) and v >= 1 for v in (hh, ww, eh, ew)), f"image size and extent must be positive integers, got {image_size!r}, {extent!r}")
-    check(eh <= hh and ew <= ww, f"an extent of {eh}×{ew} does not fit {hh}×{ww} images")
-    qh, qw = hh // 2, ww // 2
-    if 1 <= eh <= qh and 1 <= ew <= qw:
-        return [(0, 0, qh, qw), (0, qw, qh, ww - qw), (qh, 0, hh - qh, qw), (qh, qw, hh - qh, ww - qw),
-                ((hh - qh) // 2, (ww - qw) // 2, qh, qw)]
-    return [((hh - eh) // 2, (ww - ew) // 2, eh, ew)]
-
-
-@torch.no_grad()
-def attacked_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                      attack_factory: Callable[[Box], Attack], regions: Sequence[Box]) -> float:
-    """Accuracy under attack, averaged over ``regions`` (BMVC 2023 Sec. 5): each image is attacked
-    once per box by ``attack_factory(box)`` and the mean of the per-box accuracies is returned."""
-    check(len(regions) >= 1, "attacked_accuracy needs at least one region")
-    accs = []
-    with eval_mode(model):
-        for box in regions:
-            adv = attack_factory(tuple(box))(images, labels)
-            accs.append((model(adv).argmax(1) == labels.to(adv.device)).float().mean().item())
-    return sum(accs) / len(accs)

@@ -18,7 +18,8 @@ from typing import Any, Iterable
 import torch
 
 from patchbench.attacks.base import Attack
-from patchbench.errors import PatchbenchError
+from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES
+from patchbench.errors import PatchbenchError, check, is_int, is_number
 from patchbench.util import atomic_write
 
 PLACEMENTS = ("top-right", "top-left", "bottom-right", "bottom-left", "center")
@@ -152,7 +153,10 @@ class Patch:
 
 
 class PatchAttack(Attack):
-    """Base of patch attacks: ``fit(batches) -> Patch``; ``forward`` pastes the fitted patch."""
+    """Base of patch attacks: ``fit(batches, channels, holdout) -> Patch`` and ``success_rate``;
+    ``forward`` pastes the fitted patch. An attack object trains one patch size: ``from_config``
+    takes an :class:`~patchbench.config.AttackConfig` carrying exactly one size (a preset entry
+    listing several is built once per size)."""
 
     def __init__(self, model, size: int, target: int | None, placement: Placement, image_size: int):
         super().__init__(model, targeted=target is not None, target=target)
@@ -162,42 +166,60 @@ class PatchAttack(Attack):
         self.patch: Patch | None = None
 
     @abstractmethod
-    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Patch:
-        """Optimize a patch on ``(images, labels)`` batches (each attack file implements it)."""
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], channels: int | None = None,
+            holdout: tuple[torch.Tensor, torch.Tensor] | None = None) -> Patch:
+        """Optimize a patch of ``channels`` channels on ``(images, labels)`` batches; ``holdout``:
+        a batch of training images an attack may choose among candidate patches on (never
+        evaluation images). Sets and returns ``self.patch``."""
+
+    @abstractmethod
+    def success_rate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Fraction in [0, 1] of the images of ``batches`` on which the fitted patch, at the test
+        placement, succeeds (targeted: the target class; untargeted: any wrong class)."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, model, cfg, image_size: int, progress: bool = False) -> "PatchAttack":
+        """Build from an :class:`~patchbench.config.AttackConfig` with one size (:meth:`config_size`)."""
+
+    @classmethod
+    def config_size(cls, cfg, image_size: int) -> int:
+        """The one patch size of ``cfg``, after :meth:`check_config`."""
+        cls.check_config(cfg, image_size, where=f"attack {cfg.name}")
+        if len(cfg.sizes) != 1:
+            raise PatchbenchError(f"attack {cfg.name}: an attack is built for one patch size, the entry lists "
+                                  f"{cfg.sizes} (build one per size)")
+        return cfg.sizes[0]
 
     def apply(self, images: torch.Tensor, patch: Patch, placement: Placement | None = None) -> torch.Tensor:
         return patch.apply(images, placement or self.placement)
 
     @classmethod
-    def check_config(cls, a, image_size: int, where: str = "attack") -> None:
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
         """Check an :class:`~patchbench.config.AttackConfig` naming this attack against the
         preset's image size. One-line PatchbenchError naming the key."""
-        from patchbench.errors import check, is_int, is_number
-
-        check(a.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {a.placement!r}")
-        check(isinstance(a.sizes, list) and len(a.sizes) > 0, f"{where}.sizes is empty")
-        check(is_int(a.margin) and a.margin >= 0, f"{where}.margin must be an integer >= 0, got {a.margin!r}")
-        for s in a.sizes:
+        check(cfg.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
+        check(isinstance(cfg.sizes, list) and len(cfg.sizes) > 0, f"{where}.sizes is empty")
+        check(is_int(cfg.margin) and cfg.margin >= 0, f"{where}.margin must be an integer >= 0, got {cfg.margin!r}")
+        for s in cfg.sizes:
             check(is_int(s) and 0 < s < image_size, f"patch size must be an integer in 1..{image_size - 1} px for {image_size} px images, got {s!r}")
-            check(s + 2 * a.margin <= image_size, f"patch size {s} px plus margin {a.margin} px does not fit in {image_size} px images")
-        check(is_int(a.steps) and a.steps >= 1, f"{where}.steps must be an integer >= 1, got {a.steps!r}")
-        check(is_int(a.batch_size) and a.batch_size >= 1 and is_number(a.lr) and a.lr > 0
-              and is_number(a.momentum) and 0 <= a.momentum < 1,
+            check(s + 2 * cfg.margin <= image_size, f"patch size {s} px plus margin {cfg.margin} px does not fit in {image_size} px images")
+        check(is_int(cfg.steps) and cfg.steps >= 1, f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
+        check(is_int(cfg.batch_size) and cfg.batch_size >= 1 and is_number(cfg.lr) and cfg.lr > 0
+              and is_number(cfg.momentum) and 0 <= cfg.momentum < 1,
               f"{where}: batch_size >= 1, lr > 0, 0 <= momentum < 1 are required")
-        check(a.target is None or (is_int(a.target) and a.target >= 0),
-              f"{where}.target must be a class index >= 0 or null (untargeted), got {a.target!r}")
-        from patchbench.attacks.lavan import OPTIMIZERS, SCHEDULES
-
-        check(a.optimizer in OPTIMIZERS, f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {a.optimizer!r}")
-        check(a.schedule in SCHEDULES, f"{where}.schedule must be one of {', '.join(SCHEDULES)}, got {a.schedule!r}")
-        check(is_int(a.restarts) and 1 <= a.restarts <= 64, f"{where}.restarts must be an integer in 1..64, got {a.restarts!r}")
-        check(is_int(a.select_n) and a.select_n >= 1, f"{where}.select_n must be an integer >= 1, got {a.select_n!r}")
-        check(isinstance(a.seeds, list) and all(is_int(v) for v in a.seeds) and len(set(a.seeds)) == len(a.seeds),
-              f"{where}.seeds must be a list of distinct integers, got {a.seeds!r}")
-        check(is_number(a.rotation) and 0 <= a.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {a.rotation!r}")
-        check(isinstance(a.scale_range, list) and len(a.scale_range) == 2 and all(is_number(v) for v in a.scale_range)
-              and 0 < a.scale_range[0] <= a.scale_range[1],
-              f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {a.scale_range!r}")
+        check(cfg.target is None or (is_int(cfg.target) and cfg.target >= 0),
+              f"{where}.target must be a class index >= 0 or null (untargeted), got {cfg.target!r}")
+        check(cfg.optimizer in OPTIMIZERS, f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+        check(cfg.schedule in SCHEDULES, f"{where}.schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+        check(is_int(cfg.restarts) and 1 <= cfg.restarts <= 64, f"{where}.restarts must be an integer in 1..64, got {cfg.restarts!r}")
+        check(is_int(cfg.select_n) and cfg.select_n >= 1, f"{where}.select_n must be an integer >= 1, got {cfg.select_n!r}")
+        check(isinstance(cfg.seeds, list) and all(is_int(v) for v in cfg.seeds) and len(set(cfg.seeds)) == len(cfg.seeds),
+              f"{where}.seeds must be a list of distinct integers, got {cfg.seeds!r}")
+        check(is_number(cfg.rotation) and 0 <= cfg.rotation <= 180, f"{where}.rotation must be in 0..180 degrees, got {cfg.rotation!r}")
+        check(isinstance(cfg.scale_range, list) and len(cfg.scale_range) == 2 and all(is_number(v) for v in cfg.scale_range)
+              and 0 < cfg.scale_range[0] <= cfg.scale_range[1],
+              f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {cfg.scale_range!r}")
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.patch is None:

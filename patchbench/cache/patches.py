@@ -78,7 +78,8 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
                 device: torch.device, out: Path | None = None, force: bool = False, progress: bool = True) -> Patch:
     """Train (or load the cached) patch of ``attack`` at ``size`` px against the preset's model."""
     cls = attack_class(attack.name, patch=True)
-    cls.check_config(replace(attack, sizes=[size]), preset.data.image_size)
+    one_size = replace(attack, sizes=[size])
+    cls.check_config(one_size, preset.data.image_size)
     stem = Path(out).with_suffix("") if out else patch_stem(attack, size, preset, loaded.model_id, store)
     if stem.with_suffix(".pt").exists() and not force and out is None:
         return Patch.load(stem.with_suffix(".pt"))
@@ -90,7 +91,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     candidates = patch_candidates(source, attack)
     pool = candidates[: attack.train_pool]
     success_idx = candidates[: min(attack.success_n, len(candidates))]
-    atk = cls.from_config(loaded.model, attack, size, d.image_size, progress=progress)
+    atk = cls.from_config(loaded.model, one_size, d.image_size, progress=progress)
     batches = patch_batches(source, pool, d.image_size, attack.batch_size, device, attack.seed, d.num_workers)
     holdout = None
     if attack.restarts > 1:  # restarts are chosen on training images outside the pool, never on evaluation images

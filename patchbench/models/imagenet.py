@@ -85,8 +85,9 @@ def _torchvision(arch: str):
     return build
 
 
-# Grad-CAM layers: the last convolutional activation (Selvaraju et al. use VGG16's relu5_3, 14×14
-# at 224 px; Inception-v3's Mixed_7c is the TOMM paper's 8×8 grid at 299 px; ResNet-50's layer4 7×7)
+# The torchvision architectures patchbench registers (the one list of them), each with its Grad-CAM
+# layer: the last convolutional activation (Selvaraju et al. use VGG16's relu5_3, 14×14 at 224 px;
+# Inception-v3's Mixed_7c is the TOMM paper's 8×8 grid at 299 px; ResNet-50's layer4 7×7)
 CAM_LAYERS = {
     "vgg16": "features.29",
     "inception_v3": "Mixed_7c",
@@ -94,5 +95,5 @@ CAM_LAYERS = {
     "efficientnet_b0": "features.8",
 }
 
-for _arch in ("vgg16", "inception_v3", "resnet50", "efficientnet_b0"):
-    register_model(_arch, pretrained=True, cam_layer=CAM_LAYERS[_arch])(_torchvision(_arch))
+for _arch, _layer in CAM_LAYERS.items():
+    register_model(_arch, pretrained=True, cam_layer=_layer)(_torchvision(_arch))

@@ -109,7 +109,6 @@ from patchbench.errors import PatchbenchError, check, is_int
 DEFAULT_DEPTH_KERNEL = 3
 INFLATE = ("center", "repeat", "none")
 AGGREGATIONS = ("mean-log-prob", "mean-prob", "vote")
-TORCHVISION_ARCHS = ("vgg16", "resnet50", "inception_v3", "efficientnet_b0")
 
 # BMVC 2023 Sec. 4.2: "VGG16 increasing by 20,663,968 parameters, ResNet50 by 48,566,533 ..."
 PAPER_PARAMETER_INCREASE = {
@@ -118,6 +117,7 @@ PAPER_PARAMETER_INCREASE = {
     "inception_v3": 44_252_266,
     "efficientnet_b0": 10_569_436,
 }
+TORCHVISION_ARCHS = tuple(PAPER_PARAMETER_INCREASE)  # the four classifiers of Sec. 4.2, in the paper's order
 
 # modules that act on any number of dimensions the same way (kept, deep-copied)
 _KEPT = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -592,19 +592,19 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def build_2d(arch: str, *, in_channels: int = 3, num_classes: int = 10, device: str | torch.device = "meta") -> nn.Module:
-    """A randomly initialised 2-D network by name: the four torchvision classifiers of Sec. 4.2
-    (Inception-v3 without the auxiliary classifier) or a patchbench model; on the meta device by
-    default (shapes only, nothing allocated)."""
-    from patchbench.models import MODELS
+    """A randomly initialised 2-D network by name: a registered torchvision classifier (the four of
+    Sec. 4.2; Inception-v3 without the auxiliary classifier) or a patchbench model; on the meta
+    device by default (shapes only, nothing allocated)."""
+    from patchbench.models.registry import MODELS
 
+    check(arch in MODELS, f"unknown model {arch!r}; known: {', '.join(sorted(MODELS))}")
     with torch.device(device):
-        if arch in TORCHVISION_ARCHS:
+        if MODELS[arch].pretrained:  # a torchvision classifier
             import torchvision
 
             check(in_channels == 3, f"{arch} takes 3 input channels, got {in_channels}")
             kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
             return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
-        check(arch in MODELS, f"unknown model {arch!r}; known: {', '.join(sorted(set(MODELS) | set(TORCHVISION_ARCHS)))}")
         net, _ = MODELS[arch].build(num_classes=num_classes, in_channels=in_channels, weights=None)
         return net
 

@@ -1,22 +1,20 @@
-"""Dataset registry: name -> loader of a split as images in [0, 1] at the preset's size.
+"""The built-in datasets' readers and their registration: Fashion-MNIST / MNIST from IDX files,
+CIFAR-10/100 from the official python batches, ImageNet as an ``ImageFolder``.
 
-Small datasets (Fashion-MNIST, MNIST, CIFAR) live in memory as uint8 tensors and are resized per
-batch on the device (cheap, no per-sample Python). ImageNet is an ``ImageFolder`` read by a
-DataLoader with workers (decoding dominates). Either way a batch reaches the caller as
-``(indices, images, labels)`` with images float32 N×C×S×S in [0, 1] on the requested device.
+Each looks in the given root, then in its usual places, and downloads through torchvision into
+:func:`cache_dir` as a last resort (never ImageNet).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 
+from patchbench.data.registry import DatasetInfo, register_dataset
+from patchbench.data.sources import FolderImages, ImageSource, TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
 
@@ -34,146 +32,6 @@ IDX_FILES = {
 def cache_dir() -> Path:
     """``$PATCHBENCH_CACHE`` or ``~/.cache/patchbench``."""
     return Path(os.environ.get("PATCHBENCH_CACHE", Path.home() / ".cache" / "patchbench"))
-
-
-@dataclass
-class DatasetInfo:
-    name: str
-    channels: int
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    native_size: int | None
-    loader: Callable[[str | None, str], "ImageSource"]
-    classes: list[str] = field(default_factory=list)
-    splits: tuple[str, ...] = ("train", "test")
-
-
-DATASETS: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    DATASETS[info.name] = info
-    return info
-
-
-def get_dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise PatchbenchError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
-
-
-# --------------------------------------------------------------------------------------------
-# sources
-
-
-class ImageSource:
-    """A split: ``len``, ``labels`` (LongTensor) and batched access through :func:`iterate`."""
-
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-class TensorImages(ImageSource):
-    """uint8 images N×C×H×W held in memory."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        if images.ndim == 3:
-            images = images.unsqueeze(1)
-        self.images = images.contiguous()
-        self.labels = labels.long()
-
-    def batch(self, idx: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-        x = self.images[idx].to(device, non_blocking=True).float().div_(255.0)
-        if x.shape[-1] != size or x.shape[-2] != size:
-            # bilinear up/down-sampling of the whole batch at once (the demo's 28 -> 64)
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > size).clamp_(0, 1)
-        return x
-
-
-class FolderImages(ImageSource):
-    """``torchvision.datasets.ImageFolder`` layout (one folder per class), resized to ``size``.
-
-    The DataLoader workers decode and resize (PIL) and hand over uint8 tensors: a quarter of the
-    bytes through pinned memory to the device, where :func:`iterate` turns them into floats in
-    [0, 1] (the same numbers as ``ToTensor``: a uint8 divided by 255 in float32).
-    """
-
-    def __init__(self, root: Path, size: int):
-        from torchvision import datasets, transforms
-
-        tf = transforms.Compose([
-            transforms.Resize((size, size), antialias=True),
-            transforms.PILToTensor(),
-        ])
-        try:
-            self.dataset = datasets.ImageFolder(str(root), transform=tf, loader=_rgb_loader)
-        except (FileNotFoundError, RuntimeError) as exc:
-            raise PatchbenchError(f"no ImageFolder dataset at {root}: {str(exc).splitlines()[0]}") from None
-        self.labels = torch.tensor(self.dataset.targets, dtype=torch.long)
-        self.classes = self.dataset.classes
-
-
-def _rgb_loader(path: str):
-    from PIL import Image
-
-    with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
-
-
-def iterate(
-    source: ImageSource,
-    indices: torch.Tensor,
-    image_size: int,
-    batch_size: int,
-    device: torch.device,
-    num_workers: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices, images, labels)`` batches in the order of ``indices``."""
-    if isinstance(source, TensorImages):
-        for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
-            yield idx, source.batch(idx, image_size, device), source.labels[idx].to(device)
-        return
-    assert isinstance(source, FolderImages)
-    subset = torch.utils.data.Subset(source.dataset, indices.tolist())
-    loader = torch.utils.data.DataLoader(
-        subset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
-    start = 0
-    for x, y in loader:
-        idx = indices[start:start + len(y)]
-        start += len(y)
-        # uint8 over the bus, float on the device (== ToTensor's x / 255)
-        yield idx, x.to(device, non_blocking=True).float().div_(255.0), y.to(device, non_blocking=True)
-
-
-def eval_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
-    """The fixed evaluation subset: ``n`` indices drawn without replacement with ``seed``,
-    sorted (0 or n >= n_total: the whole split)."""
-    if n <= 0 or n >= n_total:
-        return torch.arange(n_total)
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=g)[:n].sort().values
-
-
-def load_split(dataset: str, root: str | None, split: str, image_size: int | None = None) -> ImageSource:
-    info = get_dataset_info(dataset)
-    if split not in info.splits:
-        raise PatchbenchError(f"dataset {dataset} has no split {split!r}; splits: {', '.join(info.splits)}")
-    if root is not None and not Path(root).exists():
-        raise PatchbenchError(f"dataset root {root} does not exist")
-    if dataset == "imagenet":
-        return _load_imagenet(root, split, image_size or 224)
-    return info.loader(root, split)
-
-
-# --------------------------------------------------------------------------------------------
-# Fashion-MNIST / MNIST from IDX files
 
 
 def _find_idx_dir(candidates: list[Path], split: str) -> Path | None:
@@ -203,7 +61,7 @@ def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
 
 
 def _mnist_like(name: str, tv_class: str, debian_dir: str | None):
-    def load(root: str | None, split: str) -> ImageSource:
+    def load(root: str | None, split: str, image_size: int | None = None) -> ImageSource:
         candidates: list[Path] = []
         if root is not None:
             candidates.append(Path(root))
@@ -266,7 +124,7 @@ def _read_cifar(folder: Path, name: str, split: str) -> ImageSource:
 
 
 def _cifar(tv_class: str, name: str):
-    def load(root: str | None, split: str) -> ImageSource:
+    def load(root: str | None, split: str, image_size: int | None = None) -> ImageSource:
         base = Path(root) if root else cache_dir() / name
         folder_name = CIFAR_LAYOUT[name][0]
         folder = base if base.name == folder_name else base / folder_name
@@ -315,4 +173,4 @@ register_dataset(DatasetInfo(
     _cifar("CIFAR100", "cifar100"), []))
 register_dataset(DatasetInfo(
     "imagenet", 3, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
-    lambda root, split: _load_imagenet(root, split, 224), [], splits=("train", "val")))
+    lambda root, split, image_size=None: _load_imagenet(root, split, image_size or 224), [], splits=("train", "val")))

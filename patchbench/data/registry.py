@@ -1,0 +1,52 @@
+"""Dataset registry: name -> how to load a split (its readers: :mod:`patchbench.data.readers`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from patchbench.data.sources import ImageSource
+from patchbench.errors import PatchbenchError
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    channels: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    native_size: int | None
+    # loader(root, split, image_size): the split; image_size (None: the dataset's own) matters only
+    # to a dataset decoded at the preset's size (ImageNet), the others resize per batch
+    loader: Callable[[str | None, str, int | None], ImageSource]
+    classes: list[str] = field(default_factory=list)
+    splits: tuple[str, ...] = ("train", "test")
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add ``info`` under its name; a name already taken is refused."""
+    if info.name in DATASETS:
+        raise PatchbenchError(f"dataset name {info.name!r} is already registered; pick another")
+    DATASETS[info.name] = info
+    return info
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise PatchbenchError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_split(dataset: str, root: str | None, split: str, image_size: int | None = None) -> ImageSource:
+    info = get_dataset_info(dataset)
+    if split not in info.splits:
+        raise PatchbenchError(f"dataset {dataset} has no split {split!r}; splits: {', '.join(info.splits)}")
+    if root is not None and not Path(root).exists():
+        raise PatchbenchError(f"dataset root {root} does not exist")
+    return info.loader(root, split, image_size)
+
