@@ -23,6 +23,7 @@ from patchbench.config import Preset
 from patchbench.defense_config import defense_runs
 from patchbench.errors import PatchbenchError
 from patchbench.grid import run_evasion_grid, run_grid
+from patchbench.registry import Registry
 from patchbench.results import ResultStore
 from patchbench.util import console
 
@@ -79,10 +80,11 @@ def sweep_evasion(preset: Preset, store: ResultStore, device: torch.device, prog
     return pd.concat(frames, ignore_index=True)
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    "patch-defense": Experiment("patch-defense", "one classifier; clean and patched images × defenses × λ",
-                                _check_patch_defense, sweep_patch_defense),
-    "evasion": Experiment("evasion", "one classifier per training objective × (clean + evasion attacks)",
-                          _check_evasion, sweep_evasion),
-}
+GENERIC = [
+    Experiment("patch-defense", "one classifier; clean and patched images × defenses × λ", _check_patch_defense,
+               sweep_patch_defense),
+    Experiment("evasion", "one classifier per training objective × (clean + evasion attacks)", _check_evasion,
+               sweep_evasion),
+]
+EXPERIMENTS: Registry = Registry("experiment").register_all(GENERIC)
 

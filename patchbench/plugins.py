@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from patchbench.errors import PatchbenchError
 
 if TYPE_CHECKING:
-    from patchbench.paper import Paper
+    from patchbench.registry import Registry
 
 ENV = "PATCHBENCH_PLUGINS"
 GROUP = "patchbench.plugins"
@@ -57,7 +57,7 @@ def _classes(module: ModuleType, name: str, key: str, base: type) -> list[type]:
     return list(found)
 
 
-def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
+def load_plugin(name: str, papers: Registry) -> ModuleType:
     """Import plugin ``name`` and register what it declares (``PAPER`` into ``papers``)."""
     from patchbench.attacks import ATTACKS, Attack, register_attack  # here, not above: the CLI imports this
     from patchbench.defenses import DEFENSES, Defense, register_defense  # module at start, before it needs torch
@@ -71,7 +71,7 @@ def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
         raise PatchbenchError(f"plugin {name} declares nothing: give it PAPER, DEFENSES or ATTACKS")
     if paper is not None and not isinstance(paper, Paper):
         raise PatchbenchError(f"plugin {name}: PAPER must be a patchbench.api.Paper, got {type(paper).__name__}")
-    if paper is not None and paper.name in papers:
+    if paper is not None and paper.name in papers:  # before anything registers: a plugin registers all or nothing
         raise PatchbenchError(f"plugin {name}: paper name {paper.name!r} is already registered")
     added: list[tuple[dict, str]] = []
     try:
@@ -84,11 +84,11 @@ def load_plugin(name: str, papers: dict[str, Paper]) -> ModuleType:
             del registry[key]
         raise PatchbenchError(f"plugin {name}: {exc}") from None
     if paper is not None:
-        papers[paper.name] = paper
+        papers.register(paper)
     return module
 
 
-def load_plugins(papers: dict[str, Paper]) -> list[str]:
+def load_plugins(papers: Registry) -> list[str]:
     """Every named plugin, in order, registered; returns their module names."""
     names = plugin_names()
     for name in names:

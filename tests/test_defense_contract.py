@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from patchbench.defenses import DEFENSES, build_defense
-from patchbench.defenses.base import GRADIENTS, OUT, Defense, check_defense_class, registry
+from patchbench.defenses.base import GRADIENTS, OUT, Defense, check_defense_class
+from patchbench.registry import Registry, own_name
 from patchbench.errors import PatchbenchError
 from patchbench.models.wrapper import Classifier
 
@@ -24,6 +25,11 @@ PARAMS = {
 }
 LAM = 2.3
 NAMES = list(DEFENSES)
+
+
+def registry(*classes):
+    """A fresh defense registry built the way DEFENSES is."""
+    return Registry("defense", check_defense_class, own_name).register_all(classes)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -252,7 +258,7 @@ def test_registration_refuses_a_subclass_without_its_own_name_or_dataclass():
 
 def test_registration_refuses_a_duplicate_name():
     first, second = toy(), toy()
-    with pytest.raises(PatchbenchError, match="'toy' is registered twice"):
+    with pytest.raises(PatchbenchError, match="'toy' is already registered"):
         registry(first, second)
-    with pytest.raises(PatchbenchError, match="'lgs' is registered twice"):
+    with pytest.raises(PatchbenchError, match="'lgs' is already registered"):
         registry(*DEFENSES.values(), toy(name="lgs"))

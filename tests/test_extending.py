@@ -106,15 +106,15 @@ def test_a_broken_plugin_stops_every_command_with_one_line_naming_it(tmp_path):
     ("DEFENSES = ['blur']", "plugin {m}: DEFENSES must be a list of Defense subclasses"),
     ("from patchbench.api import LaVAN\nATTACKS = LaVAN", "plugin {m}: ATTACKS must be a list of Attack subclasses"),
     ("from patchbench.api import DEFENSES\nDEFENSES = [DEFENSES['lgs']]",
-     "plugin {m}: defense name 'lgs' is registered twice: LGS and LGS"),
+     "plugin {m}: defense name 'lgs' is already registered (LGS); LGS needs another"),
     ("from patchbench.api import LaVAN\nclass Mine(LaVAN):\n    name = 'lavan'\nATTACKS = [Mine]",
-     "plugin {m}: attack name 'lavan' is taken by LaVAN; Mine needs another"),
+     "plugin {m}: attack name 'lavan' is already registered (LaVAN); Mine needs another"),
     ("from patchbench.api import LaVAN\nclass Mine(LaVAN):\n    pass\nATTACKS = [Mine]",
-     "plugin {m}: attack class Mine must set its own class attribute `name`"),
+     "plugin {m}: attack Mine has no name of its own (set its `name`)"),
     ("import dataclasses\nfrom patchbench.api import Defense, LaVAN\n"
      "Fresh = dataclasses.dataclass(type('Fresh', (Defense,), {'name': 'fresh', 'maps': lambda s, x, m=None: {'out': x}, "
      "'uses_lambda': False}))\nDEFENSES = [Fresh]\nclass Mine(LaVAN):\n    name = 'lavan'\nATTACKS = [Mine]",
-     "plugin {m}: attack name 'lavan' is taken by LaVAN; Mine needs another"),
+     "plugin {m}: attack name 'lavan' is already registered (LaVAN); Mine needs another"),
     ("from patchbench.api import Paper\nPAPER = Paper(name='icaart2022', title='x', module=__name__, presets={})",
      "plugin {m}: paper name 'icaart2022' is already registered"),
     ("raise RuntimeError('boom')", "plugin {m} failed to import: RuntimeError: boom ($PATCHBENCH_PLUGINS or the "

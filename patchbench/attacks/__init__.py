@@ -14,22 +14,9 @@ from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
 from patchbench.attacks.pgd import PGD
 from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
+from patchbench.registry import Registry, own_name
 
-ATTACKS: dict[str, type[Attack]] = {}
-
-
-def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Add ``cls`` under its ``name``; a name already taken is refused (usable as a decorator)."""
-    name = cls.__dict__.get("name")
-    if not isinstance(name, str) or not name:
-        raise PatchbenchError(f"attack class {cls.__name__} must set its own class attribute `name`")
-    if name in ATTACKS:
-        raise PatchbenchError(f"attack name {name!r} is taken by {ATTACKS[name].__name__}; {cls.__name__} needs another")
-    ATTACKS[name] = cls
-    return cls
-
-
-for _cls in (
+ATTACKS: Registry = Registry("attack", name_of=own_name).register_all([
     # patch attacks: fit(batches) -> Patch
     LaVAN,
     AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
@@ -38,8 +25,8 @@ for _cls in (
     FGSM, PGD, CW, StepLL, IterStepLL, PGDA3, StepLLA3, IterStepLLA3,
     # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
     NPixel,
-):
-    register_attack(_cls)
+])
+register_attack = ATTACKS.register  # an attack from outside the listing (a plugin)
 
 
 def attack_class(name: str, patch: bool) -> type[Attack]:

@@ -8,6 +8,7 @@ from typing import Callable
 
 from patchbench.data.sources import ImageSource
 from patchbench.errors import PatchbenchError
+from patchbench.registry import Registry
 
 
 @dataclass
@@ -25,21 +26,12 @@ class DatasetInfo:
     splits: tuple[str, ...] = ("train", "test")
 
 
-DATASETS: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    """Add ``info`` under its name; a name already taken is refused."""
-    if info.name in DATASETS:
-        raise PatchbenchError(f"dataset name {info.name!r} is already registered; pick another")
-    DATASETS[info.name] = info
-    return info
+DATASETS: Registry = Registry("dataset")
+register_dataset = DATASETS.register
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise PatchbenchError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    return DATASETS.lookup(name)
 
 
 def load_split(dataset: str, root: str | None, split: str, image_size: int | None = None) -> ImageSource:

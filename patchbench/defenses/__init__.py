@@ -2,7 +2,7 @@
 in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`), or,
 from a plugin outside the package, :func:`register_defense` (:mod:`patchbench.plugins` calls it)."""
 
-from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, add, registry  # noqa: F401
+from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, check_defense_class  # noqa: F401
 from patchbench.defenses.bilateral import BilateralFilter
 from patchbench.defenses.dw import DigitalWatermarking
 from patchbench.defenses.gaussian import GaussianFilter
@@ -12,9 +12,9 @@ from patchbench.defenses.median import MedianFilter
 from patchbench.defenses.slgs import SLGS
 from patchbench.defenses.tvm import TVM
 from patchbench.defenses.wlgs import WLGS
-from patchbench.errors import check
+from patchbench.registry import Registry, own_name
 
-DEFENSES: dict[str, type[Defense]] = registry(
+DEFENSES: Registry = Registry("defense", check_defense_class, own_name).register_all([
     NoDefense,
     LGS,
     SLGS,
@@ -25,17 +25,12 @@ DEFENSES: dict[str, type[Defense]] = registry(
     BilateralFilter,
     TVM,
     DigitalWatermarking,
-)
-
-
-def register_defense(cls: type[Defense]) -> type[Defense]:
-    """Add a defense class from outside the listing, checked like the listed ones; a taken name is refused."""
-    return add(DEFENSES, cls)
+])
+register_defense = DEFENSES.register  # a defense from outside the listing (a plugin), checked the same way
 
 
 def build_defense(name: str, params: dict | None = None, model=None) -> Defense:
     """Instantiate a registered defense; ``model`` supplies normalization where a defense needs it."""
-    check(name in DEFENSES, f"unknown defense {name!r}; known: {', '.join(DEFENSES)}")
-    cls = DEFENSES[name]
+    cls = DEFENSES.lookup(name)
     cls.check_params(params or {})
     return cls.from_params(params or {}, model=model)

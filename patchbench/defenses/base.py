@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from patchbench.errors import PatchbenchError, check
+from patchbench.errors import check
 
 GRADIENTS = ("exact", "bpda", "partial")
 OUT = "out"  # the key under which a λ-free defense's maps hold its output
@@ -185,22 +185,3 @@ def check_defense_class(cls) -> None:
               f"{where}: grad_options must map names to non-empty tuples of strings, got {options!r}")
     else:
         check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
-
-
-def add(registry: dict[str, type[Defense]], cls: type[Defense]) -> type[Defense]:
-    """Put ``cls`` into ``registry`` under its ``name`` after :func:`check_defense_class`; a name
-    already taken is refused (one-line :class:`PatchbenchError`)."""
-    check_defense_class(cls)
-    if cls.name in registry:
-        raise PatchbenchError(f"defense name {cls.name!r} is registered twice: "
-                              f"{registry[cls.name].__name__} and {cls.__name__}")
-    registry[cls.name] = cls
-    return cls
-
-
-def registry(*classes: type[Defense]) -> dict[str, type[Defense]]:
-    """``{cls.name: cls}`` in the order given, each class added by :func:`add`."""
-    out: dict[str, type[Defense]] = {}
-    for cls in classes:
-        add(out, cls)
-    return out

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from patchbench.errors import PatchbenchError
+from patchbench.registry import Registry
 
 
 @dataclass
@@ -22,16 +22,14 @@ class ModelSpec:
     cam_layer: str | None = None
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry = Registry("model")
 
 
 def register_model(name: str, *, pretrained: bool = False, description: str = "", cam_layer: str | None = None):
     """Decorator registering a constructor under ``name``; a name already taken is refused."""
     def deco(fn):
-        if name in MODELS:
-            raise PatchbenchError(f"model name {name!r} is already registered ({MODELS[name].description}); pick another")
-        MODELS[name] = ModelSpec(name, fn, pretrained, description or (fn.__doc__ or "").strip().splitlines()[0],
-                                 cam_layer)
+        doc = (fn.__doc__ or "").strip()
+        MODELS.register(ModelSpec(name, fn, pretrained, description or doc.partition("\n")[0], cam_layer))
         return fn
 
     return deco

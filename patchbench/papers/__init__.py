@@ -4,27 +4,20 @@ when this registry is built (:mod:`patchbench.plugins`, docs/EXTENDING.md)."""
 
 from __future__ import annotations
 
-from patchbench.errors import PatchbenchError
-from patchbench.experiments import EXPERIMENTS, Experiment
+from patchbench.experiments import GENERIC, Experiment  # noqa: F401
 from patchbench.papers import advml2019, bmvc2023, icaart2022, tomm2022
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.plugins import load_plugins
+from patchbench.registry import Registry
 
-PAPERS: dict[str, Paper] = {
-    icaart2022.PAPER.name: icaart2022.PAPER,
-    tomm2022.PAPER.name: tomm2022.PAPER,
-    bmvc2023.PAPER.name: bmvc2023.PAPER,
-    advml2019.PAPER.name: advml2019.PAPER,
-}
+PAPERS: Registry = Registry("paper").register_all([icaart2022.PAPER, tomm2022.PAPER, bmvc2023.PAPER, advml2019.PAPER])
 PLUGINS: list[str] = load_plugins(PAPERS)  # $PATCHBENCH_PLUGINS and the patchbench.plugins entry points
 
 
-def get_paper(name: str) -> Paper:
-    if name not in PAPERS:
-        raise PatchbenchError(f"unknown paper {name!r}; known: {', '.join(PAPERS)}")
-    return PAPERS[name]
+get_paper = PAPERS.lookup
 
 
-def all_experiments() -> dict[str, Experiment]:
-    """The generic experiments plus those the paper plugins bring (:attr:`Paper.experiments`)."""
-    return {**EXPERIMENTS, **{k: v for paper in PAPERS.values() for k, v in paper.experiments.items()}}
+def all_experiments() -> Registry:
+    """The generic experiments plus those the papers bring (:attr:`Paper.experiments`); an experiment
+    name taken twice is refused."""
+    return Registry("experiment").register_all([*GENERIC, *(e for paper in PAPERS.values() for e in paper.experiments.values())])

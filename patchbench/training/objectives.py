@@ -57,6 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.errors import PatchbenchError
+from patchbench.registry import Registry, own_name
 
 # --------------------------------------------------------------------------------------------
 # loss terms
@@ -189,8 +190,8 @@ class PatchAggregate(Objective):
         return {"Lc": per_patch.view(b, n).sum(1).mean()}
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"raw": Raw, "madry": Madry, "lat": LocalizedAdversarial, "alp": ALP,
-                                          "pal": PatchAggregate}
+OBJECTIVES: Registry = Registry("training objective", name_of=own_name).register_all(
+    [Raw, Madry, LocalizedAdversarial, ALP, PatchAggregate])
 MODIFIERS = ("aad",)  # attention-based terms added to an adversarial objective (TOMM Eq. 10)
 
 

@@ -38,7 +38,8 @@ from typing import Callable
 
 import torch
 
-from patchbench.errors import PatchbenchError, check, is_int, is_number
+from patchbench.errors import check, is_int, is_number
+from patchbench.registry import Registry
 from patchbench.volumization.patches import shape_of
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # pixel pairs sorted at once by the joint entropy (auto chunk)
@@ -167,18 +168,13 @@ class Metric:
         return self.fn(x1, x2, **kwargs)
 
 
-METRICS: dict[str, Metric] = {
-    "entropy": Metric("entropy", "standalone", entropy, ("bins",)),
-    "mi": Metric("mi", "distance", mutual_information, ("bins", "chunk")),
-    "kl": Metric("kl", "distance", kl_divergence, ("bins", "eps")),
-    "psnr": Metric("psnr", "distance", psnr),
-    "max_norm": Metric("max_norm", "distance", max_norm),
-    "joint_entropy": Metric("joint_entropy", "distance", joint_entropy, ("bins", "chunk")),
-    "mse": Metric("mse", "distance", mse),
-}
-
-
-def get_metric(metric: str) -> Metric:
-    if metric not in METRICS:
-        raise PatchbenchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    return METRICS[metric]
+METRICS: Registry = Registry("metric").register_all([
+    Metric("entropy", "standalone", entropy, ("bins",)),
+    Metric("mi", "distance", mutual_information, ("bins", "chunk")),
+    Metric("kl", "distance", kl_divergence, ("bins", "eps")),
+    Metric("psnr", "distance", psnr),
+    Metric("max_norm", "distance", max_norm),
+    Metric("joint_entropy", "distance", joint_entropy, ("bins", "chunk")),
+    Metric("mse", "distance", mse),
+])
+get_metric = METRICS.lookup
