@@ -181,3 +181,88 @@ def corner_model(target=2, size=16):
     net = Net()
     net.dummy = nn.Parameter(torch.zeros(1), requires_grad=False)
     return Classifier(net, mean=(0.0,), std=(1.0,), name="corner", class_names=["a", "b", "c"], image_size=size)
+
+
+def write_cifar100(root, n=(60, 30), seed=0):
+    """Synthetic CIFAR-100 in the official archive layout (train / test pickles, fine labels)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, k in zip(("train", "test"), n):
+        batch = {"data": (rng.random((k, 3 * 32 * 32)) * 255).astype(np.uint8), "fine_labels": rng.integers(0, 100, k).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# every paper's demo at tiny scale: the code path, not the numbers
+
+
+def sets(**values) -> list[str]:
+    """``--set key=value`` arguments; ``__`` in a name stands for ``.`` (``data__eval_n=30``)."""
+    return [a for k, v in values.items() for a in ("--set", f"{k.replace('__', '.')}={v}")]
+
+
+def tomm_sets(n_train=200, batch=50, eval_n=60, steps=(2, 3)) -> list[str]:
+    """TOMM 2022: one epoch on a few images, short attacks."""
+    return sets(model__train__train_n=n_train, model__train__epochs=1, model__train__batch_size=batch,
+                model__train__attack_steps=2, data__eval_n=eval_n, data__batch_size=eval_n,
+                evasion=f"[{{name: fgsm, eps: 0.1}}, {{name: pgd, eps: 0.1, steps: {steps[0]}}}, "
+                        f"{{name: pgd, eps: 0.1, steps: {steps[1]}}}, {{name: cw, eps: 0.1, steps: {steps[0]}}}]")
+
+
+def _icaart_attack(i, size, seeds, restarts):
+    return {f"attacks__{i}__{k}": v for k, v in dict(sizes=f"[{size}]", steps=10, batch_size=32, train_pool=400, success_n=50,
+                                                     seeds=seeds, restarts=restarts, select_n=50).items()}
+
+
+DEMO_SETS = {
+    "icaart2022": sets(data__image_size=32, data__eval_n=200, data__batch_size=100, data__ssim_n=50, model__train__epochs=1,
+                       model__train__train_n=2000, model__train__batch_size=100, **_icaart_attack(0, 6, "[0,1]", 1),
+                       **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
+                       adaptive__steps=4, adaptive__record_every=2, adaptive__size=6),
+    "tomm2022": tomm_sets(),
+    "bmvc2023": sets(data__eval_n=30, data__batch_size=30, model__train__train_n=600, model__train__epochs=1,
+                     model__train__batch_size=50, volumetric__validation_n=10, volumetric__validation_population=6,
+                     volumetric__validation_iterations=1, attacks__0__steps=3, attacks__0__train_pool=200, attacks__0__success_n=50,
+                     **{f"evasion__{i}__params__{k}": v for i in range(3) for k, v in (("population", 6), ("iterations", 1))},
+                     volumetric__train__epochs=1),
+    "advml2019": sets(model__train__train_n=600, model__train__epochs=1, model__train__attack_steps=2, data__eval_n=80,
+                      data__batch_size=80, evasion__0__steps=3, evasion__1__steps=3),
+}
+
+
+@pytest.fixture(scope="session")
+def paper_demo(tmp_path_factory):
+    """``paper_demo(name)``: ``reproduce NAME --preset-scale demo`` with :data:`DEMO_SETS`, run once per
+    session and shared by every test that reads it: (results, reports)."""
+    runs = {}
+
+    def run(paper: str) -> tuple[Path, Path]:
+        if paper not in runs:
+            results = tmp_path_factory.mktemp(paper) / "results"
+            run_cli("reproduce", paper, "--preset-scale", "demo", "--results", results, "--out", results / "reports",
+                    "--no-progress", *DEMO_SETS[paper])
+            runs[paper] = results, results / "reports"
+        return runs[paper]
+
+    return run
+
+
+ICAART_TABLES = ["icaart2022-1", "icaart2022-2", "icaart2022-3", "icaart2022-4", "icaart2022-ssim"]
+
+
+def check_icaart_reports(out, presets, adaptive_presets):
+    """Every ICAART table beside the paper, each preset's λ curve, the adaptive figure and table."""
+    for name in ICAART_TABLES:
+        text = (out / f"{name}.md").read_text()
+        assert "paper" in text and "ours" in text, name
+    for p in presets:
+        png = out / f"{p}-lambda-curve.png"
+        with Image.open(png) as im:
+            assert im.size[0] > 500
+    for p in adaptive_presets:
+        assert (out / f"{p}-adaptive.png").is_file()
+        table = (out / f"{p}-adaptive.md").read_text()
+        assert "LGS" in table and "SLGS" in table and "WLGS" in table

@@ -1,5 +1,6 @@
 """Adversarial Patch (Brown et al. 2017; ICAART Eq. 2): EoT placement and the targeted loss."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -37,11 +38,22 @@ def test_eot_rotation_by_90_degrees_is_rot90_and_scale_grows_the_area():
 
 
 def test_eot_is_differentiable_in_the_patch():
-    delta = torch.rand(3, 5, 5, requires_grad=True)
-    out = eot_paste(torch.rand(2, 3, 20, 20), delta, torch.ones(1, 5, 5), torch.tensor([30.0, -10.0]),
-                    torch.tensor([0.8, 1.3]), torch.tensor([4.0, 8.0]), torch.tensor([6.0, 2.0]))
-    out.sum().backward()
-    assert delta.grad is not None and delta.grad.abs().sum() > 0
+    """The pasted image is linear in the patch (fixed mask and transform), so the gradient of any
+    weighted sum of it is exact: f(δ + v) - f(δ) = <∇f, v>, and it is non-zero (the patch shows)."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.rand(2, 3, 20, 20, generator=gen, dtype=torch.float64), torch.rand(2, 3, 20, 20, generator=gen, dtype=torch.float64)
+    args = (torch.ones(1, 5, 5, dtype=torch.float64), torch.tensor([30.0, -10.0]), torch.tensor([0.8, 1.3]),
+            torch.tensor([4.0, 8.0]), torch.tensor([6.0, 2.0]))
+
+    def f(delta):
+        return (eot_paste(x, delta, *args) * w).sum()
+
+    delta = torch.rand(3, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    f(delta).backward()
+    v = torch.randn(3, 5, 5, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        assert float(f(delta + v) - f(delta)) == pytest.approx(float((delta.grad * v).sum()), rel=1e-6)
+    assert delta.grad.abs().min() > 0  # every patch pixel lands somewhere in some image
 
 
 def test_adversarial_patch_log_prob_loss_and_target_reached_under_eot():

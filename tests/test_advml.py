@@ -1,18 +1,14 @@
 """AdvML 2019 (localized adversarial training) end to end: the lat objective's localized PGD, the
-demo reproduce at tiny scale (Fig. 2 table with the paper beside ours and the relative changes;
-rerun reuses every cell), the MNIST and CIFAR-10 presets on synthetic stand-ins, bad region specs."""
+demo reproduce at tiny scale (Fig. 2 table with the paper beside ours and the relative changes),
+bad region specs, the background attack (the demo's rerun and the MNIST and CIFAR-10 presets on
+stand-ins are in test_papers.py, with every other paper's)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from conftest import cells, needs_fmnist, quadrant_data, run_cli, write_cifar, write_idx
-
-TINY = ["--set", "model.train.train_n=600", "--set", "model.train.epochs=1", "--set", "model.train.attack_steps=2",
-        "--set", "data.eval_n=80", "--set", "data.batch_size=80",
-        "--set", "evasion.0.steps=3", "--set", "evasion.1.steps=3"]
-
+from conftest import cells, needs_fmnist, quadrant_data, run_cli
 
 def test_lat_trains_on_images_changed_only_outside_the_kept_box():
     """Algorithm 1: the training attack of ``lat`` changes no pixel of the centred box."""
@@ -31,12 +27,9 @@ def test_lat_trains_on_images_changed_only_outside_the_kept_box():
     assert (madry(x, y)[:, :, 3:9, 3:9] != x[:, :, 3:9, 3:9]).any()  # standard training changes them
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    results = tmp_path_factory.mktemp("advml") / "results"
-    out = results / "reports"
-    run_cli("reproduce", "advml2019", "--preset-scale", "demo", "--results", results, "--out", out, "--no-progress", *TINY)
-    return results, out
+@pytest.fixture
+def demo(paper_demo):
+    return paper_demo("advml2019")
 
 
 @needs_fmnist
@@ -51,39 +44,6 @@ def test_demo_fig2_table_with_losses_accuracies_and_relative_changes(demo):
               "Background attack loss paper", "61.8", "Relative loss change, background vs natural model, natural inputs",
               "-4.35 %", "Standard attack acc ours"):
         assert s in text, s
-
-
-@needs_fmnist
-@pytest.mark.slow
-def test_demo_rerun_reuses_everything(demo, tmp_path):
-    results, _ = demo
-    before = {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()}
-    run_cli("reproduce", "advml2019", "--preset-scale", "demo", "--results", results, "--out", tmp_path / "again",
-            "--no-progress", *TINY)
-    assert {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()} == before
-
-
-STAND_IN = ["--set", "model.train.train_n=40", "--set", "model.train.epochs=1", "--set", "model.train.batch_size=20",
-            "--set", "model.train.attack_steps=1", "--set", "data.eval_n=20", "--set", "data.batch_size=20",
-            "--set", "evasion.0.steps=2", "--set", "evasion.1.steps=2"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("preset", ["advml2019-mnist", "advml2019-cifar10"])
-def test_paper_presets_on_synthetic_data(preset, tmp_path):
-    root = tmp_path / "data"
-    if preset == "advml2019-mnist":
-        for split, n in (("train", 60), ("test", 30)):
-            write_idx(root / "mnist", split, n)
-        root = root / "mnist"
-    else:
-        write_cifar(root)
-    results = tmp_path / "results"
-    run_cli("sweep", "--preset", preset, "--data-root", root, "--results", results, "--no-progress", *STAND_IN)
-    df = cells(results)
-    assert set(df["training"]) == {"raw", "madry", "lat"} and len(df) == 9
-    r = run_cli("table", "advml2019-fig2", "--preset", preset, "--results", results, "--format", "markdown")
-    assert ("41.4" if preset == "advml2019-mnist" else "21.44") in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [

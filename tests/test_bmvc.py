@@ -1,27 +1,16 @@
 """BMVC 2023 (volumization + curriculum) end to end: the patch-aggregate loss against a per-patch
 loop, a volumetric classifier through the generic layers (model cache, white-box patch), the demo
-reproduce at tiny scale (both halves of Table 2, Fig. 2/3, rerun reuses every cell), the paper
-presets on stand-ins (synthetic CIFAR-10 pickles, a synthetic ImageFolder) and bad parameters."""
+reproduce at tiny scale (both halves of Table 2, Fig. 2/3) and bad parameters (the demo's rerun
+and the paper presets on stand-ins are in test_papers.py, with every other paper's)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import cells, make_image_folder, needs_fmnist, run_cli, write_cifar
-
-TINY = ["--set", "data.eval_n=30", "--set", "data.batch_size=30", "--set", "model.train.train_n=600",
-        "--set", "model.train.epochs=1", "--set", "model.train.batch_size=50", "--set", "volumetric.validation_n=10",
-        "--set", "volumetric.validation_population=6", "--set", "volumetric.validation_iterations=1",
-        "--set", "attacks.0.steps=3", "--set", "attacks.0.train_pool=200", "--set", "attacks.0.success_n=50",
-        "--set", "evasion.0.params.population=6", "--set", "evasion.0.params.iterations=1",
-        "--set", "evasion.1.params.population=6", "--set", "evasion.1.params.iterations=1",
-        "--set", "evasion.2.params.population=6", "--set", "evasion.2.params.iterations=1",
-        "--set", "volumetric.train.epochs=1"]
-
+from conftest import cells, needs_fmnist, run_cli
 
 def test_pal_is_the_sum_of_per_patch_cross_entropies():
     """Eq. 10 against a plain loop over images and patches with F.cross_entropy on one row each."""
@@ -71,12 +60,9 @@ def test_volumetric_classifier_is_a_classifier_and_untargeted_patch_trains_throu
     assert after < before  # untargeted: the true class's log-probability went down
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    results = tmp_path_factory.mktemp("bmvc") / "results"
-    out = results / "reports"
-    run_cli("reproduce", "bmvc2023", "--preset-scale", "demo", "--results", results, "--out", out, "--no-progress", *TINY)
-    return results, out
+@pytest.fixture
+def demo(paper_demo):
+    return paper_demo("bmvc2023")
 
 
 @needs_fmnist
@@ -103,74 +89,6 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
             assert im.size[0] > 500
     models = list((results / "artifacts/models").glob("*volumetric*.json"))
     assert len(models) == 2
-
-
-@needs_fmnist
-@pytest.mark.slow
-def test_demo_rerun_reuses_everything(demo, tmp_path):
-    results, _ = demo
-    before = {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()}
-    artifacts = {f.name: f.stat().st_mtime_ns for f in (results / "artifacts").rglob("*.pt")}
-    run_cli("reproduce", "bmvc2023", "--preset-scale", "demo", "--results", results, "--out", tmp_path / "again",
-            "--no-progress", *TINY)
-    assert {f.name: f.stat().st_mtime_ns for f in (results / "cells").iterdir()} == before
-    assert {f.name: f.stat().st_mtime_ns for f in (results / "artifacts").rglob("*.pt")} == artifacts
-
-
-STAND_IN = ["--set", "data.eval_n=6", "--set", "data.batch_size=6", "--set", "model.train.epochs=1",
-            "--set", "model.train.train_n=8", "--set", "model.train.batch_size=4", "--set", "volumetric.validation_n=0",
-            "--set", "attacks.0.steps=1", "--set", "attacks.0.batch_size=4", "--set", "attacks.0.train_pool=8",
-            "--set", "attacks.0.success_n=4", "--set", "attacks.0.restarts=1",
-            "--set", "evasion=[{name: npixel, params: {pixels: 1, population: 4, iterations: 1}}]"]
-
-
-@pytest.mark.slow
-def test_cifar10_preset_on_synthetic_pickles(tmp_path):
-    """The paper preset's code path: torchvision archs from scratch, made volumetric, PAL + syllabus."""
-    root = write_cifar(tmp_path / "cifar")
-    results = tmp_path / "results"
-    run_cli("sweep", "--preset", "bmvc2023-cifar10", "--data-root", root, "--results", results, "--no-progress", *STAND_IN,
-            "--set", "volumetric.architectures=[resnet50]", "--set", "volumetric.syllabi=[{metric: mi, label: MI}]",
-            "--set", "attacks.0.sizes=[8]", "--set", "defenses=[{name: lgs, lambdas: [2.3]}]")
-    df = cells(results)
-    assert set(df["model"]) == {"resnet50"} and set(df["method"]) == {"undefended", "volumized-mi"}
-    r = run_cli("table", "bmvc2023-2-top", "--preset", "bmvc2023-cifar10", "--results", results, "--format", "markdown")
-    assert "MI/Ours" in r.stdout and "91.30" in r.stdout
-
-
-@pytest.mark.slow
-def test_cifar100_preset_on_synthetic_pickles(tmp_path):
-    """CIFAR-100's archive layout (train / test pickles, fine labels), EfficientNet-B0 from scratch."""
-    import pickle
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "cifar" / "cifar-100-python"
-    folder.mkdir(parents=True)
-    for name, n in (("train", 60), ("test", 30)):
-        batch = {"data": (rng.random((n, 3 * 32 * 32)) * 255).astype(np.uint8), "fine_labels": rng.integers(0, 100, n).tolist()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    results = tmp_path / "results"
-    run_cli("sweep", "--preset", "bmvc2023-cifar100", "--data-root", tmp_path / "cifar", "--results", results, "--no-progress",
-            *STAND_IN, "--set", "volumetric.architectures=[efficientnet_b0]",
-            "--set", "volumetric.syllabi=[{metric: entropy, label: H}]", "--set", "attacks.0.sizes=[8]", "--set", "defenses=[]")
-    df = cells(results)
-    assert set(df["model"]) == {"efficientnet_b0"} and set(df["method"]) == {"undefended", "volumized-h"}
-    assert set(df["dataset"]) == {"cifar100"}
-    r = run_cli("table", "bmvc2023-2-bottom", "--preset", "bmvc2023-cifar100", "--results", results, "--format", "markdown")
-    assert "H/Ours (efficientnet_b0)" in r.stdout and "80.50" in r.stdout
-
-
-@pytest.mark.slow
-def test_imagenet_preset_on_a_synthetic_image_folder(tmp_path):
-    root = make_image_folder(tmp_path / "imagenet", per_class=3, size=64)
-    results = tmp_path / "results"
-    run_cli("sweep", "--preset", "bmvc2023-imagenet", "--data-root", root, "--results", results, "--no-progress", *STAND_IN,
-            "--set", "model.weights=null", "--set", "data.image_size=64", "--set", "volumetric.architectures=[resnet50]",
-            "--set", "volumetric.syllabi=[{metric: psnr, label: PSNR}]", "--set", "attacks.0.sizes=[16]",
-            "--set", "defenses=[]")
-    df = cells(results)
-    assert set(df["method"]) == {"undefended", "volumized-psnr"} and (df["image_size"] == 64).all()
 
 
 @pytest.mark.parametrize("what, args, message", [

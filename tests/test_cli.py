@@ -226,47 +226,50 @@ def test_defend_lambda_zero_and_constant_image(tmp_path):
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"c{lam}" / "flat.png")), np.asarray(Image.open(src / "flat.png")))
 
 
-BAD_INPUTS = [
-    ("unknown preset", ["sweep", "--preset", "nope"]),
-    ("unknown model", ["sweep", "--set", "model.arch=resnet9000"]),
-    ("unknown dataset", ["sweep", "--set", "data.dataset=svhn"]),
-    ("unknown defense", ["sweep", "--defenses", "lgs,jpegg"]),
-    ("unknown attack", ["train-patch", "--attack", "pixelz", "--size", "6"]),
-    ("lambdas reversed", ["sweep", "--lambdas", "3.5:1.5"]),
-    ("lambdas not numbers", ["sweep", "--lambdas", "a:b"]),
-    ("lambdas zero step", ["sweep", "--lambdas", "1:2:0"]),
-    ("negative lambda", ["evaluate", "--lam", "-1"]),
-    ("negative lambda in list", ["sweep", "--lambdas", "1,-2"]),
-    ("patch too big", ["train-patch", "--size", "64"]),
-    ("patch size zero", ["train-patch", "--size", "0"]),
-    ("patch size negative", ["train-patch", "--size", "-3"]),
-    ("missing patch file", ["evaluate", "--patch", "{tmp}/missing.pt"]),
-    ("corrupt patch file", ["sweep", "--patches", "{tmp}/corrupt.pt"]),
-    ("missing dataset root", ["sweep", "--data-root", "{tmp}/no_such_dir"]),
-    ("imagenet weights offline", ["train-model", "--preset", "icaart2022-vgg16", "--data-root", "{tmp}/imagenet"]),
-    ("unknown table", ["table", "icaart2099-9"]),
-    ("unknown list", ["list", "gadgets"]),
-    ("bad option value", ["sweep", "--set", "data.eval_n=-5"]),
-    ("unknown defense parameter", ["evaluate", "--defense", "jpeg", "--param", "window=5"]),
-    ("malformed --param", ["evaluate", "--param", "window"]),
-    ("unknown paper", ["reproduce", "nips2099"]),
-    ("unknown scale", ["reproduce", "icaart2022", "--preset-scale", "huge"]),
-    ("unknown figure", ["plot", "pie-chart"]),
-    ("evasion preset with patches", ["sweep", "--preset", "demo-tomm-fmnist", "--lambdas", "1.5"]),
-    ("unknown patch optimizer", ["sweep", "--set", "attacks.0.optimizer=lbfgs"]),
-    ("zero restarts", ["sweep", "--set", "attacks.0.restarts=0"]),
-    ("shard out of range", ["sweep", "--shard", "2/2"]),
-    ("malformed shard", ["sweep", "--shard", "half"]),
-    ("unknown executor", ["sweep", "--executor", "kubernetes"]),
-    ("shard with executor", ["sweep", "--executor", "local", "--shard", "0/2"]),
-    ("malformed seeds", ["sweep", "--seeds", "1,x"]),
-    ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"]),
-    ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"]),
+BAD_INPUTS = [  # (what, argv, the error line after "error: ")
+    ("unknown preset", ["sweep", "--preset", "nope"], "unknown preset 'nope'; known: advml2019-cifar10, "),
+    ("unknown model", ["sweep", "--set", "model.arch=resnet9000"], "unknown model 'resnet9000'; known: vgg16, "),
+    ("unknown dataset", ["sweep", "--set", "data.dataset=svhn"], "unknown dataset 'svhn'; known: fashion-mnist, "),
+    ("unknown defense", ["sweep", "--defenses", "lgs,jpegg"], "unknown defense 'jpegg'; known: none, lgs, "),
+    ("unknown attack", ["train-patch", "--attack", "pixelz", "--size", "6"], "unknown patch attack 'pixelz'; known: lavan, "),
+    ("lambdas reversed", ["sweep", "--lambdas", "3.5:1.5"], "malformed λ range '3.5:1.5': stop is below start"),
+    ("lambdas not numbers", ["sweep", "--lambdas", "a:b"], "malformed λ range 'a:b': start, stop and step must be numbers"),
+    ("lambdas zero step", ["sweep", "--lambdas", "1:2:0"], "malformed λ range '1:2:0': step must be > 0"),
+    ("negative lambda", ["evaluate", "--lam", "-1"], "λ must be a finite number >= 0, got -1.0"),
+    ("negative lambda in list", ["sweep", "--lambdas", "1,-2"], "λ must be a finite number >= 0, got -2.0"),
+    ("patch too big", ["train-patch", "--size", "64"], "patch size must be an integer in 1..63 px for 64 px images, got 64"),
+    ("patch size zero", ["train-patch", "--size", "0"], "patch size must be an integer in 1..63 px for 64 px images, got 0"),
+    ("patch size negative", ["train-patch", "--size", "-3"], "patch size must be an integer in 1..63 px for 64 px images, got -3"),
+    ("missing patch file", ["evaluate", "--patch", "{tmp}/missing.pt"], "patch file not found: {tmp}/missing.pt"),
+    ("corrupt patch file", ["sweep", "--patches", "{tmp}/corrupt.pt"], "cannot read patch file {tmp}/corrupt.pt: "),
+    ("missing dataset root", ["sweep", "--data-root", "{tmp}/no_such_dir"], "dataset root {tmp}/no_such_dir does not exist"),
+    ("imagenet weights offline", ["train-model", "--preset", "icaart2022-vgg16", "--data-root", "{tmp}/imagenet"],
+     "ImageNet weights for vgg16 (VGG16_Weights.IMAGENET1K_V1) are not available offline: place vgg16-397923af.pth in "),
+    ("unknown table", ["table", "icaart2099-9"], "unknown table 'icaart2099-9'; known: icaart2022-1, "),
+    ("unknown list", ["list", "gadgets"], "unknown list 'gadgets'; use models, attacks, "),
+    ("bad option value", ["sweep", "--set", "data.eval_n=-5"], "data.eval_n must be an integer >= 0, got -5"),
+    ("unknown defense parameter", ["evaluate", "--defense", "jpeg", "--param", "window=5"],
+     "unknown parameter 'window' for defense jpeg; allowed: quality, backend"),
+    ("malformed --param", ["evaluate", "--param", "window"], "--param expects key=value, got 'window'"),
+    ("unknown paper", ["reproduce", "nips2099"], "unknown paper 'nips2099'; known: icaart2022, "),
+    ("unknown scale", ["reproduce", "icaart2022", "--preset-scale", "huge"], "unknown --preset-scale 'huge' for icaart2022; use paper or demo"),
+    ("unknown figure", ["plot", "pie-chart"], "unknown figure 'pie-chart'; known: lambda-curve, "),
+    ("evasion preset with patches", ["sweep", "--preset", "demo-tomm-fmnist", "--lambdas", "1.5"],
+     "preset demo-tomm-fmnist is an evasion experiment: --defenses, --lambdas and --patches apply to patch-defense presets"),
+    ("unknown patch optimizer", ["sweep", "--set", "attacks.0.optimizer=lbfgs"], "attacks.0.optimizer must be one of sgd, adam, sign, got 'lbfgs'"),
+    ("zero restarts", ["sweep", "--set", "attacks.0.restarts=0"], "attacks.0.restarts must be an integer in 1..64, got 0"),
+    ("shard out of range", ["sweep", "--shard", "2/2"], "--shard must be i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
+    ("malformed shard", ["sweep", "--shard", "half"], "--shard must be i/n with 0 <= i < n (e.g. 0/4), got 'half'"),
+    ("unknown executor", ["sweep", "--executor", "kubernetes"], "--executor must be one of local, slurm, got 'kubernetes'"),
+    ("shard with executor", ["sweep", "--executor", "local", "--shard", "0/2"], "--shard and --executor exclude each other"),
+    ("malformed seeds", ["sweep", "--seeds", "1,x"], "--seeds expects a comma list of integers, got '1,x'"),
+    ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"], "attacks.0.seeds must be a list of distinct integers, got [1, 1]"),
+    ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"], "sanity.min_success must be a fraction in [0, 1], got 2"),
 ]
 
 
-@pytest.mark.parametrize("what,args", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, monkeypatch, what, args):
+@pytest.mark.parametrize("what,args,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, monkeypatch, what, args, message):
     (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
     (tmp_path / "imagenet" / "val" / "n0").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -277,18 +280,26 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, monkeypatch, what, 
     r = run_cli(*argv, check=False)
     assert r.returncode == 2, (what, r.stdout, r.stderr)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), (what, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: " + message.replace("{tmp}", str(tmp_path))), (what, r.stderr)
     assert not results.exists(), f"{what}: wrote {list(results.rglob('*'))}"
 
 
-def test_defend_bad_inputs(tmp_path):
+@pytest.mark.parametrize("args,message", [
+    (["{t}/missing.png"], "image file not found: {t}/missing.png"),
+    (["{t}/broken.png"], "cannot read image {t}/broken.png: OSError (not a valid PNG/JPEG)"),
+    (["{t}/ok.png", "--defense", "nope"], "unknown defense 'nope'; known: none, lgs, "),
+    (["{t}/ok.png", "--lam", "-2"], "λ must be a finite number >= 0, got -2.0"),
+    (["{t}/ok.png", "--lam", "1:2"], "--lam takes one value, got '1:2' (use sweep --lambdas for ranges)"),
+    (["{t}/ok.png", "--param", "nope=1"], "unknown parameter 'nope' for defense lgs; allowed: threshold, window, "),
+], ids=["missing", "broken", "defense", "lambda", "lambda-range", "param"])
+def test_defend_bad_inputs(tmp_path, args, message):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "ok.png")
     out = tmp_path / "out"
-    for args in (["{t}/missing.png"], ["{t}/broken.png"], ["{t}/broken.png", "--defense", "nope"],
-                 ["{t}/broken.png", "--lam", "-2"], ["{t}/broken.png", "--param", "nope=1"]):
-        r = run_cli("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
-        assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
-        assert not out.exists()
+    r = run_cli("defend", *[a.replace("{t}", str(tmp_path)) for a in args], "--out", out, check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: " + message.replace("{t}", str(tmp_path))), r.stderr
+    assert not out.exists()
 
 
 def test_version_and_bare_command():
@@ -300,8 +311,30 @@ def test_version_and_bare_command():
     assert r.returncode == 0 and "train-model" in r.stdout and "reproduce" in r.stdout
 
 
-@pytest.mark.parametrize("what", ["models", "attacks", "defenses", "datasets", "presets", "papers", "tables",
-                                  "figures", "trainings"])
-def test_list_every_registry(what):
+def registry(what: str) -> list[str]:
+    from patchbench.attacks import ATTACKS
+    from patchbench.config import preset_names
+    from patchbench.data import DATASETS
+    from patchbench.defenses import DEFENSES
+    from patchbench.models import MODELS
+    from patchbench.papers import PAPERS
+    from patchbench.tables import all_tables
+    from patchbench.training.objectives import objective_names
+
+    return {"models": list(MODELS), "attacks": list(ATTACKS), "defenses": list(DEFENSES), "datasets": list(DATASETS),
+            "presets": preset_names(), "papers": list(PAPERS), "tables": list(all_tables()),
+            "figures": [f for p in PAPERS.values() for f in p.figures], "trainings": objective_names()}[what]
+
+
+@pytest.mark.parametrize("what, some", [
+    ("models", {"vgg16", "small_vgg", "resnet9"}), ("attacks", {"lavan", "adversarial_patch", "pgd", "npixel"}),
+    ("defenses", {"none", "lgs", "slgs", "wlgs", "jpeg", "dw"}), ("datasets", {"fashion-mnist", "cifar10", "imagenet"}),
+    ("presets", {"demo-fmnist", "icaart2022-vgg16", "tomm2022-mnist", "bmvc2023-cifar10", "advml2019-mnist"}),
+    ("papers", {"icaart2022", "tomm2022", "bmvc2023", "advml2019"}), ("tables", {"icaart2022-1", "tomm2022-7", "advml2019-fig2"}),
+    ("figures", {"lambda-curve", "adaptive", "bmvc2023-fig2"}), ("trainings", {"raw", "madry", "alp+aad", "lat"}),
+])
+def test_list_every_registry(what, some):
+    """One row per registered name, in registry order (a wrapped description adds rows with an empty first cell)."""
     r = run_cli("list", what)
-    assert r.returncode == 0 and len(r.stdout.splitlines()) > 3
+    first = [line.split("│")[1].strip() for line in r.stdout.splitlines() if line.startswith("│")]
+    assert [n for n in first if n] == registry(what) and some <= set(registry(what))

@@ -33,11 +33,19 @@ def test_paper_presets_hold_the_papers_settings():
 def test_overrides_and_errors():
     p = load_preset("demo-fmnist", ["data.eval_n=100", "attacks.0.steps=3", "model.train.epochs=1"])
     assert p.data.eval_n == 100 and p.attacks[0].steps == 3 and p.model.train.epochs == 1
-    for bad in (["data.bogus=1"], ["model.arch=resnet9000"], ["data.dataset=svhn"], ["attacks.0.sizes=[64]"],
-                ["attacks.0.sizes=[0]"], ["attacks.0.name=pixel"], ["defenses.0.name=jpeg"], ["noequals"],
-                ["attacks.5.steps=1"]):
-        with pytest.raises(PatchbenchError):
-            load_preset("demo-fmnist", bad)
+    for bad, message in (
+            ("data.bogus=1", "unknown key data.bogus (allowed: batch_size, dataset, "),
+            ("model.arch=resnet9000", "unknown model 'resnet9000'; known: "),
+            ("data.dataset=svhn", "unknown dataset 'svhn'; known: "),
+            ("attacks.0.sizes=[64]", "patch size must be an integer in 1..63 px for 64 px images, got 64"),
+            ("attacks.0.sizes=[0]", "patch size must be an integer in 1..63 px for 64 px images, got 0"),
+            ("attacks.0.name=pixel", "unknown patch attack 'pixel'; known: "),
+            ("defenses.0.name=jpeg", "unknown parameter 'overlap' for defense jpeg; allowed: quality, backend"),
+            ("noequals", "--set expects key=value, got 'noequals'"),
+            ("attacks.5.steps=1", "--set attacks.5.steps: '5' is not an index of that list")):
+        with pytest.raises(PatchbenchError) as e:
+            load_preset("demo-fmnist", [bad])
+        assert str(e.value).startswith(message), (bad, str(e.value))
     with pytest.raises(PatchbenchError, match="unknown preset"):
         load_preset("nope")
 

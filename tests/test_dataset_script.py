@@ -129,7 +129,10 @@ def test_everything_failing_is_one_error_line_and_exit_2(box):
 def test_missing_python_is_a_clear_error(box):
     res = box.run(system_path=False)  # box.python was never written
     assert res.returncode == 2
-    assert len(error_lines(res)) == 1, res.stderr
+    errors = error_lines(res)
+    assert len(errors) == 1, res.stderr
+    assert errors[0].startswith(f"error: Fashion-MNIST not found in {box.dir} and loading it with {box.python} failed (")
+    assert "No such file or directory" in errors[0] and "dataset-fashion-mnist" in errors[0]
 
 
 def test_failing_apt_get_falls_through_to_the_download(box):

@@ -83,13 +83,20 @@ def toy_registered(tmp_path, monkeypatch):
 def test_toy_defense_through_defend_and_its_gradient(toy_registered, tmp_path):
     from PIL import Image
 
+    import numpy as np
+
     src = tmp_path / "in.png"
-    Image.new("L", (20, 20), 0).save(src)
+    ramp = np.tile(np.arange(0, 200, 10, dtype=np.uint8), (20, 1))
+    Image.fromarray(ramp).save(src)
     run_cli("defend", src, "--defense", "toy", "--lam", "2", "--param", "strength=0.25", "--out", tmp_path / "out")
-    assert Image.open(tmp_path / "out" / "in.png").size == (20, 20)
+    x = ramp / 255.0
+    expected = np.round(255 * (x + 0.5 * (x.mean() - x)))  # min(1, λ·strength) = 0.5 of the way to the mean
+    got = np.asarray(Image.open(tmp_path / "out" / "in.png")).astype(float)
+    assert got.shape == (20, 20) and np.abs(got - expected).max() <= 1
     assert "toy" in run_cli("list", "defenses").stdout
     bad = run_cli("defend", src, "--defense", "toy", "--param", "nope=1", "--out", tmp_path / "bad", check=False)
-    assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and not (tmp_path / "bad").exists()
+    assert bad.stderr == "error: unknown parameter 'nope' for defense toy; allowed: strength\n"
     # the declared gradient: autograd through maps and apply, forward value unchanged
     d = toy_registered(strength=0.25)
     x = torch.rand(2, 1, 8, 8, requires_grad=True)

@@ -66,7 +66,7 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path):
         load_split("fashion-mnist", str(tmp_path / "nope"), "test")
     with pytest.raises(PatchbenchError, match="not found"):
         load_split("fashion-mnist", str(tmp_path), "test")  # exists, holds no IDX files
-    with pytest.raises(PatchbenchError, match="ImageFolder|does not exist"):
+    with pytest.raises(PatchbenchError, match=f"imagenet split folder {tmp_path / 'val'} does not exist"):
         load_split("imagenet", str(tmp_path), "val")  # no val/ folder inside
 
 

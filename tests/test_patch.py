@@ -37,7 +37,7 @@ def test_placements_and_fit():
     assert Placement("top-left", 1).offset(10, 3) == (1, 1)
     assert Placement("bottom-right", 1).offset(10, 3) == (6, 6)
     assert Placement("center").offset(10, 4) == (3, 3)
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match="a 6 px patch with margin 5 does not fit 10 px images"):
         Placement("top-right", 5).offset(10, 6)
 
 
@@ -67,5 +67,5 @@ def test_corrupt_or_missing_patch_file(tmp_path):
 def test_patch_file_refuses_pickled_code(tmp_path):
     """weights_only=True: a .pt carrying arbitrary objects is rejected, not executed."""
     torch.save({"pixels": torch.rand(1, 4, 4), "mask": torch.ones(1, 4, 4), "x": Placement()}, tmp_path / "evil.pt")
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=r"cannot read patch file .*evil\.pt: UnpicklingError"):
         Patch.load(tmp_path / "evil.pt")
