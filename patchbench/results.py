@@ -91,7 +91,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     i, sep, n = str(text).partition("/")
-    if not (sep and i.strip().isdigit() and n.strip().isdigit() and 0 <= int(i) < int(n)):
+    ascii_int = lambda v: v.strip().isascii() and v.strip().isdigit()  # noqa: E731 ('²'.isdigit() is True, int('²') fails)
+    if not (sep and ascii_int(i) and ascii_int(n) and 0 <= int(i) < int(n)):
         raise PatchbenchError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
     return int(i), int(n)
 

@@ -55,6 +55,8 @@ def parse_lambdas(text: str | list | float | int) -> list[float]:
                 values = [float(p) for p in s.split(",") if p.strip()]
             except ValueError:
                 raise PatchbenchError(f"malformed λ list {s!r}: expected numbers like 2.3,2.7") from None
+    if not values:  # "," or " , ": a sweep with no λ at all is a typo, not a request
+        raise PatchbenchError(f"empty λ list {text!r}")
     for v in values:
         if not math.isfinite(v) or v < 0:
             raise PatchbenchError(f"λ must be a finite number >= 0, got {v}")
