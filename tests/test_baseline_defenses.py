@@ -344,7 +344,7 @@ def test_dw_masks_the_salient_square_and_inpaints_it():
     assert torch.equal(maps["out"][keep], x[keep])
     assert not torch.equal(maps["out"], x)
     assert d.apply(x, maps, None) is maps["out"]
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match="dw needs the classifier: its saliency map"):
         d.maps(x, None)
 
 

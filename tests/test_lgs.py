@@ -1,6 +1,7 @@
 """LGS against a deliberately naive per-pixel / per-window Python implementation."""
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -149,12 +150,16 @@ def test_normalized_space_pulls_toward_mean():
 def test_builder_validates_parameters():
     from patchbench.errors import PatchbenchError
 
-    for bad in ({"window": 1}, {"overlap": 15}, {"threshold": 2}, {"space": "hsv"}, {"bogus": 1}):
-        with pytest.raises(PatchbenchError):
+    for bad, says in (({"window": 1}, "lgs window must be an integer >= 2, got 1"),
+                      ({"overlap": 15}, "lgs overlap must be an integer in 0..window-1, got 15"),
+                      ({"threshold": 2}, "lgs threshold must be in [0, 1], got 2"),
+                      ({"space": "hsv"}, "lgs space must be pixel or normalized, got 'hsv'"),
+                      ({"bogus": 1}, "unknown parameter 'bogus' for defense lgs")):
+        with pytest.raises(PatchbenchError, match=re.escape(says)):
             build_defense("lgs", bad)
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=re.escape("lgs space 'normalized' needs the model's mean/std")):
         build_defense("lgs", {"space": "normalized"})  # no model -> no mean/std
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=re.escape("unknown defense 'nope'")):
         build_defense("nope", {})
 
 

@@ -3,6 +3,7 @@ written here from Su et al.'s description (plain Python loops over images, indiv
 pixels), fed the same random numbers; its invariants; and the BMVC 2023 Sec. 5 protocol."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -252,14 +253,27 @@ def test_attacked_accuracy_averages_the_five_regions():
 # parameters
 
 
-@pytest.mark.parametrize("bad", [
-    dict(pixels=0), dict(pixels=1.5), dict(population=3), dict(iterations=-1), dict(f=0), dict(f=2.5),
-    dict(crossover=1.5), dict(early_stop=0), dict(early_stop=2), dict(stop_on_success="yes"),
-    dict(region=(0, 0, 0, 4)), dict(region=(0, 0, 4)), dict(region=(0, 0, 2, 2), pixels=5),
-    dict(init="lhs"), dict(out_of_bounds="wrap"), dict(eval_batch=0), dict(seed="x"),
+@pytest.mark.parametrize("bad, says", [
+    (dict(pixels=0), "npixel: pixels must be an integer >= 1, got 0"),
+    (dict(pixels=1.5), "npixel: pixels must be an integer >= 1, got 1.5"),
+    (dict(population=3), "npixel: population must be an integer >= 4"),
+    (dict(iterations=-1), "npixel: iterations must be an integer >= 0, got -1"),
+    (dict(f=0), "npixel: f (mutation scale F) must be a number in (0, 2], got 0"),
+    (dict(f=2.5), "npixel: f (mutation scale F) must be a number in (0, 2], got 2.5"),
+    (dict(crossover=1.5), "npixel: crossover must be None (Su et al.: none) or a probability in [0, 1], got 1.5"),
+    (dict(early_stop=0), "npixel: early_stop must be None or a true-class probability in (0, 1], got 0"),
+    (dict(early_stop=2), "npixel: early_stop must be None or a true-class probability in (0, 1], got 2"),
+    (dict(stop_on_success="yes"), "npixel: stop_on_success must be true or false, got 'yes'"),
+    (dict(region=(0, 0, 0, 4)), "npixel: region needs top, left >= 0 and height, width >= 1, got (0, 0, 0, 4)"),
+    (dict(region=(0, 0, 4)), "npixel: region must be 4 integers (top, left, height, width), got (0, 0, 4)"),
+    (dict(region=(0, 0, 2, 2), pixels=5), "npixel: pixels (5) must not exceed the region's 4 pixels"),
+    (dict(init="lhs"), "npixel: init must be one of gaussian, uniform, got 'lhs'"),
+    (dict(out_of_bounds="wrap"), "npixel: out_of_bounds must be one of clip, resample, got 'wrap'"),
+    (dict(eval_batch=0), "npixel: eval_batch must be an integer >= 1, got 0"),
+    (dict(seed="x"), "npixel: seed must be an integer, got 'x'"),
 ])
-def test_bad_parameters_raise(bad):
-    with pytest.raises(PatchbenchError):
+def test_bad_parameters_raise(bad, says):
+    with pytest.raises(PatchbenchError, match=re.escape(says)):
         NPixel(tiny_net(), **bad)
 
 
@@ -275,7 +289,11 @@ def test_config():
     cfg = EvasionConfig(name="npixel", eps=0.3, steps=7, params={"pixels": 2, "population": 16, "region": [0, 0, 4, 4]}, seed=5)
     atk = NPixel.from_config(tiny_net(), cfg, 8)  # eps ignored, steps -> iterations
     assert (atk.iterations, atk.pixels, atk.population, atk.region, atk.seed) == (7, 2, 16, (0, 0, 4, 4), 5)
-    for bad in [dict(step_size=0.1), dict(params={"eps": 0.1}), dict(params={"pixels": 0}), dict(steps=0),
-                dict(params={"iterations": 3}), dict(params={"region": [0, 0, 1, 1], "pixels": 2})]:
-        with pytest.raises(PatchbenchError):
+    for bad, says in [(dict(step_size=0.1), "attack npixel takes no step_size"),
+                      (dict(params={"eps": 0.1}), "attack npixel has no parameter 'eps'"),
+                      (dict(params={"pixels": 0}), "pixels must be an integer >= 1, got 0"),
+                      (dict(steps=0), "attack.steps must be an integer >= 1, got 0"),
+                      (dict(params={"iterations": 3}), "give steps or params.iterations, not both"),
+                      (dict(params={"region": [0, 0, 1, 1], "pixels": 2}), "pixels (2) must not exceed the region's 1 pixels")]:
+        with pytest.raises(PatchbenchError, match=re.escape(says)):
             NPixel.check_config(EvasionConfig(**{"name": "npixel", "steps": 7, **bad}), 8)

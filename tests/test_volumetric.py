@@ -1,6 +1,8 @@
 """3-D counterparts of 2-D classifiers (BMVC 2023 Sec. 4.2, Eq. 5-9): shapes, parameter counts,
 equality with the untouched 2-D net applied patch by patch, patch (in)dependence, aggregation."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.special
@@ -282,25 +284,32 @@ def test_aggregate_vote_majority_and_tie_break():
 
 def test_bad_parameters_raise():
     net = TinyNet()
-    for kw in ({"depth_kernel": 0}, {"depth_kernel": 1.5}, {"depth_kernel": True}, {"depth_pool": 2}, {"depth_pool": 0},
-               {"min_spatial": 0}, {"inflate": "zeros"}):
-        with pytest.raises(PatchbenchError):
+    for kw, says in (({"depth_kernel": 0}, "depth_kernel must be an integer >= 1, got 0"),
+                     ({"depth_kernel": 1.5}, "depth_kernel must be an integer >= 1, got 1.5"),
+                     ({"depth_kernel": True}, "depth_kernel must be an integer >= 1, got True"),
+                     ({"depth_pool": 2}, "depth_pool must be an odd integer >= 1 (N is kept, Eq. 9), got 2"),
+                     ({"depth_pool": 0}, "depth_pool must be an odd integer >= 1 (N is kept, Eq. 9), got 0"),
+                     ({"min_spatial": 0}, "min_spatial must be an integer >= 1, got 0"),
+                     ({"inflate": "zeros"}, "inflate must be one of ('center', 'repeat', 'none'), got 'zeros'")):
+        with pytest.raises(PatchbenchError, match=re.escape(says)):
             to_volumetric(net, 8, 2, **kw)
-    for ps, cin in (((0, 8), 2), ((8,), 2), (8, 0)):
-        with pytest.raises(PatchbenchError):
+    for ps, cin, says in (((0, 8), 2, "patch_size must be a positive integer or a pair of them, got (0, 8)"),
+                          ((8,), 2, "patch_size must be a positive integer or a pair of them, got (8,)"),
+                          (8, 0, "in_channels must be a positive integer, got 0")):
+        with pytest.raises(PatchbenchError, match=re.escape(says)):
             to_volumetric(net, ps, cin)
     g = to_volumetric(net, 8, 2)
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=re.escape("takes (B, 2, N, 8, 8) volumes, got (1, 3, 4, 8, 8)")):
         g(torch.rand(1, 3, 4, 8, 8))  # wrong channels
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=re.escape("takes (B, 2, N, 8, 8) volumes, got (1, 2, 8, 8)")):
         g(torch.rand(1, 2, 8, 8))  # not a volume
-    with pytest.raises(PatchbenchError):  # no 3-D counterpart
+    with pytest.raises(PatchbenchError, match="no 3-D counterpart known for GroupNorm"):
         to_volumetric(nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(144, 2)), 8, 1)
-    with pytest.raises(PatchbenchError):  # no per-patch head
+    with pytest.raises(PatchbenchError, match=re.escape("must end in a per-patch head (B, N, k); got (1, 4, 2, 6, 6)")):
         to_volumetric(nn.Sequential(nn.Conv2d(1, 4, 3)), 8, 1)
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match="unknown aggregation 'max'"):
         aggregate(torch.rand(2, 3, 4), how="max")
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match=re.escape("per_patch_logits must be a (B, N, k) tensor, got torch.Size([2, 3])")):
         aggregate(torch.rand(2, 3))
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(PatchbenchError, match="unknown model 'no_such_net'"):
         parameter_increase("no_such_net", 3)
