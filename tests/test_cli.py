@@ -313,12 +313,12 @@ def test_version_and_bare_command():
 
 def registry(what: str) -> list[str]:
     from patchbench.attacks import ATTACKS
-    from patchbench.config import preset_names
     from patchbench.data import DATASETS
     from patchbench.defenses import DEFENSES
     from patchbench.models import MODELS
     from patchbench.papers import PAPERS
-    from patchbench.tables import all_tables
+    from patchbench.presets import preset_names
+    from patchbench.reporting import all_tables
     from patchbench.training.objectives import objective_names
 
     return {"models": list(MODELS), "attacks": list(ATTACKS), "defenses": list(DEFENSES), "datasets": list(DATASETS),

@@ -40,7 +40,8 @@ def test_overrides_and_errors():
             ("attacks.0.sizes=[64]", "patch size must be an integer in 1..63 px for 64 px images, got 64"),
             ("attacks.0.sizes=[0]", "patch size must be an integer in 1..63 px for 64 px images, got 0"),
             ("attacks.0.name=pixel", "unknown patch attack 'pixel'; known: "),
-            ("defenses.0.name=jpeg", "unknown parameter 'overlap' for defense jpeg; allowed: quality, backend"),
+            ("defenses.0.name=jpeg", "unknown parameter 'overlap', 'space', 'threshold', 'window' for defense jpeg; "
+             "allowed: quality, backend"),
             ("noequals", "--set expects key=value, got 'noequals'"),
             ("attacks.5.steps=1", "--set attacks.5.steps: '5' is not an index of that list")):
         with pytest.raises(PatchbenchError) as e:
