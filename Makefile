@@ -3,8 +3,13 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
+PAPERS  := icaart2022 tomm2022 bmvc2023 advml2019
+# paper-scale data: IMAGENET=DIR (ImageFolder DIR/val, DIR/train; DATA= is read as IMAGENET= too),
+# SMALL_DATA=DIR (DIR/mnist, DIR/cifar10, DIR/cifar100); ALLOW_CPU=1 runs paper scale without a GPU
+IMAGENET ?= $(DATA)
+DATA_ENV := $(if $(IMAGENET),PATCHBENCH_IMAGENET=$(IMAGENET)) $(if $(SMALL_DATA),PATCHBENCH_DATA=$(SMALL_DATA))
 
-.PHONY: install test test-fast demo demo-tomm demo-bmvc demo-advml reproduce-tables lint bench clean
+.PHONY: install test test-fast demo demo-tomm demo-bmvc demo-advml reproduce-tables reproduce-tables-demo report lint bench clean
 
 install: $(VENV)/.installed  ## venv + editable install with dev tools (idempotent)
 
@@ -37,10 +42,19 @@ demo-advml: install  ## AdvML 2019 Fig. 2 at demo scale (Fashion-MNIST, lenet na
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce advml2019 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 
-reproduce-tables: install  ## ICAART 2022 at paper scale: needs a GPU, ImageNet (DATA=...) and torchvision weights
-	$(BIN)/patchbench reproduce icaart2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper $(if $(DATA),--data-root $(DATA),)
-	$(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
-	PATCHBENCH_IMAGENET=$(DATA) $(BIN)/patchbench reproduce tomm2022 --preset-scale paper --results $(RESULTS) --out $(RESULTS)/paper
+reproduce-tables: install  ## all four papers at paper scale (GPU, ImageNet/CIFAR/MNIST, torchvision weights), then the report; preflight first
+	$(DATA_ENV) $(BIN)/patchbench reproduce $(PAPERS) --preset-scale paper --results $(RESULTS) $(if $(ALLOW_CPU),--allow-cpu)
+	$(DATA_ENV) $(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
+	$(BIN)/patchbench report --preset-scale paper --results $(RESULTS)
+
+reproduce-tables-demo: install  ## all four papers at demo scale (Fashion-MNIST, CPU; about an hour on 2 cores from empty), then the report
+	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
+	$(BIN)/patchbench reproduce $(PAPERS) --preset-scale demo --results $(RESULTS)
+	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
+	$(BIN)/patchbench report --preset-scale demo --results $(RESULTS)
+
+report: install  ## rebuild RESULTS/SCALE/report.html and REPORT.md from the stored cells (SCALE=demo or paper)
+	$(BIN)/patchbench report --preset-scale $(or $(SCALE),demo) --results $(RESULTS)
 
 lint: install
 	$(BIN)/ruff check patchbench tests benchmarks

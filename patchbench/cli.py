@@ -20,7 +20,7 @@ app = typer.Typer(
          "Train a classifier and patches, sweep attack × defense × λ into parquet, rebuild the papers' tables.",
     add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
 )
-out = Console()
+out = Console(soft_wrap=True)  # a result line is one line, however narrow the pipe: paths never wrap
 
 
 def _version(value: bool) -> None:
@@ -45,13 +45,6 @@ def _load(preset: str, sets=None, device=None, data_root=None, weights=None, ext
     return load_preset(preset, option_overrides(sets, device=device, data_root=data_root, weights=weights, amp=amp) + list(extra or []))
 
 
-def _store_device(p, results: Path):
-    from patchbench.devices import resolve_device
-    from patchbench.results import ResultStore
-
-    return ResultStore(results), resolve_device(p.device)
-
-
 @app.command("list")
 def list_cmd(what: opt.ListWhat):
     """List what is registered."""
@@ -70,25 +63,19 @@ def train_model(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path(
     For presets with pretrained torchvision weights and the raw objective this only checks that
     the weights load; other objectives fine-tune them.
     """
-    from patchbench.cache.models import ensure_model, model_path, needs_training
-    from patchbench.run import check_data
+    from patchbench.cache.models import ensure_model, needs_training
+    from patchbench.run import check_data, model_line, store_and_device
     from patchbench.training import distributed
 
     p = _load(preset, sets, device, data_root, weights, [f"model.train.training={training}"] if training else None)
-    store, dev = _store_device(p, results)
+    store, dev = store_and_device(p, results)
     if needs_training(p):
         check_data(p)  # fail early, write nothing
     if nproc > 1 and not distributed.launched():
         raise typer.Exit(distributed.relaunch(nproc, sys.argv[1:], p.model.train.batch_size, dev))
     loaded = ensure_model(p, store, distributed.setup(dev), force=force, progress=progress)
-    if not distributed.is_main():
-        return
-    m = loaded.meta
-    if needs_training(p):
-        out.print(f"{p.model.arch}: test accuracy [bold]{m['test_accuracy']:.2%}[/] on {m['test_n']} images, "
-                  f"seed {m['seed']}, config {m['config_hash']} -> {model_path(p, store)}")
-    else:
-        out.print(f"{p.model.arch}: weights {m['weights']} loaded (model id {loaded.model_id}); nothing to train")
+    if distributed.is_main():
+        out.print(model_line(p, store, loaded))
 
 
 @app.command("train-patch")
@@ -100,12 +87,15 @@ def train_patch(size: opt.TrainPatchSize, preset: opt.Preset = "demo-fmnist", at
     """Train a patch against the preset's classifier (trained first if it is not cached)."""
     from patchbench.cache.models import ensure_model
     from patchbench.cache.patches import attack_entry, train_patch
-    from patchbench.run import check_data
+    from patchbench.patch_area import size_advice
+    from patchbench.run import check_data, store_and_device
 
     p = _load(preset, sets, device, data_root, weights)
     cfg = attack_entry(p, attack, sizes=[size], target=target, steps=steps, seed=seed)
     check_data(p)  # fail early, write nothing
-    store, dev = _store_device(p, results)
+    if advice := size_advice(p, attack, size):
+        Console(stderr=True, soft_wrap=True).print(advice, style="yellow", highlight=False)
+    store, dev = store_and_device(p, results)
     loaded = ensure_model(p, store, dev, progress=progress)
     m = train_patch(p, cfg, size, loaded, store, dev, out=out_file, force=force, progress=progress).meta
     out.print(f"{attack} {size}px ({m['area_pct']}% of {p.data.image_size}px) target {m['target']} "
@@ -154,7 +144,7 @@ def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = 
 
     p = _load(preset, sets, device, data_root, weights, amp=amp)
     for line in cell_lines(evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress)):
-        out.print(line, soft_wrap=True)  # one line per cell: readable in a narrow pipe
+        out.print(line)
 
 
 @app.command("sweep")
@@ -207,15 +197,25 @@ def table(name: opt.TableName, results: opt.Results = Path("results"), preset: o
 @app.command("reproduce")
 def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetScale = "demo", results: opt.Results = Path("results"),
                   out_dir: opt.ReproduceOutDir = None, device: opt.Device = None, data_root: opt.DataRoot = None,
-                  amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True):
-    """Train, sweep and report everything a paper's tables and figures need; resumable.
+                  amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True, allow_cpu: opt.AllowCpu = False):
+    """Train, sweep and report everything a paper's (or all papers') tables and figures need; resumable.
 
-    A rerun reuses every cached model, patch and cell and only rebuilds the reports.
+    A preflight (GPU, datasets, weight files, disk) first names each missing piece with its fix and writes
+    nothing. A rerun reuses every cached model, patch and cell; `patchbench report` then gathers them.
     """
     from patchbench.config import option_overrides
     from patchbench.reproduce import reproduce
 
-    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress)
+    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress, allow_cpu=allow_cpu)
+
+
+@app.command("report")
+def report_cmd(preset_scale: opt.ReproducePresetScale = "demo", results: opt.Results = Path("results"), out_dir: opt.ReportOutDir = None):
+    """Write RESULTS/SCALE/report.html (one self-contained page) and REPORT.md: every paper's tables (ours,
+    the paper's, Δ, intervals), figures, provenance and known deviations, from the stored cells."""
+    from patchbench.report import write_report
+
+    out.print("wrote " + ", ".join(str(f) for f in write_report(results, preset_scale, out_dir)))
 
 
 @app.command("plot")

@@ -69,13 +69,15 @@ TablePreset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Whos
 TableFmt = Annotated[str, typer.Option("--format", "-f", help="rich, markdown, csv or latex.")]
 TableOutFile = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the table to this file.")]
 ReproducePresetScale = Annotated[str, typer.Option("--preset-scale", help="demo (Fashion-MNIST, CPU minutes) or paper (the paper's presets: GPU + the paper's data).")]
-ReproduceOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Where tables (.md) and figures (.png) go; default RESULTS/reports/PAPER-SCALE.")]
+ReproduceOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Where tables (.md), figures (.png) and provenance.json go; default RESULTS/SCALE.")]
+ReportOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder of the reproduction (tables, figures, provenance.json) and of the report; default RESULTS/SCALE.")]
+AllowCpu = Annotated[bool, typer.Option("--allow-cpu", envvar="ALLOW_CPU", help="Run paper scale without a GPU, knowingly (days on a CPU); also ALLOW_CPU=1.")]
 PlotOutFile = Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")]
 
 # arguments
 ListWhat = Annotated[str, typer.Argument(help="models, attacks, defenses, datasets, presets, papers, tables, figures, trainings, or volumetric (BMVC 2023 3-D parameter counts vs the paper's).")]
 DefendInputs = Annotated[List[Path], typer.Argument(help="PNG/JPEG files or directories (every image inside).")]
 TableName = Annotated[str, typer.Argument(help="Table to rebuild (see `patchbench list tables`).")]
-ReproducePaper = Annotated[str, typer.Argument(help="Paper to reproduce (see `patchbench list papers`).")]
+ReproducePaper = Annotated[List[str], typer.Argument(help="Papers to reproduce (see `patchbench list papers`), or all.")]
 PlotName = Annotated[str, typer.Argument(help="Figure (see `patchbench list figures`), e.g. lambda-curve or adaptive.")]
 PlotParams = Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")]

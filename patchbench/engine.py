@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from patchbench import __version__
 from patchbench.attacks.patch import Patch
@@ -24,6 +23,7 @@ from patchbench.data import ImageSource, iterate
 from patchbench.defenses.base import Defense
 from patchbench.columns import check_row, patch_meta_columns
 from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
+from patchbench.util import progress_bar
 
 
 @dataclass
@@ -169,7 +169,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
 
     model.eval()
     pos = 0
-    bar = tqdm(total=n, desc=f"evaluate {len(todo)} cells", unit="img", disable=not progress)
+    bar = progress_bar(None, progress, total=n, desc=f"evaluate {len(todo)} cells", unit="img")
     for _, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
         b = len(y)
         labels_all[pos:pos + b] = y.cpu()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from patchbench.cache.models import ensure_model, needs_training
+from patchbench.cache.models import ensure_model, model_path, needs_training
 from patchbench.cache.patches import load_patches
 from patchbench.config import Preset, parse_lambdas
 from patchbench.data import load_split
@@ -102,6 +102,20 @@ def run_preset(preset: Preset, store: ResultStore, device: torch.device, progres
     rows = all_experiments()[preset.experiment].sweep(preset, store, device, progress)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} cells")
     get_paper(preset.paper).extra_steps(preset, store, device, progress)
+
+
+def store_and_device(preset: Preset, results: Path) -> tuple[ResultStore, torch.device]:
+    """The results store and the preset's device, for a command that trains or evaluates."""
+    return ResultStore(results), resolve_device(preset.device)
+
+
+def model_line(preset: Preset, store: ResultStore, loaded) -> str:
+    """``train-model``'s line: the trained model's test accuracy and checkpoint, or the weights loaded."""
+    m = loaded.meta
+    if needs_training(preset):
+        return (f"{preset.model.arch}: test accuracy [bold]{m['test_accuracy']:.2%}[/] on {m['test_n']} images, "
+                f"seed {m['seed']}, config {m['config_hash']} -> {model_path(preset, store)}")
+    return f"{preset.model.arch}: weights {m['weights']} loaded (model id {loaded.model_id}); nothing to train"
 
 
 def cell_lines(rows: pd.DataFrame) -> list[str]:

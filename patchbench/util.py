@@ -1,11 +1,12 @@
 """Helpers every layer shares, each written once: atomic writes, eval mode, stable hashes, the
-stderr console."""
+stderr console and its progress bars."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,19 @@ _HOST = "".join(c if c.isalnum() else "_" for c in __import__("socket").gethostn
 STALE_AFTER_S = 3600.0  # another host's temp files are left alone for this long
 
 
-console = Console(stderr=True)  # progress and result lines of long work (stdout stays for data)
+console = Console(stderr=True, soft_wrap=True)  # progress and result lines of long work (stdout stays for data)
+LOG_INTERVAL_S = 60.0  # a progress bar writing into a file or pipe: at most one line a minute
+
+
+def progress_bar(iterable=None, enabled: bool = True, **kw):
+    """A tqdm bar on stderr. On a terminal it redraws in place; into a log (stderr not a terminal)
+    it writes at most one line every :data:`LOG_INTERVAL_S` seconds and its final state, so a
+    150-step patch does not write 150 lines into a pipe. ``enabled=False``: no bar at all."""
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    kw.setdefault("leave", not tty)
+    return tqdm(iterable, disable=not enabled, mininterval=0.1 if tty else LOG_INTERVAL_S, file=sys.stderr, **kw)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

@@ -29,11 +29,11 @@ import time
 from typing import Iterable
 
 import torch
-from tqdm.auto import tqdm
 
 from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES, patch_optimizer
 from patchbench.attacks.patch import Patch, PatchAttack, Placement, paste
 from patchbench.errors import PatchbenchError
+from patchbench.util import progress_bar
 
 
 class LaVAN(PatchAttack):
@@ -143,7 +143,7 @@ class LaVAN(PatchAttack):
         t0 = time.perf_counter()
         it = iter(batches)
         self.begin(it, delta[0], mask)
-        bar = tqdm(range(1, self.steps + 1), desc=self.progress_label(), disable=not self.progress, leave=False)
+        bar = progress_bar(range(1, self.steps + 1), self.progress, desc=self.progress_label())
         for step in bar:
             x, y = next(it)
             logits = self.model(self.transform(self.training_images(x, delta, mask, gen)))

@@ -60,18 +60,42 @@ def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
         raise PatchbenchError(f"cannot read IDX file {plain}: {exc}") from None
 
 
+def _data_env(name: str) -> list[Path]:
+    """``$PATCHBENCH_DATA/<name>`` and ``$PATCHBENCH_DATA`` itself, when the variable is set."""
+    base = os.environ.get("PATCHBENCH_DATA")
+    return [Path(base) / name, Path(base)] if base else []
+
+
+def _idx_candidates(name: str, root: str | None, debian_dir: str | None) -> list[Path]:
+    if root is not None:
+        return [Path(root)]
+    return _data_env(name) + ([Path(debian_dir)] if debian_dir else []) + [cache_dir() / name]
+
+
+def _download_fix(name: str, tv_class: str) -> str:
+    return (f"python -c \"import torchvision; torchvision.datasets.{tv_class}('{cache_dir() / name}', "
+            f"train=True, download=True); torchvision.datasets.{tv_class}('{cache_dir() / name}', download=True)\"")
+
+
+def _mnist_probe(name: str, tv_class: str, debian_dir: str | None):
+    def probe(root: str | None, split: str) -> tuple[str, str] | None:
+        candidates = _idx_candidates(name, root, debian_dir)
+        if _find_idx_dir(candidates, split) is not None:
+            return None
+        looked = ", ".join(map(str, candidates))
+        if root is not None:
+            return f"{name} {split} IDX files not in {root}", "point --data-root / data.root at the folder holding them"
+        fixes = [f"PATCHBENCH_DATA=DIR (DIR/{name}/ holding the IDX files)", _download_fix(name, tv_class)]
+        if debian_dir:
+            fixes.insert(0, f"apt-get install dataset-{name}")
+        return f"{name} {split} split not found (looked in {looked})", " or ".join(fixes)
+
+    return probe
+
+
 def _mnist_like(name: str, tv_class: str, debian_dir: str | None):
     def load(root: str | None, split: str, image_size: int | None = None) -> ImageSource:
-        candidates: list[Path] = []
-        if root is not None:
-            candidates.append(Path(root))
-        else:
-            if os.environ.get("PATCHBENCH_DATA"):
-                candidates.append(Path(os.environ["PATCHBENCH_DATA"]) / name)
-                candidates.append(Path(os.environ["PATCHBENCH_DATA"]))
-            if debian_dir:
-                candidates.append(Path(debian_dir))
-            candidates.append(cache_dir() / name)
+        candidates = _idx_candidates(name, root, debian_dir)
         found = _find_idx_dir(candidates, split)
         if found is None and root is None:
             import torchvision
@@ -123,11 +147,32 @@ def _read_cifar(folder: Path, name: str, split: str) -> ImageSource:
     return TensorImages(torch.from_numpy(np.concatenate(data)), torch.tensor(labels, dtype=torch.int64))
 
 
+def _cifar_folder(name: str, root: str | None) -> tuple[Path, Path]:
+    """(base, folder of the python batches): the root, else ``$PATCHBENCH_DATA/<name>`` when it
+    holds the batches, else the cache (where torchvision downloads)."""
+    folder_name = CIFAR_LAYOUT[name][0]
+    bases = [Path(root)] if root else [*(_data_env(name)[:1]), cache_dir() / name]
+    pairs = [(base, base if base.name == folder_name else base / folder_name) for base in bases]
+    return next((pair for pair in pairs if pair[1].is_dir()), pairs[-1])
+
+
+def _cifar_probe(tv_class: str, name: str):
+    def probe(root: str | None, split: str) -> tuple[str, str] | None:
+        base, folder = _cifar_folder(name, root)
+        if folder.is_dir():
+            return None
+        if root is not None:
+            return f"{name}: no {folder.name}/ under {root}", "point --data-root / data.root at the extracted python archive"
+        return (f"{name} not found ({folder} does not exist)",
+                f"PATCHBENCH_DATA=DIR (DIR/{name}/{folder.name}/) or {_download_fix(name, tv_class)}")
+
+    return probe
+
+
 def _cifar(tv_class: str, name: str):
     def load(root: str | None, split: str, image_size: int | None = None) -> ImageSource:
-        base = Path(root) if root else cache_dir() / name
-        folder_name = CIFAR_LAYOUT[name][0]
-        folder = base if base.name == folder_name else base / folder_name
+        base, folder = _cifar_folder(name, root)
+        folder_name = folder.name
         if not folder.is_dir() and root is None:
             import torchvision
 
@@ -142,6 +187,17 @@ def _cifar(tv_class: str, name: str):
         return _read_cifar(folder, name, split)
 
     return load
+
+
+def _imagenet_probe(root: str | None, split: str) -> tuple[str, str] | None:
+    root = root or os.environ.get("PATCHBENCH_IMAGENET")
+    layout = "DIR/val/<wnid>/*.JPEG and DIR/train/<wnid>/*.JPEG"
+    if not root:
+        return ("no --data-root and $PATCHBENCH_IMAGENET is not set",
+                f"IMAGENET=DIR make reproduce-tables (or export PATCHBENCH_IMAGENET=DIR); {layout}")
+    if not (Path(root) / split).is_dir():
+        return f"ImageNet {split} folder {Path(root) / split} does not exist", f"the ImageFolder layout {layout}"
+    return None
 
 
 def _load_imagenet(root: str | None, split: str, size: int) -> ImageSource:
@@ -160,17 +216,19 @@ def _load_imagenet(root: str | None, split: str, size: int) -> ImageSource:
 
 register_dataset(DatasetInfo(
     "fashion-mnist", 1, 10, (0.2860,), (0.3530,), 28,
-    _mnist_like("fashion-mnist", "FashionMNIST", DEBIAN_FASHION_DIR), FASHION_CLASSES))
+    _mnist_like("fashion-mnist", "FashionMNIST", DEBIAN_FASHION_DIR), FASHION_CLASSES,
+    probe=_mnist_probe("fashion-mnist", "FashionMNIST", DEBIAN_FASHION_DIR)))
 register_dataset(DatasetInfo(
     "mnist", 1, 10, (0.1307,), (0.3081,), 28,
-    _mnist_like("mnist", "MNIST", None), [str(i) for i in range(10)]))
+    _mnist_like("mnist", "MNIST", None), [str(i) for i in range(10)], probe=_mnist_probe("mnist", "MNIST", None)))
 register_dataset(DatasetInfo(
     "cifar10", 3, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 32,
-    _cifar("CIFAR10", "cifar10"),
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]))
+    _cifar("CIFAR10", "cifar10"), probe=_cifar_probe("CIFAR10", "cifar10"), classes=[
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]))
 register_dataset(DatasetInfo(
     "cifar100", 3, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 32,
-    _cifar("CIFAR100", "cifar100"), []))
+    _cifar("CIFAR100", "cifar100"), [], probe=_cifar_probe("CIFAR100", "cifar100")))
 register_dataset(DatasetInfo(
     "imagenet", 3, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
-    lambda root, split, image_size=None: _load_imagenet(root, split, image_size or 224), [], splits=("train", "val")))
+    lambda root, split, image_size=None: _load_imagenet(root, split, image_size or 224), [], splits=("train", "val"),
+    probe=_imagenet_probe))

@@ -24,6 +24,9 @@ class DatasetInfo:
     loader: Callable[[str | None, str, int | None], ImageSource]
     classes: list[str] = field(default_factory=list)
     splits: tuple[str, ...] = ("train", "test")
+    # probe(root, split) -> None when the split is on disk, else (what is missing, how to fix it);
+    # never downloads (the preflight of `reproduce`). None: the dataset cannot say without loading.
+    probe: Callable[[str | None, str], tuple[str, str] | None] | None = None
 
 
 DATASETS: Registry = Registry("dataset")

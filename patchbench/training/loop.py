@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from patchbench.config import TrainConfig, validate_train
 from patchbench.data import ImageSource, iterate
 from patchbench.errors import PatchbenchError
 from patchbench.training.objectives import build_objective, minibatch_loss
-from patchbench.util import atomic_write
+from patchbench.util import atomic_write, progress_bar
 
 # --------------------------------------------------------------------------------------------
 # optimizer, schedule, checkpoint
@@ -159,8 +158,8 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                 order = syllabus_order(order, source, image_size, cfg, device)
             order, batch_size = distributed.shard_order(order, cfg.batch_size)  # identity for one process
             sums: dict[str, float] = {}
-            bar = tqdm(iterate(source, order, image_size, batch_size, device), total=steps_per_epoch,
-                       desc=f"{cfg.training} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+            bar = progress_bar(iterate(source, order, image_size, batch_size, device), progress, total=steps_per_epoch,
+                               desc=f"{cfg.training} epoch {epoch + 1}/{cfg.epochs}")
             for step, (_, x, y) in enumerate(bar):
                 loss, last = minibatch_loss(model, objective, x, y, cfg, attack, cam)
                 if not torch.isfinite(loss):
@@ -214,8 +213,7 @@ def accuracy(model, source: ImageSource, indices: torch.Tensor, image_size: int,
              device: torch.device, progress: bool = False) -> float:
     model.eval()
     correct = 0
-    for _, x, y in tqdm(iterate(source, indices, image_size, batch_size, device),
-                        total=(len(indices) + batch_size - 1) // batch_size, desc="accuracy",
-                        disable=not progress, leave=False):
+    for _, x, y in progress_bar(iterate(source, indices, image_size, batch_size, device), progress,
+                                total=(len(indices) + batch_size - 1) // batch_size, desc="accuracy", leave=False):
         correct += int((model(x).argmax(1) == y).sum())
     return correct / max(len(indices), 1)
