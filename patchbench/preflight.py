@@ -14,6 +14,7 @@ it, and raises :class:`PatchbenchError` (exit code 2) when anything is missing.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -96,22 +97,32 @@ def check_weights(p: Preset) -> tuple[str, str] | None:
             f"or --set model.weights=PATH")
 
 
+@functools.lru_cache(maxsize=None)
+def parameter_count(arch: str, num_classes: int, channels: int) -> int:
+    """Parameters of ``arch``, counted on the meta device (nothing allocated); 100M when it cannot be built there."""
+    from patchbench.models import MODELS
+
+    try:
+        with torch.device("meta"):
+            net, _ = MODELS[arch].build(num_classes=num_classes, in_channels=channels, weights=None)
+        return sum(t.numel() for t in net.parameters())
+    except Exception:
+        return 100_000_000
+
+
 def disk_estimate(p: Preset) -> int:
     """Bytes a preset's caches may take: every model checkpoint it trains or caches (its parameter
     count, measured on the meta device: nothing is allocated), twice for the atomic write's
     temporary copy, plus :data:`PER_PRESET_BYTES`."""
     from patchbench.data import get_dataset_info
-    from patchbench.models import MODELS
 
     info = get_dataset_info(p.data.dataset)
-    try:
-        with torch.device("meta"):
-            net, _ = MODELS[p.model.arch].build(num_classes=info.num_classes, in_channels=info.channels, weights=None)
-        params = sum(t.numel() for t in net.parameters())
-    except Exception:  # an architecture that cannot be built on the meta device: count it as 100M parameters
-        params = 100_000_000
-    depth = p.model.volumize.depth_kernel if p.model.volumize is not None else 1
-    models = 1 + len(p.trainings) + sum(len(getattr(s, "syllabi", ()) or ()) for s in p.extra.values())
+    params = parameter_count(p.model.arch, info.num_classes, info.channels)
+    sections = list(p.extra.values())  # a paper's own models: volumetric counterparts per syllabus and architecture
+    volumized = [v for v in [p.model.volumize] + [getattr(s, "volumize", None) for s in sections] if v is not None]
+    depth = max((v.get("depth_kernel", 1) if isinstance(v, dict) else v.depth_kernel for v in volumized), default=1)
+    per_arch = 1 + len(p.trainings) + sum(len(getattr(s, "syllabi", ()) or ()) for s in sections)
+    models = per_arch * max([1] + [len(getattr(s, "architectures", ()) or ()) for s in sections])
     return 2 * 4 * params * depth * models + PER_PRESET_BYTES
 
 

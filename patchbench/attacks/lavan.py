@@ -158,7 +158,7 @@ class LaVAN(PatchAttack):
                 delta.clamp_(0, 1)
             postfix = self.after_step(step, delta[0], mask, logits, y, loss)
             if postfix:
-                bar.set_postfix(postfix)
+                bar.set_postfix(postfix, refresh=False)
         best = 0
         if k > 1:
             self.restart_success = [self.holdout_success(holdout, delta[i].detach()) for i in range(k)]

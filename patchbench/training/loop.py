@@ -174,7 +174,7 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
                     distributed.sync_buffers(model)  # rank 0's BatchNorm statistics everywhere (as DDP)
                 if sched is not None and per_batch:
                     sched.step()
-                bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)  # drawn at the next update
                 for k, v in last.items():
                     sums[k] = sums.get(k, 0.0) + v
             if sched is not None and not per_batch:
