@@ -43,7 +43,9 @@ class Paper:
       (stored in ``Preset.extra``); ``validate(preset)`` checks them;
     * ``extra_steps(preset, store, device, progress)``: work ``reproduce`` does after the
       preset's experiment (e.g. an adaptive attack); ``report(preset, cells, out)`` writes the
-      paper's figures and extra reports for a preset and returns the files.
+      paper's figures and extra reports for a preset and returns the files;
+    * ``deviations``: known deviations from the paper (short sentences: choices where the paper is
+      silent, differences of the demo scale), listed in ``patchbench report``.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Paper:
     validate: Callable = _nothing
     extra_steps: Callable = _nothing
     report: Callable = _nothing
+    deviations: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:

@@ -18,24 +18,14 @@ if [ -d "$dir" ]; then
   exit 0
 fi
 
-if command -v apt-get >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"  # -n: fail instead of prompting for a password
-  fi
-  if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
-    say "not root and no sudo: skipping apt-get"
-  else
-    say "installing Debian's dataset-fashion-mnist with ${SUDO:+$SUDO }apt-get"
-    # env: sudo drops DEBIAN_FRONTEND from the environment
-    if $SUDO apt-get update -q \
-        && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
-        && [ -d "$dir" ]; then
-      exit 0
-    fi
-    say "apt-get did not provide $dir"
-  fi
+# shellcheck source=apt-install.sh
+. "${BASH_SOURCE[0]%/*}/apt-install.sh"
+apt=0
+apt_install ensure-dataset dataset-fashion-mnist || apt=$?
+if [ "$apt" -eq 0 ] && [ -d "$dir" ]; then
+  exit 0
 fi
+[ "$apt" -eq 2 ] || say "apt-get did not provide $dir"
 
 say "loading Fashion-MNIST with $PYTHON (patchbench; torchvision download into its cache if needed)"
 code="from patchbench.data import load_split; load_split('fashion-mnist', None, 'train'); load_split('fashion-mnist', None, 'test')"
