@@ -112,8 +112,8 @@ def parameter_count(arch: str, num_classes: int, channels: int) -> int:
 
 def disk_estimate(p: Preset) -> int:
     """Bytes a preset's caches may take: every model checkpoint it trains or caches (its parameter
-    count, measured on the meta device: nothing is allocated), twice for the atomic write's
-    temporary copy, plus :data:`PER_PRESET_BYTES`."""
+    count, measured on the meta device: nothing is allocated), one more for the atomic write's temporary
+    copy (checkpoints are written one at a time), plus :data:`PER_PRESET_BYTES`."""
     from patchbench.data import get_dataset_info
 
     info = get_dataset_info(p.data.dataset)
@@ -123,7 +123,7 @@ def disk_estimate(p: Preset) -> int:
     depth = max((v.get("depth_kernel", 1) if isinstance(v, dict) else v.depth_kernel for v in volumized), default=1)
     per_arch = 1 + len(p.trainings) + sum(len(getattr(s, "syllabi", ()) or ()) for s in sections)
     models = per_arch * max([1] + [len(getattr(s, "architectures", ()) or ()) for s in sections])
-    return 2 * 4 * params * depth * models + PER_PRESET_BYTES
+    return 4 * params * depth * (models + 1) + PER_PRESET_BYTES
 
 
 def free_bytes(path: Path) -> int:

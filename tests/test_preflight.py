@@ -75,6 +75,8 @@ def test_each_piece_present_on_stand_ins_leaves_nothing_missing(no_data, tmp_pat
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
             assert preflight.check_weights(p) is None
+    # the disk check compares with this machine's free space: tested on its own in test_a_weights_path_and_the_disk
+    monkeypatch.setattr(preflight, "free_bytes", lambda path: 1 << 50)
     assert preflight.find_missing(everything, "paper", tmp_path, allow_cpu=True) == []
     # the loaders read what the probes found: CIFAR from $PATCHBENCH_DATA too
     from patchbench.data import load_split
@@ -87,7 +89,7 @@ def test_a_weights_path_and_the_disk(no_data, tmp_path, monkeypatch):
     assert "vgg.pth" in preflight.check_weights(p)[0]
     (tmp_path / "vgg.pth").write_bytes(b"")
     assert preflight.check_weights(p) is None
-    assert preflight.disk_estimate(p) > 2 * 4 * 138_000_000  # VGG16's 138M parameters, counted on the meta device
+    assert preflight.disk_estimate(p) > 2 * 4 * 138_000_000  # the model and one temporary copy  # VGG16's 138M parameters, counted on the meta device
     monkeypatch.setattr(preflight, "free_bytes", lambda path: 0)
     missing = preflight.find_missing({"icaart2022": [p]}, "paper", tmp_path, allow_cpu=True)
     assert [m.label for m in missing if m.label == "disk"] == ["disk"]
