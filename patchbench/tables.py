@@ -89,7 +89,7 @@ def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None 
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "markdown":
-        return f"**{caption}**\n\n" + table.to_markdown(index=False) + "".join(f"\n\n_{n}_" for n in notes) + "\n"
+        return f"**{caption}**\n\n" + table.to_markdown(index=False, disable_numparse=True) + "".join(f"\n\n_{n}_" for n in notes) + "\n"
     if fmt == "latex":
         return table.to_latex(index=False, caption=caption, escape=True)
     if fmt == "rich":

@@ -213,3 +213,11 @@ def test_every_registered_paper_in_registry_order_and_the_error_without_cells(to
             assert deviation.split("(")[0].replace("'", "&#x27;")[:30] in page
     with pytest.raises(PatchbenchError, match="unknown paper 'nope'"):
         write_report(results, "demo", papers=["nope"])
+
+
+def test_markdown_tables_keep_the_sign_of_a_difference():
+    """tabulate parses a column of numbers and drops the '+' of a positive Δ unless told not to."""
+    from patchbench.tables import render
+
+    text = render(pd.DataFrame({"Δ": ["+1.23", "-2.00"], "ours": ["50.0", "7"]}), "t", "markdown")
+    assert "+1.23" in text and "-2.00" in text and "| 7 " in text.replace("  ", " ")
