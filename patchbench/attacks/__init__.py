@@ -9,9 +9,12 @@ from patchbench.attacks.cw import CW
 from patchbench.attacks.fgsm import FGSM
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.linf import LinfAttack  # noqa: F401
+from patchbench.attacks.local_search import LocalSearch
+from patchbench.attacks.multiple_pixels import MultiplePixels
 from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
 from patchbench.attacks.pgd import PGD
+from patchbench.attacks.single_pixel import SinglePixel
 from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
 from patchbench.registry import Registry, own_name
@@ -25,6 +28,8 @@ ATTACKS: Registry = Registry("attack", name_of=own_name).register_all([
     FGSM, PGD, CW, StepLL, IterStepLL, PGDA3, StepLLA3, IterStepLLA3,
     # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
     NPixel,
+    # L0 black-box, Foolbox 2's N-pixel family (BMVC 2023 Sec. 4 ran Foolbox's): min/max pixels, local search
+    SinglePixel, MultiplePixels, LocalSearch,
 ])
 register_attack = ATTACKS.register  # an attack from outside the listing (a plugin)
 

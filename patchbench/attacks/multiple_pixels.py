@@ -1,0 +1,91 @@
+"""Foolbox 2's ``MultiplePixelsAttack`` ("Perturbs multiple pixels and sets them to the min or max"),
+the N > 1 member of the N-pixel family BMVC 2023 ran from Foolbox (Sec. 4; N up to 16 in Fig. 3),
+batched over images in torch. ``pixels`` is Foolbox's ``num_pixels`` (N), ``iterations`` its
+``iterations``.
+
+The algorithm, per image (Foolbox 2.x ``foolbox/attacks/localsearch.py``,
+``MultiplePixelsAttack.__call__``)::
+
+    for _ in range(iterations):
+        pixels = permutation(h * w)[:num_pixels]
+        perturbed = image.copy()
+        for pixel in pixels:
+            value = min_ if randint(0, 2) == 1 else max_
+            set every channel of that pixel of perturbed to value
+            if the model misclassifies perturbed: return it
+
+so try ``j`` of an iteration carries the first ``j + 1`` pixels of that iteration's order (at most
+N pixels change) and the first misclassified try is returned (none: the clean image).
+
+Random draws per call on B images (one CPU ``torch.Generator`` seeded at construction):
+``torch.rand(B, iterations, h·w)`` (each iteration's order is the argsort), then
+``torch.randint(0, 2, (B, iterations, N))`` (1 = min, 0 = max, Foolbox's coin). Foolbox draws the
+coins from numpy's global generator, one per pixel as the loop reaches it; drawing them all first
+gives every try the same distribution and makes an image's draws independent of when it stops.
+Region and batching: :mod:`patchbench.attacks.single_pixel`, :mod:`patchbench.attacks.pixel_search`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from patchbench.attacks.pixel_search import first_adversarial, region_of
+from patchbench.attacks.single_pixel import PixelAttack, check_region
+from patchbench.errors import check, is_int
+from patchbench.util import eval_mode
+
+
+class MultiplePixels(PixelAttack):
+    """Foolbox 2's MultiplePixelsAttack, batched (see the module docstring). After a call:
+    ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""
+
+    name = "multiple_pixels"
+
+    def __init__(self, model: nn.Module, pixels: int = 1000, iterations: int = 1, region: Sequence[int] | None = None,
+                 seed: int = 0, eval_batch: int = 256):
+        super().__init__(model)
+        check(is_int(pixels) and pixels >= 1, f"{self.name}: pixels must be an integer >= 1, got {pixels!r}")
+        check(is_int(iterations) and iterations >= 1, f"{self.name}: iterations must be an integer >= 1, got {iterations!r}")
+        check(is_int(seed), f"{self.name}: seed must be an integer, got {seed!r}")
+        check(is_int(eval_batch) and eval_batch >= 1, f"{self.name}: eval_batch must be an integer >= 1, got {eval_batch!r}")
+        self.pixels, self.iterations, self.region = pixels, iterations, check_region(region, self.name)
+        check(self.region is None or pixels <= self.region[2] * self.region[3],
+              f"{self.name}: pixels ({pixels}) must not exceed the region's {self.region and self.region[2] * self.region[3]} pixels")
+        self.seed, self.eval_batch = seed, eval_batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_success = self.last_queries = None
+
+    def __repr__(self) -> str:
+        return f"MultiplePixels(pixels={self.pixels}, iterations={self.iterations}, region={self.region}, seed={self.seed})"
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = images.detach()
+        labels = labels.to(x.device)
+        b, dev = len(x), x.device
+        top, left, h, w = region_of(self.region, x, self.name)
+        check(self.pixels <= h * w, f"{self.name}: pixels ({self.pixels}) must not exceed the region's {h * w} pixels")
+        order = torch.rand(b, self.iterations, h * w, generator=self.generator).argsort(2).to(dev)
+        coin = torch.randint(0, 2, (b, self.iterations, self.pixels), generator=self.generator).to(dev)
+        rank = order.argsort(2)  # rank[i, it, p]: when pixel p is reached in iteration it
+        value = torch.zeros(b, self.iterations, h * w, device=dev, dtype=x.dtype)
+        value.scatter_(2, order[..., : self.pixels], (coin == 0).to(x.dtype))  # 1 = min (0), 0 = max (1)
+
+        def build(imgs: torch.Tensor, rows: torch.Tensor, tries: torch.Tensor) -> torch.Tensor:
+            it, j = tries // self.pixels, tries % self.pixels
+            painted = rank[rows][:, it] <= j[None, :, None]  # A×k×(h·w): the first j + 1 pixels of iteration it
+            colour = value[rows][:, it]  # A×k×(h·w)
+            cand = imgs[:, None].repeat(1, len(tries), 1, 1, 1)
+            box = cand[..., top:top + h, left:left + w]  # a view: writing it writes cand
+            box.copy_(torch.where(painted.view(*painted.shape[:2], 1, h, w),
+                                  colour.view(*colour.shape[:2], 1, h, w), box))
+            return cand
+
+        with eval_mode(self.model):
+            adv, success, queries = first_adversarial(self.model, x, labels, self.iterations * self.pixels, build,
+                                                      self.eval_batch)
+        self.last_success, self.last_queries = success.cpu(), queries.cpu()
+        return adv
