@@ -18,7 +18,9 @@ DEVIATIONS = (
     "Background attack and LAT keep a centred box of half the image side; the paper's 'middle pixels "
     "unaltered' gives no size.",
     "Localized PGD projects onto a per-pixel ε (ε on allowed pixels, 0 on kept ones) at the random start "
-    "and every step.",
+    "and every step; Algorithm 1 read literally (lines 5-9) runs a whole PGD attack and then clips once to "
+    "x ± epmatrix, a weaker attack whose last steps are partly thrown away. Projecting every step is the "
+    "usual reading of a constrained PGD and the stronger one.",
     "Batch 50, Adam 1e-4 and the PGD step (MNIST 0.01, CIFAR-10 2/255) are our choices where the paper is "
     "silent.",
     "Demo: Fashion-MNIST, ε = 0.1, 2 epochs on 15000 images, 5-step training PGD, 20-step attacks "
