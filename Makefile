@@ -47,7 +47,7 @@ reproduce-tables: install  ## all four papers at paper scale (GPU, ImageNet/CIFA
 	$(DATA_ENV) $(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
 	$(BIN)/patchbench report --preset-scale paper --results $(RESULTS)
 
-reproduce-tables-demo: install  ## all four papers at demo scale (Fashion-MNIST, CPU; about an hour on 2 cores from empty), then the report
+reproduce-tables-demo: install  ## all four papers at demo scale (Fashion-MNIST, CPU; 37 min on 2 cores from empty, 99 s again), then the report
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce $(PAPERS) --preset-scale demo --results $(RESULTS)
 	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
