@@ -2,6 +2,7 @@
 not, on synthetic tensors and a conv net of a few hundred parameters on 16×16 images."""
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import pytest
@@ -12,7 +13,14 @@ import patchbench.audit as audit
 from patchbench.audit import (
     AS_WRITTEN,
     DECLARED,
+    incomplete_optimization,
+    non_monotonic,
+    random_beats_gradient,
+    running_min_rescaled,
+    silent_success,
+    transfer_failure,
     unavailable_gradients,
+    unconstrained_failure,
     unstable_prediction_scores,
     unstable_predictions,
 )
@@ -209,3 +217,101 @@ def test_probes_stay_in_the_attackers_region():
     v = unstable_prediction_scores(Blind(), NoDefense(), x, torch.zeros(6, dtype=torch.long), n=5, mask=mask)
     assert (v < 1e-6).all()
     assert (unstable_prediction_scores(Blind(), NoDefense(), x, torch.zeros(6, dtype=torch.long), n=5) > 1e-4).all()
+
+
+# ---- 3. silent success ---------------------------------------------------------------------
+
+
+def test_silent_success_per_image():
+    trace = torch.tensor([[False, True, False],  # adversarial at step 1, returned clean: silent
+                          [False, False, False],  # never adversarial
+                          [False, True, True]])  # adversarial and returned so
+    final = torch.tensor([False, False, True])
+    assert silent_success(trace, final).tolist() == [True, False, False]
+
+
+def test_silent_success_of_a_universal_patch_from_its_snapshot_rates():
+    rates = torch.tensor([[0.1, 0.6, 0.3], [0.1, 0.2, 0.3]])
+    final = torch.tensor([0.3, 0.3])
+    assert silent_success(rates, final, interval=0.1).tolist() == [True, False]
+    assert silent_success(rates, final, interval=0.4).tolist() == [False, False]
+
+
+# ---- 4. incomplete optimization ------------------------------------------------------------
+
+
+def test_pintors_normalisation_rescales_then_takes_the_running_minimum():
+    got = running_min_rescaled(torch.tensor([2.0, 4.0, 1.0, 3.0, 0.0]))
+    assert got.tolist() == [0.5, 0.5, 0.25, 0.25, 0.0]
+
+
+def test_converged_and_still_falling_losses():
+    t = torch.arange(1000, dtype=torch.float64)
+    converged = torch.exp(-t / 50)  # at its floor long before the last 10 %
+    too_small_steps = 1 - t / 1000  # still falling at the same rate: the last 10 % span 0.1
+    noisy = converged + 0.01 * torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    got = incomplete_optimization(torch.stack([converged, too_small_steps, noisy]))
+    assert got.tolist() == [False, True, False]
+    assert incomplete_optimization(too_small_steps).item() is True  # a 1-D trace gives a 0-d result
+
+
+def test_step_size_zero_is_a_blind_spot():
+    """Step size 0 leaves the loss flat from step 0: rescaled by its running minimum it is all
+    zeros, which reads as *complete* (documented; unavailable_gradients / unconstrained_failure
+    catch that attack). A nearly-0 step size, still falling, is caught."""
+    flat = torch.full((200,), 2.3)
+    creeping = 2.3 - 1e-6 * torch.arange(200, dtype=torch.float64)
+    assert incomplete_optimization(torch.stack([flat, creeping])).tolist() == [False, True]
+
+
+def test_the_window_fraction_and_pintors_ten_steps_agree_at_100_steps():
+    trace = torch.cat([torch.linspace(1, 0.2, 90), torch.linspace(0.2, 0.1, 10)])  # last 10 span 0.1/0.9
+    assert incomplete_optimization(trace).item() and incomplete_optimization(trace, last=10).item()
+    long = torch.cat([trace, torch.full((900,), 0.1)])  # then 900 flat steps
+    assert not incomplete_optimization(long).item() and not incomplete_optimization(long, last=10).item()
+
+
+def test_a_non_finite_loss_fires():
+    assert incomplete_optimization(torch.tensor([1.0, 0.5, math.nan, 0.4])).item()
+
+
+# ---- 5.-8. cell-level checks ----------------------------------------------------------------
+
+
+def test_transfer_failure():
+    assert transfer_failure(0.6, 0.4, 0.1).item()  # the transferred patch does 20 points better
+    assert not transfer_failure(0.6, 0.4, 0.25).item()  # within the interval
+    assert transfer_failure([0.6, 0.3], [0.4, 0.5], [0.1, 0.1]).tolist() == [True, False]
+
+
+def test_unconstrained_failure():
+    correct = torch.ones(100, dtype=torch.bool)
+    four_fail = torch.arange(100) >= 4
+    six_fail = torch.arange(100) >= 6
+    got = unconstrained_failure(torch.stack([four_fail, six_fail]), torch.stack([correct, correct]))
+    assert got.tolist() == [False, True]
+    # failures on misclassified images do not count; a cell with no correct image cannot fail
+    assert not unconstrained_failure(four_fail & six_fail, torch.arange(100) >= 6).item()
+    assert not unconstrained_failure(torch.zeros(5, dtype=torch.bool), torch.zeros(5, dtype=torch.bool)).item()
+
+
+def test_non_monotonic():
+    assert not non_monotonic([0.8, 0.6, 0.4], 0.05).item()
+    assert non_monotonic([0.8, 0.4, 0.6], 0.05).item()  # the bigger patch leaves more accuracy
+    assert not non_monotonic([0.8, 0.4, 0.6], 0.15).item()  # intervals overlap
+    drift = [0.5, 0.55, 0.6, 0.65]  # each step within the intervals, the sweep not
+    assert non_monotonic(drift, 0.04).item()
+    assert non_monotonic([[0.8, 0.6, 0.4], [0.4, 0.6, 0.8]], 0.05).tolist() == [False, True]
+
+
+def test_random_beats_gradient():
+    assert random_beats_gradient(0.3, 0.5, 0.1).item()  # random search leaves 20 points less
+    assert not random_beats_gradient(0.5, 0.3, 0.1).item()
+    assert not random_beats_gradient(0.45, 0.5, 0.1).item()
+
+
+def test_accuracies_are_checked():
+    with pytest.raises(PatchbenchError, match=r"transfer_acc must be accuracies in \[0, 1\]"):
+        transfer_failure(0.5, 40.0)
+    with pytest.raises(PatchbenchError, match="interval must be >= 0"):
+        random_beats_gradient(0.5, 0.5, -0.1)

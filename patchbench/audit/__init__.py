@@ -1,9 +1,17 @@
 """Attack-failure audit: is a cell's robustness number an attack that failed?
 
-Pure, batched torch functions, one indicator each, after Pintor et al. 2022's indicators of attack
-failure, adapted to patches. Above the defenses and attacks; nothing in patchbench imports it yet.
+Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indicators of attack
+failure, adapted to patches, and two checks of Carlini et al. 2019's checklist). Above the
+defenses and attacks; nothing in patchbench imports it yet.
 """
 
+from patchbench.audit.cells import (  # noqa: F401
+    UNCONSTRAINED_THRESHOLD,
+    non_monotonic,
+    random_beats_gradient,
+    transfer_failure,
+    unconstrained_failure,
+)
 from patchbench.audit.gradients import AS_WRITTEN, DECLARED, ZERO_GRAD_ATOL, input_gradient, unavailable_gradients  # noqa: F401
 from patchbench.audit.pipeline import cross_entropy, margin_loss  # noqa: F401
 from patchbench.audit.stability import (  # noqa: F401
@@ -12,4 +20,11 @@ from patchbench.audit.stability import (  # noqa: F401
     UNSTABLE_THRESHOLD,
     unstable_prediction_scores,
     unstable_predictions,
+)
+from patchbench.audit.traces import (  # noqa: F401
+    INCOMPLETE_LAST,
+    INCOMPLETE_TOLERANCE,
+    incomplete_optimization,
+    running_min_rescaled,
+    silent_success,
 )
