@@ -12,7 +12,9 @@ import torch.nn as nn
 import patchbench.audit as audit
 from patchbench.audit import (
     AS_WRITTEN,
+    AUDIT_COLUMNS,
     DECLARED,
+    INDICATORS,
     incomplete_optimization,
     non_monotonic,
     random_beats_gradient,
@@ -24,6 +26,7 @@ from patchbench.audit import (
     unstable_prediction_scores,
     unstable_predictions,
 )
+from patchbench.audit.indicators import REMEDIES
 from patchbench.defenses import JPEG, LGS, NoDefense
 from patchbench.defenses.base import Defense
 from patchbench.errors import PatchbenchError
@@ -315,3 +318,15 @@ def test_accuracies_are_checked():
         transfer_failure(0.5, 40.0)
     with pytest.raises(PatchbenchError, match="interval must be >= 0"):
         random_beats_gradient(0.5, 0.5, -0.1)
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+
+def test_registry_names_a_function_a_bool_column_and_a_remedy_for_each_indicator():
+    assert len(INDICATORS) == len(set(AUDIT_COLUMNS)) == 8
+    for name, ind in INDICATORS.items():
+        assert ind.name == name and ind.column == f"audit_{name}"
+        assert callable(getattr(audit, ind.function))
+        assert ind.remedies and set(ind.remedies) <= set(REMEDIES)
+        assert ind.explains and ind.threshold and ind.run_instead
