@@ -102,3 +102,18 @@ def test_no_private_imports_of_other_packages():
             for mod in mods:
                 private = [p for p in mod.split(".")[1:] if p.startswith("_")]
                 assert mod.startswith("patchbench") or not private, f"{name} imports private {mod}"
+
+
+AUDIT_LOWER_LAYERS = ("patchbench.defenses", "patchbench.attacks", "patchbench.errors", "patchbench.util")
+
+
+def test_audit_imports_only_the_lower_layers():
+    """``patchbench.audit`` reads models, defenses and what attacks record: it stands on the
+    defenses, attacks, errors and util only, so whatever runs the audit later (the grid, a report,
+    a paper) can import it without a circle."""
+    audit = [n for n in MODULES if n == "patchbench.audit" or n.startswith("patchbench.audit.")]
+    assert "patchbench.audit.gradients" in audit
+    allowed = ("patchbench.audit",) + AUDIT_LOWER_LAYERS
+    for name in audit:
+        bad = {m for m in GRAPH[name] if not any(m == a or m.startswith(a + ".") for a in allowed)}
+        assert not bad, f"{name} imports {sorted(bad)}, above the audit's layer"

@@ -1,0 +1,61 @@
+"""Attack-failure audit: is a cell's robustness number an attack that failed?
+
+Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indicators of attack
+failure, adapted to patches, and two checks of Carlini et al. 2019's checklist), and the registry
+of what each means and what to run instead (:data:`INDICATORS`, result columns
+:data:`AUDIT_COLUMNS`). Above the defenses and attacks; nothing in patchbench imports it yet.
+
+=========================  ========================  ============================================
+module                     functions                 reads
+=========================  ========================  ============================================
+:mod:`.gradients`          unavailable_gradients     model, defense, images (a gradient)
+:mod:`.stability`          unstable_predictions      model, defense, images (random probes)
+:mod:`.traces`             silent_success,           what the attack recorded per step
+                           incomplete_optimization
+:mod:`.cells`              transfer_failure,         accuracies of the cell and its neighbours
+                           unconstrained_failure,
+                           non_monotonic,
+                           random_beats_gradient
+=========================  ========================  ============================================
+"""
+
+from patchbench.audit.cells import (  # noqa: F401
+    UNCONSTRAINED_THRESHOLD,
+    non_monotonic,
+    random_beats_gradient,
+    transfer_failure,
+    unconstrained_failure,
+)
+from patchbench.audit.gradients import AS_WRITTEN, DECLARED, ZERO_GRAD_ATOL, input_gradient, unavailable_gradients  # noqa: F401
+from patchbench.audit.indicators import (  # noqa: F401
+    ADAPTIVE,
+    AUDIT_COLUMNS,
+    AUDIT_INCOMPLETE_OPTIMIZATION,
+    AUDIT_NON_MONOTONIC,
+    AUDIT_RANDOM_BEATS_GRADIENT,
+    AUDIT_SILENT_SUCCESS,
+    AUDIT_TRANSFER_FAILURE,
+    AUDIT_UNAVAILABLE_GRADIENTS,
+    AUDIT_UNCONSTRAINED_FAILURE,
+    AUDIT_UNSTABLE_PREDICTIONS,
+    BPDA,
+    EOT,
+    INDICATORS,
+    TUNE,
+    Indicator,
+)
+from patchbench.audit.pipeline import cross_entropy, margin_loss  # noqa: F401
+from patchbench.audit.stability import (  # noqa: F401
+    UNSTABLE_N,
+    UNSTABLE_SIGMA,
+    UNSTABLE_THRESHOLD,
+    unstable_prediction_scores,
+    unstable_predictions,
+)
+from patchbench.audit.traces import (  # noqa: F401
+    INCOMPLETE_LAST,
+    INCOMPLETE_TOLERANCE,
+    incomplete_optimization,
+    running_min_rescaled,
+    silent_success,
+)
