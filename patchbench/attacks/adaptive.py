@@ -134,8 +134,9 @@ class AdaptiveLaVAN(LaVAN):
         Returns the final patch (the last snapshot).
         """
         self._holdout = holdout
-        super().fit(batches, channels)
+        traced = super().fit(batches, channels)
         for p in self.snapshots:
             p.meta["record_seconds"] = round(self._record_s, 2)
+        self.snapshots[-1].meta.update(loss_trace=traced.meta["loss_trace"], hit_trace=traced.meta["hit_trace"])
         self.patch = self.snapshots[-1]
         return self.patch

@@ -144,6 +144,7 @@ class LaVAN(PatchAttack):
         it = iter(batches)
         self.begin(it, delta[0], mask)
         bar = progress_bar(range(1, self.steps + 1), self.progress, desc=self.progress_label())
+        losses, hit_rates = [], []  # per step and restart: the attack's path, for the audit (Pintor et al. 2022)
         for step in bar:
             x, y = next(it)
             logits = self.model(self.transform(self.training_images(x, delta, mask, gen)))
@@ -156,6 +157,9 @@ class LaVAN(PatchAttack):
             sched.step()
             with torch.no_grad():
                 delta.clamp_(0, 1)
+                per = logits.detach().view(k, len(y), -1)  # restart-major
+                losses.append(torch.stack([self.loss(per[i], y) for i in range(k)]))
+                hit_rates.append(torch.stack([self.hits(per[i].argmax(1), y).float().mean() for i in range(k)]))
             postfix = self.after_step(step, delta[0], mask, logits, y, loss)
             if postfix:
                 bar.set_postfix(postfix, refresh=False)
@@ -165,8 +169,17 @@ class LaVAN(PatchAttack):
             best = max(range(k), key=lambda i: self.restart_success[i])
         self.patch = Patch(delta[best].detach().cpu(), mask.cpu(), {
             **self.base_meta(), "train_seconds": round(time.perf_counter() - t0, 2), **self.extra_meta(),
-            "restart_success": self.restart_success, "restart_chosen": best})
+            "restart_success": self.restart_success, "restart_chosen": best, **self.traces(losses, hit_rates, best)})
         return self.patch
+
+    @staticmethod
+    def traces(losses: list[torch.Tensor], hit_rates: list[torch.Tensor], best: int) -> dict:
+        """The kept restart's path: its loss and its success on the training batch at every step
+        (before the step's update: the patch that produced the step's logits)."""
+        if not losses:
+            return {"loss_trace": [], "hit_trace": []}
+        return {"loss_trace": [round(v, 6) for v in torch.stack(losses)[:, best].tolist()],
+                "hit_trace": [round(v, 4) for v in torch.stack(hit_rates)[:, best].tolist()]}
 
     @torch.no_grad()
     def holdout_success(self, holdout: tuple[torch.Tensor, torch.Tensor], pixels: torch.Tensor, chunk: int = 256) -> float:
