@@ -72,9 +72,10 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     df = cells(results)
     assert set(df["method"]) == {"undefended", "volumized-mi", "volumized-h"}
     assert set(df["patch_source"].dropna()) == {"undefended", "self"}
-    npix = df[df["attack"] == "npixel"]
-    # 3 N-pixel entries x 5 regions on each of the 3 models; LGS and DW also on f's
-    assert len(npix[npix["defense"] == "none"]) == 3 * 5 * 3
+    npix = df[df["attack"].isin(["single_pixel", "multiple_pixels", "npixel"])]
+    # 6 N-pixel entries (Foolbox's 1, 4, 16 pixels, then DE's) x 5 regions on each of the 3 models; LGS and DW also on f's
+    assert len(npix[npix["defense"] == "none"]) == 6 * 5 * 3
+    assert set(npix["attack"]) == {"single_pixel", "multiple_pixels", "npixel"}
     assert npix["attack_label"].str.endswith(("top-left", "top-right", "bottom-left", "bottom-right", "center")).all()
     attacked = df[df["condition"] == "attacked"]
     assert attacked["defense_success_rate"].between(0, 1).all()
@@ -94,8 +95,10 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
 @pytest.mark.parametrize("what, args, message", [
     ("unknown metric", ["--set", "volumetric.syllabi=[{metric: sharpness}]"], "metric must be one of"),
     ("patch does not divide", ["--set", "volumetric.volumize.patch=12"], "does not divide"),
-    ("N outside its range", ["--set", "evasion.0.params.pixels=513"], "1..512"),
-    ("N zero", ["--set", "evasion.0.params.pixels=0"], "pixels must be an integer >= 1"),
+    ("N outside its range", ["--set", "evasion.1.params.pixels=513"], "1..512"),
+    ("N zero", ["--set", "evasion.4.params.pixels=0"], "pixels must be an integer >= 1"),
+    ("single_pixel has no N", ["--set", "evasion.0.params.pixels=2"], "no parameter 'pixels'"),
+    ("not an N-pixel attack", ["--set", "evasion.0.name=local_search", "--set", "evasion.0.params={}"], "runs the N-pixel attacks"),
     ("patch under 5 %", ["--set", "attacks.0.sizes=[6]"], "5-25 %"),
     ("targeted patch", ["--set", "attacks.0.target=3"], "untargeted"),
     ("even depth pool", ["--set", "volumetric.volumize.depth_pool=2"], "odd"),

@@ -16,7 +16,11 @@ Per preset (``volumetric:`` section, :class:`VolumetricSection`):
    quadrants and to the centre ("the average of the five attacked classifications"), or only to
    the centre when it would span quadrants. A cell per region; tables average the regions.
 
-   * ``evasion:`` N-pixel entries (Su et al.): the DE attack runs against each model itself.
+   * ``evasion:`` N-pixel entries, each run against each model itself: Foolbox 2's
+     ``single_pixel`` (N = 1) and ``multiple_pixels`` (N > 1), the attacks the paper ran (Sec. 4,
+     "We used FoolBox implementations of N-pixel attacks"), and Su et al.'s differential evolution
+     ``npixel``, a stronger search kept beside them. (Foolbox's ``local_search`` changes up to
+     R·t pixels, no fixed N, so it is an attack of the registry but not of this protocol.)
    * ``attacks:`` untargeted adversarial patches (``target: null``) ≥ 5 % of the image (Sec. 3),
      trained on f (random location, Brown et al.'s EoT); a patch is evaluated at the outer corner
      of each quadrant and at the centre. On g they are *transfer* patches (``patch_source``
@@ -40,7 +44,7 @@ import pandas as pd
 import torch
 
 from patchbench.api import (
-    Column, Condition, DefenseRun, METRICS, MODELS, NoDefense, NPixel, Patch, PatchbenchError, Preset, ResultStore,
+    ATTACKS, Column, Condition, DefenseRun, METRICS, MODELS, NoDefense, NPixel, Patch, PatchbenchError, Preset, ResultStore,
     TrainConfig, VolumizeConfig, check, console, declare_columns, defense_runs, ensure_model, ensure_patches,
     eval_indices, evaluate_conditions, is_int, load_split, npixel_extent, protocol_regions, refuse_grid_options,
     validate_train, validate_volumize,
@@ -48,6 +52,7 @@ from patchbench.api import (
 
 # the columns this experiment adds to its cells (labels only: the model and patch ids already tell cells apart)
 declare_columns("bmvc2023", Column("method", "str"), Column("syllabus", "str"), Column("patch_source", "str"))
+PIXEL_ATTACKS = ("single_pixel", "multiple_pixels", "npixel")  # Foolbox 2's min/max pixel attacks, Su et al.'s DE
 REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
 
@@ -136,8 +141,10 @@ def check_preset(p: Preset) -> None:
     limit = 2 * vol.patch * vol.patch  # Sec. 5: N in [1, 2·p_w·p_h]
     check(p.evasion or p.attacks, f"preset {p.name}: nothing to attack (evasion: N-pixel entries, attacks: patches)")
     for i, e in enumerate(p.evasion):
-        check(e.name == "npixel", f"evasion.{i}: experiment 'volumization' runs the N-pixel attack, got {e.name!r}")
-        n = e.params.get("pixels", 1)
+        check(e.name in PIXEL_ATTACKS, f"evasion.{i}: experiment 'volumization' runs the N-pixel attacks "
+                                       f"({', '.join(PIXEL_ATTACKS)}), got {e.name!r}")
+        ATTACKS[e.name].check_config(e, p.data.image_size, f"evasion.{i}")
+        n = pixel_count(e)
         check(is_int(n) and 1 <= n <= limit, f"evasion.{i}.params.pixels must be in 1..{limit} (2·p_w·p_h, BMVC Sec. 5), got {n!r}")
         check("region" not in e.params, f"evasion.{i}.params.region is set by the region protocol, not the preset")
     for i, a in enumerate(p.attacks):
@@ -193,16 +200,21 @@ def validation_hook(preset: Preset, device: torch.device):
 # conditions
 
 
+def pixel_count(entry) -> int:
+    """N of an N-pixel entry: Foolbox's SinglePixelAttack changes one pixel, the others say ``pixels``."""
+    return 1 if entry.name == "single_pixel" else entry.params.get("pixels", 1)
+
+
 def npixel_conditions(preset: Preset, model) -> list[Condition]:
-    """One condition per N-pixel entry and protocol region (the attack runs against ``model``)."""
+    """One condition per N-pixel entry and protocol region (the attack runs against ``model``):
+    Foolbox's min/max pixel attacks (the paper's, Sec. 4) or Su et al.'s differential evolution."""
     conds = []
     for e in preset.evasion:
-        n = int(e.params.get("pixels", 1))
+        n = pixel_count(e)
         boxes = protocol_regions(preset.data.image_size, npixel_extent(n))
         for box, where in zip(boxes, REGION_PLACEMENTS if len(boxes) == 5 else ("center",)):
             cfg = dataclasses.replace(e, eps=None, params={**e.params, "region": list(box)}, column=f"{n}-pixel {where}")
-            attack = NPixel(model, **{k: v for k, v in cfg.params.items()}, seed=e.seed,
-                            **({"iterations": e.steps} if e.steps else {}))
+            attack = ATTACKS[e.name].from_config(model, cfg, preset.data.image_size)
             conds.append(Condition(attack=attack, attack_config=cfg))
     return conds
 
