@@ -59,14 +59,14 @@ def training_curves(cells: pd.DataFrame, preset: str, out: Path) -> Path:
 def robustness_data(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
     """Long table: method, kind (N-pixel / patch), magnitude (N or px), δ and β in percent (defense
     ``none``; the patches trained on the undefended model: its own, transfer for every g)."""
-    from patchbench.papers.bmvc2023.tables import _cells, _pixels
+    from patchbench.papers.bmvc2023.cells import pixel_counts, volumization_cells
 
-    df = _cells(cells, preset)
+    df = volumization_cells(cells, preset)
     df = df[df["defense"] == "none"]
     clean = df[df["condition"] == "clean"].groupby("method").apply(lambda d: d["correct"].sum() / d["n"].sum())
     rows = []
     att = df[df["condition"] == "attacked"].copy()
-    att["pixels"] = _pixels(att)
+    att["pixels"] = pixel_counts(att)
     for (method, kind), sub in att.assign(kind=att["attack"].map(lambda a: "npixel" if a == "npixel" else "patch")).groupby(["method", "kind"]):
         if kind == "patch":  # the patches trained on f: f's own, transfer for every g
             sub = sub[sub["patch_source"] == ("self" if method == "undefended" else "undefended")]
