@@ -1,4 +1,4 @@
-"""BMVC 2023 Table 2 from synthetic cells (no training): two presets (CIFAR-10 and
+"""BMVC 2023 Table 2 and Figs. 2/3 from synthetic cells (no training): two presets (CIFAR-10 and
 ImageNet), each with two architectures — small_vgg standing in for the paper's VGG16 and
 inception_v3 as itself — so every published number has exactly one place it may stand."""
 
@@ -140,3 +140,30 @@ def test_top_puts_the_paper_beside_its_architecture_and_the_papers_attack_first(
     assert row(table, "PSD: reported in the paper, not run")["Acc_clean paper (VGG)"] == "99.53"
     assert "Foolbox's N-pixel attacks" in caption
 
+
+def test_figures_draw_a_row_of_panels_per_architecture(tmp_path):
+    from PIL import Image
+
+    from patchbench.papers.bmvc2023 import figures
+
+    cells = synthetic_cells()
+    models = tmp_path / "artifacts" / "models"
+    models.mkdir(parents=True)
+    for mid in set(cells.loc[cells["preset"] == "bmvc2023-cifar10", "model_id"]):
+        history = [{"epoch": e, "Lc": 1.0 / (e + 1), "val_defense_success": 0.5} for e in range(3)]
+        (models / f"{mid}.json").write_text(json.dumps({"model_id": mid, "history": history}))
+    cells.attrs["results"] = tmp_path
+    hist = figures.histories(cells, "bmvc2023-cifar10")
+    assert list(hist)[:3] == [("small_vgg", "undefended"), ("small_vgg", "volumized-mi"), ("small_vgg", "volumized-psnr")]
+    assert {a for a, _ in hist} == {"small_vgg", "inception_v3"}  # both architectures, not one history per method
+    data = figures.robustness_data(cells, "bmvc2023-cifar10")
+    assert set(data["arch"]) == {"small_vgg", "inception_v3"}
+    assert data.loc[(data["kind"] == "npixel") & (data["method"] == "undefended"), "delta"].round(6).eq(-20).all()
+    sizes = []
+    for draw, name in ((figures.training_curves, "fig2.png"), (figures.robustness, "fig3.png")):
+        with Image.open(draw(cells, "bmvc2023-cifar10", tmp_path / name, PAPER_MODELS)) as im:
+            sizes.append(im.size)
+    one = cells[cells["model"] == "small_vgg"]
+    one.attrs["results"] = tmp_path
+    with Image.open(figures.robustness(one, "bmvc2023-cifar10", tmp_path / "one.png")) as im:
+        assert im.size[1] * 1.5 < sizes[1][1]  # two rows of panels are twice as tall as one
