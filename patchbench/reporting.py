@@ -25,11 +25,15 @@ def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tu
         raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(tables)}")
     t = tables[name]
     used = preset or t.default_preset(cells)
+    return t.build(t, cells, TableContext(used, preset_sections(used), get_paper(t.paper).reference, preset_sections))
+
+
+def preset_sections(name: str) -> dict:
+    """A preset's paper-declared sections; {} for cells of a preset that is not shipped (a YAML file elsewhere)."""
     try:
-        sections = load_preset(used).extra
-    except PatchbenchError:  # cells of a preset that is not shipped (a YAML file elsewhere)
-        sections = {}
-    return t.build(t, cells, TableContext(used, sections, get_paper(t.paper).reference))
+        return load_preset(name).extra
+    except PatchbenchError:
+        return {}
 
 
 def table_report(name: str, results, preset: str | None, fmt: str, out_file=None) -> str | None:

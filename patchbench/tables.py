@@ -23,12 +23,14 @@ from patchbench.errors import PatchbenchError
 @dataclass(frozen=True)
 class TableContext:
     """What a builder knows besides the stored cells: whose cells to show (``preset``), that preset's
-    paper-declared sections (``sections``, e.g. ``sanity``; empty for a preset that is not shipped)
-    and the paper's published tables (``reference(name)``: its ``reference/<name>.csv``)."""
+    paper-declared sections (``sections``, e.g. ``sanity``; empty for a preset that is not shipped),
+    the paper's published tables (``reference(name)``: its ``reference/<name>.csv``) and, for a
+    table that spans presets (one per dataset), another preset's sections (``sections_of(name)``)."""
 
     preset: str
     sections: dict
     reference: Callable[[str], pd.DataFrame]
+    sections_of: Callable[[str], dict] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""BMVC 2023 Table 2: (top) clean and 1-pixel-attacked accuracy, undefended vs volumized models;
+"""BMVC 2023 Table 2: (top) clean and N-pixel-attacked accuracy, undefended vs volumized models;
 (bottom) defense success rate α against adversarial patches ≥ 5 % of the image.
 
 Definitions (Sec. 5, stated in the captions):
@@ -11,166 +11,95 @@ Definitions (Sec. 5, stated in the captions):
   classifies correctly when clean (without any defense), the share still classified correctly
   under the attack (and the defense, for LGS / DW), pooled over regions and patch sizes.
 
-Rows the paper reports for methods patchbench does not run (PSD, Liu et al., Jujutsu, Vax-a-Net)
-are shown with their published numbers and marked "reported in the paper, not run".
+Layout, as the paper's (the bottom half: :mod:`.bottom`). A published number stands beside ours
+only for the architecture the paper reports it on: our net maps to the paper's through the
+preset's ``volumetric.paper_models`` (``small_vgg: vgg16``); labels read ``arch = paper's X``
+(the same net) or ``arch ≈ paper's X`` (a stand-in). Published numbers no row of ours matches
+keep their own columns (top) or rows (bottom), so the paper's table is always complete.
+
+Top: one column group per architecture of ours: Acc_clean, then one Acc_attack column per N-pixel
+attack name in the cells (the cells' ``attack``), at its smallest N — the paper's attack,
+Foolbox's ``single_pixel``, first when present, then Su et al.'s DE ``npixel``, then any other
+(``local_search`` ...) — each of Acc_clean and the first Acc_attack followed by the paper's column
+of the architecture our net maps to; the paper's architectures no net of ours maps to follow. The
+paper's top half is CIFAR-10 only, which the caption states beside our dataset; the caption also
+says the paper ran Foolbox's N-pixel attacks. Rows the paper reports for methods patchbench does
+not run (PSD, Liu et al.) keep their published numbers and are marked "reported in the paper,
+not run".
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct, preset_cells, wilson_ci
-
-REPORTED_ONLY = "reported in the paper, not run"
-PAPER_ARCHS = {"efficientnet_b0": "Effn", "vgg16": "VGG", "inception_v3": "Inception", "resnet50": "ResNet"}
-DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet": "ImageNet"}
-
-
-def _label(method: str, cells: pd.DataFrame) -> str:
-    if method == "undefended":
-        return "Undefended"
-    name = method.removeprefix("volumized-")
-    return f"{name.upper() if len(name) <= 4 else name}/Ours"
-
-
-def pooled(df: pd.DataFrame, hits: str, total: str) -> tuple[float, float, float] | None:
-    """(rate, low, high) in percent from the summed counts of ``df``; None without cells."""
-    if df.empty or df[total].isna().all():
-        return None
-    k, n = int(df[hits].sum()), int(df[total].sum())
-    lo, hi = wilson_ci(k, n)
-    return 100 * k / max(n, 1), 100 * lo, 100 * hi
-
-
-def fmt_rate(v) -> str:
-    return "" if v is None else f"{v[0]:.2f} [{v[1]:.1f}, {v[2]:.1f}]"
-
-
-def _cells(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
-    df = preset_cells(cells, preset, "volumization")
-    if "method" not in df or df["method"].isna().all():
-        raise PatchbenchError(f"preset {preset!r} has no volumization cells; run `patchbench reproduce bmvc2023` first")
-    return df.drop_duplicates("run_id", keep="last")
-
-
-def _pixels(df: pd.DataFrame) -> pd.Series:
-    import json
-
-    return df["attack_params"].map(lambda s: json.loads(s).get("pixels") if isinstance(s, str) else None)
-
-
-def _paper_model(ctx: TableContext, arch: str) -> str | None:
-    sec = ctx.sections.get("volumetric")
-    return (sec.paper_models or {}).get(arch) if sec else None
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct
+from patchbench.papers.bmvc2023.bottom import build_bottom
+from patchbench.papers.bmvc2023.cells import (
+    ATTACK_NAMES, NA, PAPER_ARCHS, PAPER_ATTACK, REFERENCE, REPORTED_ONLY, TOP_ARCHS, arch_label, archs_of, attack_title,
+    fmt_rate, method_label, paper_models, pixel_attacks, pixel_cells, pooled, volumization_cells,
+)
 
 
 def build_top(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
-    """Rows: undefended, each volumized syllabus, then the paper's reported-only methods; columns:
-    Acc_clean and Acc_attack (the preset's smallest N-pixel attack) ours, and the paper's per
-    architecture (CIFAR-10)."""
+    """Rows: undefended, each volumized syllabus, then the paper's reported-only methods; columns per
+    architecture: Acc_clean and Acc_attack per N-pixel attack (its smallest N) ours, each beside the
+    paper's column of the architecture it maps to; then the paper's architectures none of ours maps
+    to (CIFAR-10)."""
     preset = ctx.preset
-    df = _cells(cells, preset)
+    df = volumization_cells(cells, preset)
     df = df[df["defense"] == "none"]
-    ref = ctx.reference("bmvc2023_volumization_table2")
+    ref = ctx.reference(REFERENCE)
     ref = ref[ref["table"] == "2-top"]
-    npix = df[(df["attack"] == "npixel")].assign(pixels=lambda d: _pixels(d))
-    if npix.empty:
+    att = pixel_cells(df)
+    if att.empty:
         raise PatchbenchError(f"preset {preset!r} has no N-pixel cells (Table 2 top)")
-    n_min = int(npix["pixels"].min())
-    archs = list(dict.fromkeys(df.sort_values("created")["model"]))
-    ours = {a: f" ({a})" if len(archs) > 1 else "" for a in archs}
-    rows = []
-    methods = ["undefended"] + sorted(m for m in df["method"].dropna().unique() if m != "undefended")
-    for method in methods:
-        paper_method = method if method in set(ref["method"]) else None
-        row = {"Method": _label(method, df)}
+    attacks = pixel_attacks(att)
+    archs, pms = archs_of(df), paper_models(ctx, preset)
+    shown = {a: pms.get(a) if pms.get(a) in TOP_ARCHS else None for a in archs}
+    shared = {pm for pm in shown.values() if pm and list(shown.values()).count(pm) > 1}
+
+    def paper(method: str, pm: str, metric: str) -> str:
+        v = ref[(ref["method"] == method) & (ref["model"] == pm) & (ref["metric"] == metric)]["value"]
+        return fmt_pct(float(v.iloc[0])) if len(v) else NA
+
+    def pcol(col: str, pm: str, arch: str = "") -> str:  # two of our nets standing for one of the paper's: one column each
+        return f"{col} paper ({PAPER_ARCHS[pm]})" + (f" [{arch}]" if pm in shared else "")
+
+    def row_of(method: str, label: str) -> dict:
+        row = {"Method": label}
         for arch in archs:
+            pm, tag = shown[arch], arch_label(arch, pms.get(arch))
             sub = df[(df["method"] == method) & (df["model"] == arch)]
-            at = npix[(npix["method"] == method) & (npix["model"] == arch) & (npix["pixels"] == n_min)]
-            row[f"Acc_clean ours{ours[arch]}"] = fmt_rate(pooled(sub[sub["condition"] == "clean"], "correct", "n"))
-            row[f"Acc_attack ({n_min}-pixel) ours{ours[arch]}"] = fmt_rate(pooled(at, "correct", "n"))
-        for key, col in (("acc_clean_pct", "Acc_clean"), ("acc_attack_pct", "Acc_attack")):
-            for parch, short in (("efficientnet_b0", "Effn"), ("vgg16", "VGG"), ("inception_v3", "Inception")):
-                v = ref[(ref["method"] == paper_method) & (ref["model"] == parch) & (ref["metric"] == key)]["value"]
-                row[f"{col} paper {short}"] = fmt_pct(float(v.iloc[0])) if len(v) else "-"
-        rows.append(row)
-    for method, label in (("psd", "PSD"), ("liu2020", "Liu et al.")):
-        row = {"Method": f"{label}: {REPORTED_ONLY}"}
-        for arch in archs:
-            row[f"Acc_clean ours{ours[arch]}"] = row[f"Acc_attack ({n_min}-pixel) ours{ours[arch]}"] = "-"
-        for key, col in (("acc_clean_pct", "Acc_clean"), ("acc_attack_pct", "Acc_attack")):
-            for parch, short in (("efficientnet_b0", "Effn"), ("vgg16", "VGG"), ("inception_v3", "Inception")):
-                v = ref[(ref["method"] == method) & (ref["model"] == parch) & (ref["metric"] == key)]["value"]
-                row[f"{col} paper {short}"] = fmt_pct(float(v.iloc[0])) if len(v) else "-"
-        rows.append(row)
+            row[f"Acc_clean ours ({tag})"] = fmt_rate(pooled(sub[sub["condition"] == "clean"], "correct", "n"))
+            if pm:
+                row[pcol("Acc_clean", pm, arch)] = paper(method, pm, "acc_clean_pct")
+            for i, (a, n) in enumerate(attacks):
+                at = att[(att["method"] == method) & (att["model"] == arch) & (att["attack"] == a)]
+                at = at if n is None else at[at["pixels"] == n]
+                row[f"Acc_attack ({attack_title(a, n)}) ours ({tag})"] = fmt_rate(pooled(at, "correct", "n"))
+                if i == 0 and pm:  # beside the paper's attack when we ran it (first), else beside ours
+                    row[pcol("Acc_attack", pm, arch)] = paper(method, pm, "acc_attack_pct")
+        for pm in (p for p in TOP_ARCHS if p not in shown.values()):
+            row[pcol("Acc_clean", pm)] = paper(method, pm, "acc_clean_pct")
+            row[pcol("Acc_attack", pm)] = paper(method, pm, "acc_attack_pct")
+        return row
+
+    methods = ["undefended"] + sorted(m for m in df["method"].dropna().unique() if m != "undefended")
+    rows = [row_of(m, method_label(m)) for m in methods]
+    rows += [row_of(m, f"{method_label(m)}: {REPORTED_ONLY}") for m in ("psd", "liu2020")]
     dataset = df["dataset"].iloc[0]
-    models = ", ".join(a + (f" (in the place of the paper's {PAPER_ARCHS.get(pa, pa)})" if (pa := _paper_model(ctx, a)) else "")
-                       for a in archs)
-    caption = (f"BMVC 2023 Table 2 (top): top-1 accuracy (%) clean and under the {n_min}-pixel attack (untargeted, "
-               f"averaged over the 4 quadrants and the centre; Wilson 95% interval of the pooled counts). Ours: {dataset} / "
-               f"{models}, "
-               f"{int(df['eval_n'].iloc[0])} test images (preset {preset}); paper: CIFAR-10, every test image. "
-               "A different dataset and model: compare trends, not values.")
-    table = pd.DataFrame(rows)
-    table.attrs["preset"] = preset
-    return table, caption
-
-
-def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
-    """Rows: each volumized syllabus, the undefended model, LGS and DW measured on it, then the
-    paper's reported-only methods; columns: α ours (transfer / white-box patches) and the paper's
-    α per dataset."""
-    preset = ctx.preset
-    df = _cells(cells, preset)
-    ref = ctx.reference("bmvc2023_volumization_table2")
-    ref = ref[ref["table"] == "2-bottom"]
-    patches = df[(df["condition"] == "attacked") & df["patch_px"].notna()]
-    if patches.empty:
-        raise PatchbenchError(f"preset {preset!r} has no adversarial-patch cells (Table 2 bottom)")
-    sizes = sorted(int(s) for s in patches["patch_px"].unique())
-    image = int(df["image_size"].iloc[0])
-
-    def paper_cols(method: str, model: str | None = None) -> dict:
-        out = {}
-        for ds, label in DATASETS.items():
-            v = ref[(ref["method"] == method) & (ref["dataset"] == ds)]
-            if model is not None:
-                v = v[v["model"] == model]
-            out[f"α paper {label}"] = fmt_pct(float(v["value"].iloc[0])) if len(v) else "-"
-        return out
-
-    rows = []
-    methods = sorted(m for m in patches["method"].dropna().unique() if m != "undefended") + ["undefended"]
-    archs = list(dict.fromkeys(df.sort_values("created")["model"]))
-    for arch in archs:
-        at = patches[patches["model"] == arch]
-        for method in methods:
-            sub = at[(at["method"] == method) & (at["defense"] == "none")]
-            transfer = pooled(sub[sub["patch_source"] == "undefended"], "kept_correct", "n_clean_correct")
-            white = pooled(sub[sub["patch_source"] == "self"], "kept_correct", "n_clean_correct")
-            rows.append({"Method": f"{_label(method, df)} ({arch})", "α ours, transfer patches": fmt_rate(transfer) or "-",
-                         "α ours, white-box patches": fmt_rate(white) or "-", **paper_cols(method)})
-        f = at[at["method"] == "undefended"]
-        for defense in [d for d in ("lgs", "dw") if d in set(f["defense"])] + sorted(set(f["defense"]) - {"none", "lgs", "dw"}):
-            sub = f[f["defense"] == defense]
-            lams = sorted(sub["lam"].dropna().unique())
-            if lams:
-                sub = sub[sub["lam"] == lams[-1]]
-            label = defense.upper() + (f" (λ={lams[-1]:g})" if lams else "") + f" on undefended ({arch})"
-            paper = paper_cols(defense, "vgg16" if defense == "dw" else None)
-            rows.append({"Method": label, "α ours, transfer patches": "-",
-                         "α ours, white-box patches": fmt_rate(pooled(sub, "kept_correct", "n_clean_correct")), **paper})
-    for method, model, label in (("jujutsu", "resnet50", "Jujutsu (ResNet)"), ("vax-a-net", "vgg16", "Vax-a-Net (VGG)"),
-                                 ("dw", "inception_v3", "DW (Inception)")):
-        rows.append({"Method": f"{label}: {REPORTED_ONLY}", "α ours, transfer patches": "-",
-                     "α ours, white-box patches": "-", **paper_cols(method, model)})
-    areas = ", ".join(f"{s} px ({100 * s * s / image ** 2:.1f}%)" for s in sizes)
-    caption = (f"BMVC 2023 Table 2 (bottom): defense success rate α (%) against untargeted adversarial patches of {areas}: "
-               "of the test images a model classifies correctly when clean, the share still correct with the patch "
-               "(and the defense), pooled over patch sizes and the 5 regions (Wilson 95% interval). Transfer: patches "
-               "trained on the undefended model; white-box: trained on the model itself (for the undefended model and "
-               f"LGS / DW, its own patches). Ours: {df['dataset'].iloc[0]} / {', '.join(archs)}, preset {preset}; paper: "
-               "toaster / school-bus / lipstick / pineapple patches, CIFAR-10, CIFAR-100, ImageNet.")
+    ran = "; ".join(attack_title(a, n) for a, n in attacks)
+    foolbox = (f"ours: {ATTACK_NAMES[PAPER_ATTACK]} ({PAPER_ATTACK}), the paper's attack, first" if attacks[0][0] == PAPER_ATTACK
+               else f"ours: {attack_title(*attacks[0])}, a different attack, beside the paper's Acc_attack")
+    same = dataset == "cifar10" and all(pms.get(a) == a for a in archs)
+    caption = (f"BMVC 2023 Table 2 (top): top-1 accuracy (%) clean and under N-pixel attacks ({ran}; untargeted, the "
+               "smallest N of each, averaged over the 4 quadrants and the centre; Wilson 95% interval of the pooled counts). "
+               f"Ours: {dataset} / {', '.join(arch_label(a, pms.get(a)) for a in archs)}, {int(df['eval_n'].iloc[0])} test "
+               f"images (preset {preset}); paper: CIFAR-10, every test image, Foolbox's N-pixel attacks ({foolbox}). A paper "
+               "column stands beside ours only for the architecture it reports ('=' the same net, '≈' a stand-in); the "
+               "paper's other architectures follow ours. "
+               + ("Same dataset and nets, a different test subset." if same else
+                  "A different dataset or model: compare trends, not values."))
     table = pd.DataFrame(rows)
     table.attrs["preset"] = preset
     return table, caption
