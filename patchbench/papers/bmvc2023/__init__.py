@@ -33,8 +33,12 @@ def report(preset, cells, out: Path) -> list[Path]:
 
 # known deviations from the paper (``patchbench report``), as the presets and the code state them
 DEVIATIONS = (
-    "N-pixel: Su et al.'s differential evolution (paper scale 400 / 100 generations, demo 40 / 10); "
-    "the paper used Foolbox's N-pixel attacks.",
+    "N-pixel: Foolbox 2's SinglePixelAttack (N = 1) and MultiplePixelsAttack (N > 1) with Foolbox's defaults, "
+    "re-implemented batched in torch (the paper ran Foolbox, in TensorFlow; which Foolbox version and which "
+    "attack for N > 1 it does not say). Su et al.'s differential evolution is shown beside them (paper "
+    "scale 400 / 100 generations, demo 40 / 10).",
+    "Fig. 2's per-epoch 1-pixel validation attack is the DE at a small budget (validation_population / "
+    "validation_iterations), not Foolbox's.",
     "Patches: untargeted Adversarial Patch, where the paper used targeted toaster / school-bus / lipstick / "
     "pineapple patches.",
     "3-D pooling with depth_pool: 1: no pooling window spans neighbouring patches (the paper's 3-D max-pooling "
