@@ -31,8 +31,12 @@ def report(preset, cells, out: Path) -> list[Path]:
 DEVIATIONS = (
     "N-pixel: Su et al.'s differential evolution (paper scale 400 / 100 generations, demo 40 / 10); "
     "the paper used Foolbox's N-pixel attacks.",
-    "Patches: untargeted Adversarial Patch, where the paper used targeted toaster / school-bus / lipstick / "
-    "pineapple patches.",
+    "Patches: targeted Adversarial Patch (Brown et al., EoT over location) where the paper synthesized its toaster / "
+    "school-bus / lipstick / pineapple patches with A-ADS; ImageNet uses those four classes, CIFAR-10 truck for the "
+    "school bus and airplane / cat / frog (no counterparts), CIFAR-100 television / bottle / orange / bus, the demo one "
+    "Fashion-MNIST target per size (T-shirt/top 8 px, Sneaker 12 px, Bag 16 px).",
+    "α / β of a targeted patch: defended = still classified correctly (Sec. 3's untargeted success criterion), "
+    "images of the target class left out; the paper does not say.",
     "3-D pooling with depth_pool: 1: no pooling window spans neighbouring patches (the paper's 3-D max-pooling "
     "spans several).",
     "3-D convolutions span 3 patches in depth (depth_kernel: 3) where the paper writes 3×3×N.",
