@@ -68,10 +68,10 @@ PAPER_TARGETS = {  # preset -> the target of each attacks: entry (one patch per 
 }
 
 
-def test_presets_train_one_patch_per_named_target():
+def test_presets_train_one_patch_per_named_target_and_pool_across_patches():
     """The paper's targeted patches (one attacks: entry per target, otherwise identical; the demo one
-    target per size, 3 patches per model as its 3 untargeted sizes were); untargeted patches stay an
-    option."""
+    target per size, 3 patches per model as its 3 untargeted sizes were) and 3-D pooling windows that
+    span neighbouring patches (depth_pool 3); untargeted patches and depth_pool 1 stay options."""
     import dataclasses
 
     import torchvision
@@ -81,14 +81,15 @@ def test_presets_train_one_patch_per_named_target():
     for name, targets in PAPER_TARGETS.items():
         p = load_preset(name)
         assert [a.target for a in p.attacks] == targets, name
+        assert p.extra["volumetric"].volumize["depth_pool"] == 3, name
         same = [dataclasses.replace(a, target=None, sizes=[]) for a in p.attacks]
         assert all(a == same[0] for a in same), name
     assert [a.sizes for a in load_preset("demo-bmvc-fmnist").attacks] == [[8], [12], [16]]
     assert all(a.sizes == [8, 11, 13, 16] for a in load_preset("bmvc2023-cifar10").attacks)
     names = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
     assert [names[t] for t in PAPER_TARGETS["bmvc2023-imagenet"]] == ["toaster", "lipstick", "pineapple", "school bus"]
-    mixed = load_preset("demo-bmvc-fmnist", ["attacks.1.target=null"])
-    assert [a.target for a in mixed.attacks] == [0, None, 8]
+    mixed = load_preset("demo-bmvc-fmnist", ["attacks.1.target=null", "volumetric.volumize.depth_pool=1"])
+    assert [a.target for a in mixed.attacks] == [0, None, 8] and mixed.extra["volumetric"].volumize["depth_pool"] == 1
 
 
 @pytest.fixture

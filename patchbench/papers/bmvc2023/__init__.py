@@ -37,8 +37,9 @@ DEVIATIONS = (
     "Fashion-MNIST target per size (T-shirt/top 8 px, Sneaker 12 px, Bag 16 px).",
     "α / β of a targeted patch: defended = still classified correctly (Sec. 3's untargeted success criterion), "
     "images of the target class left out; the paper does not say.",
-    "3-D pooling with depth_pool: 1: no pooling window spans neighbouring patches (the paper's 3-D max-pooling "
-    "spans several).",
+    "3-D pooling with depth_pool: 3: each pooling window spans a patch and its two neighbours in the ranked volume "
+    "(Eq. 9 does not give the window's depth); EfficientNet-B0 has no fixed-window pooling, so there only the "
+    "3-D convolutions span patches.",
     "3-D convolutions span 3 patches in depth (depth_kernel: 3) where the paper writes 3×3×N.",
     "Figs. 2 and 3 are per method, not per architecture: Fig. 3 pools a preset's architectures, Fig. 2 shows "
     "one model's history per method.",
