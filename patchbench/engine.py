@@ -223,17 +223,20 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                    loss_std=max(loss_sq[cell.rid] / n - mean_loss ** 2, 0.0) ** 0.5)
         row["ci_low"], row["ci_high"] = wilson_ci(correct, n)
         target = cell.key.get("target")
+        attacked_images = clean_correct
         if target is not None:
             # targeted success is measured on images whose true class is not the target
             nontarget = labels_all != int(target)
             row["n_nontarget"] = int(nontarget.sum())
             row["target_hits"] = int(((p == int(target)) & nontarget).sum())
             row["attack_success_rate"] = row["target_hits"] / max(row["n_nontarget"], 1)
+            attacked_images = clean_correct & nontarget  # on an image of the target class "correct" = "target"
         if cell.condition.name == "attacked":
             # defense success rate (BMVC 2023 α/β): of the images the undefended model gets right when
-            # clean, the share still classified correctly under the attack (and the defense, if any)
-            row["n_clean_correct"] = int(clean_correct.sum())
-            row["kept_correct"] = int(((p == labels_all) & clean_correct).sum())
+            # clean (a targeted attack: those whose class is not the target), the share still classified
+            # correctly under the attack (and the defense, if any)
+            row["n_clean_correct"] = int(attacked_images.sum())
+            row["kept_correct"] = int(((p == labels_all) & attacked_images).sum())
             row["defense_success_rate"] = row["kept_correct"] / max(row["n_clean_correct"], 1)
         row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
                    ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,

@@ -60,6 +60,38 @@ def test_volumetric_classifier_is_a_classifier_and_untargeted_patch_trains_throu
     assert after < before  # untargeted: the true class's log-probability went down
 
 
+PAPER_TARGETS = {  # preset -> the target of each attacks: entry (one patch per named target)
+    "bmvc2023-imagenet": [859, 629, 953, 779],  # toaster, lipstick, pineapple, school bus (Sec. 5, Table 2)
+    "bmvc2023-cifar10": [0, 3, 6, 9],  # airplane, cat, frog (no counterparts), truck for the school bus
+    "bmvc2023-cifar100": [87, 9, 53, 13],  # television, bottle, orange, bus
+    "demo-bmvc-fmnist": [0, 7, 8],  # T-shirt/top, Sneaker, Bag: one per size
+}
+
+
+def test_presets_train_one_patch_per_named_target_and_pool_across_patches():
+    """The paper's targeted patches (one attacks: entry per target, otherwise identical; the demo one
+    target per size, 3 patches per model as its 3 untargeted sizes were) and 3-D pooling windows that
+    span neighbouring patches (depth_pool 3); untargeted patches and depth_pool 1 stay options."""
+    import dataclasses
+
+    import torchvision
+
+    from patchbench.presets import load_preset
+
+    for name, targets in PAPER_TARGETS.items():
+        p = load_preset(name)
+        assert [a.target for a in p.attacks] == targets, name
+        assert p.extra["volumetric"].volumize["depth_pool"] == 3, name
+        same = [dataclasses.replace(a, target=None, sizes=[]) for a in p.attacks]
+        assert all(a == same[0] for a in same), name
+    assert [a.sizes for a in load_preset("demo-bmvc-fmnist").attacks] == [[8], [12], [16]]
+    assert all(a.sizes == [8, 11, 13, 16] for a in load_preset("bmvc2023-cifar10").attacks)
+    names = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+    assert [names[t] for t in PAPER_TARGETS["bmvc2023-imagenet"]] == ["toaster", "lipstick", "pineapple", "school bus"]
+    mixed = load_preset("demo-bmvc-fmnist", ["attacks.1.target=null", "volumetric.volumize.depth_pool=1"])
+    assert [a.target for a in mixed.attacks] == [0, None, 8] and mixed.extra["volumetric"].volumize["depth_pool"] == 1
+
+
 @pytest.fixture
 def demo(paper_demo):
     return paper_demo("bmvc2023")
@@ -72,6 +104,8 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     df = cells(results)
     assert set(df["method"]) == {"undefended", "volumized-mi", "volumized-h"}
     assert set(df["patch_source"].dropna()) == {"undefended", "self"}
+    patches = df[df["patch_px"].notna()]
+    assert set(zip(patches["patch_px"], patches["target"])) == {(8, 0), (12, 7), (16, 8)}  # one target per size
     npix = df[df["attack"].isin(["single_pixel", "multiple_pixels", "npixel"])]
     # 6 N-pixel entries (Foolbox's 1, 4, 16 pixels, then DE's) x 5 regions on each of the 3 models; LGS and DW also on f's
     assert len(npix[npix["defense"] == "none"]) == 6 * 5 * 3
@@ -103,7 +137,7 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     ("single_pixel has no N", ["--set", "evasion.0.params.pixels=2"], "no parameter 'pixels'"),
     ("not an N-pixel attack", ["--set", "evasion.0.name=local_search", "--set", "evasion.0.params={}"], "runs the N-pixel attacks"),
     ("patch under 5 %", ["--set", "attacks.0.sizes=[6]"], "5-25 %"),
-    ("targeted patch", ["--set", "attacks.0.target=3"], "untargeted"),
+    ("target out of range", ["--set", "attacks.0.target=10"], "target must be a class index in 0..9 of fashion-mnist"),
     ("even depth pool", ["--set", "volumetric.volumize.depth_pool=2"], "odd"),
     ("unknown aggregation", ["--set", "volumetric.volumize.aggregation=max"], "aggregation must be one of"),
 ])

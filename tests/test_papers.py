@@ -90,9 +90,14 @@ TOMM_IMAGENET = sets(
             "{name: pgd, eps: 0.0157, steps: 1, column: T7 PGD, trainings: [raw]}, "
             "{name: pgd+a3, eps: 0.0157, steps: 1, params: {sigma: 10}, column: T7 PGD+A3, trainings: [raw]}]")
 BMVC = sets(data__eval_n=6, data__batch_size=6, model__train__epochs=1, model__train__train_n=8, model__train__batch_size=4,
-            volumetric__validation_n=0, attacks__0__steps=1, attacks__0__batch_size=4, attacks__0__train_pool=8,
-            attacks__0__success_n=4, attacks__0__restarts=1,
-            evasion="[{name: npixel, params: {pixels: 1, population: 4, iterations: 1}}]")
+            volumetric__validation_n=0, evasion="[{name: single_pixel, params: {max_pixels: 3}}, {name: npixel, params: {pixels: 1, population: 4, iterations: 1}}]")
+
+
+def bmvc_patches(size: int, targets: int = 4) -> list[str]:
+    """Each of the preset's ``targets`` attacks: entries (one per named target) at ``size`` px, one short step."""
+    return sets(**{f"attacks__{i}__{k}": v for i in range(targets) for k, v in
+                   (("sizes", f"[{size}]"), ("steps", 1), ("batch_size", 4), ("train_pool", 8), ("success_n", 4),
+                    ("restarts", 1))})
 ADVML = sets(model__train__train_n=40, model__train__epochs=1, model__train__batch_size=20, model__train__attack_steps=1,
              data__eval_n=20, data__batch_size=20, evasion__0__steps=2, evasion__1__steps=2)
 
@@ -113,19 +118,20 @@ STAND_INS = [
     # torchvision architectures from scratch, made volumetric, PAL + syllabus
     StandIn("bmvc2023-cifar10", write_cifar, BMVC + sets(volumetric__architectures="[resnet50]",
                                                          volumetric__syllabi="[{metric: mi, label: MI}]",
-                                                         attacks__0__sizes="[8]", defenses="[{name: lgs, lambdas: [2.3]}]"),
-            cells={"model": {"resnet50"}, "method": {"undefended", "volumized-mi"}},
+                                                         defenses="[{name: lgs, lambdas: [2.3]}]") + bmvc_patches(8),
+            cells={"model": {"resnet50"}, "method": {"undefended", "volumized-mi"}, "target": {0, 3, 6, 9}},
             tables={"bmvc2023-2-top": ["MI/Ours", "91.30"]}),
     StandIn("bmvc2023-cifar100", write_cifar100, BMVC + sets(volumetric__architectures="[efficientnet_b0]",
                                                              volumetric__syllabi="[{metric: entropy, label: H}]",
-                                                             attacks__0__sizes="[8]", defenses="[]"),
-            cells={"model": {"efficientnet_b0"}, "method": {"undefended", "volumized-h"}, "dataset": {"cifar100"}},
+                                                             defenses="[]") + bmvc_patches(8),
+            cells={"model": {"efficientnet_b0"}, "method": {"undefended", "volumized-h"}, "dataset": {"cifar100"},
+                   "target": {87, 9, 53, 13}},
             tables={"bmvc2023-2-bottom": ["H/Ours (efficientnet_b0 = paper's Effn)", "80.50", "CIFAR100 Δ"]}),
     StandIn("bmvc2023-imagenet", imagenet(3, 64), BMVC + sets(model__weights="null", data__image_size=64,
                                                               volumetric__architectures="[resnet50]",
                                                               volumetric__syllabi="[{metric: psnr, label: PSNR}]",
-                                                              attacks__0__sizes="[16]", defenses="[]"),
-            cells={"method": {"undefended", "volumized-psnr"}, "image_size": {64}}),
+                                                              defenses="[]") + bmvc_patches(16),
+            cells={"method": {"undefended", "volumized-psnr"}, "image_size": {64}, "target": {859, 629, 953, 779}}),
     StandIn("advml2019-mnist", advml_idx, ADVML, counts={"raw": 3, "madry": 3, "lat": 3}, tables={"advml2019-fig2": ["41.4"]}),
     StandIn("advml2019-cifar10", write_cifar, ADVML, counts={"raw": 3, "madry": 3, "lat": 3}, tables={"advml2019-fig2": ["21.44"]}),
 ]

@@ -68,8 +68,9 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
         if r.condition == "attacked":
             nt = source.labels != 1
             assert r.target_hits == int(((pred == 1) & nt).sum()) and r.n_nontarget == int(nt.sum())
-            # defense success rate: of the images the undefended model gets right clean, still right
-            clean_ok = model(x).argmax(1) == source.labels
+            # defense success rate: of the images the undefended model gets right clean, still right;
+            # a targeted patch's (target 1) leaves out the images of the target class
+            clean_ok = (model(x).argmax(1) == source.labels) & nt
             assert r.n_clean_correct == int(clean_ok.sum())
             assert r.kept_correct == int(((pred == source.labels) & clean_ok).sum())
         # the mean cross-entropy (AdvML 2019 reports losses), against F.cross_entropy on the whole set
@@ -80,6 +81,36 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
     assert CountingLGS.calls == 0  # everything stored: no work
     pd.testing.assert_frame_equal(rows, again)
     assert len(list((tmp_path / "cells").iterdir())) == 8
+
+
+class CornerReader(nn.Module):
+    """Reads the label from the bottom-left pixel (label / 2), unless the top-right corner is white:
+    then class 1, what a class-1 targeted patch there achieves."""
+
+    def forward(self, x):
+        label = (x[:, 0, -1, 0] * 2).round().long()
+        hit = x[:, 0, :2, -2:].mean((1, 2)) > 0.99
+        return nn.functional.one_hot(torch.where(hit, 1, label), 3).float()
+
+
+def test_targeted_defense_success_leaves_out_the_target_class(tmp_path):
+    """BMVC α for a targeted patch: of the clean-correct images whose class is not the target, the
+    share still correct; the target class's images ("correct" = "the target") are not counted, an
+    untargeted patch counts every image."""
+    labels = torch.tensor([0, 1, 2, 1, 0, 2, 1, 0])
+    images = torch.zeros(8, 1, 8, 8, dtype=torch.uint8)
+    images[:, 0, -1, 0] = (labels * 255 / 2).round().to(torch.uint8)
+    source = TensorImages(images, labels)
+    white = torch.ones(1, 2, 2)
+    ctx = {"dataset": "synthetic", "split": "test", "eval_seed": 0, "image_size": 8, "model": "corner", "model_id": "c"}
+    for target, n_base, kept in ((1, 5, 0), (None, 8, 3)):
+        patch = Patch(white, torch.ones(1, 2, 2), {"attack": "adversarial_patch", "target": target, "placement": "top-right",
+                                                    "margin": 0})
+        rows = evaluate(CornerReader(), source, torch.arange(8), 8, 4, [Condition(patch)], [DefenseRun(NoDefense(), [None])],
+                        ResultStore(tmp_path / str(target)), ctx, torch.device("cpu"), progress=False)
+        r = rows.iloc[0]
+        assert (r["n_clean_correct"], r["kept_correct"], r["correct"]) == (n_base, kept, 3)
+        assert r["defense_success_rate"] == kept / n_base
 
 
 def test_store_write_is_whole_files_only(tmp_path):

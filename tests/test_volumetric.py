@@ -235,6 +235,43 @@ def test_depth_kernel_3_and_depth_pool_mix_neighbouring_patches():
     assert changed_outputs(g, 5) == [1, 2, 3, 4, 5]
 
 
+def test_depth_pool_above_1_mixes_neighbouring_patches_and_1_does_not():
+    """Eq. 9's depth window (the BMVC presets use depth_pool 3): changing one patch changes the pooled
+    features of its neighbours in the volume only when the window is deeper than 1 — in the pooling
+    layer itself and in whole nets where nothing else mixes patches (per-patch convolutions, or
+    center-inflated depth-3 kernels, which start as f on every patch)."""
+    torch.manual_seed(8)
+    x = torch.rand(2, 3, 5, 6, 6, dtype=torch.float64)
+    x2 = x.clone()
+    x2[:, :, 2] += 1.0  # patch 2 brighter everywhere: every window holding it changes
+    for mode in ("max", "avg"):
+        for depth, reached in ((1, [2]), (3, [1, 2, 3]), (5, [0, 1, 2, 3, 4])):
+            pool = PatchPool3d(mode, 2, 2, 0, depth=depth)
+            diff = (pool(x) - pool(x2)).abs().amax(dim=(0, 1, 3, 4))
+            assert [i for i in range(5) if diff[i] > 1e-12] == reached, (mode, depth)
+    # small_vgg (two poolings): patch 3's change reaches its own logits only, or its neighbours' within ±2
+    assert changed_outputs(small_vgg(depth_kernel=1, depth_pool=1), 3) == [3]
+    assert changed_outputs(small_vgg(depth_kernel=1, depth_pool=3), 3) == [1, 2, 3, 4, 5]
+    assert changed_outputs(small_vgg(depth_kernel=3, inflate="center", depth_pool=1), 3) == [3]
+    assert changed_outputs(small_vgg(depth_kernel=3, inflate="center", depth_pool=3), 3) == [1, 2, 3, 4, 5]
+
+
+def test_depth_pool_reaches_every_fixed_window_pooling_from_the_preset():
+    """``model.volumize.depth_pool`` (a preset's) is the depth of every 3-D pooling of g built through
+    the registry; adaptive (global) pooling stays per patch, so EfficientNet-B0, whose only poolings
+    are adaptive, has no layer that depth_pool changes."""
+    from patchbench.config import VolumizeConfig
+    from patchbench.models import build_classifier
+
+    for depth in (1, 3):
+        model = build_classifier("small_vgg", "fashion-mnist", None, 32,
+                                 volumize=VolumizeConfig(patch=16, metric="mi", depth_pool=depth))
+        pools = [m for m in model.modules() if isinstance(m, PatchPool3d)]
+        assert len(pools) == 2 and all(m.depth == depth for m in pools)
+    g = to_volumetric(build_2d("efficientnet_b0"), 16, 3, depth_pool=3, inflate="none")
+    assert not any(isinstance(m, PatchPool3d) for m in g.modules())
+
+
 def test_patch_pool3d_matches_torch_3d_pooling():
     torch.manual_seed(7)
     x = torch.randn(2, 3, 5, 9, 9, dtype=torch.float64)

@@ -20,8 +20,10 @@ too; there is no hand-written copy of any architecture):
   with depth window ``depth_pool``, depth stride 1 and same padding in depth, so N is kept as Eq. 9 states
   (p_h×p_w×C×N -> p_h'×p_w'×C×N). ``depth_pool`` > 1 lets a pooling window span neighbouring
   patches (the text's "3D max-pooling ... spans across multiple patches") while every patch
-  keeps its own output; it must be odd. A depth *stride* > 1 would shrink N, break the
+  keeps its own output; it must be odd. The BMVC presets use 3 (a patch and its two neighbours
+  in the ranked volume); the default 1 pools per patch. A depth *stride* > 1 would shrink N, break the
   per-patch head and the channel concatenation of multi-branch nets, so it is not offered.
+  Fixed-window poolings only: VGG16 has 5, ResNet-50 1, Inception-v3 13, EfficientNet-B0 none.
   AdaptiveAvg/MaxPool2d((a, b)) -> AdaptiveAvg/MaxPool3d((None, a, b)): per-patch global pooling,
   so the head's input size is unchanged and EfficientNet's squeeze-excitation pools per patch.
 * Fully connected and output layers ("FC: R^(M,N) -> R^(L,N)", "O: R^(L,N) -> R^(k,N)"): the
@@ -49,7 +51,8 @@ Weights (``inflate``) — how a (trained) 2-D kernel W seeds the 3-D kernel:
 
 * ``"center"`` (default): W in the middle depth slice ((d-1)//2), zeros elsewhere. g then starts as
   f applied to every patch separately (BatchNorm3d's statistics over (B, N, h, w) are those of
-  BatchNorm2d over (B·N, h, w)), and training learns the cross-patch weights from there. This is
+  BatchNorm2d over (B·N, h, w)) when ``depth_pool`` is 1 — with a deeper pooling window the
+  poolings already mix neighbouring patches — and training learns the cross-patch weights from there. This is
   the default because a trained f stays a working per-patch classifier at initialization.
 * ``"repeat"``: W/d in every depth slice (I3D inflation: a volume of identical patches gives f's
   features). With ranked, unrelated patches it averages neighbouring patches' features, so g does

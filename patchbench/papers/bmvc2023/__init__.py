@@ -39,10 +39,15 @@ DEVIATIONS = (
     "scale 400 / 100 generations, demo 40 / 10).",
     "Fig. 2's per-epoch 1-pixel validation attack is the DE at a small budget (validation_population / "
     "validation_iterations), not Foolbox's.",
-    "Patches: untargeted Adversarial Patch, where the paper used targeted toaster / school-bus / lipstick / "
-    "pineapple patches.",
-    "3-D pooling with depth_pool: 1: no pooling window spans neighbouring patches (the paper's 3-D max-pooling "
-    "spans several).",
+    "Patches: targeted Adversarial Patch (Brown et al., EoT over location) where the paper synthesized its toaster / "
+    "school-bus / lipstick / pineapple patches with A-ADS; ImageNet uses those four classes, CIFAR-10 truck for the "
+    "school bus and airplane / cat / frog (no counterparts), CIFAR-100 television / bottle / orange / bus, the demo one "
+    "Fashion-MNIST target per size (T-shirt/top 8 px, Sneaker 12 px, Bag 16 px).",
+    "α / β of a targeted patch: defended = still classified correctly (Sec. 3's untargeted success criterion), "
+    "images of the target class left out; the paper does not say.",
+    "3-D pooling with depth_pool: 3: each pooling window spans a patch and its two neighbours in the ranked volume "
+    "(Eq. 9 does not give the window's depth); EfficientNet-B0 has no fixed-window pooling, so there only the "
+    "3-D convolutions span patches.",
     "3-D convolutions span 3 patches in depth (depth_kernel: 3) where the paper writes 3×3×N.",
     "Table 2 (bottom): LGS's published α names no architecture, so it has its own row and is not set beside "
     "our LGS; a published number stands beside ours only for the same dataset and the architecture our net "

@@ -149,9 +149,10 @@ def _caption(groups: dict) -> str:
         nets = ", ".join(arch_label(a, pms.get(a)) for a in archs_of(patches))
         parts.append(f"{DATASETS.get(ds, ds)}: preset {p}, {nets}, {int(patches['eval_n'].iloc[0])} test images, "
                      f"patches of {areas}")
-    return ("BMVC 2023 Table 2 (bottom): defense success rate α (%) against untargeted adversarial patches: of the test "
-            "images a model classifies correctly when clean, the share still correct with the patch (and the defense), "
-            "pooled over patch sizes and the 5 regions (Wilson 95% interval). α ours: patches trained on the undefended "
+    return ("BMVC 2023 Table 2 (bottom): defense success rate α (%) against adversarial patches (one per named "
+            "target, or untargeted, as the preset lists them): of the test images a model classifies correctly when "
+            "clean (a targeted patch: those not of its target class), the share still correct with the patch (and the "
+            "defense), pooled over targets, patch sizes and the 5 regions (Wilson 95% interval). α ours: patches trained on the undefended "
             "model f (transfer patches for each volumized g; f's own for f and for LGS / DW on f), the setting of the "
             "paper's fixed patches; white-box: patches trained on the model itself. A paper number stands in a row only "
             "where the paper reports that method on the architecture the row's net maps to ('=' the same net, '≈' a "
