@@ -67,8 +67,9 @@ bench: install  ## side-by-side speed vs ART, torchattacks, scikit-image, scipy,
 	$(BIN)/python benchmarks/bench_peers_defenses.py --csv $(BENCH)/defenses.csv
 	$(BIN)/python benchmarks/bench_peers_attacks.py --csv $(BENCH)/attacks.csv
 	$(BIN)/python benchmarks/bench_npixel.py --peer-csv $(BENCH)/npixel.csv
+	$(BIN)/python benchmarks/bench_npixel.py --pixels 4 --n 32 --peer-csv $(BENCH)/npixel4.csv
 	$(BIN)/python benchmarks/bench_scaling.py --csv $(BENCH)/scaling.csv
-	$(BIN)/python benchmarks/report.py $(BENCH)/defenses.csv $(BENCH)/attacks.csv $(BENCH)/npixel.csv $(BENCH)/scaling.csv \
+	$(BIN)/python benchmarks/report.py $(BENCH)/defenses.csv $(BENCH)/attacks.csv $(BENCH)/npixel.csv $(BENCH)/npixel4.csv $(BENCH)/scaling.csv \
 		--csv $(BENCH)/bench.csv --md $(BENCH)/bench.md
 
 clean:

@@ -18,7 +18,8 @@ so try ``j`` of an iteration carries the first ``j + 1`` pixels of that iteratio
 N pixels change) and the first misclassified try is returned (none: the clean image).
 
 Random draws per call on B images (one CPU ``torch.Generator`` seeded at construction):
-``torch.rand(B, iterations, h·w)`` (each iteration's order is the argsort), then
+``torch.rand(B, iterations, h·w)`` (each iteration's order is the argsort; only its first N
+pixels are used, taken as the N smallest keys in order), then
 ``torch.randint(0, 2, (B, iterations, N))`` (1 = min, 0 = max, Foolbox's coin). Foolbox draws the
 coins from numpy's global generator, one per pixel as the loop reaches it; drawing them all first
 gives every try the same distribution and makes an image's draws independent of when it stops.
@@ -68,20 +69,21 @@ class MultiplePixels(PixelAttack):
         b, dev = len(x), x.device
         top, left, h, w = region_of(self.region, x, self.name)
         check(self.pixels <= h * w, f"{self.name}: pixels ({self.pixels}) must not exceed the region's {h * w} pixels")
-        order = torch.rand(b, self.iterations, h * w, generator=self.generator).argsort(2).to(dev)
+        keys = torch.rand(b, self.iterations, h * w, generator=self.generator)
+        # the first N pixels of each iteration's order (the argsort of keys): the N smallest keys, in order
+        first = keys.topk(self.pixels, dim=2, largest=False, sorted=True).indices.to(dev)  # B×it×N
         coin = torch.randint(0, 2, (b, self.iterations, self.pixels), generator=self.generator).to(dev)
-        rank = order.argsort(2)  # rank[i, it, p]: when pixel p is reached in iteration it
-        value = torch.zeros(b, self.iterations, h * w, device=dev, dtype=x.dtype)
-        value.scatter_(2, order[..., : self.pixels], (coin == 0).to(x.dtype))  # 1 = min (0), 0 = max (1)
+        colour = (coin == 0).to(x.dtype)  # Foolbox's coin: 1 -> min (0), 0 -> max (1)
+        reach = torch.arange(self.pixels, device=dev)
 
         def build(imgs: torch.Tensor, rows: torch.Tensor, tries: torch.Tensor) -> torch.Tensor:
             it, j = tries // self.pixels, tries % self.pixels
-            painted = rank[rows][:, it] <= j[None, :, None]  # A×k×(h·w): the first j + 1 pixels of iteration it
-            colour = value[rows][:, it]  # A×k×(h·w)
+            sel = rows[:, None], it[None, :]  # A×k: only the iterations these tries use
+            on = (reach[None, None, :] <= j[None, :, None]).expand(len(rows), -1, -1)  # try j: the first j + 1 pixels
+            a_i, k_i, n_i = on.nonzero(as_tuple=True)
+            pix = first[sel][a_i, k_i, n_i]  # distinct within a try: no write collides
             cand = imgs[:, None].repeat(1, len(tries), 1, 1, 1)
-            box = cand[..., top:top + h, left:left + w]  # a view: writing it writes cand
-            box.copy_(torch.where(painted.view(*painted.shape[:2], 1, h, w),
-                                  colour.view(*colour.shape[:2], 1, h, w), box))
+            cand[a_i, k_i, :, top + pix // w, left + pix % w] = colour[sel][a_i, k_i, n_i][:, None]
             return cand
 
         with eval_mode(self.model):
