@@ -52,6 +52,12 @@ class LocalSearch(PixelAttack):
     """Foolbox 2's LocalSearchAttack, batched (see the module docstring)."""
 
     name = "local_search"
+    steps_param = "rounds"
+
+    @property
+    def pixels(self) -> int:
+        """At most t pixels per round change: the L0 bound of a run (Foolbox sets none)."""
+        return self.rounds * self.t
 
     def __init__(self, model: nn.Module, r: float = 1.5, p: float = 10.0, d: int = 5, t: int = 5, rounds: int = 150,
                  region: Sequence[int] | None = None, seed: int = 0, eval_batch: int = 256):

@@ -14,7 +14,7 @@ The algorithm, per image (Foolbox 2.x ``foolbox/attacks/localsearch.py``,
             set every channel of that pixel of perturbed to value
             if the model misclassifies perturbed: return it
 
-so try ``j`` of an iteration carries the first ``j + 1`` pixels of that iteration's order (at most
+(a ``pixels`` above the region's pixel count is cut to it, as Foolbox's slice does), so try ``j`` of an iteration carries the first ``j + 1`` pixels of that iteration's order (at most
 N pixels change) and the first misclassified try is returned (none: the clean image).
 
 Random draws per call on B images (one CPU ``torch.Generator`` seeded at construction):
@@ -44,6 +44,7 @@ class MultiplePixels(PixelAttack):
     ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""
 
     name = "multiple_pixels"
+    steps_param = "iterations"
 
     def __init__(self, model: nn.Module, pixels: int = 1000, iterations: int = 1, region: Sequence[int] | None = None,
                  seed: int = 0, eval_batch: int = 256):
@@ -68,16 +69,16 @@ class MultiplePixels(PixelAttack):
         labels = labels.to(x.device)
         b, dev = len(x), x.device
         top, left, h, w = region_of(self.region, x, self.name)
-        check(self.pixels <= h * w, f"{self.name}: pixels ({self.pixels}) must not exceed the region's {h * w} pixels")
+        n = min(self.pixels, h * w)  # Foolbox: permutation(h * w)[:num_pixels]
         keys = torch.rand(b, self.iterations, h * w, generator=self.generator)
         # the first N pixels of each iteration's order (the argsort of keys): the N smallest keys, in order
-        first = keys.topk(self.pixels, dim=2, largest=False, sorted=True).indices.to(dev)  # B×it×N
-        coin = torch.randint(0, 2, (b, self.iterations, self.pixels), generator=self.generator).to(dev)
+        first = keys.topk(n, dim=2, largest=False, sorted=True).indices.to(dev)  # B×it×N
+        coin = torch.randint(0, 2, (b, self.iterations, n), generator=self.generator).to(dev)
         colour = (coin == 0).to(x.dtype)  # Foolbox's coin: 1 -> min (0), 0 -> max (1)
-        reach = torch.arange(self.pixels, device=dev)
+        reach = torch.arange(n, device=dev)
 
         def build(imgs: torch.Tensor, rows: torch.Tensor, tries: torch.Tensor) -> torch.Tensor:
-            it, j = tries // self.pixels, tries % self.pixels
+            it, j = tries // n, tries % n
             sel = rows[:, None], it[None, :]  # A×k: only the iterations these tries use
             on = (reach[None, None, :] <= j[None, :, None]).expand(len(rows), -1, -1)  # try j: the first j + 1 pixels
             a_i, k_i, n_i = on.nonzero(as_tuple=True)
@@ -87,7 +88,7 @@ class MultiplePixels(PixelAttack):
             return cand
 
         with eval_mode(self.model):
-            adv, success, queries = first_adversarial(self.model, x, labels, self.iterations * self.pixels, build,
+            adv, success, queries = first_adversarial(self.model, x, labels, self.iterations * n, build,
                                                       self.eval_batch)
         self.last_success, self.last_queries = success.cpu(), queries.cpu()
         return adv

@@ -48,25 +48,35 @@ def check_region(region, who: str):
 
 
 class PixelAttack(Attack):
-    """Base of the Foolbox-style pixel attacks: an L0 attack without ε; the preset's ``steps`` are
-    not used, its ``params`` are constructor parameters (``region`` fitted to the image size)."""
+    """Base of the Foolbox-style pixel attacks: an L0 attack without ε (a preset's ``eps`` is
+    ignored), no ``step_size``; a preset's ``steps`` set the parameter named by ``steps_param``
+    (the attack's loop count) where it has one; ``params`` are constructor parameters
+    (``region`` fitted to the image size). ``pixels``: at most this many pixels change per image."""
+
+    steps_param: str | None = None
 
     @classmethod
     def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
-        check(cfg.steps is None and cfg.step_size is None,
-              f"{where}: attack {cfg.name} takes no steps or step_size (set its params instead)")
+        check(cfg.step_size is None, f"{where}: attack {cfg.name} takes no step_size (set its params instead)")
+        check(cfg.steps is None or cls.steps_param is not None, f"{where}: attack {cfg.name} takes no steps")
+        check(cfg.steps is None or (is_int(cfg.steps) and cfg.steps >= 1), f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
         check(isinstance(cfg.params, dict), f"{where}.params must be a mapping")
         accepted = cls.accepted_params() - {"seed"}
         for key in cfg.params:
             check(key in accepted, f"{where}.params: attack {cfg.name} has no parameter {key!r}")
-        box = cls(nn.Identity(), **cfg.params).region  # the constructor checks every parameter
+        check(cfg.steps is None or cls.steps_param not in cfg.params, f"{where}: give steps or params.{cls.steps_param}, not both")
+        box = cls(nn.Identity(), **cls._kwargs(cfg)).region  # the constructor checks every parameter
         check(box is None or (box[0] + box[2] <= image_size and box[1] + box[3] <= image_size),
               f"{where}.params.region {box} does not fit {image_size}×{image_size} images")
 
     @classmethod
+    def _kwargs(cls, cfg) -> dict:
+        return {**cfg.params, **({cls.steps_param: cfg.steps} if cfg.steps is not None else {})}
+
+    @classmethod
     def from_config(cls, model: nn.Module, cfg, image_size: int, progress: bool = False) -> "PixelAttack":
         cls.check_config(cfg, image_size, where=f"attack {cfg.name}")
-        return cls(model, **cfg.params, seed=cfg.seed)
+        return cls(model, **cls._kwargs(cfg), seed=cfg.seed)
 
 
 class SinglePixel(PixelAttack):
@@ -74,6 +84,7 @@ class SinglePixel(PixelAttack):
     ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""
 
     name = "single_pixel"
+    pixels = 1  # one pixel per try; every try starts from the clean image
 
     def __init__(self, model: nn.Module, max_pixels: int = 1000, region: Sequence[int] | None = None, seed: int = 0,
                  eval_batch: int = 256):
