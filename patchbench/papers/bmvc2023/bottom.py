@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, Table, TableContext, fmt_delta, fmt_pct
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_delta, fmt_pct, get_dataset_info
 from patchbench.papers.bmvc2023.cells import (
     DATASETS, NA, PAPER_ARCHS, REFERENCE, REPORTED_ONLY, arch_label, archs_of, fmt_rate, method_label, paper_models,
     pooled, volumization_cells,
@@ -141,6 +141,18 @@ def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.D
     return table, _caption(groups)
 
 
+def _targets(dataset: str, patches) -> str:
+    """The patches' targets by name (``target`` null: untargeted)."""
+    try:
+        names = get_dataset_info(dataset).classes
+    except PatchbenchError:  # a dataset without a registry entry: indices only
+        names = []
+    found = sorted({int(t) for t in patches["target"].dropna()})
+    named = [f"{names[t]} ({t})" if t < len(names) else str(t) for t in found]
+    untargeted = patches["target"].isna().any()
+    return "targets " + ", ".join(named + (["untargeted"] if untargeted else [])) if named else "untargeted"
+
+
 def _caption(groups: dict) -> str:
     parts = []
     for ds, (p, patches, pms) in groups.items():
@@ -148,7 +160,7 @@ def _caption(groups: dict) -> str:
         areas = ", ".join(f"{s} px ({100 * s * s / image ** 2:.1f}%)" for s in sorted(int(s) for s in patches["patch_px"].unique()))
         nets = ", ".join(arch_label(a, pms.get(a)) for a in archs_of(patches))
         parts.append(f"{DATASETS.get(ds, ds)}: preset {p}, {nets}, {int(patches['eval_n'].iloc[0])} test images, "
-                     f"patches of {areas}")
+                     f"patches of {areas}, {_targets(ds, patches)}")
     return ("BMVC 2023 Table 2 (bottom): defense success rate α (%) against adversarial patches (one per named "
             "target, or untargeted, as the preset lists them): of the test images a model classifies correctly when "
             "clean (a targeted patch: those not of its target class), the share still correct with the patch (and the "
