@@ -147,9 +147,10 @@ def _targets(dataset: str, patches) -> str:
         names = get_dataset_info(dataset).classes
     except PatchbenchError:  # a dataset without a registry entry: indices only
         names = []
-    found = sorted({int(t) for t in patches["target"].dropna()})
+    target = patches["target"] if "target" in patches else pd.Series(None, index=patches.index, dtype=float)
+    found = sorted({int(t) for t in target.dropna()})
     named = [f"{names[t]} ({t})" if t < len(names) else str(t) for t in found]
-    untargeted = patches["target"].isna().any()
+    untargeted = target.isna().any()
     return "targets " + ", ".join(named + (["untargeted"] if untargeted else [])) if named else "untargeted"
 
 
