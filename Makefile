@@ -8,6 +8,13 @@ PAPERS  := icaart2022 tomm2022 bmvc2023 advml2019
 # SMALL_DATA=DIR (DIR/mnist, DIR/cifar10, DIR/cifar100); ALLOW_CPU=1 runs paper scale without a GPU
 IMAGENET ?= $(DATA)
 DATA_ENV := $(if $(IMAGENET),PATCHBENCH_IMAGENET=$(IMAGENET)) $(if $(SMALL_DATA),PATCHBENCH_DATA=$(SMALL_DATA))
+# make demo-tomm AUDIT=autoattack: the AutoAttack cross-check of every Table 6 cell after the demo (torchattacks,
+# the bench extra); AUDIT_N=200: on the first 200 of the 1000 evaluation images only
+AUDIT   ?=
+AUDIT_N ?=
+ifneq ($(filter-out autoattack,$(AUDIT)),)
+$(error AUDIT=$(AUDIT): the audits are: autoattack)
+endif
 
 .PHONY: install test test-fast demo demo-tomm demo-bmvc demo-advml reproduce-tables reproduce-tables-demo report lint bench clean
 
@@ -30,9 +37,13 @@ demo: install  ## ICAART 2022 at demo scale (Fashion-MNIST, CPU): Tables 1-4, SS
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
 
-demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, five trainings x ten attacks, CPU)
+demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, five trainings x ten attacks, CPU); AUDIT=autoattack cross-checks it
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce tomm2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
+ifeq ($(AUDIT),autoattack)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m patchbench.audit.autoattack --preset demo-tomm-fmnist --results $(RESULTS) $(if $(AUDIT_N),--n $(AUDIT_N))
+endif
 
 demo-bmvc: install  ## BMVC 2023 Table 2 (top, bottom), Fig. 2, Fig. 3 at demo scale (Fashion-MNIST 32 px, volumetric small_vgg, CPU)
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh

@@ -324,7 +324,7 @@ def test_accuracies_are_checked():
 
 
 def test_registry_names_a_function_a_bool_column_and_a_remedy_for_each_indicator():
-    assert len(INDICATORS) == len(set(AUDIT_COLUMNS)) == 8
+    assert len(INDICATORS) == len(set(AUDIT_COLUMNS)) == 9
     for name, ind in INDICATORS.items():
         assert ind.name == name and ind.column == f"audit_{name}"
         assert callable(getattr(audit, ind.function))

@@ -1,9 +1,10 @@
 """Attack-failure audit: is a cell's robustness number an attack that failed?
 
 Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indicators of attack
-failure, adapted to patches, and two checks of Carlini et al. 2019's checklist), and the registry
-of what each means and what to run instead (:data:`INDICATORS`, result columns
-:data:`AUDIT_COLUMNS`). Above the defenses and attacks; nothing in patchbench imports it yet.
+failure, adapted to patches, two checks of Carlini et al. 2019's checklist, and the AutoAttack gap
+of Croce & Hein 2020), and the registry of what each means and what to run instead
+(:data:`INDICATORS`, result columns :data:`AUDIT_COLUMNS`). Above the defenses and attacks;
+nothing in patchbench imports it yet.
 
 =========================  ========================  ============================================
 module                     functions                 reads
@@ -15,12 +16,20 @@ module                     functions                 reads
 :mod:`.cells`              transfer_failure,         accuracies of the cell and its neighbours
                            unconstrained_failure,
                            non_monotonic,
-                           random_beats_gradient
+                           random_beats_gradient,
+                           autoattack_gap
+:mod:`.autoattack`         autoattack_check          a preset's stored cells, cached models and
+                                                     evaluation images (runs AutoAttack)
 =========================  ========================  ============================================
+
+:mod:`.autoattack` is the one module above the store, the model cache and the presets; it is not
+imported here (``import patchbench.audit.autoattack``), so the rest of the package stays
+importable from below.
 """
 
 from patchbench.audit.cells import (  # noqa: F401
     UNCONSTRAINED_THRESHOLD,
+    autoattack_gap,
     non_monotonic,
     random_beats_gradient,
     transfer_failure,
@@ -29,6 +38,7 @@ from patchbench.audit.cells import (  # noqa: F401
 from patchbench.audit.gradients import AS_WRITTEN, DECLARED, ZERO_GRAD_ATOL, input_gradient, unavailable_gradients  # noqa: F401
 from patchbench.audit.indicators import (  # noqa: F401
     ADAPTIVE,
+    AUDIT_AUTOATTACK_GAP,
     AUDIT_COLUMNS,
     AUDIT_INCOMPLETE_OPTIMIZATION,
     AUDIT_NON_MONOTONIC,

@@ -1,7 +1,8 @@
 """Indicators read from a cell's accuracies (a grid cell: model × defense × λ × attack × budget):
-transfer failure and unconstrained failure (Pintor et al. 2022), and two checks of Carlini et al.
+transfer failure and unconstrained failure (Pintor et al. 2022), two checks of Carlini et al.
 2019's checklist ("On Evaluating Adversarial Robustness"): accuracy that does not fall
-with the budget, and random search beating the gradient attack.
+with the budget, and random search beating the gradient attack, and the AutoAttack cross-check
+(Croce & Hein 2020): AutoAttack beating the cell's attack on the same images.
 
 Accuracies are fractions in [0, 1]; an ``interval`` is a half-width in the same units (e.g. of a
 95 % confidence interval of the difference) and broadcasts against the accuracies, so a column of
@@ -108,3 +109,18 @@ def random_beats_gradient(acc_random, acc_gradient, interval=0.0) -> torch.Tenso
     report the random-search number as the robustness.
     """
     return _accuracy("acc_gradient", acc_gradient) - _accuracy("acc_random", acc_random) > _interval(interval)
+
+
+def autoattack_gap(reported_acc, autoattack_acc, interval=0.0) -> torch.Tensor:
+    """AutoAttack, on the same model and images, leaves a lower robust accuracy than the cell reports.
+
+    Croce & Hein 2020 ("Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks", ICML 2020) found many published ε-bounded robustness numbers
+    overestimated by the attack that produced them; their ensemble (APGD-CE, APGD-T, FAB-T,
+    Square) is the standard second opinion. Fires where ``reported_acc − autoattack_acc >
+    interval``; :func:`patchbench.audit.autoattack.autoattack_check` passes the lower half-width
+    of the reported cell's 95 % Wilson interval on the compared images, i.e. it fires where
+    AutoAttack's accuracy falls below that interval. Remedy: report AutoAttack's number, and rerun
+    the cell's attack with more steps / restarts (or adaptively through a defense).
+    """
+    return _accuracy("reported_acc", reported_acc) - _accuracy("autoattack_acc", autoattack_acc) > _interval(interval)

@@ -3,8 +3,9 @@ instead, and the (bool) result column it writes.
 
 Six indicators of attack failure from Pintor et al. 2022 ("Indicators of Attack Failure:
 Debugging and Improving Optimization of Adversarial Examples", NeurIPS 2022; reference code
-pralab/IndicatorsOfAttackFailure) and two checks from Carlini et al. 2019's checklist ("On
-Evaluating Adversarial Robustness"). Each column is True where the indicator fires: the number
+pralab/IndicatorsOfAttackFailure), two checks from Carlini et al. 2019's checklist ("On
+Evaluating Adversarial Robustness") and the AutoAttack cross-check of ε-bounded cells (Croce &
+Hein 2020, ICML; run by :mod:`patchbench.audit.autoattack`). Each column is True where the indicator fires: the number
 the cell reports is then an over-estimate of robustness until the remedy has been run.
 
 The columns are declared here as names only; whoever writes them declares them with the store
@@ -29,6 +30,7 @@ REMEDIES = (ADAPTIVE, BPDA, EOT, TUNE)
 
 PINTOR = "Pintor et al. 2022"
 CARLINI = "Carlini et al. 2019"
+CROCE = "Croce & Hein 2020"
 
 AUDIT_UNAVAILABLE_GRADIENTS = "audit_unavailable_gradients"
 AUDIT_UNSTABLE_PREDICTIONS = "audit_unstable_predictions"
@@ -38,13 +40,14 @@ AUDIT_TRANSFER_FAILURE = "audit_transfer_failure"
 AUDIT_UNCONSTRAINED_FAILURE = "audit_unconstrained_failure"
 AUDIT_NON_MONOTONIC = "audit_non_monotonic"
 AUDIT_RANDOM_BEATS_GRADIENT = "audit_random_beats_gradient"
+AUDIT_AUTOATTACK_GAP = "audit_autoattack_gap"
 
 
 @dataclass(frozen=True)
 class Indicator:
     name: str
     column: str  # the cell's bool result column
-    source: str  # PINTOR or CARLINI
+    source: str  # PINTOR, CARLINI or CROCE
     function: str  # the patchbench.audit function that computes it
     explains: str  # what a firing indicator says about the evaluation
     threshold: str  # when it fires, with the constant's value
@@ -95,6 +98,13 @@ INDICATORS: dict[str, Indicator] = {i.name: i for i in (
               "gradient-attack accuracy − random-search accuracy > the interval",
               (BPDA, EOT),
               "BPDA / EOT gradients, and report the random-search accuracy meanwhile"),
+    Indicator("autoattack_gap", AUDIT_AUTOATTACK_GAP, CROCE, "autoattack_gap",
+              "AutoAttack (torchattacks), on the same model, images and ε, leaves a lower robust accuracy: "
+              "the cell's attack over-estimates robustness",
+              "reported − AutoAttack accuracy > the lower half-width of the reported 95 % Wilson interval "
+              "(AutoAttack below that interval)",
+              (TUNE, ADAPTIVE),
+              "report AutoAttack's accuracy; rerun the cell's attack with more steps / restarts (adaptively through a defense)"),
 )}
 
 AUDIT_COLUMNS: tuple[str, ...] = tuple(i.column for i in INDICATORS.values())  # all bool
