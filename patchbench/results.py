@@ -5,6 +5,7 @@ Layout under ``--results DIR``::
     DIR/cells/<run_id>.parquet         one row: the cell's config, counts, accuracy, CI, provenance
     DIR/predictions/<run_id>.parquet   per-image predictions (index, label, pred) of that cell
     DIR/artifacts/models|patches/      cached checkpoints and patches the cells were computed with
+    DIR/audit/cells/<preset>.parquet   per-cell audit verdicts (audit_* columns, audit_notes), joined on read
 
 A cell's columns are declared by whoever writes them (:mod:`patchbench.columns`; a row with an
 undeclared column is refused). Its run id is the hash of its key columns, so a stored cell is
@@ -28,7 +29,10 @@ import pyarrow.parquet as pq
 
 from patchbench.columns import check_row, column_names, key_columns
 from patchbench.config.keys import cache_hash
+from patchbench.errors import check
 from patchbench.util import atomic_write, remove_stale_temps
+
+AUDIT_DIR = Path("audit") / "cells"  # per-cell audit verdicts (patchbench.audit.runner), joined on read
 
 
 def run_id(key: dict[str, Any]) -> str:
@@ -147,9 +151,31 @@ class ResultStore:
     def read_cell(self, rid: str) -> dict[str, Any]:
         return pd.read_parquet(self.cells_dir / f"{rid}.parquet").iloc[0].to_dict()
 
+    def write_audit(self, name: str, verdicts: pd.DataFrame) -> Path:
+        """A set of per-cell audit verdicts (one row per ``run_id``), replacing the previous ``name``."""
+        check(verdicts["run_id"].is_unique, "audit verdicts must have one row per run_id")
+        path = self.root / AUDIT_DIR / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_parquet(verdicts, path)
+        return path
+
+    def load_audit(self) -> pd.DataFrame:
+        """Every stored audit verdict (``<root>/audit/cells/*.parquet``), the newest per run id."""
+        d = self.root / AUDIT_DIR
+        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+        if not files:
+            return pd.DataFrame(columns=["run_id"])
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return df.drop_duplicates("run_id", keep="last")
+
     def load_cells(self) -> pd.DataFrame:
+        """Every stored cell, with its audit verdicts' columns where an audit has run (missing elsewhere)."""
         files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
         df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame(columns=column_names())
+        audit = self.load_audit()
+        if len(audit) and len(df):
+            keep = [c for c in audit.columns if c.startswith("audit_") or c == "run_id"]
+            df = df.merge(audit[keep], on="run_id", how="left")
         df.attrs["results"] = str(self.root)  # where the artifacts (models' training histories) are
         return df
 

@@ -3,8 +3,8 @@
 Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indicators of attack
 failure, adapted to patches, two checks of Carlini et al. 2019's checklist, and the AutoAttack gap
 of Croce & Hein 2020), and the registry of what each means and what to run instead
-(:data:`INDICATORS`, result columns :data:`AUDIT_COLUMNS`). Above the defenses and attacks;
-nothing in patchbench imports it yet.
+(:data:`INDICATORS`, result columns :data:`AUDIT_COLUMNS`). Above the defenses and attacks; the
+tables read its registry, and two runner modules (not imported here) run it on stored results.
 
 =========================  ========================  ============================================
 module                     functions                 reads
@@ -18,12 +18,16 @@ module                     functions                 reads
                            non_monotonic,
                            random_beats_gradient,
                            autoattack_gap
+:mod:`.verdicts`           cell_verdicts             a patch grid's stored cells and its patches'
+                                                     traces (transfer, monotonicity, traces)
+:mod:`.runner`             audit_preset, explain     a preset's stored cells, cached model, patches
+                                                     and evaluation images (per-cell audit)
 :mod:`.autoattack`         autoattack_check          a preset's stored cells, cached models and
                                                      evaluation images (runs AutoAttack)
 =========================  ========================  ============================================
 
-:mod:`.autoattack` is the one module above the store, the model cache and the presets; it is not
-imported here (``import patchbench.audit.autoattack``), so the rest of the package stays
+:mod:`.runner` and :mod:`.autoattack` stand above the store, the model cache and the presets; they
+are not imported here (``import patchbench.audit.runner``), so the rest of the package stays
 importable from below.
 """
 

@@ -79,8 +79,11 @@ INDICATORS: dict[str, Indicator] = {i.name: i for i in (
               (TUNE,),
               "the same attack with more steps or a larger step size"),
     Indicator("transfer_failure", AUDIT_TRANSFER_FAILURE, PINTOR, "transfer_failure",
-              "a patch trained without seeing the defense lowers accuracy more than the cell's white-box attack",
-              "white-box accuracy − transferred-patch accuracy > the interval",
+              "the attack was scored on a model it did not optimise against and did not carry over: a patch "
+              "trained on the undefended model fools it far more than the defended one, or beats the white-box "
+              "attack through the defense",
+              "defended − undefended accuracy of the same patch (non-adaptive cell), or adaptive − non-adaptive "
+              "accuracy (adaptive cell), > the interval",
               (ADAPTIVE, BPDA),
               "an adaptive attack through the defense (BPDA where it is not differentiable)"),
     Indicator("unconstrained_failure", AUDIT_UNCONSTRAINED_FAILURE, PINTOR, "unconstrained_failure",

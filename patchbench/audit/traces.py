@@ -109,3 +109,69 @@ def incomplete_optimization(loss_trace: torch.Tensor, last: int | float = INCOMP
     tail = best[..., -window_length(trace.shape[-1], last):]
     spread = tail.amax(-1) - tail.amin(-1)  # = tail[0] - tail[-1]: the running minimum only falls
     return (spread > tolerance) | ~finite
+
+
+# ---- the same two, on a stochastic attack's minibatch traces ------------------------------------
+
+TRACE_BLOCKS = 20  # ours: a minibatch trace is read as 20 block means (one per 5 % of the steps)
+NO_PROGRESS_Z = 3.0  # ours: an attack "made progress" when its best block beats its first by 3 standard errors
+
+
+def block_means(trace: torch.Tensor, blocks: int = TRACE_BLOCKS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., T) -> the means of ``blocks`` consecutive, near-equal blocks of steps (..., B) and each
+    block's standard error (..., B) from its own spread (B = min(blocks, T // 2): two steps a block at least)."""
+    check(isinstance(trace, torch.Tensor) and trace.dim() >= 1 and trace.shape[-1] >= 4,
+          "a minibatch trace must be a tensor with at least 4 attack steps on its last axis")
+    check(is_int(blocks) and blocks >= 2, f"blocks must be an integer >= 2, got {blocks!r}")
+    t = trace.double()
+    b = min(blocks, t.shape[-1] // 2)
+    edges = torch.linspace(0, t.shape[-1], b + 1).round().long().tolist()
+    parts = [t[..., lo:hi] for lo, hi in zip(edges, edges[1:])]
+    means = torch.stack([p.mean(-1) for p in parts], -1)
+    ses = torch.stack([p.std(-1) / math.sqrt(p.shape[-1]) for p in parts], -1)
+    return means, ses
+
+
+def minibatch_incomplete_optimization(loss_trace: torch.Tensor, blocks: int = TRACE_BLOCKS, last: float = INCOMPLETE_LAST,
+                                      tolerance: float = INCOMPLETE_TOLERANCE, z: float = NO_PROGRESS_Z) -> torch.Tensor:
+    """Bool (...): :func:`incomplete_optimization` for a patch attack's *minibatch* loss trace.
+
+    A patch attack (LaVAN, Adversarial Patch) records the loss of a fresh training batch at every
+    step, so its trace is the descent plus sampling noise; on the raw trace the running minimum
+    keeps falling by chance (a new unlucky batch) and Pintor's test fires on every attack. Two
+    adaptations (ours, stated as parameters):
+
+    1. Pintor's test on the trace's ``blocks`` block means (:func:`block_means`; 20: one per 5 %
+       of the steps), its window the blocks whose centres span the last ``last`` of the steps
+       (10 %: the last three blocks, two block-widths apart);
+    2. no progress fires too: the best block mean is not ``z`` standard errors below the first
+       block's. This closes the blind spot of :func:`incomplete_optimization` (a trace that never
+       moves reads as complete) for the case Pintor et al. name first among the causes, a step
+       size too small to move the patch — with step size 0 the trace is pure sampling noise.
+    """
+    check(is_number(z) and z > 0, f"z must be a number > 0, got {z!r}")
+    means, ses = block_means(loss_trace, blocks)
+    finite = torch.isfinite(loss_trace.double()).all(-1)
+    check(is_number(last) and 0 < last <= 1, f"last must be a fraction of the steps in (0, 1], got {last!r}")
+    window = min(means.shape[-1], round(last * means.shape[-1]) + 1)
+    still_falling = incomplete_optimization(means, last=max(2, window), tolerance=tolerance)
+    best = means.amin(-1)
+    noise = torch.sqrt(ses[..., 0] ** 2 + ses.gather(-1, means.argmin(-1, keepdim=True)).squeeze(-1) ** 2)
+    no_progress = ~(means[..., 0] - best > z * noise)
+    return still_falling | no_progress | ~finite
+
+
+def minibatch_silent_success(hit_trace: torch.Tensor, final_success, batch: int, blocks: int = TRACE_BLOCKS,
+                             z: float = 1.96) -> torch.Tensor:
+    """Bool (...): :func:`silent_success` for a universal patch's minibatch success trace.
+
+    ``hit_trace`` (..., T): the patch's success rate on each step's training batch of ``batch``
+    images; ``final_success`` (...): the returned patch's rate. Fires where some block mean of the
+    trace (:func:`block_means`) beats the returned patch by more than ``z`` binomial standard errors
+    of that block (its steps × ``batch`` images) — an earlier iterate was better than the one returned."""
+    check(is_int(batch) and batch >= 1, f"batch must be the images per step (>= 1), got {batch!r}")
+    means, _ = block_means(hit_trace, blocks)
+    per_block = hit_trace.shape[-1] / means.shape[-1] * batch
+    se = torch.sqrt(means.clamp(0, 1) * (1 - means.clamp(0, 1)) / per_block)
+    final = torch.as_tensor(final_success, dtype=torch.float64, device=hit_trace.device)
+    return ((means - z * se) > final.unsqueeze(-1)).any(-1)
