@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install  ## the whole test suite (no network, minutes on 2 cores)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: install  ## everything but the end-to-end runs marked slow (under 2 minutes on 2 cores)
 	$(BIN)/python -m pytest -q -m "not slow"

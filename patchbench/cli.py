@@ -12,6 +12,7 @@ from rich.console import Console
 
 from patchbench import __version__
 from patchbench import cli_options as opt
+from patchbench.cli_more import audit_cmd, background_attack_cmd
 from patchbench.errors import PatchbenchError
 from patchbench.plugins import plugin_names
 
@@ -119,20 +120,6 @@ def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.Def
     out.print(f"{defense} λ={lam_v:g}: {n} image(s) -> {out_dir}")
 
 
-@app.command("background-attack")
-def background_attack_cmd(
-        images: opt.BgImages, boxes: opt.BgBoxes, out_dir: opt.BgOutDir, model: opt.BgModel = "inception_v3",
-        weights: opt.BgWeights = "DEFAULT", dataset: opt.BgDataset = "imagenet", image_size: opt.BgImageSize = 299,
-        eps: opt.BgEps = 0.3, steps: opt.BgSteps = 100, step_size: opt.BgStepSize = None, seed: opt.BgSeed = 0,
-        batch_size: opt.BgBatchSize = 8, device: opt.BgDevice = "auto"):
-    """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
-    against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
-    from patchbench import background
-
-    out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
-                             batch_size, device))
-
-
 @app.command("evaluate")
 def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = None, defense: opt.EvaluateDefense = "lgs",
                  lam: opt.Lam = "2.3", params: opt.Param = None, results: opt.Results = Path("results"),
@@ -226,6 +213,10 @@ def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Re
     from patchbench.reporting import draw_figure
 
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
+
+
+app.command("audit")(audit_cmd)
+app.command("background-attack")(background_attack_cmd)
 
 
 def main() -> None:

@@ -81,7 +81,9 @@ def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: s
     shard_spec = parse_shard(shard)
     names, lams, given = check_sweep_inputs(preset, defenses, lambdas, patch_files)
     store, device = ResultStore(results, shard=shard_spec), resolve_device(preset.device)
-    return all_experiments()[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
+    rows = all_experiments()[preset.experiment].sweep(preset, store, device, progress, defenses=names, lambdas=lams, patches=given)
+    audit_cells(preset, store, device, progress)
+    return rows
 
 
 def evaluate_one(preset: Preset, results: Path, patch_file: Path | None, defense: str, lam: float,
@@ -102,6 +104,17 @@ def run_preset(preset: Preset, store: ResultStore, device: torch.device, progres
     rows = all_experiments()[preset.experiment].sweep(preset, store, device, progress)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} cells")
     get_paper(preset.paper).extra_steps(preset, store, device, progress)
+    audit_cells(preset, store, device, progress)
+
+
+def audit_cells(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> None:
+    """The attack-failure audit of a patch-defense preset's cells (:mod:`patchbench.audit.runner`),
+    once its grid is whole: not in a shard (the last shard's ``patchbench audit`` does it)."""
+    if preset.experiment != "patch-defense" or not preset.attacks or store.shard is not None or store.plan_only:
+        return
+    from patchbench.audit.runner import audit_preset
+
+    audit_preset(preset, store.root, device, progress=progress)
 
 
 def store_and_device(preset: Preset, results: Path) -> tuple[ResultStore, torch.device]:

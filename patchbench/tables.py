@@ -17,6 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
+from patchbench.audit.indicators import INDICATORS, Indicator
 from patchbench.errors import PatchbenchError
 
 
@@ -82,6 +83,39 @@ def preset_cells(cells: pd.DataFrame, preset: str, what: str = "") -> pd.DataFra
         raise PatchbenchError(f"no stored {what + ' ' if what else ''}cells for preset {preset!r} in these results; "
                               f"run `patchbench sweep --preset {preset}` (or `patchbench reproduce`) first")
     return df.sort_values("created")
+
+
+# --------------------------------------------------------------------------------------------
+# the attack-failure audit in a table: a dagger on a flagged number, a legend under the table
+
+
+def audit_tag(ind: Indicator) -> str:
+    """The indicator's short name in a table: its words' initials (transfer_failure -> TF)."""
+    return "".join(w[0] for w in ind.name.split("_")).upper()
+
+
+def audit_fired(rows: pd.DataFrame) -> list[Indicator]:
+    """The indicators that fire on any of ``rows`` (the stored cells behind one table number)."""
+    return [i for i in INDICATORS.values() if i.column in rows and rows[i.column].fillna(False).astype(bool).any()]
+
+
+def audit_mark(rows: pd.DataFrame) -> str:
+    """`` †TF,IO`` after a number whose cells an indicator fires on, else ``""``."""
+    fired = audit_fired(rows)
+    return "" if not fired else " †" + ",".join(audit_tag(i) for i in fired)
+
+
+def audit_legend(rows: pd.DataFrame, preset: str) -> list[str]:
+    """The table's audit footnotes for all the cells it shows (``rows``): one per indicator that fires
+    (what it says, what to run instead), or that the cells were not audited."""
+    cols = [i.column for i in INDICATORS.values() if i.column in rows]
+    if rows.empty or not cols or rows[cols].isna().all().all():
+        return [f"Attack-failure audit: not run on these cells (`patchbench audit {preset}`)."]
+    fired = audit_fired(rows)
+    if not fired:
+        return ["Attack-failure audit (Pintor et al. 2022; Carlini et al. 2019): no indicator fires on these cells."]
+    return [f"† {audit_tag(i)} = {i.name.replace('_', ' ')} ({i.source}): {i.explains}. Run instead: {i.run_instead}."
+            for i in fired] + [f"`patchbench audit {preset}` explains each flagged cell."]
 
 
 def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None = None) -> str | None:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchbench.api import AdaptiveConfig, Figure, Paper, atomic_write, check, check_adaptive, is_number, run_adaptive_section
+from patchbench.api import (
+    AdaptiveConfig, Figure, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive, is_number, run_adaptive_section,
+)
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
 
@@ -51,8 +53,19 @@ def report(preset, cells, out: Path) -> list[Path]:
     if ad is not None and ad.defenses:
         paths.append(figures.adaptive_curve(cells, preset.name, out / f"{preset.name}-adaptive.png"))
         table = figures.adaptive_table(cells, preset.name).to_markdown(index=False, floatfmt=".1f") + "\n"
+        table += "".join(f"\n_{note}_\n" for note in adaptive_audit(cells, preset.name))
         paths.append(atomic_write(out / f"{preset.name}-adaptive.md", table))
     return paths
+
+
+def adaptive_audit(cells, preset: str) -> list[str]:
+    """The audit's verdict on the adaptive attacks' returned patches (their last step), per column."""
+    df = cells[(cells["preset"] == preset) & (cells["attack"] == "lavan-adaptive")]
+    df = df[df["defense"] == df["attack_through"]]
+    last = df[df["attack_step"] == df.groupby(["attack_through", "lam", "patch_px"])["attack_step"].transform("max")]
+    marks = [f"† {r.attack_through.upper()} λ={r.lam:g} ({int(r.patch_px)}px), step {int(r.attack_step)}:{audit_mark(last.loc[[i]])[2:]}"
+             for i, r in zip(last.index, last.itertuples()) if audit_mark(last.loc[[i]])]
+    return marks + audit_legend(last, preset)
 
 
 # known deviations from the paper (``patchbench report``), as the presets state them

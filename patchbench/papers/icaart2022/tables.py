@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct, lam_match, preset_cells
+from patchbench.api import PatchbenchError, Table, TableContext, audit_legend, audit_mark, fmt_pct, lam_match, preset_cells
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adversarial Patch"}
@@ -133,7 +133,7 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
         label = f"{attack_label} {s}px" if paper_px in (None, s) else f"{attack_label} {s}px (paper {paper_px}px)"
         groups.append((label, s, paper_px))
 
-    rows, seeds = [], 1
+    rows, seeds, shown = [], 1, []
     for _, k in _ordered_keys(ours, ref, lambdas).iterrows():
         d, lam = k["defense"], k["lam"]
         row = {"Defense": DEFENSE_LABELS.get(d, d), "λ": "" if pd.isna(lam) else f"{lam:g}"}
@@ -150,7 +150,8 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
             acc = None if sm is None else 100 * sm["mean"]
             seeds = max(seeds, sm["seeds"] if sm else 1)
             paper_val = float(r["value"].iloc[0]) if len(r) else None
-            row[f"{label} ours"] = "" if sm is None else fmt_summary(sm)
+            row[f"{label} ours"] = "" if sm is None else fmt_summary(sm) + audit_mark(o)
+            shown.append(o)
             row[f"{label} paper"] = fmt_pct(paper_val)
             if same_setting:
                 row[f"{label} Δ"] = "" if acc is None or paper_val is None else f"{acc - paper_val:+.2f}"
@@ -173,7 +174,8 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
         by_size = asr.groupby("patch_px")["attack_success_rate"].mean().sort_index()
         caption += " Targeted success without defense: " + ", ".join(
             f"{int(px)}px {100 * v:.1f}%" for px, v in by_size.items()) + (" (mean over seeds)." if seeds > 1 else ".")
-    table.attrs["warnings"] = sanity_warnings(ours, attack_label, ctx.sections.get("sanity") or SanityConfig())
+    table.attrs["warnings"] = (sanity_warnings(ours, attack_label, ctx.sections.get("sanity") or SanityConfig())
+                               + audit_legend(pd.concat(shown)[lambda d: d["condition"] == "attacked"], preset))
     return table, caption
 
 
