@@ -263,7 +263,7 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     runs = [DefenseRun(NoDefense(), [None]), DefenseRun(d, [None])]
     idx = torch.arange(len(y))
     rows = evaluate(model, source, idx, 16, 16, [Condition(None), Condition(patch)], runs, store, ctx,
-                    torch.device("cpu"), progress=False)
+                    torch.device("cpu"), progress=False, extra={"preset": "stripes"})
     pc = rows[rows["defense"] == "patchcleanser"].set_index("condition")
     none = rows[rows["defense"] == "none"]
     assert none["n_certified"].isna().all()  # only a certifying defense fills the columns
@@ -277,5 +277,13 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     attacked = store.load_predictions(pc.loc["attacked", "run_id"])
     assert (attacked["pred"][clean["certified"]] == attacked["label"][clean["certified"]]).all()
     again = evaluate(model, source, idx, 16, 16, [Condition(None), Condition(patch)], runs, store, ctx,
-                     torch.device("cpu"), progress=False)
+                     torch.device("cpu"), progress=False, extra={"preset": "stripes"})
     assert sorted(again["created"]) == sorted(rows["created"])  # resumed: nothing recomputed
+    # the table: clean and certified accuracy of the PatchCleanser row, no certified image flipped
+    from patchbench.certified import build_certified
+    from patchbench.tables import TableContext
+
+    table, caption = build_certified(None, store.load_cells(), TableContext("stripes", {}, lambda name: None))
+    r = table.set_index("Defense").loc["PatchCleanser 4 px (k=3, fill 0.5)"]
+    assert r["certified"] == f"{100 * expected.float().mean().item():.1f}" and r["flipped"] == "0"
+    assert r["LaVAN 4 px"] == f"{100 * pc.loc['attacked', 'accuracy']:.1f}" and "certified" in caption
