@@ -31,7 +31,9 @@ def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
         return df
     df = df.sort_values("created")
     latest_model = df["model_id"].iloc[-1]
-    df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])].copy()
+    df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])]
+    # the tables' rows: no defense and the λ defenses (the certified baseline's λ-free cells are table certified's)
+    df = df[(df["defense"] == "none") | df["lam"].notna()].copy()
     df["lam_key"] = df["lam"].fillna(-1.0)
     df["px_key"] = df["patch_px"].fillna(-1).astype(int)
     seed = df["attack_seed"] if "attack_seed" in df else pd.Series(None, index=df.index, dtype=float)
