@@ -103,6 +103,8 @@ declare_columns(
     *_core("int", "n_nontarget target_hits"), Column("attack_success_rate", "float"),
     # attacked cells (BMVC 2023 α/β)
     *_core("int", "n_clean_correct kept_correct"), Column("defense_success_rate", "float"),
-    Column("ssim", "float"), Column("ssim_n", "int"), Column("seconds", "float"),
+    Column("ssim", "float"), Column("ssim_n", "int"),
+    # a certifying defense (PatchCleanser): images certified robust for their true label, and their share
+    Column("n_certified", "int"), Column("certified_accuracy", "float"), Column("seconds", "float"),
     *_core("str", "device run_id git_sha version created"),
 )

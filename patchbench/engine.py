@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from patchbench import __version__
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
-from patchbench.defenses.base import Defense
+from patchbench.defenses.base import CERTIFIED, Defense
 from patchbench.columns import check_row, patch_meta_columns
 from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
 from patchbench.util import progress_bar
@@ -156,6 +156,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     loss_sum = {c.rid: 0.0 for c in todo}  # cross-entropy summed over the images (AdvML 2019 reports losses)
     loss_sq = {c.rid: 0.0 for c in todo}  # and its squares, for the per-image standard deviation
     seconds = {c.rid: 0.0 for c in todo}
+    # a certifying defense (maps[CERTIFIED]): per image, whether the certified label is the true one
+    certified: dict[str, torch.Tensor] = {}
     labels_all = torch.empty(n, dtype=torch.int64)
     # the undefended model on the clean images: the base of each attacked cell's defense success rate,
     # computed once per batch and reused as the clean, undefended cell's own forward pass
@@ -203,6 +205,9 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                         loss_sum[cell.rid] += float(per_image.sum())
                         loss_sq[cell.rid] += float(per_image.square().sum())
                     preds[cell.rid][pos:pos + b] = p.cpu()
+                    if CERTIFIED in maps:
+                        certified.setdefault(cell.rid, torch.zeros(n, dtype=torch.bool))[pos:pos + b] = (
+                            maps[CERTIFIED].cpu() == y.cpu())
                     seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
                     k = min(b, ssim_n - pos)
                     if k > 0 and cond.patch is None and dr.defense.name != "none":
@@ -242,4 +247,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                    ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
                    git_sha=git_sha(), version=__version__, created=now_utc())
         pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
+        if cell.rid in certified:  # certified accuracy: certified for the true label (PatchCleanser)
+            pred_df["certified"] = certified[cell.rid].numpy()
+            row["n_certified"] = int(certified[cell.rid].sum())
+            row["certified_accuracy"] = row["n_certified"] / n
         store.write(row, pred_df)

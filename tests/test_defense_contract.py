@@ -22,6 +22,7 @@ PARAMS = {
     "wlgs": {"window": 5, "overlap": 2, "threshold": 0.1},
     "tvm": {"max_iter": 30},
     "dw": {"inpaint_iter": 30, "erosions": 0},
+    "patchcleanser": {"patch_px": 3, "k": 3},
 }
 LAM = 2.3
 NAMES = list(DEFENSES)

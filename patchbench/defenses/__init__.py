@@ -9,6 +9,7 @@ from patchbench.defenses.gaussian import GaussianFilter
 from patchbench.defenses.jpeg import JPEG
 from patchbench.defenses.lgs import LGS
 from patchbench.defenses.median import MedianFilter
+from patchbench.defenses.patchcleanser import PatchCleanser
 from patchbench.defenses.slgs import SLGS
 from patchbench.defenses.tvm import TVM
 from patchbench.defenses.wlgs import WLGS
@@ -25,6 +26,7 @@ DEFENSES: Registry = Registry("defense", check_defense_class, own_name).register
     BilateralFilter,
     TVM,
     DigitalWatermarking,
+    PatchCleanser,
 ])
 register_defense = DEFENSES.register  # a defense from outside the listing (a plugin), checked the same way
 

@@ -7,7 +7,8 @@ saliency) once per batch; ``apply(x, maps, lam)`` is cheap, so a λ sweep pays f
 λ-free defenses (``uses_lambda = False``: filters, codecs, inpainting) have nothing to do per λ:
 their ``maps`` computes the defended image under the key :data:`OUT` (``"out"``), next to any
 other maps worth keeping, and they leave ``apply`` to the base, which returns ``maps["out"]``.
-A defense with a smoothing factor (``uses_lambda = True``) overrides ``apply``.
+A defense with a smoothing factor (``uses_lambda = True``) overrides ``apply``. A certifying
+defense (PatchCleanser) also puts under :data:`CERTIFIED` the label it certifies for each image.
 
 Every defense also declares how an adaptive (white-box) attacker differentiates it
 (Athalye et al. 2018's taxonomy), so an adaptive attack works through any registered defense
@@ -48,6 +49,9 @@ from patchbench.errors import check
 
 GRADIENTS = ("exact", "bpda", "partial")
 OUT = "out"  # the key under which a λ-free defense's maps hold its output
+# the key under which a certifying defense's maps hold, per image, the label it certifies robust (int64,
+# -1: none); the engine stores per image whether it equals the true label (PatchCleanser)
+CERTIFIED = "certified"
 
 
 def choices(options) -> str:

@@ -93,6 +93,7 @@ CAM_LAYERS = {
     "inception_v3": "Mixed_7c",
     "resnet50": "layer4",
     "efficientnet_b0": "features.8",
+    "vit_b_16": None,  # no convolutional map (PatchCleanser's ViT-B/16, 224 px only); Grad-CAM objectives refuse it
 }
 
 for _arch, _layer in CAM_LAYERS.items():

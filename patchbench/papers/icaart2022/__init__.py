@@ -26,20 +26,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchbench.api import (
-    AdaptiveConfig, Figure, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive, is_number, run_adaptive_section,
+    AdaptiveConfig, CertifiedConfig, Figure, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive,
+    check_certified, is_number, run_adaptive_section, run_certified_section,
 )
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
 
 
 def validate(preset) -> None:
-    """The ICAART sections: ``adaptive`` (Fig. 10) and ``sanity`` (table footnotes)."""
+    """The ICAART sections: ``adaptive`` (Fig. 10), ``certified`` (the PatchCleanser baseline beside
+    the defenses) and ``sanity`` (table footnotes)."""
     check_adaptive(preset)
+    check_certified(preset)
     sanity = preset.extra.get("sanity")
     if sanity is not None:
         check(is_number(sanity.min_success) and 0 <= sanity.min_success <= 1,
               f"sanity.min_success must be a fraction in [0, 1], got {sanity.min_success!r}")
         check(isinstance(sanity.monotone, bool), f"sanity.monotone must be true or false, got {sanity.monotone!r}")
+
+
+def extra_steps(preset, store, device, progress: bool = True) -> None:
+    """After the sweep: the adaptive attack (Fig. 10), then the certified baseline (its adaptive
+    attack reuses the cached model and patches)."""
+    run_adaptive_section(preset, store, device, progress)
+    run_certified_section(preset, store, device, progress)
 
 
 def report(preset, cells, out: Path) -> list[Path]:
@@ -93,9 +103,9 @@ PAPER = Paper(
         "adaptive": Figure("adaptive", "Fig. 10: success of the white-box adaptive LaVAN vs training step, per defense",
                            figures.adaptive_curve),
     },
-    sections={"adaptive": AdaptiveConfig, "sanity": SanityConfig},
+    sections={"adaptive": AdaptiveConfig, "sanity": SanityConfig, "certified": CertifiedConfig},
     validate=validate,
-    extra_steps=run_adaptive_section,
+    extra_steps=extra_steps,
     report=report,
     deviations=DEVIATIONS,
 )

@@ -84,7 +84,8 @@ def adaptive_table(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
         raise PatchbenchError(f"no adaptive-attack cells for preset {preset!r}; run `patchbench reproduce` "
                               "with a preset that has an adaptive section")
     df = df.sort_values("created").drop_duplicates(["attack_through", "lam", "patch_px", "attack_step"], keep="last")
-    df = df.assign(column=df.apply(lambda r: f"{r['attack_through'].upper()} λ={r['lam']:g} ({int(r['patch_px'])}px)", axis=1),
+    lam = lambda r: "" if pd.isna(r["lam"]) else f" λ={r['lam']:g}"  # noqa: E731 (λ-free: PatchCleanser)
+    df = df.assign(column=df.apply(lambda r: f"{r['attack_through'].upper()}{lam(r)} ({int(r['patch_px'])}px)", axis=1),
                    success=100 * df["attack_success_rate"])
     table = df.pivot_table(index="attack_step", columns="column", values="success").reset_index()
     table = table.rename(columns={"attack_step": "step"})

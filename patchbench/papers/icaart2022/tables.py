@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, Table, TableContext, audit_legend, audit_mark, fmt_pct, lam_match, preset_cells
+from patchbench.api import (
+    PatchbenchError, Table, TableContext, audit_legend, audit_mark, build_certified, fmt_pct, lam_match, preset_cells,
+)
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adversarial Patch"}
@@ -31,7 +33,9 @@ def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
         return df
     df = df.sort_values("created")
     latest_model = df["model_id"].iloc[-1]
-    df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])].copy()
+    df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])]
+    # the tables' rows: no defense and the λ defenses (the certified baseline's λ-free cells are table certified's)
+    df = df[(df["defense"] == "none") | df["lam"].notna()].copy()
     df["lam_key"] = df["lam"].fillna(-1.0)
     df["px_key"] = df["patch_px"].fillna(-1).astype(int)
     seed = df["attack_seed"] if "attack_seed" in df else pd.Series(None, index=df.index, dtype=float)
@@ -228,4 +232,8 @@ TABLES = {t.name: t for t in [
            "adversarial_patch", "inception_v3", "icaart2022-inception_v3", "demo-fmnist-inception", lambdas=(3.5,)),
     _table("icaart2022-ssim", "ssim-text", "ICAART 2022 Sec. 4.2: mean SSIM(input, defended)", build_ssim_table,
            "none", "vgg16", "icaart2022-vgg16", "demo-fmnist"),
+    # not an ICAART table: PatchCleanser's certified accuracy (Xiang et al. 2022) beside the empirical defenses,
+    # for any preset with a certified: section (patchbench/certified.py)
+    Table("certified", "icaart2022", "Certified baseline (PatchCleanser) beside the empirical defenses", build_certified,
+          ("patchcleanser-vit_b_16", "patchcleanser-resnet50"), "demo-fmnist"),
 ]}
