@@ -35,7 +35,8 @@ test-fast: install  ## everything but the end-to-end runs marked slow (under 2 m
 demo: install  ## ICAART 2022 at demo scale (Fashion-MNIST, CPU): Tables 1-4, SSIM, Fig. 5, Fig. 9, Fig. 10
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce icaart2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
-	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
+	@t0=$$(date +%s); $(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv \
+		&& echo "stage fig9-benchmark: $$(( $$(date +%s) - t0 )) s"
 
 demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, five trainings x ten attacks, CPU); AUDIT=autoattack cross-checks it
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh

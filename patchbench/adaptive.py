@@ -60,6 +60,7 @@ from patchbench.engine import Condition, DefenseRun
 from patchbench.errors import PatchbenchError, check, is_int, is_number
 from patchbench.grid import evaluate_conditions
 from patchbench.results import ResultStore
+from patchbench.stages import stage
 from patchbench.util import atomic_write
 
 console = Console(stderr=True)
@@ -234,6 +235,11 @@ def check_adaptive(preset: Preset) -> None:
 
 def run_adaptive_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
     """The ``adaptive:`` section of a preset, if it has one (``reproduce``'s extra step)."""
+    with stage("adaptive"):
+        return _adaptive_section(preset, store, device, progress)
+
+
+def _adaptive_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool) -> pd.DataFrame | None:
     ad = preset.extra.get("adaptive")
     if ad is None or not ad.defenses:
         return None

@@ -43,6 +43,7 @@ from patchbench.engine import Condition, DefenseRun
 from patchbench.errors import check, is_int
 from patchbench.grid import evaluate_conditions
 from patchbench.results import ResultStore
+from patchbench.stages import stage
 from patchbench.util import console
 
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adv. Patch"}
@@ -83,6 +84,11 @@ def check_certified(preset: Preset) -> None:
 
 def run_certified_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
     """The ``certified:`` section of a preset, if it has one (``reproduce``'s extra step)."""
+    with stage("certified"):
+        return _certified_section(preset, store, device, progress)
+
+
+def _certified_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool) -> pd.DataFrame | None:
     cfg = preset.extra.get("certified")
     if cfg is None:
         return None

@@ -25,6 +25,7 @@ from patchbench.errors import PatchbenchError
 from patchbench.grid import run_evasion_grid, run_grid
 from patchbench.registry import Registry
 from patchbench.results import ResultStore
+from patchbench.stages import stage
 from patchbench.util import console
 
 
@@ -55,10 +56,13 @@ def sweep_patch_defense(preset: Preset, store: ResultStore, device: torch.device
                         patches: list[Patch] | None = None) -> pd.DataFrame:
     """Model (trained/cached), patches (given, or the preset's, trained/cached), then clean and
     attacked × (none + defenses) × λ."""
-    loaded = ensure_model(preset, store, device, progress=progress)
-    patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress)
+    with stage("models"):
+        loaded = ensure_model(preset, store, device, progress=progress)
+    with stage("patches"):
+        patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress)
     runs = defense_runs(preset, loaded.model, defenses, lambdas)
-    return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)
+    with stage("grid"):
+        return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)
 
 
 def refuse_grid_options(preset: Preset, kind: str, defenses, lambdas, patches) -> None:

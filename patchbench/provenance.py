@@ -46,8 +46,8 @@ def config_hash(preset: Preset) -> str:
 
 
 def record(out: Path, paper: str, scale: str, presets: list[Preset], device: torch.device,
-           started: datetime, wall_s: float, new_cells: int) -> Path:
-    """Append this run of ``paper`` to ``out/provenance.json``."""
+           started: datetime, wall_s: float, new_cells: int, stages: dict[str, float] | None = None) -> Path:
+    """Append this run of ``paper`` to ``out/provenance.json`` (with its seconds per stage, :mod:`patchbench.stages`)."""
     path = Path(out) / FILE
     data = read(path)
     runs = data.setdefault("papers", {}).setdefault(paper, {}).setdefault("runs", [])
@@ -61,6 +61,7 @@ def record(out: Path, paper: str, scale: str, presets: list[Preset], device: tor
         "cpu": cpu_name(),
         "scale": scale,
         "presets": {p.name: config_hash(p) for p in presets},
+        **({"stages_s": stages} if stages else {}),
     })
     del runs[:-KEEP]
     return atomic_write(path, json.dumps(data, indent=1) + "\n")

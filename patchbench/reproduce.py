@@ -45,6 +45,7 @@ def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | Non
     from patchbench.provenance import now, record
     from patchbench.results import ResultStore
     from patchbench.run import run_preset
+    from patchbench.stages import stage, summary, take
 
     names = paper_names(paper)
     plan = {n: [load_preset(p, overrides) for p in get_paper(n).scale(scale)] for n in names}
@@ -59,10 +60,11 @@ def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | Non
         for p in presets:
             device = resolve_device(p.device)
             run_preset(p, store, device, progress)
-        written += report_paper(name, presets, results, out, print_tables)
-        new_cells = len(store.load_cells()) - before
-        written.append(record(out, name, scale, presets, device, started, time.perf_counter() - t0, new_cells))
-        console.print(f"[bold]{name}[/]: {time.perf_counter() - t0:.0f} s, {new_cells} new cells")
+        with stage("tables"):
+            written += report_paper(name, presets, results, out, print_tables)
+        new_cells, wall, times = len(store.load_cells()) - before, time.perf_counter() - t0, take()
+        written.append(record(out, name, scale, presets, device, started, wall, new_cells, times))
+        console.print(f"[bold]{name}[/]: {wall:.0f} s, {new_cells} new cells; stages: {summary(times, wall)}")
     console.print(f"reports in {out}: " + ", ".join(sorted({f.name for f in written})))
     return written
 

@@ -113,8 +113,10 @@ def audit_cells(preset: Preset, store: ResultStore, device: torch.device, progre
     if preset.experiment != "patch-defense" or not preset.attacks or store.shard is not None or store.plan_only:
         return
     from patchbench.audit.runner import audit_preset
+    from patchbench.stages import stage
 
-    audit_preset(preset, store.root, device, progress=progress)
+    with stage("audit"):
+        audit_preset(preset, store.root, device, progress=progress)
 
 
 def store_and_device(preset: Preset, results: Path) -> tuple[ResultStore, torch.device]:
