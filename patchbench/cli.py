@@ -32,8 +32,13 @@ def _version(value: bool) -> None:
 
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                                  help="Print the version and exit.")] = False):
+                                                                  help="Print the version and exit.")] = False,
+          deterministic: opt.Deterministic = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
+    if deterministic:
+        from patchbench.devices import strict_determinism
+
+        strict_determinism()
     if ctx.invoked_subcommand is None:  # `patchbench` alone: the help, exit 0
         out.print(ctx.get_help(), highlight=False)
         raise typer.Exit()

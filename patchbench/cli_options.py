@@ -17,6 +17,7 @@ Set = Annotated[Optional[List[str]], typer.Option("--set", help="Override any pr
 Param = Annotated[Optional[List[str]], typer.Option("--param", help="Defense parameter key=value (repeatable), e.g. --param window=15 --param space=normalized; see `patchbench list defenses`.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
 Amp = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Bit-identical reruns on this machine: strict deterministic algorithms and one torch thread (slower on a multi-core CPU; see results/README.md). Goes before the command: patchbench --deterministic reproduce ...")]
 Lam = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
 
 # background-attack (AdvML 2019 Sec. 3)

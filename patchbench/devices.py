@@ -9,13 +9,31 @@ import torch
 from patchbench.errors import PatchbenchError
 
 
+STRICT = {"on": False}  # set by `patchbench --deterministic`
+
+
 def deterministic() -> None:
     """Deterministic algorithms where torch offers them (cuBLAS workspace, cuDNN without
     autotuning, ``use_deterministic_algorithms`` warning where an op has none). On the CPU every
     op patchbench uses is deterministic already; on a GPU this removes the avoidable variation."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # must precede the first cuBLAS call
     torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=not STRICT["on"])
+
+
+def strict_determinism(threads: int = 1) -> None:
+    """``patchbench --deterministic``: one machine's reruns bit-identical, whatever its core count or load.
+
+    On top of :func:`deterministic`: an op without a deterministic implementation raises instead of
+    warning, cuDNN picks deterministic kernels, and torch uses a fixed number of CPU threads
+    (``threads``, 1 by default): a float reduction split over a different number of threads sums in a
+    different order, and a last-bit difference in a training step grows into a different model. Cost:
+    the CPU work runs on one core (measured in results/README.md). Other machines can still differ —
+    another CPU's vector width or another torch build changes the kernels themselves."""
+    STRICT["on"] = True
+    torch.set_num_threads(threads)
+    torch.backends.cudnn.deterministic = True
+    deterministic()
 
 
 def resolve_device(name: str) -> torch.device:

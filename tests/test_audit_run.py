@@ -199,3 +199,10 @@ def test_audit_command_explains_each_flagged_cell(paper_demo):
 def test_audit_command_without_audited_cells_is_one_error_line(tmp_path):
     res = run_cli("audit", "--results", tmp_path, check=False)
     assert res.returncode == 2 and res.stderr.startswith("error: no audited cells")
+
+
+def test_silent_success_is_not_read_from_a_patch_trained_at_random_places():
+    meta = {"loss_trace": [5.0] * 50 + [0.0] * 50, "hit_trace": [0.9] * 50 + [0.1] * 50, "batch_size": 32,
+            "train_success_rate": 0.1, "random_placement": True}
+    v = verdicts([cell(0.5, patch="r")], {"r": meta})
+    assert v[AUDIT_SILENT_SUCCESS].isna().all() and v[AUDIT_INCOMPLETE_OPTIMIZATION].notna().all()

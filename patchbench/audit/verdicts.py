@@ -21,7 +21,8 @@ How the cell-level indicators of :mod:`.cells` read a patch grid (ours; each a p
 * *incomplete optimisation* and *silent success* (Pintor et al. 2022) on the patch's minibatch
   traces (:func:`~patchbench.audit.traces.minibatch_incomplete_optimization`,
   :func:`~patchbench.audit.traces.minibatch_silent_success`); a patch saved without traces (older
-  caches) is not checked.
+  caches) is not checked, nor silent success for a patch trained at random places (its trace's
+  success is at random places, the returned patch's at the test place).
 
 Intervals: a cell's own is the half-width of its Wilson 95 % interval; a seed mean's is
 1.96·sqrt(s²/S + p̄(1 − p̄)/n) (seed-to-seed plus image variance; one seed: the Wilson half-width);
@@ -165,8 +166,11 @@ def trace_verdicts(cells: pd.DataFrame, metas: dict[str, dict], out: pd.DataFram
         incomplete = bool(minibatch_incomplete_optimization(torch.tensor(loss, dtype=torch.float64)))
         silent = None
         final = meta.get("train_success_rate")
-        if len(hits) >= 4 and final is not None and meta.get("batch_size"):
-            silent = bool(minibatch_silent_success(torch.tensor(hits, dtype=torch.float64), float(final), int(meta["batch_size"])))
+        # a patch trained at random places (EoT) hit them, not the test place its final rate is measured at
+        if len(hits) >= 4 and final is not None and meta.get("batch_size") and not meta.get("random_placement"):
+            n_final = int(meta["success_n"]) if meta.get("success_n") else None
+            silent = bool(minibatch_silent_success(torch.tensor(hits, dtype=torch.float64), float(final),
+                                                   int(meta["batch_size"]), n_final))
         for rid in rows["run_id"]:
             mark(out, rid, AUDIT_INCOMPLETE_OPTIMIZATION, incomplete,
                  f"incomplete optimisation: the patch's loss over its {len(loss)} steps was still falling at the end "
