@@ -150,7 +150,7 @@ def _flipped(cells: pd.DataFrame, clean: pd.Series, attacked: pd.DataFrame) -> i
 
 def build_certified(table, cells: pd.DataFrame, ctx):
     """Clean, certified and empirical accuracy (%) per defense; see the module docstring."""
-    from patchbench.tables import preset_cells
+    from patchbench.tables import audit_legend, audit_mark, preset_cells
 
     df = preset_cells(cells, ctx.preset)
     df = df[df["model_id"] == df["model_id"].iloc[-1]]
@@ -163,7 +163,10 @@ def build_certified(table, cells: pd.DataFrame, ctx):
     adaptive = adaptive[adaptive["attack_step"] == adaptive.groupby("attack_through")["attack_step"].transform("max")]
 
     def pct(rows: pd.DataFrame) -> str:
-        return "" if rows.empty else f"{100 * rows.sort_values('created')['accuracy'].iloc[-1]:.1f}"
+        if rows.empty:
+            return ""
+        last = rows.sort_values("created").iloc[[-1]]
+        return f"{100 * last['accuracy'].iloc[0]:.1f}" + (audit_mark(last) if (last["condition"] == "attacked").all() else "")
 
     def row(label, sel, size=None):
         clean = sel[sel["condition"] == "clean"]
@@ -191,6 +194,8 @@ def build_certified(table, cells: pd.DataFrame, ctx):
         sel = pcs[keys == (s, k, fill)]
         rows.append(row(f"PatchCleanser {s} px (k={k}{'' if fill == 'mean' else f', fill {fill}'})", sel, size=s))
     out = pd.DataFrame(rows)
+    shown = pd.concat([plain, adaptive])
+    out.attrs["warnings"] = audit_legend(shown[shown["condition"] == "attacked"], ctx.preset)
     seeds = "" if seed is None else f"; patches of seed {int(seed)}"
     caption = (f"Certified (PatchCleanser) vs empirical accuracy (%), {ctx.preset}{seeds}; adaptive: LaVAN trained "
                "through the row's defense, last step; flipped: certified images an attacked cell misclassifies")

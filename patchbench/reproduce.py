@@ -49,6 +49,9 @@ def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | Non
 
     names = paper_names(paper)
     plan = {n: [load_preset(p, overrides) for p in get_paper(n).scale(scale)] for n in names}
+    for n in [n for n, presets in plan.items() if not presets]:  # e.g. PatchCleanser's demo is the ICAART demo's table
+        console.print(f"{n} has no {scale}-scale preset of its own; skipped")
+        del plan[n]
     preflight(plan, scale, Path(results), allow_cpu)  # every missing piece named, before anything is written
     out = Path(out) if out is not None else default_out(results, scale)
     store = ResultStore(results)

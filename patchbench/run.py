@@ -116,7 +116,7 @@ def audit_cells(preset: Preset, store: ResultStore, device: torch.device, progre
     from patchbench.stages import stage
 
     with stage("audit"):
-        audit_preset(preset, store.root, device, progress=progress)
+        audit_preset(preset, store.root, device, progress=progress, require=False)
 
 
 def store_and_device(preset: Preset, results: Path) -> tuple[ResultStore, torch.device]:

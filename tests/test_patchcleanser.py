@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import cells, make_image_folder, run_cli, sets
 from patchbench.defenses import DEFENSES, build_defense
 from patchbench.defenses.base import CERTIFIED, OUT
 from patchbench.defenses.patchcleanser import PatchCleanser, axis_starts, mask_set
@@ -287,3 +288,50 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     r = table.set_index("Defense").loc["PatchCleanser 4 px (k=3, fill 0.5)"]
     assert r["certified"] == f"{100 * expected.float().mean().item():.1f}" and r["flipped"] == "0"
     assert r["LaVAN 4 px"] == f"{100 * pc.loc['attacked', 'accuracy']:.1f}" and "certified" in caption
+
+
+# ---- the paper-scale presets on stand-ins ------------------------------------------------------------
+
+PAPER_SETS = sets(
+    model__weights="null", data__eval_n=1, data__batch_size=1, data__num_workers=0, data__ssim_n=0,
+    **{f"attacks__{i}__{k}": v for i in (0, 1) for k, v in
+       (("sizes", "[32]"), ("steps", 1), ("batch_size", 1), ("success_n", 1), ("lr_milestones", "[1]"))},
+    defenses="[{name: lgs, window: 15, overlap: 5, threshold: 0.2, space: normalized, lambdas: [2.3]}]",
+    adaptive__defenses="[lgs]", adaptive__steps=1, adaptive__record_every=1, certified__k=2, certified__adaptive_steps=1)
+
+
+@pytest.mark.slow
+def test_paper_scale_presets_run_on_stand_ins(tmp_path):
+    """`reproduce patchcleanser2022 --preset-scale paper`: both presets (ResNet-50 and ViT-B/16, random weights, 224
+    px) through the code a GPU user runs, on stand-ins: a 2-class ImageFolder, one image, one-step attacks, LGS only,
+    k = 2: the certified table with its PatchCleanser row."""
+    root = make_image_folder(tmp_path / "data", per_class=1, size=224)
+    results, out = tmp_path / "results", tmp_path / "reports"
+    run_cli("reproduce", "patchcleanser2022", "--preset-scale", "paper", "--data-root", root, "--results", results,
+            "--out", out, "--no-progress", "--allow-cpu", *PAPER_SETS)
+    df = cells(results)
+    assert set(df["model"]) == {"resnet50", "vit_b_16"}
+    assert (df["defense"] == "patchcleanser").any() and df["certified_accuracy"].notna().any()
+    text = (out / "certified.md").read_text()
+    assert "PatchCleanser 32 px (k=2)" in text
+
+
+@pytest.mark.slow
+def test_vit_b16_preset_builds_and_its_saliency_has_a_second_order_gradient():
+    """The ViT-B/16 preset's model (random init, 224 px) through SLGS/WLGS's saliency with create_graph, as
+    the adaptive attack uses it: attention's fused kernels have no double backward, the math kernel does."""
+    from patchbench.defenses.saliency import saliency_map
+    from patchbench.models import build_classifier
+    from patchbench.presets import load_preset
+
+    p = load_preset("patchcleanser-vit_b_16", ["model.weights=null"])
+    assert (p.model.arch, p.data.image_size, p.extra["certified"].k) == ("vit_b_16", 224, 6)
+    model = build_classifier(p.model.arch, p.data.dataset, None, p.data.image_size).eval()
+    with torch.no_grad():  # torchvision starts ViT's head at zero: logits (and every gradient) would be 0
+        for name, param in model.named_parameters():
+            if "heads" in name:
+                param.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(1, 3, 224, 224, requires_grad=True)
+    m = saliency_map(model, x, top_k=5, create_graph=True)
+    (g,) = torch.autograd.grad(m.sum(), x)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0

@@ -106,8 +106,9 @@ def input_verdicts(cells: pd.DataFrame, files: dict[str, Path], model, images: t
 
 
 def audit_preset(preset: Preset, results, device: torch.device | str, n: int = AUDIT_N, probes: int = PROBES,
-                 progress: bool = True) -> pd.DataFrame:
-    """Audit the stored attacked cells of ``preset`` (its cached model's); returns and writes the verdicts."""
+                 progress: bool = True, require: bool = True) -> pd.DataFrame | None:
+    """Audit the stored attacked cells of ``preset`` (its cached model's); returns and writes the verdicts.
+    A preset without patch cells is an error, or (``require=False``, the pass after a sweep) skipped."""
     check(is_int(n) and n >= 1, f"n must be a positive number of images, got {n!r}")
     results, device = Path(results), torch.device(device)
     store = ResultStore(results)
@@ -116,8 +117,11 @@ def audit_preset(preset: Preset, results, device: torch.device | str, n: int = A
     loaded = ensure_model(preset, ResultStore(results, plan_only=True), device, progress=False)
     cells = cells[cells["model_id"] == loaded.model_id] if len(cells) else cells
     patch_cells = cells[cells["patch_id"].notna()] if len(cells) else cells
-    check(len(patch_cells) > 0, f"no stored patch cells of preset {preset.name} with its cached model in {results}; "
-          f"run `patchbench sweep --preset {preset.name}` (or `patchbench reproduce {preset.paper}`) first")
+    if not len(patch_cells):
+        check(not require, f"no stored patch cells of preset {preset.name} with its cached model in {results}; "
+              f"run `patchbench sweep --preset {preset.name}` (or `patchbench reproduce {preset.paper}`) first")
+        console.print(f"audit {preset.name}: no patch cells of its own (another preset's identical cells hold them); skipped")
+        return None
     t0 = time.perf_counter()
     files = patch_files(results)
     metas = {cid: json.loads(p.with_suffix(".json").read_text()) for cid, p in files.items()}

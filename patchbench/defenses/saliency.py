@@ -10,8 +10,11 @@ on image i. ``create_graph=True`` keeps the graph (second-order gradients for ad
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from patchbench.util import eval_mode
 
@@ -29,7 +32,10 @@ def saliency_map(model: torch.nn.Module, x: torch.Tensor, top_k: int = 5,
 
     Without ``create_graph`` the result is detached and x's own graph is left untouched.
     """
-    with eval_mode(model), torch.enable_grad():
+    # a second-order gradient needs attention's math kernel: the fused CPU / flash / memory-efficient
+    # kernels of scaled_dot_product_attention (ViT) have no double backward
+    second_order = sdpa_kernel(SDPBackend.MATH) if create_graph else contextlib.nullcontext()
+    with eval_mode(model), torch.enable_grad(), second_order:
         xi = x if create_graph else x.detach().requires_grad_(True)
         if not xi.requires_grad:
             xi = xi.requires_grad_(True)

@@ -158,7 +158,7 @@ def collect(results: Path, scale: str, out: Path, papers: list[str] | None = Non
                               f"run `patchbench reproduce all --preset-scale {scale}` first")
     out.mkdir(parents=True, exist_ok=True)
     ids, sections = _Ids(), []
-    for paper in chosen:
+    for paper in [p for p in chosen if names[p.name]]:  # a paper without presets at this scale has nothing to show
         provenance, why = paper_provenance(out, paper.name, scale)
         sec = PaperSection(paper.name, ids("paper", paper.name), paper.title, tuple(paper.deviations), provenance, why)
         sec.presets = [_preset_section(paper, name, scale, cells, out, ids) for name in names[paper.name]]
