@@ -155,6 +155,23 @@ def test_median_network_is_exact_by_the_zero_one_principle():
     assert np.array_equal(median_filter(ties, 3).numpy(), ref)
 
 
+@pytest.mark.parametrize("mode", list(SCIPY_MODES))
+def test_median_chunked_in_cache_equals_the_whole_batch_network(mode, monkeypatch):
+    """The no-gradient 3×3 path pads and filters a few planes at a time on reused buffers: with
+    chunks of 2 planes (the last one short) it is bit-identical to the network on the whole padded
+    batch (the gradient path) and to scipy."""
+    import patchbench.defenses.median as med
+
+    x = images(5, 3, 13, 17)  # 15 planes: 7 chunks of 2 and one of 1
+    monkeypatch.setattr(med, "CHUNK", 2 * 15 * 19)
+    got = median_filter(x, 3, mode, 0.3)
+    y = pad2d(x, 1, 1, 1, 1, SCIPY_MODES[mode], 0.3).requires_grad_(True)
+    assert torch.equal(got, median3x3(y).detach())
+    assert np.array_equal(got.numpy(), ndi.median_filter(x.numpy(), size=(1, 1, 3, 3), mode=mode, cval=0.3))
+    one = x[:1, :1, :2, :1]  # images of 2×1 pixels: every border row and column at once
+    assert np.array_equal(median_filter(one, 3, mode, 0.3).numpy(), ndi.median_filter(one.numpy(), size=(1, 1, 3, 3), mode=mode, cval=0.3))
+
+
 # ---- bilateral -------------------------------------------------------------------------------
 
 
