@@ -120,6 +120,25 @@ def test_jpeg_quality_changes_output_and_is_idempotent_on_8bit_input():
     assert torch.equal(to_uint8(levels / 255).long(), levels)  # 8-bit images (k/255) quantize losslessly
 
 
+def test_jpeg_codec_threads_keep_the_callers_thread_count():
+    """The codec pool's workers run torch with one thread each; that setting must not reach the
+    caller (in a fresh process it can: the next call would see 1 thread and remake the pool), the
+    pool is reused, and the output does not depend on the number of workers."""
+    import patchbench.defenses.jpeg as jpeg
+
+    x = images(5, 3, 32, 32)
+    one = jpeg_roundtrip(x, 75)
+    torch.set_num_threads(2)
+    try:
+        two = jpeg_roundtrip(x, 75)
+        pool = jpeg._POOL[0][1]
+        assert torch.get_num_threads() == 2
+        assert torch.equal(jpeg_roundtrip(x, 75), two) and jpeg._POOL[0][1] is pool  # the same pool again
+    finally:
+        torch.set_num_threads(1)
+    assert torch.equal(one, two)
+
+
 # ---- Gaussian and median ---------------------------------------------------------------------
 
 
