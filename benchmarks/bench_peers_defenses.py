@@ -195,7 +195,7 @@ def main():
     def dw_patch():
         mask = dw.mask(xd, model) | patch
         with torch.no_grad():
-            return harmonic_inpaint(xd, mask, dw.inpaint_iter, dw.omega).clamp(0, 1)
+            return harmonic_inpaint(xd, mask, dw.inpaint_iter, dw.omega, dw.inpaint_tol).clamp(0, 1)
 
     t_dw, t_lgs = timeit_pair(dw_patch, lgs, args.repeat, dev)
     rows.append(row("defenses", "DW vs LGS, 16 px patch masked (goal: DW <= 20x LGS)", "64×1×64×64, small_vgg", t_dw,

@@ -345,6 +345,31 @@ def test_dw_inpainting_of_holes_at_random_places_is_per_image():
     assert torch.equal(got[3], x[3])  # no mask: unchanged
 
 
+def test_dw_inpainting_with_the_optimal_factor_and_a_tolerance_stops_early_per_image():
+    """DW's default solver (omega "auto", tol 1e-6): within 1e-5 of the exact solve, far fewer
+    sweeps than the cap, and every image stops on its own test: bit for bit what it gives alone."""
+    from patchbench.defenses.dw import sor_omega
+
+    gen = torch.Generator().manual_seed(6)
+    x = images(6, 2, 40, 36, dtype=torch.float64)
+    masks = torch.zeros(6, 1, 40, 36, dtype=torch.bool)
+    for i, side in enumerate([16, 3, 0, 12, 18, 1]):
+        t, left = torch.randint(-2, 36 - side + 2, (2,), generator=gen).tolist()
+        masks[i, 0, max(t, 0):t + side, max(left, 0):left + side] = True
+    masks[3, 0, 30:34, 2:30] = True  # two holes, one box
+    got = harmonic_inpaint(x, masks, 300, "auto", 1e-6)
+    for i in range(6):
+        assert torch.equal(got[i:i + 1], harmonic_inpaint(x[i:i + 1], masks[i:i + 1], 300, "auto", 1e-6))
+        if masks[i].any():
+            assert np.abs(got[i].numpy() - laplace_reference(x[i].numpy(), masks[i, 0].numpy())).max() < 1e-5
+    assert torch.equal(got[2], x[2])
+    assert torch.equal(harmonic_inpaint(x, masks, 64, "auto", 1e-6), got)  # all stopped within 64 sweeps
+    assert not torch.equal(harmonic_inpaint(x, masks, 64, 1.9, 1e-6), harmonic_inpaint(x, masks, 300, 1.9, 1e-6))
+    one = torch.tensor([1.0], dtype=torch.float64)
+    assert float(sor_omega(one, one)) == pytest.approx(1.0)  # one pixel: Gauss-Seidel solves it in a sweep
+    assert 1.6 < float(sor_omega(16 * one, 16 * one)) < 1.75
+
+
 @pytest.mark.parametrize("iterations", [1, 2, 3])
 def test_dw_morphology_matches_scipy(iterations):
     gen = torch.Generator().manual_seed(iterations)
@@ -423,7 +448,7 @@ def test_batch_invariance_range_shape_dtype(name, c):
     ("bilateral", {"bins": 0}), ("bilateral", {"mode": "nearest"}), ("bilateral", {"compat": "opencv"}),
     ("tvm", {"weight": 0}), ("tvm", {"max_iter": 0}), ("tvm", {"eps": -1}),
     ("dw", {"top_k": 0}), ("dw", {"saliency": "gradcam"}), ("dw", {"rule": "otsu"}), ("dw", {"rule": "quantile", "threshold": 1.5}),
-    ("dw", {"erosions": -1}), ("dw", {"dilations": 1.5}), ("dw", {"inpaint_iter": -3}), ("dw", {"omega": 2.0}),
+    ("dw", {"erosions": -1}), ("dw", {"dilations": 1.5}), ("dw", {"inpaint_iter": -3}), ("dw", {"omega": 2.0}), ("dw", {"omega": "fast"}), ("dw", {"inpaint_tol": -1}),
     ("tvm", {"bogus": 1}),
 ])
 def test_bad_parameters_raise(name, bad):
