@@ -104,5 +104,8 @@ declare_columns(
     # attacked cells (BMVC 2023 α/β)
     *_core("int", "n_clean_correct kept_correct"), Column("defense_success_rate", "float"),
     Column("ssim", "float"), Column("ssim_n", "int"), Column("seconds", "float"),
+    # the share of pixels a defense's maps["mask"] marks (DW's inpainted region, SLGS's), mean over
+    # the cell's images, in %; None for a defense without a mask
+    Column("masked_pct", "float"),
     *_core("str", "device run_id git_sha version created"),
 )
