@@ -20,7 +20,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 by round(255·x), ties to even (numpy.rint). Lossless for images read
     from 8-bit files (x = k/255), which is what the paper handed to Pillow. (torchvision's
     ``to_pil_image`` truncates instead, a bias of -0.5/255 on average.)"""
-    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return (x * 255).round_().clamp_(0, 255).to(torch.uint8)  # one float temporary
 
 
 def jpeg_roundtrip(x: torch.Tensor, quality: int = 75, backend: str = "auto") -> torch.Tensor:
