@@ -87,7 +87,7 @@ def bilateral_filter(x: torch.Tensor, win_size: int | None = None, sigma_color: 
             if a == 0 and b <= 0:
                 continue  # -o of a pair already visited, or the centre
             # q over the centres of +o (rows a.., cols max(b, 0)..) and of -o (rows 0.., cols max(-b, 0)..)
-            hh, ww, c0 = h + a, w + abs(b), r - max(b, 0)
+            ww, c0 = w + abs(b), r - max(b, 0)  # rows: h + a
             diff = xp[:, :, r - a:r + h, c0:c0 + ww] - xp[:, :, r:r + h + a, c0 + b:c0 + b + ww]
             if c == 1:
                 d = diff.abs_()  # sqrt(x²) = |x| exactly
