@@ -106,5 +106,8 @@ declare_columns(
     Column("ssim", "float"), Column("ssim_n", "int"),
     # a certifying defense (PatchCleanser): images certified robust for their true label, and their share
     Column("n_certified", "int"), Column("certified_accuracy", "float"), Column("seconds", "float"),
+    # the share of pixels a defense's maps["mask"] marks (DW's inpainted region, SLGS's), mean over
+    # the cell's images, in %; None for a defense without a mask
+    Column("masked_pct", "float"),
     *_core("str", "device run_id git_sha version created"),
 )

@@ -158,6 +158,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     seconds = {c.rid: 0.0 for c in todo}
     # a certifying defense (maps[CERTIFIED]): per image, whether the certified label is the true one
     certified: dict[str, torch.Tensor] = {}
+    masked = {c.rid: None for c in todo}  # Σ over images of the share of pixels maps["mask"] marks
     labels_all = torch.empty(n, dtype=torch.int64)
     # the undefended model on the clean images: the base of each attacked cell's defense success rate,
     # computed once per batch and reused as the clean, undefended cell's own forward pass
@@ -190,6 +191,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                 maps = dr.defense.maps(xc, model)
                 _sync(device)
                 t_maps = (time.perf_counter() - t0) / len(cs)
+                share = float(maps["mask"].flatten(1).float().mean(1).sum()) if "mask" in maps else None
                 for cell in cs:
                     t0 = time.perf_counter()
                     with torch.no_grad():
@@ -209,6 +211,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                         certified.setdefault(cell.rid, torch.zeros(n, dtype=torch.bool))[pos:pos + b] = (
                             maps[CERTIFIED].cpu() == y.cpu())
                     seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
+                    if share is not None:
+                        masked[cell.rid] = (masked[cell.rid] or 0.0) + share
                     k = min(b, ssim_n - pos)
                     if k > 0 and cond.patch is None and dr.defense.name != "none":
                         ssim_sum[cell.rid] += float(ssim_per_image(xc[:k], xd[:k]).sum())
@@ -244,7 +248,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
             row["kept_correct"] = int(((p == labels_all) & attacked_images).sum())
             row["defense_success_rate"] = row["kept_correct"] / max(row["n_clean_correct"], 1)
         row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
-                   ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4), device=dev, run_id=cell.rid,
+                   ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4),
+                   masked_pct=None if masked[cell.rid] is None else 100 * masked[cell.rid] / n, device=dev, run_id=cell.rid,
                    git_sha=git_sha(), version=__version__, created=now_utc())
         pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
         if cell.rid in certified:  # certified accuracy: certified for the true label (PatchCleanser)

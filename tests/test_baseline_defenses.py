@@ -120,6 +120,25 @@ def test_jpeg_quality_changes_output_and_is_idempotent_on_8bit_input():
     assert torch.equal(to_uint8(levels / 255).long(), levels)  # 8-bit images (k/255) quantize losslessly
 
 
+def test_jpeg_codec_threads_keep_the_callers_thread_count():
+    """The codec pool's workers run torch with one thread each; that setting must not reach the
+    caller (in a fresh process it can: the next call would see 1 thread and remake the pool), the
+    pool is reused, and the output does not depend on the number of workers."""
+    import patchbench.defenses.jpeg as jpeg
+
+    x = images(5, 3, 32, 32)
+    one = jpeg_roundtrip(x, 75)
+    torch.set_num_threads(2)
+    try:
+        two = jpeg_roundtrip(x, 75)
+        pool = jpeg._POOL[0][1]
+        assert torch.get_num_threads() == 2
+        assert torch.equal(jpeg_roundtrip(x, 75), two) and jpeg._POOL[0][1] is pool  # the same pool again
+    finally:
+        torch.set_num_threads(1)
+    assert torch.equal(one, two)
+
+
 # ---- Gaussian and median ---------------------------------------------------------------------
 
 
@@ -153,6 +172,23 @@ def test_median_network_is_exact_by_the_zero_one_principle():
     ties = torch.randint(0, 3, (4, 2, 17, 19)).float() / 2  # tie-heavy images, as 8-bit data has
     ref = ndi.median_filter(ties.numpy(), size=(1, 1, 3, 3), mode="reflect")
     assert np.array_equal(median_filter(ties, 3).numpy(), ref)
+
+
+@pytest.mark.parametrize("mode", list(SCIPY_MODES))
+def test_median_chunked_in_cache_equals_the_whole_batch_network(mode, monkeypatch):
+    """The no-gradient 3×3 path pads and filters a few planes at a time on reused buffers: with
+    chunks of 2 planes (the last one short) it is bit-identical to the network on the whole padded
+    batch (the gradient path) and to scipy."""
+    import patchbench.defenses.median as med
+
+    x = images(5, 3, 13, 17)  # 15 planes: 7 chunks of 2 and one of 1
+    monkeypatch.setattr(med, "CHUNK", 2 * 15 * 19)
+    got = median_filter(x, 3, mode, 0.3)
+    y = pad2d(x, 1, 1, 1, 1, SCIPY_MODES[mode], 0.3).requires_grad_(True)
+    assert torch.equal(got, median3x3(y).detach())
+    assert np.array_equal(got.numpy(), ndi.median_filter(x.numpy(), size=(1, 1, 3, 3), mode=mode, cval=0.3))
+    one = x[:1, :1, :2, :1]  # images of 2×1 pixels: every border row and column at once
+    assert np.array_equal(median_filter(one, 3, mode, 0.3).numpy(), ndi.median_filter(one.numpy(), size=(1, 1, 3, 3), mode=mode, cval=0.3))
 
 
 # ---- bilateral -------------------------------------------------------------------------------
@@ -309,6 +345,31 @@ def test_dw_inpainting_of_holes_at_random_places_is_per_image():
     assert torch.equal(got[3], x[3])  # no mask: unchanged
 
 
+def test_dw_inpainting_with_the_optimal_factor_and_a_tolerance_stops_early_per_image():
+    """DW's default solver (omega "auto", tol 1e-6): within 1e-5 of the exact solve, far fewer
+    sweeps than the cap, and every image stops on its own test: bit for bit what it gives alone."""
+    from patchbench.defenses.dw import sor_omega
+
+    gen = torch.Generator().manual_seed(6)
+    x = images(6, 2, 40, 36, dtype=torch.float64)
+    masks = torch.zeros(6, 1, 40, 36, dtype=torch.bool)
+    for i, side in enumerate([16, 3, 0, 12, 18, 1]):
+        t, left = torch.randint(-2, 36 - side + 2, (2,), generator=gen).tolist()
+        masks[i, 0, max(t, 0):t + side, max(left, 0):left + side] = True
+    masks[3, 0, 30:34, 2:30] = True  # two holes, one box
+    got = harmonic_inpaint(x, masks, 300, "auto", 1e-6)
+    for i in range(6):
+        assert torch.equal(got[i:i + 1], harmonic_inpaint(x[i:i + 1], masks[i:i + 1], 300, "auto", 1e-6))
+        if masks[i].any():
+            assert np.abs(got[i].numpy() - laplace_reference(x[i].numpy(), masks[i, 0].numpy())).max() < 1e-5
+    assert torch.equal(got[2], x[2])
+    assert torch.equal(harmonic_inpaint(x, masks, 64, "auto", 1e-6), got)  # all stopped within 64 sweeps
+    assert not torch.equal(harmonic_inpaint(x, masks, 64, 1.9, 1e-6), harmonic_inpaint(x, masks, 300, 1.9, 1e-6))
+    one = torch.tensor([1.0], dtype=torch.float64)
+    assert float(sor_omega(one, one)) == pytest.approx(1.0)  # one pixel: Gauss-Seidel solves it in a sweep
+    assert 1.6 < float(sor_omega(16 * one, 16 * one)) < 1.75
+
+
 @pytest.mark.parametrize("iterations", [1, 2, 3])
 def test_dw_morphology_matches_scipy(iterations):
     gen = torch.Generator().manual_seed(iterations)
@@ -387,7 +448,7 @@ def test_batch_invariance_range_shape_dtype(name, c):
     ("bilateral", {"bins": 0}), ("bilateral", {"mode": "nearest"}), ("bilateral", {"compat": "opencv"}),
     ("tvm", {"weight": 0}), ("tvm", {"max_iter": 0}), ("tvm", {"eps": -1}),
     ("dw", {"top_k": 0}), ("dw", {"saliency": "gradcam"}), ("dw", {"rule": "otsu"}), ("dw", {"rule": "quantile", "threshold": 1.5}),
-    ("dw", {"erosions": -1}), ("dw", {"dilations": 1.5}), ("dw", {"inpaint_iter": -3}), ("dw", {"omega": 2.0}),
+    ("dw", {"erosions": -1}), ("dw", {"dilations": 1.5}), ("dw", {"inpaint_iter": -3}), ("dw", {"omega": 2.0}), ("dw", {"omega": "fast"}), ("dw", {"inpaint_tol": -1}),
     ("tvm", {"bogus": 1}),
 ])
 def test_bad_parameters_raise(name, bad):

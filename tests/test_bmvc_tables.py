@@ -121,6 +121,32 @@ def test_bottom_of_a_preset_outside_the_paper_presets_shows_that_preset_alone():
     assert row(table, "DW (VGG): reported in the paper, not run on this architecture")["ImageNet α paper"] == "65.20"
 
 
+def test_bottom_shows_the_share_of_pixels_a_defense_masked():
+    """Cells that measured a mask (``masked_pct``) give the defense's row a "masked %" column per
+    dataset, weighted by the cells' images; DW masking nothing reads so; rows without a mask read
+    "-"; the caption says what the column is. Cells without the column (above) show none."""
+    cells = synthetic_cells()
+    cells["masked_pct"] = None
+    dw = cells["defense"] == "dw"
+    imagenet = cells["preset"] == "bmvc2023-imagenet"
+    cells.loc[dw & ~imagenet, "masked_pct"] = 0.0  # CIFAR-10: DW masked nothing
+    vgg = cells.index[dw & imagenet & (cells["model"] == "small_vgg")][0]
+    extra = {**cells.loc[vgg].to_dict(), "patch_px": 4, "n": 30, "run_id": "extra", "masked_pct": 2.0}
+    cells.loc[vgg, "masked_pct"] = 6.0
+    cells = pd.concat([cells, pd.DataFrame([extra])], ignore_index=True)
+    table, caption = build("bmvc2023-2-bottom", "bmvc2023-cifar10", cells)
+    assert [c for c in table.columns if c.startswith("CIFAR10 ")] == \
+        ["CIFAR10 α ours", "CIFAR10 α ours, white-box", "CIFAR10 masked %", "CIFAR10 α paper", "CIFAR10 Δ"]
+    dw_vgg = row(table, "DW on undefended (small_vgg ≈ paper's VGG)")
+    assert dw_vgg["CIFAR10 masked %"] == "0 (nothing masked)"
+    assert dw_vgg["ImageNet masked %"] == "3.00"  # (6 · 10 + 2 · 30) / 40 images
+    assert row(table, "DW on undefended (inception_v3 = paper's Inception)")["ImageNet masked %"] == "-"  # not measured
+    assert row(table, "LGS (λ=2.3) on undefended (small_vgg ≈ paper's VGG)")["CIFAR10 masked %"] == "-"
+    assert row(table, "Undefended (small_vgg ≈ paper's VGG)")["CIFAR10 masked %"] == "-"
+    assert "masked %: the share of the image's pixels a defense's mask covered" in caption
+    assert "masked %" not in build("bmvc2023-2-bottom", "bmvc2023-cifar10", synthetic_cells())[1]
+
+
 @pytest.mark.parametrize("attacks, first", [
     ((("npixel", {"pixels": 1}),), "1-pixel, DE"),
     ((("npixel", {"pixels": 4}), ("local_search", {"rounds": 3}), ("single_pixel", {"max_pixels": 10})), "1-pixel, Foolbox single-pixel"),

@@ -208,3 +208,21 @@ def test_an_undeclared_or_mistyped_column_is_refused_not_dropped(tmp_path, decla
         declare_columns("toy-paper", Column("accuracy", "str"))
     with pytest.raises(PatchbenchError, match="dtype must be one of"):
         declare_columns("toy-paper", Column("toy_when", "datetime"))
+
+
+def test_a_defense_mask_is_measured_per_cell(tmp_path):
+    """masked_pct: the mean share of pixels a defense's maps["mask"] marks (DW's inpainted region),
+    over every image of the cell (batches of 20, 20 and 10), in %; None for a defense without one."""
+    from patchbench.defenses.dw import DigitalWatermarking
+
+    model, source, patch = tiny_setup()
+    dw = DigitalWatermarking(threshold=1.0, erosions=0, dilations=0)  # marks some pixels of these images
+    ctx = {"dataset": "synthetic", "split": "test", "eval_seed": 0, "image_size": 16, "model": "tiny", "model_id": "x"}
+    idx = torch.arange(50)
+    rows = evaluate(model, source, idx, 16, 20, [Condition(patch)], [DefenseRun(NoDefense(), [None]), DefenseRun(dw, [None])],
+                    ResultStore(tmp_path), ctx, torch.device("cpu"), progress=False)
+    x = patch.apply(source.batch(idx, 16, torch.device("cpu")))
+    want = 100 * float(dw.mask(x, model).double().mean())
+    got = rows.set_index("defense")["masked_pct"]
+    assert 0 < want < 100 and got["dw"] == pytest.approx(want, rel=1e-9)
+    assert pd.isna(got["none"])

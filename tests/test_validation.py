@@ -146,7 +146,7 @@ def test_image_modes_follow_the_documented_rule(tmp_path):
 
 
 KINDS = ["rgb", "gray", "gray16", "rgba", "la", "palette", "bilevel", "exif"]
-MODEL_FREE = [n for n in DEFENSES if n not in ("slgs", "wlgs", "dw")]
+MODEL_FREE = [n for n in DEFENSES if n not in ("slgs", "wlgs", "dw", "patchcleanser")]
 
 
 CHANNELS = {"rgb": 3, "gray": 1, "gray16": 1, "rgba": 3, "la": 1, "palette": 3, "bilevel": 1, "exif": 3}

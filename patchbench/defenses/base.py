@@ -7,6 +7,8 @@ saliency) once per batch; ``apply(x, maps, lam)`` is cheap, so a λ sweep pays f
 λ-free defenses (``uses_lambda = False``: filters, codecs, inpainting) have nothing to do per λ:
 their ``maps`` computes the defended image under the key :data:`OUT` (``"out"``), next to any
 other maps worth keeping, and they leave ``apply`` to the base, which returns ``maps["out"]``.
+A map under ``"mask"`` (N×1×H×W, the pixels the defense acts on: DW's inpainted region, SLGS's
+smoothed one) is measured by the engine: each cell's ``masked_pct`` is its mean share, in %.
 A defense with a smoothing factor (``uses_lambda = True``) overrides ``apply``. A certifying
 defense (PatchCleanser) also puts under :data:`CERTIFIED` the label it certifies for each image.
 

@@ -22,9 +22,12 @@ reproduced, so the defaults are choices, stated below):
    the mask with the unmasked pixels as boundary values — every masked pixel becomes the mean of
    its 4 in-image neighbours (a natural Neumann condition at the image border). Masked pixels
    start at the mean of the image's unmasked pixels (per channel; 0.5 when all are masked) and
-   ``inpaint_iter`` red-black successive over-relaxation sweeps with factor ``omega`` update
-   them (omega 1 = Gauss-Seidel; on a 30×30 hole 1.9 needs ~6× fewer sweeps than 1 to reach
-   1e-6, and 300 sweeps reach float64 round-off).
+   red-black successive over-relaxation sweeps update them: at most ``inpaint_iter`` (300),
+   factor ``omega`` ("auto", default: Young's optimal factor for each image's hole, ≈ 1.69 for
+   16×16; or a number, 1 = Gauss-Seidel), and an image stops once a sweep changes none of its
+   pixels by ``inpaint_tol`` (1e-6) or more: on the bench's 16×16 holes 48 sweeps (ω 1.9: 128) instead
+   of 300, within 2.1e-6 of the exact solution (300 sweeps at ω 1.9: 6e-7; float32 round-off
+   4e-7), 1/2000 of a grey level. ``inpaint_tol`` 0 runs all ``inpaint_iter`` sweeps.
    Hayes used OpenCV's inpainting (``cv2.inpaint``); OpenCV is not a dependency of patchbench,
    and the Laplace fill is batched on the device and has a reference solution (tests:
    scipy.sparse.linalg.spsolve).
@@ -61,7 +64,9 @@ def binarize(m: torch.Tensor, rule: str = "std", threshold: float = 2.0) -> torc
     """Per-image binary mask of a saliency map N×1×H×W (bool)."""
     flat = m.flatten(1)
     if rule == "std":
-        t = flat.mean(1) + threshold * flat.std(1, correction=0)
+        mean = flat.mean(1, keepdim=True)
+        dev = flat - mean  # two passes, as numpy's std (torch.std took 5× longer on a 64×64 batch)
+        t = mean.view(-1) + threshold * dev.mul_(dev).mean(1).sqrt_()
     else:  # quantile, linear interpolation between order statistics
         s = flat.sort(1).values
         pos = threshold * (s.shape[1] - 1)
@@ -71,24 +76,39 @@ def binarize(m: torch.Tensor, rule: str = "std", threshold: float = 2.0) -> torc
     return m > t.view(-1, 1, 1, 1)
 
 
-def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300, omega: float = 1.9) -> torch.Tensor:
+def sor_omega(extent_h: torch.Tensor, extent_w: torch.Tensor) -> torch.Tensor:
+    """Young's optimal SOR factor ω = 2 / (1 + sqrt(1 - ρ²)) (Young 1954, for consistently ordered
+    matrices, which the red-black 5-point Laplacian is), with ρ = (cos(π/(a+1)) + cos(π/(b+1))) / 2
+    the Jacobi spectral radius of the 5-point Laplacian on an a×b grid with Dirichlet boundary.
+    Per image, from the extents of its hole."""
+    rho = (torch.cos(torch.pi / (extent_h + 1)) + torch.cos(torch.pi / (extent_w + 1))) / 2
+    return 2 / (1 + torch.sqrt(1 - rho**2))
+
+
+def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300, omega: float | str = 1.9,
+                     tol: float = 0.0, check_every: int = 8) -> torch.Tensor:
     """Fill the pixels where ``mask`` (N×1×H×W bool) is True with the solution of the discrete
-    Laplace equation (4-neighbour mean, neighbours inside the image only), by red-black SOR.
+    Laplace equation Δu = 0 (4-neighbour mean, neighbours inside the image only), by red-black SOR.
     Unmasked pixels are never changed. Every connected masked region borders an unmasked pixel
     (the grid is connected), so the solution is unique — unless the whole image is masked, which
     then keeps its initial value 0.5.
 
+    ``iterations`` sweeps at most; ``omega`` a number, or "auto": per image :func:`sor_omega` of
+    its hole's bounding box, each extent doubled where the hole touches the image border (the
+    Neumann side mirrors the hole); a 16×16 hole takes ω ≈ 1.69, which reaches float32 round-off
+    in about 60 sweeps where 1.9 needs about 150. ``tol`` > 0: every ``check_every`` sweeps, an
+    image whose largest change in the last sweep is below ``tol`` stops (its pixels are no longer
+    updated: bit for bit what it gives alone, whatever its batch); the loop ends when all stopped.
+
     Per image, only the bounding box of its masked pixels grown by one pixel is iterated: a masked
-    pixel's neighbours all lie inside it, so the result is the same as iterating the whole image,
-    bit for bit. The boxes of the images that have a mask are cut out at one common size (the
-    largest box, moved inward where it would leave the image) and stacked, so that masks at
-    different places (a patch placed at random per image) cost the patch's area per image, not the
-    area of the union of all patches (128 images of 64 px, an 18×18 hole each at random places,
-    300 sweeps, 1 thread: 290 ms over the union box, 56 ms over the stacked boxes). Inside the stack the sweeps update a zero-padded buffer in
-    place: u += (ω·[pixel of this colour and masked])·(Σ neighbours / degree − u), which for a
-    selected pixel is the SOR step u + ω(Σ/deg − u) and for any other adds 0·(…) = 0. Colours and
-    degrees are those of the pixel's place in the image, so every pixel sees the same arithmetic
-    as in a whole-image sweep.
+    pixel's neighbours all lie inside it, so the result is the same as iterating the whole image.
+    The boxes of the images that have a mask are cut out at one common size (the largest box,
+    moved inward where it would leave the image) and stacked, so that masks at different places (a
+    patch placed at random per image) cost the patch's area per image, not the area of the union
+    of all patches. Inside the stack each half-sweep updates a zero-padded buffer in place:
+    u ← u·(1 − ω·s) + (ω·s / degree)·Σ neighbours, s = [pixel of this colour and masked] — the SOR
+    step u + ω(Σ/deg − u) for a selected pixel, u·1 + 0·Σ = u for any other. Colours and degrees
+    are those of the pixel's place in the image.
     """
     n, c, h, w = x.shape
     m = mask.expand(n, c, h, w)
@@ -104,16 +124,18 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
     rows, cols = rows[sel], cols[sel]
 
     def span(any_: torch.Tensor, size: int):
-        """Per image: start of the common-size window and that size, around [first - 1, last + 2)."""
+        """Per image: start of the common-size window and that size, around [first - 1, last + 2);
+        and the hole's extent, doubled where it touches the border."""
         ar = torch.arange(size, device=x.device)
         first = torch.where(any_, ar, size).amin(1)
         last = torch.where(any_, ar, -1).amax(1)
         lo, hi = (first - 1).clamp(min=0), (last + 2).clamp(max=size)
         extent = int((hi - lo).max())
-        return torch.minimum(lo, torch.full_like(lo, size - extent)), extent
+        hole = (last - first + 1) * (1 + (first == 0).long() + (last == size - 1).long())
+        return torch.minimum(lo, torch.full_like(lo, size - extent)), extent, hole.to(x.dtype)
 
-    top, hh = span(rows, h)
-    left, ww = span(cols, w)
+    top, hh, hole_h = span(rows, h)
+    left, ww, hole_w = span(cols, w)
     gi = top.view(-1, 1, 1) + torch.arange(hh, device=x.device).view(1, hh, 1)  # image row of each window pixel
     gj = left.view(-1, 1, 1) + torch.arange(ww, device=x.device).view(1, 1, ww)
     flat = (gi * w + gj).view(len(sel), 1, hh * ww)
@@ -131,13 +153,25 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
     degree = ((gi > 0).to(x.dtype) + (gi < h - 1).to(x.dtype) + (gj > 0).to(x.dtype) + (gj < w - 1).to(x.dtype)).unsqueeze(1)
     red = ((gi + gj) % 2 == 0).unsqueeze(1)  # the colouring of the whole image
     mb = cut(m1[sel].unsqueeze(1))
-    steps = [(mb & red).to(x.dtype) * omega, (mb & ~red).to(x.dtype) * omega]
-    delta = torch.empty_like(inner)
-    for _ in range(iterations):
-        for step in steps:
-            torch.add(buf[..., :-2, 1:-1], buf[..., 2:, 1:-1], out=delta)
-            delta.add_(buf[..., 1:-1, :-2]).add_(buf[..., 1:-1, 2:]).div_(degree).sub_(inner)
-            inner.addcmul_(step, delta)
+    om = sor_omega(hole_h, hole_w).view(k, 1, 1, 1) if omega == "auto" else torch.full((k, 1, 1, 1), float(omega), dtype=x.dtype, device=x.device)
+    steps = [(mb & red).to(x.dtype) * om, (mb & ~red).to(x.dtype) * om]
+    halves = [(1 - s, s / degree) for s in steps]  # (factor of u, factor of Σ neighbours)
+    nsum = torch.empty_like(inner)
+    up, down, west, east = buf[..., :-2, 1:-1], buf[..., 2:, 1:-1], buf[..., 1:-1, :-2], buf[..., 1:-1, 2:]
+    before = inner.clone() if tol > 0 else None
+    for sweep in range(iterations):  # small tensors: each op's cost is mostly its call, so few ops
+        check = tol > 0 and (sweep + 1) % check_every == 0
+        if check:
+            before.copy_(inner)
+        for factor, gain in halves:
+            torch.add(up, down, out=nsum).add_(west).add_(east)
+            inner.mul_(factor).addcmul_(nsum, gain)
+        if check:
+            moving = (inner - before).abs().amax((1, 2, 3), keepdim=True) >= tol
+            if not bool(moving.any()):
+                break
+            if not bool(moving.all()):  # freeze the images that stopped: u·1 + 0·Σ from now on
+                halves = [(torch.where(moving, f, 1.0), torch.where(moving, g, 0.0)) for f, g in halves]
     u_sel = u_sel.flatten(2).scatter_(2, flat.expand(k, c, hh * ww), inner.reshape(k, c, hh * ww)).view(k, c, h, w)
     return u_full.index_copy_(0, sel, u_sel)
 
@@ -156,8 +190,9 @@ class DigitalWatermarking(Defense):
     threshold: float = 2.0
     erosions: int = 1
     dilations: int = 2
-    inpaint_iter: int = 300
-    omega: float = 1.9
+    inpaint_iter: int = 300  # sweeps at most
+    omega: float | str = "auto"  # auto: Young's optimal factor per image | a number in (0, 2)
+    inpaint_tol: float = 1e-6  # an image stops when a sweep changes none of its pixels by this much; 0: all sweeps
 
     def validate(self):
         self.require_choice("saliency", ("logit", "topk_ce"))
@@ -167,7 +202,9 @@ class DigitalWatermarking(Defense):
                      "a number (in [0, 1] for rule quantile)")
         for field in ("erosions", "dilations", "inpaint_iter"):
             self.require(field, is_int(getattr(self, field)) and getattr(self, field) >= 0, "an integer >= 0")
-        self.require("omega", is_number(self.omega) and 0 < self.omega < 2, "in (0, 2) for SOR to converge")
+        self.require("omega", self.omega == "auto" or (is_number(self.omega) and 0 < self.omega < 2),
+                     "auto or in (0, 2) for SOR to converge")
+        self.require("inpaint_tol", is_number(self.inpaint_tol) and self.inpaint_tol >= 0, "a number >= 0")
 
     def mask(self, x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
         """Steps 1-3: the cleaned binary mask, N×1×H×W bool."""
@@ -179,5 +216,6 @@ class DigitalWatermarking(Defense):
         check(model is not None, "dw needs the classifier: its saliency map marks the region to inpaint")
         mask = self.mask(x, model)
         with torch.no_grad():
-            out = harmonic_inpaint(x.detach(), mask, self.inpaint_iter, float(self.omega)).clamp(0, 1)
+            omega = self.omega if self.omega == "auto" else float(self.omega)
+            out = harmonic_inpaint(x.detach(), mask, self.inpaint_iter, omega, float(self.inpaint_tol)).clamp(0, 1)
         return {OUT: out, "mask": mask}

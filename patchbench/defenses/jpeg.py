@@ -1,6 +1,6 @@
 """JPEG compression baseline of ICAART 2022 Fig. 9 ("JPEG compression from Pillow").
 
-A real libjpeg round trip (torchvision.io), bytes as Pillow would get them; checked against
+A real libjpeg round trip (torchvision.io), bytes as Pillow would get them, one image per thread; checked against
 Pillow in ``tests/test_baseline_defenses.py``. No smoothing factor: the output is computed in
 ``maps`` (``{"out": ...}``) and the base class's ``apply`` returns it.
 """
@@ -20,7 +20,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 by round(255·x), ties to even (numpy.rint). Lossless for images read
     from 8-bit files (x = k/255), which is what the paper handed to Pillow. (torchvision's
     ``to_pil_image`` truncates instead, a bias of -0.5/255 on average.)"""
-    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return (x * 255).round_().clamp_(0, 255).to(torch.uint8)  # one float temporary
 
 
 def jpeg_roundtrip(x: torch.Tensor, quality: int = 75, backend: str = "auto") -> torch.Tensor:
@@ -37,31 +37,37 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int = 75, backend: str = "auto") ->
 
     n, c = x.shape[:2]
     mode = ImageReadMode.GRAY if c == 1 else ImageReadMode.RGB
-    u8 = to_uint8(x.detach())
-    decoded = None
-    if backend == "auto" and u8.device.type == "cuda":
+    x = x.detach()
+    if backend == "auto" and x.device.type == "cuda":
         try:
-            data = [d.cpu() for d in encode_jpeg(list(u8), quality=quality)]
-            decoded = decode_jpeg(data, mode=mode, device=u8.device)
+            data = [d.cpu() for d in encode_jpeg(list(to_uint8(x)), quality=quality)]
+            return torch.stack(decode_jpeg(data, mode=mode, device=x.device)).to(x.dtype).div_(255)
         except (RuntimeError, NotImplementedError, ValueError):
-            decoded = None
-    if decoded is None:
-        def roundtrip(img: torch.Tensor) -> torch.Tensor:
-            return decode_jpeg(encode_jpeg(img, quality=quality), mode=mode)
+            pass
+    src = x.cpu()
+    out = torch.empty_like(src)
 
-        # libjpeg runs with the GIL released: one image per thread (as many as torch's threads)
-        decoded = list(_codec_pool().map(roundtrip, u8.cpu()))
-    return torch.stack(decoded).to(x.device).to(x.dtype).div_(255)
+    def roundtrip(i: int) -> None:  # one image, start to end on one thread: its pixels stay in cache
+        out[i].copy_(decode_jpeg(encode_jpeg(to_uint8(src[i]), quality=quality), mode=mode)).div_(255)
+
+    # libjpeg runs with the GIL released: one image per thread (as many as torch's threads)
+    threads = torch.get_num_threads()
+    try:
+        list(_codec_pool(threads).map(roundtrip, range(n)))
+    finally:
+        if torch.get_num_threads() != threads:  # a worker's set_num_threads(1) reaches a thread that ran no parallel op yet
+            torch.set_num_threads(threads)
+    return out.to(x.device)
 
 
 _POOL: list = []
 
 
-def _codec_pool():
-    """A thread pool for the CPU codec, sized to torch's thread count (made once, resized on change)."""
+def _codec_pool(workers: int):
+    """A thread pool for the CPU codec, ``workers`` threads running torch with one thread each
+    (made once, remade when the count changes)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = max(1, torch.get_num_threads())
     if not _POOL or _POOL[0][0] != workers:
         if _POOL:
             _POOL.pop()[1].shutdown(wait=False)

@@ -31,7 +31,7 @@ SCIPY_MODES = {"reflect": "symmetric", "mirror": "mirror", "nearest": "edge", "c
 NUMPY_MODES = {"symmetric": "symmetric", "reflect": "mirror", "edge": "edge", "constant": "constant", "wrap": "wrap"}
 
 
-def _border_index(n: int, before: int, after: int, rule: str, device) -> torch.Tensor:
+def border_index(n: int, before: int, after: int, rule: str, device) -> torch.Tensor:
     """Source index of every position of an axis of length n padded by (before, after)."""
     i = torch.arange(-before, n + after, device=device)
     if rule == "edge":
@@ -54,6 +54,6 @@ def pad2d(x: torch.Tensor, top: int, bottom: int, left: int, right: int, rule: s
     if rule == "constant":
         return F.pad(x, (left, right, top, bottom), value=cval)
     h, w = x.shape[-2:]
-    rows = _border_index(h, top, bottom, rule, x.device)
-    cols = _border_index(w, left, right, rule, x.device)
+    rows = border_index(h, top, bottom, rule, x.device)
+    cols = border_index(w, left, right, rule, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)

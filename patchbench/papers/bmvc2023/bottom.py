@@ -18,6 +18,10 @@ alone. Per dataset present: α ours, α ours white-box, the paper's α, and Δ =
   (Effn)", "DW (Inception)"), marked "reported in the paper, not run" (or "not run on this
   architecture" for a method we run elsewhere), and a dataset the paper reports but no preset of
   ours ran keeps its paper column, so the paper's table is always complete.
+* masked %: for a defense whose maps hold a mask (DW: the saliency mask it inpaints), the share of
+  the image's pixels it covered, mean over the row's images (the cells' ``masked_pct``); "0
+  (nothing masked)" says the defense left every image as it was, so its α is the undefended
+  model's. Shown only when some row has it.
 """
 
 from __future__ import annotations
@@ -61,19 +65,31 @@ def _rows(groups: dict) -> list[tuple]:
 
 
 def _ours(key: tuple, patches: pd.DataFrame) -> tuple:
-    """(α ours, α white-box, λ) of a row in one dataset's patch cells (None where there are none)."""
+    """(α ours, α white-box, λ, masked %) of a row in one dataset's patch cells (None where there are none)."""
     kind, method, arch, _ = key
     at = patches[patches["model"] == arch]
     if kind == "model":
         sub = at[(at["method"] == method) & (at["defense"] == "none")]
         own = pooled(sub[sub["patch_source"] == "self"], "kept_correct", "n_clean_correct")
         return (own if method == "undefended" else
-                pooled(sub[sub["patch_source"] == "undefended"], "kept_correct", "n_clean_correct")), own, None
+                pooled(sub[sub["patch_source"] == "undefended"], "kept_correct", "n_clean_correct")), own, None, None
     sub = at[(at["method"] == "undefended") & (at["defense"] == method)]
     lams = sorted(sub["lam"].dropna().unique())
     if lams:  # the preset's largest λ (LGS's paper value, 2.3, in the shipped presets)
         sub = sub[sub["lam"] == lams[-1]]
-    return pooled(sub, "kept_correct", "n_clean_correct"), None, lams[-1] if lams else None
+    return pooled(sub, "kept_correct", "n_clean_correct"), None, lams[-1] if lams else None, _masked(sub)
+
+
+def _masked(sub: pd.DataFrame) -> float | None:
+    """The cells' masked share (%), weighted by their images; None where no cell measured one."""
+    if "masked_pct" not in sub:
+        return None
+    have = sub[sub["masked_pct"].notna()]
+    return float((have["masked_pct"] * have["n"]).sum() / have["n"].sum()) if len(have) else None
+
+
+def fmt_masked(v: float | None) -> str:
+    return NA if v is None else "0 (nothing masked)" if v == 0 else f"{v:.2f}"
 
 
 def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.DataFrame, str]:
@@ -102,10 +118,11 @@ def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.D
         kind, method, arch, pm = key
         row, lams = {"Method": ""}, set()
         for ds, (_, patches, pms) in groups.items():
-            main, white, lam = _ours(key, patches) if pms.get(arch) == pm else (None, None, None)
+            main, white, lam, masked = _ours(key, patches) if pms.get(arch) == pm else (None, None, None, None)
             lams |= {lam} - {None}
             v = paper(method, pm, ds) if pm else None  # a net of ours mapped to none of the paper's: no number
             row[f"{name(ds)} α ours"], row[f"{name(ds)} α ours, white-box"] = fmt_rate(main), fmt_rate(white)
+            row[f"{name(ds)} masked %"] = fmt_masked(masked)
             if (ref["dataset"] == ds).any():
                 row[f"{name(ds)} α paper"] = fmt_pct(v) or NA
                 row[f"{name(ds)} Δ"] = fmt_delta(main[0], v) if main and v is not None and pm == arch else NA
@@ -125,7 +142,7 @@ def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.D
                                                        "reported in the paper")
         row = {"Method": f"{method_label(method)} ({arch}): {why}"}
         for ds in groups:
-            row.update({f"{name(ds)} α ours": NA, f"{name(ds)} α ours, white-box": NA})
+            row.update({f"{name(ds)} α ours": NA, f"{name(ds)} α ours, white-box": NA, f"{name(ds)} masked %": NA})
             if (ref["dataset"] == ds).any():
                 row.update({f"{name(ds)} α paper": fmt_pct(paper(method, pm, ds)) or NA, f"{name(ds)} Δ": NA})
         row.update({f"{name(ds)} α paper": fmt_pct(paper(method, pm, ds)) or NA for ds in paper_only})
@@ -135,10 +152,10 @@ def build_bottom(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple[pd.D
     order = [d for d in groups if d not in DATASETS] + [d for d in DATASETS if d in groups or d in paper_only]
     table = table[["Method"] + [c for d in order for c in table.columns if c.startswith(name(d) + " ")]]
     # a column with nothing in it (no white-box patches; no net of the paper's own) says nothing
-    empty = [c for c in table.columns if c.endswith((", white-box", " Δ")) and (table[c] == NA).all()]
+    empty = [c for c in table.columns if c.endswith((", white-box", " Δ", " masked %")) and (table[c] == NA).all()]
     table = table.drop(columns=empty)
     table.attrs["preset"] = ctx.preset
-    return table, _caption(groups)
+    return table, _caption(groups, any(c.endswith(" masked %") for c in table.columns))
 
 
 def _targets(dataset: str, patches) -> str:
@@ -154,7 +171,7 @@ def _targets(dataset: str, patches) -> str:
     return "targets " + ", ".join(named + (["untargeted"] if untargeted else [])) if named else "untargeted"
 
 
-def _caption(groups: dict) -> str:
+def _caption(groups: dict, masked: bool = False) -> str:
     parts = []
     for ds, (p, patches, pms) in groups.items():
         image = int(patches["image_size"].iloc[0])
@@ -170,4 +187,6 @@ def _caption(groups: dict) -> str:
             "paper's fixed patches; white-box: patches trained on the model itself. A paper number stands in a row only "
             "where the paper reports that method on the architecture the row's net maps to ('=' the same net, '≈' a "
             "stand-in), under the same dataset; Δ = ours − paper only for the paper's own net. "
+            + ("masked %: the share of the image's pixels a defense's mask covered (DW: the saliency mask it inpaints), "
+               "mean over the row's images; 0: the defense changed no image. " if masked else "") +
             f"Ours: {'; '.join(parts)}. Paper: toaster / school-bus / lipstick / pineapple patches (A-ADS).")
