@@ -132,7 +132,7 @@ def main():
         raise SystemExit("bench_peers_attacks needs the bench extra: pip install -e '.[bench]'") from None
     torch.set_num_threads(args.threads)
 
-    lenet = train_model("lenet", 300).eval().requires_grad_(False).to(dev)
+    lenet = train_model("lenet", 300, dev).eval().requires_grad_(False)
     x, y = (t.to(dev) for t in fmnist(64))
     rows = [pgd_rows(lenet, x, y, "LeNet", "64×1×28×28", args.repeat, torchattacks, dev, args.profile)]
     print(rows[-1])

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from patchbench.api import (
     AdaptiveConfig, CertifiedConfig, Figure, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive,
     check_certified, is_number, run_adaptive_section, run_certified_section,
@@ -72,8 +74,9 @@ def adaptive_audit(cells, preset: str) -> list[str]:
     """The audit's verdict on the adaptive attacks' returned patches (their last step), per column."""
     df = cells[(cells["preset"] == preset) & (cells["attack"] == "lavan-adaptive")]
     df = df[df["defense"] == df["attack_through"]]
-    last = df[df["attack_step"] == df.groupby(["attack_through", "lam", "patch_px"])["attack_step"].transform("max")]
-    marks = [f"† {r.attack_through.upper()} λ={r.lam:g} ({int(r.patch_px)}px), step {int(r.attack_step)}:{audit_mark(last.loc[[i]])[2:]}"
+    last = df[df["attack_step"] == df.groupby(["attack_through", "lam", "patch_px"], dropna=False)["attack_step"].transform("max")]
+    marks = [f"† {r.attack_through.upper()}{'' if pd.isna(r.lam) else f' λ={r.lam:g}'} ({int(r.patch_px)}px), "
+             f"step {int(r.attack_step)}:{audit_mark(last.loc[[i]])[2:]}"
              for i, r in zip(last.index, last.itertuples()) if audit_mark(last.loc[[i]])]
     return marks + audit_legend(last, preset)
 
