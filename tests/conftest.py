@@ -268,3 +268,12 @@ def check_icaart_reports(out, presets, adaptive_presets):
         assert (out / f"{p}-adaptive.png").is_file()
         table = (out / f"{p}-adaptive.md").read_text()
         assert "LGS" in table and "SLGS" in table and "WLGS" in table
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP wake-ups on a busy machine (module-wide)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -49,7 +49,7 @@ def verdicts(rows: list[dict], metas: dict | None = None) -> pd.DataFrame:
 def test_a_defense_that_restores_a_transferred_patch_is_flagged_and_the_undefended_cell_is_not():
     und, lgs, weak = cell(0.45), cell(0.80, "lgs", 2.3), cell(0.46, "lgs", 3.5)
     v = verdicts([und, lgs, weak])
-    assert v.loc[lgs["run_id"], AUDIT_TRANSFER_FAILURE] is True or bool(v.loc[lgs["run_id"], AUDIT_TRANSFER_FAILURE])
+    assert v.loc[lgs["run_id"], AUDIT_TRANSFER_FAILURE] == True  # noqa: E712 (a nullable bool: True, not missing)
     assert "transfer failure" in v.loc[lgs["run_id"], NOTES] and "80.0 %" in v.loc[lgs["run_id"], NOTES]
     assert not v.loc[weak["run_id"], AUDIT_TRANSFER_FAILURE]  # within the interval of the undefended cell
     assert pd.isna(v.loc[und["run_id"], AUDIT_TRANSFER_FAILURE])  # nothing to transfer to

@@ -16,12 +16,7 @@ from patchbench.errors import PatchbenchError
 from patchbench.models.wrapper import Classifier
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- mask geometry ---------------------------------------------------------------------------

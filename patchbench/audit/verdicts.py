@@ -75,7 +75,7 @@ def empty_verdicts(cells: pd.DataFrame) -> pd.DataFrame:
 def mark(out: pd.DataFrame, rid: str, column: str, fired: bool, note: str) -> None:
     """Record one check of ``column`` on cell ``rid``: it fires if this or an earlier check fired."""
     before = out.loc[rid, column]
-    out.loc[rid, column] = bool(fired) or (before is True or (not pd.isna(before) and bool(before)))
+    out.loc[rid, column] = bool(fired) or (not pd.isna(before) and bool(before))
     if fired:
         out.loc[rid, NOTES] = (out.loc[rid, NOTES] + " | " if out.loc[rid, NOTES] else "") + note
 
