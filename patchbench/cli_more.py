@@ -18,12 +18,12 @@ out = Console(soft_wrap=True)
 AuditPreset = Annotated[Optional[str], typer.Argument(
     help="Preset to audit (name or YAML). Omitted: explain every audited preset in --results.", show_default=False)]
 Rerun = Annotated[bool, typer.Option("--rerun/--cached", help="Recompute the verdicts (default: only when the preset has none stored).")]
-AuditN = Annotated[int, typer.Option("--n", help="Images per cell for the gradient and stability indicators.")]
+AuditN = Annotated[Optional[int], typer.Option("--n", help="Images per cell for the gradient and stability indicators (default: the preset's audit.n, 32).")]
 AutoAttack = Annotated[bool, typer.Option("--autoattack", help="Cross-check the preset's L∞ evasion cells with AutoAttack (torchattacks; pip install -e '.\\[bench]').")]
 AANImages = Annotated[Optional[int], typer.Option("--aa-n", help="With --autoattack: only the first N evaluation images.")]
 
 
-def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results"), rerun: Rerun = False, n: AuditN = 32,
+def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results"), rerun: Rerun = False, n: AuditN = None,
               autoattack: AutoAttack = False, aa_n: AANImages = None, device: opt.Device = None,
               progress: opt.Progress = True):
     """Flag the numbers an attack that failed produced: unavailable gradients, unstable predictions,

@@ -16,7 +16,7 @@ import yaml
 
 from patchbench.attacks import attack_class
 from patchbench.config import (
-    AMP_DTYPES, AttackConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
+    AMP_DTYPES, AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
     apply_overrides, build_dataclass, parse_lambdas, validate_train, validate_volumize,
 )
 from patchbench.data import DATASETS
@@ -97,7 +97,8 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     attacks = [build_dataclass(AttackConfig, a, f"attacks.{i}") for i, a in enumerate(_list(raw, "attacks"))]
     defenses = [_defense_from_raw(d, f"defenses.{i}") for i, d in enumerate(_list(raw, "defenses"))]
     evasion = [build_dataclass(EvasionConfig, e, f"evasion.{i}") for i, e in enumerate(_list(raw, "evasion"))]
-    preset = build_dataclass(Preset, {**raw, "data": data, "model": model, "attacks": attacks,
+    audit = build_dataclass(AuditConfig, raw.pop("audit", {}) or {}, "audit")
+    preset = build_dataclass(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "audit": audit,
                                       "defenses": defenses, "evasion": evasion, "extra": extra}, "preset")
     preset.source = source
     validate(preset)
@@ -121,6 +122,9 @@ def validate(p: Preset) -> None:
     check(is_int(d.eval_n) and d.eval_n >= 0, f"data.eval_n must be an integer >= 0, got {d.eval_n!r}")
     check(is_int(d.batch_size) and d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size!r}")
     check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
+    for key in ("n", "probes"):
+        v = getattr(p.audit, key)
+        check(is_int(v) and v >= 1, f"audit.{key} must be an integer >= 1, got {v!r}")
     check(p.model.arch in MODELS, f"unknown model {p.model.arch!r}; known: {', '.join(MODELS)}")
     check(p.model.amp in AMP_DTYPES, f"model.amp must be one of bf16, fp16 or null (fp32), got {p.model.amp!r}")
     validate_train(p.model.train, where="model.train")

@@ -217,7 +217,7 @@ def test_nproc_2_trains_the_demo_model_within_1_5_pp(tmp_path):
 @pytest.mark.slow
 def test_nproc_2_killed_mid_training_resumes(tmp_path):
     results = tmp_path / "killed"
-    args = ["--nproc", "2", "--set", "model.train.epochs=3"]
+    args = ["--nproc", "2", "--set", "model.train.epochs=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(_cli(results, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env=env)
@@ -238,7 +238,7 @@ def test_nproc_2_killed_mid_training_resumes(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (meta,) = models.glob("*.json")
     m = json.loads(meta.read_text())
-    assert m["resumed_from_epoch"] >= 1 and m["world_size"] == 2 and len(m["history"]) == 3
+    assert m["resumed_from_epoch"] == 1 and m["world_size"] == 2 and len(m["history"]) == 2
     assert not list(models.glob("*.ckpt"))  # the finished model replaced the resume state
     # bit for bit an uninterrupted 2-process run: a sum of two gradients does not depend on the order, and
     # every rank resumes its own generators and rank 0's BatchNorm buffers (measured: max |diff| 0)

@@ -50,6 +50,7 @@ def patchbench(root: Path, *args, plugins: str = "toy2024", check: bool = True, 
 
 
 @needs_fmnist
+@pytest.mark.slow  # an end-to-end run of four commands (15 s): not in test-fast
 def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path):
     root = tmp_path / "plugins"
     files = doc_files()

@@ -37,16 +37,16 @@ from patchbench.audit.indicators import AUDIT_COLUMNS, AUDIT_UNAVAILABLE_GRADIEN
 from patchbench.audit.stability import UNSTABLE_THRESHOLD, unstable_prediction_scores
 from patchbench.audit.verdicts import NOTES, cell_verdicts, mark
 from patchbench.cache.models import ensure_model
-from patchbench.config import Preset
+from patchbench.config import AuditConfig, Preset
 from patchbench.data import iterate, load_split
 from patchbench.defenses import build_defense
 from patchbench.errors import check, is_int
 from patchbench.results import AUDIT_DIR, ResultStore, one_precision
 from patchbench.util import console, progress_bar
 
-AUDIT_N = 32  # images per cell for the input-level indicators
+AUDIT_N = AuditConfig.n  # images per cell for the input-level indicators (32; a preset's audit.n)
 PREFIX = "audit_"
-PROBES = 20  # random probes per image for unstable predictions (Pintor's γ = 100; ours, for cost)
+PROBES = AuditConfig.probes  # random probes per image for unstable predictions (20; Pintor's γ = 100; ours, for cost)
 
 
 def patch_files(results: Path) -> dict[str, Path]:
@@ -105,10 +105,13 @@ def input_verdicts(cells: pd.DataFrame, files: dict[str, Path], model, images: t
     bar.close()
 
 
-def audit_preset(preset: Preset, results, device: torch.device | str, n: int = AUDIT_N, probes: int = PROBES,
+def audit_preset(preset: Preset, results, device: torch.device | str, n: int | None = None, probes: int | None = None,
                  progress: bool = True, require: bool = True) -> pd.DataFrame | None:
     """Audit the stored attacked cells of ``preset`` (its cached model's); returns and writes the verdicts.
+    ``n`` images per cell and ``probes`` per image: the preset's ``audit`` section unless given.
     A preset without patch cells is an error, or (``require=False``, the pass after a sweep) skipped."""
+    n = preset.audit.n if n is None else n
+    probes = preset.audit.probes if probes is None else probes
     check(is_int(n) and n >= 1, f"n must be a positive number of images, got {n!r}")
     results, device = Path(results), torch.device(device)
     store = ResultStore(results)
@@ -134,7 +137,7 @@ def audit_preset(preset: Preset, results, device: torch.device | str, n: int = A
     input_verdicts(cells, files, loaded.model, images, labels, out, probes, progress)
     out = out.reset_index()
     out.insert(1, "preset", preset.name)
-    out["audit_n"] = len(idx)
+    out["audit_n"], out["audit_probes"] = len(idx), probes
     out["audit_seconds"] = round(time.perf_counter() - t0, 2)
     store.write_audit(preset.name, out)
     fired = {c: int(out[c].fillna(False).sum()) for c in AUDIT_COLUMNS if out[c].notna().any()}

@@ -181,6 +181,17 @@ class EvasionConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.audit.runner`):
+    ``n`` evaluation images per cell for the input-level indicators, ``probes`` random perturbations
+    per image for unstable predictions (Pintor et al. 2022 use γ = 100). No artifact is named by it:
+    every audit rewrites its verdicts."""
+
+    n: int = not_key(default=32)
+    probes: int = not_key(default=20)
+
+
+@dataclass
 class Preset:
     name: str
     paper: str  # a key of patchbench.papers.PAPERS
@@ -195,6 +206,7 @@ class Preset:
     trainings: list[str] = field(default_factory=list)  # evasion: one model per training objective
     evasion: list[EvasionConfig] = field(default_factory=list)  # evasion: the attack columns
     notes: list[str] = field(default_factory=list)  # footnotes printed under tables
+    audit: AuditConfig = field(default_factory=AuditConfig)  # the attack-failure audit's sample sizes
     extra: dict[str, Any] = field(default_factory=dict)  # the paper's own sections (Paper.sections)
     source: str = ""  # where it was loaded from
 
