@@ -34,7 +34,8 @@ from patchbench.models import MODELS  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.results import ResultStore, wilson_ci  # noqa: F401
 from patchbench.tables import (  # noqa: F401
-    Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, preset_cells,
+    Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells,
+    spread_note,
 )
 from patchbench.util import atomic_write, console, save_png  # noqa: F401
 from patchbench.volumization import METRICS  # noqa: F401

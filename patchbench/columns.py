@@ -110,4 +110,6 @@ declare_columns(
     # the cell's images, in %; None for a defense without a mask
     Column("masked_pct", "float"),
     *_core("str", "device run_id git_sha version created"),
+    # the machine the cell was computed on (patchbench.devices.machine; missing in cells older than issue 25)
+    Column("cpu", "str"), Column("threads", "int"), Column("torch", "str"),
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -34,6 +36,24 @@ def strict_determinism(threads: int = 1) -> None:
     torch.set_num_threads(threads)
     torch.backends.cudnn.deterministic = True
     deterministic()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else the platform's word for it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """What a number depends on beyond the code and the seeds (issue 25): the CPU, torch's thread count
+    (a float sum split over another number of threads adds in another order) and torch's version. Every
+    stored cell carries it (columns ``cpu``, ``threads``, ``torch``) and every table prints it."""
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -22,6 +22,7 @@ from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
 from patchbench.defenses.base import CERTIFIED, Defense
 from patchbench.columns import check_row, patch_meta_columns
+from patchbench.devices import machine
 from patchbench.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
 from patchbench.util import progress_bar
 
@@ -223,6 +224,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
 
     idx = indices.cpu()
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    host = machine()
     for cell in todo:
         p = preds[cell.rid]
         correct = int((p == labels_all).sum())
@@ -250,7 +252,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
         row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
                    ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4),
                    masked_pct=None if masked[cell.rid] is None else 100 * masked[cell.rid] / n, device=dev, run_id=cell.rid,
-                   git_sha=git_sha(), version=__version__, created=now_utc())
+                   git_sha=git_sha(), version=__version__, created=now_utc(), **host)
         pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
         if cell.rid in certified:  # certified accuracy: certified for the true label (PatchCleanser)
             pred_df["certified"] = certified[cell.rid].numpy()

@@ -45,7 +45,10 @@ class Paper:
       preset's experiment (e.g. an adaptive attack); ``report(preset, cells, out)`` writes the
       paper's figures and extra reports for a preset and returns the files;
     * ``deviations``: known deviations from the paper (short sentences: choices where the paper is
-      silent, differences of the demo scale), listed in ``patchbench report``.
+      silent, differences of the demo scale), listed in ``patchbench report``;
+    * ``spread``: per scale, one sentence with the measured spread of that scale's numbers between two
+      runs that differ only in the machine (or in what a machine changes: the float order), printed
+      under every table of the scale beside the machine the cells came from (issue 25).
     """
 
     name: str
@@ -60,6 +63,7 @@ class Paper:
     extra_steps: Callable = _nothing
     report: Callable = _nothing
     deviations: tuple[str, ...] = ()
+    spread: dict[str, str] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:

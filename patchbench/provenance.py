@@ -9,29 +9,18 @@ fast reruns that only reuse them.
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from patchbench.config import Preset
+from patchbench.devices import cpu_name
 from patchbench.results import git_sha
 from patchbench.util import atomic_write, stable_hash
 
 FILE = "provenance.json"
 KEEP = 20
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else the platform's word for it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

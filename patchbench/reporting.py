@@ -9,7 +9,7 @@ from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset, preset_names
 from patchbench.results import ResultStore, one_precision
-from patchbench.tables import Table, TableContext, render
+from patchbench.tables import Table, TableContext, machine_note, render, spread_note
 from patchbench.util import atomic_write
 
 
@@ -25,7 +25,11 @@ def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tu
         raise PatchbenchError(f"unknown table {name!r}; known: {', '.join(tables)}")
     t = tables[name]
     used = preset or t.default_preset(cells)
-    return t.build(t, cells, TableContext(used, preset_sections(used), get_paper(t.paper).reference, preset_sections))
+    paper = get_paper(t.paper)
+    table, caption = t.build(t, cells, TableContext(used, preset_sections(used), paper.reference, preset_sections))
+    table.attrs["machine"] = [machine_note(cells[cells["preset"] == used]), spread_note(paper, used)]
+    return table, caption
+
 
 
 def preset_sections(name: str) -> dict:

@@ -118,10 +118,40 @@ def audit_legend(rows: pd.DataFrame, preset: str) -> list[str]:
             for i in fired] + [f"`patchbench audit {preset}` explains each flagged cell."]
 
 
+def machine_note(cells: pd.DataFrame) -> str:
+    """Where ``cells`` were computed: each CPU × torch threads × torch version (× GPU) among them, with
+    its share of the cells where there are several; cells from before these columns say so."""
+    if not len(cells):
+        return "Machine: no cells."
+    cols = ["cpu", "threads", "torch", "device"]
+    known = cells.reindex(columns=cols)
+    old = int(known["cpu"].isna().sum())
+    groups = known.dropna(subset=["cpu"]).groupby(cols, dropna=False).size()
+    parts = [f"{cpu}, {int(th) if pd.notna(th) else '?'} torch threads, torch {tv}" + ("" if dev == "cpu" else f", {dev}")
+             + (f" ({k} cell{'s' * (k != 1)})" if len(groups) > 1 or old else "") for (cpu, th, tv, dev), k in groups.items()]
+    if old:
+        parts.append(f"not recorded ({old} cell{'s' * (old != 1)} from before patchbench recorded the machine; the report's "
+                     "provenance names the run's)")
+    return ("Computed on " if len(groups) else "Machine ") + "; ".join(parts) + "."
+
+
+def spread_note(paper, preset: str) -> str:
+    """``paper``'s measured machine-to-machine spread (:attr:`patchbench.paper.Paper.spread`) for the scale
+    that ``preset`` belongs to."""
+    scale = next((s for s, names in paper.presets.items() if preset in names), None)
+    return paper.spread.get(scale) or (f"Machine-to-machine spread of {preset}: not measured. For scale: the ICAART 2022 "
+                                       "demo moved by up to 12 pp between two CPUs, inside its 95 % intervals.")
+
+
+def table_notes(table: pd.DataFrame, notes: list[str] | None = None) -> list[str]:
+    """A table's footnotes: the preset's ``notes``, the table's own warnings (``attrs["warnings"]``),
+    then the machine it came from and the measured machine-to-machine spread (``attrs["machine"]``)."""
+    return list(notes or []) + list(table.attrs.get("warnings", [])) + list(table.attrs.get("machine", []))
+
+
 def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None = None) -> str | None:
-    """Text for markdown/csv/latex; for rich, prints and returns None. Footnotes: the preset's
-    ``notes`` and the table's own warnings (``table.attrs["warnings"]``)."""
-    notes = list(notes or []) + list(table.attrs.get("warnings", []))
+    """Text for markdown/csv/latex; for rich, prints and returns None. Footnotes: :func:`table_notes`."""
+    notes = table_notes(table, notes)
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "markdown":

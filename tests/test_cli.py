@@ -57,6 +57,10 @@ def test_sweep_table_and_rerun(preset, swept):
     assert t.loc[0, "Clean paper"] == 72.24
     md = run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "markdown")
     assert "different dataset and model" in md.stdout
+    # the machine each cell came from, under the table with the measured spread of its scale (issue 25)
+    assert set(df["threads"]) == {torch.get_num_threads()} and set(df["torch"]) == {torch.__version__}
+    assert f"_Computed on {df['cpu'].iloc[0]}, {torch.get_num_threads()} torch threads, torch {torch.__version__}._" in md.stdout
+    assert "Machine-to-machine spread of tiny-fmnist: not measured" in md.stdout
     assert "\\begin{tabular}" in run_cli("table", "icaart2022-1", "--preset", "tiny-fmnist", "--results", swept, "--format", "latex").stdout
 
 

@@ -222,3 +222,17 @@ def test_markdown_tables_keep_the_sign_of_a_difference():
 
     text = render(pd.DataFrame({"Δ": ["+1.23", "-2.00"], "ours": ["50.0", "7"]}), "t", "markdown")
     assert "+1.23" in text and "-2.00" in text and "| 7 " in text.replace("  ", " ")
+
+
+def test_machine_note_names_each_machine_and_the_cells_from_before_it():
+    from patchbench.tables import machine_note
+
+    one = pd.DataFrame({"cpu": ["AMD EPYC"] * 2, "threads": [2, 2], "torch": ["2.14.1"] * 2, "device": ["cpu"] * 2})
+    assert machine_note(one) == "Computed on AMD EPYC, 2 torch threads, torch 2.14.1."
+    gpu = pd.DataFrame({"cpu": ["Xeon"], "threads": [16], "torch": ["2.14.1"], "device": ["NVIDIA H200"]})
+    old = pd.DataFrame({"device": ["cpu"]})  # a cell written before the machine columns
+    note = machine_note(pd.concat([one, gpu, old], ignore_index=True))
+    assert "AMD EPYC, 2 torch threads, torch 2.14.1 (2 cells)" in note
+    assert "Xeon, 16 torch threads, torch 2.14.1, NVIDIA H200 (1 cell)" in note
+    assert "not recorded (1 cell from before" in note
+    assert machine_note(old).startswith("Machine not recorded")

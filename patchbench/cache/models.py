@@ -17,7 +17,7 @@ from patchbench.data import eval_indices, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.results import ResultStore, now_utc
-from patchbench.training import accuracy, distributed, train
+from patchbench.training import correct_count, distributed, train
 from patchbench.util import atomic_write, console
 
 
@@ -108,7 +108,10 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
                   on_epoch_end=on_epoch_end)
     test_idx = torch.arange(len(test_src))
-    acc = accuracy(model, test_src, test_idx, d.image_size, d.batch_size, device, progress)
+    # torchrun: each rank classifies every K-th test image and the counts are summed (the replicas are
+    # identical, so the accuracy is the single process's; the K ranks share the work instead of repeating it)
+    mine = test_idx if distributed.share() is None else test_idx[distributed.rank()::distributed.world()]
+    acc = sum(distributed.gather(correct_count(model, test_src, mine, d.image_size, d.batch_size, device, progress))) / len(test_idx)
     if not distributed.is_main():  # torchrun: the replicas are identical; rank 0 alone writes the artifact
         distributed.barrier()
         model.requires_grad_(False)

@@ -18,6 +18,7 @@ from patchbench.presets import load_preset
 from patchbench.report.provenance import header, paper_provenance
 from patchbench.reporting import all_tables, build_table
 from patchbench.results import ResultStore, one_precision
+from patchbench.tables import table_notes
 
 NO_DELTA = "Δ (ours − paper) is left out: dataset or model differ from the paper's (the caption says which)."
 
@@ -118,7 +119,7 @@ def _preset_section(paper, name: str, scale: str, cells: pd.DataFrame, out: Path
             sec.problems.append(f"table {table}: {exc}")
             continue
         sec.tables.append(TableItem(ids("table", f"{name}-{table}"), f"{table}: {all_tables()[table].title}", caption, frame,
-                                    notes=list(preset.notes) + list(frame.attrs.get("warnings", [])),
+                                    notes=table_notes(frame, preset.notes),
                                     delta_note="" if has_delta(frame) else NO_DELTA))
     try:
         paths = [Path(p) for p in paper.report(preset, cells, out)]

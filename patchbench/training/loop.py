@@ -209,11 +209,17 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
 
 
 @torch.no_grad()
-def accuracy(model, source: ImageSource, indices: torch.Tensor, image_size: int, batch_size: int,
-             device: torch.device, progress: bool = False) -> float:
+def correct_count(model, source: ImageSource, indices: torch.Tensor, image_size: int, batch_size: int,
+                  device: torch.device, progress: bool = False) -> int:
+    """How many of the images ``indices`` the model (put in eval mode) classifies correctly."""
     model.eval()
     correct = 0
     for _, x, y in progress_bar(iterate(source, indices, image_size, batch_size, device), progress,
                                 total=(len(indices) + batch_size - 1) // batch_size, desc="accuracy", leave=False):
         correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(len(indices), 1)
+    return correct
+
+
+def accuracy(model, source: ImageSource, indices: torch.Tensor, image_size: int, batch_size: int,
+             device: torch.device, progress: bool = False) -> float:
+    return correct_count(model, source, indices, image_size, batch_size, device, progress) / max(len(indices), 1)
