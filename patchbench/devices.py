@@ -30,7 +30,7 @@ def strict_determinism(threads: int = 1) -> None:
     warning, cuDNN picks deterministic kernels, and torch uses a fixed number of CPU threads
     (``threads``, 1 by default): a float reduction split over a different number of threads sums in a
     different order, and a last-bit difference in a training step grows into a different model. Cost:
-    the CPU work runs on one core (measured in results/README.md). Other machines can still differ —
+    the CPU work runs on one core (the AdvML demo: 1.77× the wall time on 2 cores, results/README.md). Other machines can still differ —
     another CPU's vector width or another torch build changes the kernels themselves."""
     STRICT["on"] = True
     torch.set_num_threads(threads)
