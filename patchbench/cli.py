@@ -33,8 +33,12 @@ def _version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                                   help="Print the version and exit.")] = False,
-          deterministic: opt.Deterministic = False):
+          deterministic: opt.Deterministic = False, compile_: opt.Compile = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
+    if compile_:
+        from patchbench import compiling
+
+        compiling.enable()
     if deterministic:
         from patchbench.devices import strict_determinism
 

@@ -112,4 +112,6 @@ declare_columns(
     *_core("str", "device run_id git_sha version created"),
     # the machine the cell was computed on (patchbench.devices.machine; missing in cells older than issue 25)
     Column("cpu", "str"), Column("threads", "int"), Column("torch", "str"),
+    # True where the defenses' inner loops ran compiled (``patchbench --compile``; missing in older cells)
+    Column("compiled", "bool"),
 )

@@ -51,9 +51,14 @@ def cpu_name() -> str:
 
 def machine() -> dict:
     """What a number depends on beyond the code and the seeds (issue 25): the CPU, torch's thread count
-    (a float sum split over another number of threads adds in another order) and torch's version. Every
-    stored cell carries it (columns ``cpu``, ``threads``, ``torch``) and every table prints it."""
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    (a float sum split over another number of threads adds in another order), torch's version and
+    whether the defenses' inner loops were compiled (``patchbench --compile``: other kernels, equal up to
+    rounding). Every stored cell carries it (columns ``cpu``, ``threads``, ``torch``, ``compiled``) and
+    every table prints it."""
+    from patchbench import compiling
+
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "compiled": compiling.enabled()}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -123,12 +123,14 @@ def machine_note(cells: pd.DataFrame) -> str:
     its share of the cells where there are several; cells from before these columns say so."""
     if not len(cells):
         return "Machine: no cells."
-    cols = ["cpu", "threads", "torch", "device"]
+    cols = ["cpu", "threads", "torch", "device", "compiled"]
     known = cells.reindex(columns=cols)
+    known["compiled"] = known["compiled"].astype(object).eq(True)  # cells from before the column ran eager
     old = int(known["cpu"].isna().sum())
     groups = known.dropna(subset=["cpu"]).groupby(cols, dropna=False).size()
     parts = [f"{cpu}, {int(th) if pd.notna(th) else '?'} torch threads, torch {tv}" + ("" if dev == "cpu" else f", {dev}")
-             + (f" ({k} cell{'s' * (k != 1)})" if len(groups) > 1 or old else "") for (cpu, th, tv, dev), k in groups.items()]
+             + (", defenses compiled (--compile)" if comp else "")
+             + (f" ({k} cell{'s' * (k != 1)})" if len(groups) > 1 or old else "") for (cpu, th, tv, dev, comp), k in groups.items()]
     if old:
         parts.append(f"not recorded ({old} cell{'s' * (old != 1)} from before patchbench recorded the machine; the report's "
                      "provenance names the run's)")

@@ -236,3 +236,6 @@ def test_machine_note_names_each_machine_and_the_cells_from_before_it():
     assert "Xeon, 16 torch threads, torch 2.14.1, NVIDIA H200 (1 cell)" in note
     assert "not recorded (1 cell from before" in note
     assert machine_note(old).startswith("Machine not recorded")
+    fused = one.assign(compiled=[True, False])  # one cell under `patchbench --compile`
+    assert machine_note(fused) == ("Computed on AMD EPYC, 2 torch threads, torch 2.14.1 (1 cell); "
+                                   "AMD EPYC, 2 torch threads, torch 2.14.1, defenses compiled (--compile) (1 cell).")

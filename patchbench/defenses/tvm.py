@@ -29,29 +29,57 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from patchbench import compiling
 from patchbench.defenses.base import OUT, Defense
 from patchbench.errors import is_int, is_number
 
 
-@torch.no_grad()  # an iterative solver: attacks go through it by BPDA (Defense.gradient), never autograd
-def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_iter: int = 200,
-                 check_every: int = 10) -> torch.Tensor:
-    """``skimage.restoration.denoise_tv_chambolle(img, weight, eps, max_iter, channel_axis=-1)``
-    for every image of the batch N×C×H×W (each channel separately).
+def _fused_iteration(x: torch.Tensor, ph: torch.Tensor, pw: torch.Tensor, u: torch.Tensor, weight: float):
+    """One Chambolle iteration as plain tensor algebra, for ``torch.compile`` to fuse into one kernel
+    (:mod:`patchbench.compiling`): u = x + d with d = -div p (into ``u``), then p ← (p - τ∇u) / (1 + (τ/weight)|∇u|)
+    (in place); returns Σ d² and Σ|∇u| per (image, channel). The same statements as the eager loop below."""
+    tau = 0.25
+    d = F.pad(ph[..., :-1, :], (0, 0, 1, 0)) - ph + F.pad(pw[..., :, :-1], (1, 0)) - pw  # p[-1] = 0 at the top / left
+    sq = (d * d).sum((2, 3))
+    un = x + d
+    gh = F.pad(un[..., 1:, :] - un[..., :-1, :], (0, 0, 0, 1))  # np.diff into zeros: the last row stays 0
+    gw = F.pad(un[..., :, 1:] - un[..., :, :-1], (0, 1))
+    norm = torch.sqrt(gh * gh + gw * gw)
+    den = 1 + (tau / weight) * norm
+    u.copy_(un)
+    ph.copy_((ph - tau * gh) / den)
+    pw.copy_((pw - tau * gw) / den)
+    return sq, norm.sum((2, 3))
 
-    The loop follows skimage's ``_denoise_tv_chambolle_nd`` statement by statement — ``d = -p.sum(0)``
+
+_fused_iteration_compiled = compiling.compiled(_fused_iteration)
+
+
+def _fused_stepper(x: torch.Tensor, weight: float):
+    """The iteration on buffers of its own, compiled: ``step(i)`` returns (u, Σ d², Σ|∇u|)."""
+    ph, pw, u = torch.zeros_like(x), torch.zeros_like(x), torch.empty_like(x)
+
+    def step(i: int):
+        sq, norm_sum = _fused_iteration_compiled(x, ph, pw, u, weight)
+        return u, sq.view(*sq.shape, 1, 1), norm_sum.view(*sq.shape, 1, 1)
+
+    return step
+
+
+def _eager_stepper(x: torch.Tensor, weight: float):
+    """The iteration as in-place eager ops on buffers allocated once: ``step(i)`` returns (u, Σ d², Σ|∇u|).
+
+    skimage's ``_denoise_tv_chambolle_nd`` statement by statement — ``d = -p.sum(0)``
     then ``d[1:] += p[:-1]`` per axis, ``out = image + d``, ``E = (d**2).sum()``, ``g = np.diff(out)``
     into zeros, ``norm = sqrt((g**2).sum(0))``, ``E += weight * norm.sum()``, ``norm *= tau / weight``,
-    ``norm += 1``, ``p -= tau * g``, ``p /= norm`` — on buffers allocated once and updated in place
-    (no tensor is allocated inside the loop but the per-(image, channel) energies). Each statement
-    is one pass over the batch (14 per iteration) and one parallel region; on a CPU each fresh
-    full-size buffer costs its page faults, so d lives in u's buffer and there is no output clone,
-    and the stopping test runs in numpy on the per-plane energies. (Updating both components of p
-    in one call over the stacked buffer was measured 1.8× slower with 2 threads: the broadcast of
-    norm over the component axis.)
+    ``norm += 1``, ``p -= tau * g``, ``p /= norm`` — each statement one pass over the batch (16 per
+    iteration) and one parallel region; on a CPU each fresh full-size buffer costs its page faults, so
+    d lives in u's buffer and there is no output clone. (Updating both components of p in one call
+    over the stacked buffer was measured 1.8× slower with 2 threads: the broadcast of norm over the
+    component axis.)
     """
-    x = x.detach()
     n, c, h, w = x.shape
     # The dual field p = (ph, pw) in one buffer with a leading zero row and column: p[-1] = 0, so
     # the divergence per axis is one subtraction of two shifted views, d = p[i-1] - p[i], which is
@@ -65,20 +93,13 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
     gh, gw = g[0], g[1]
     u, norm = x.clone(), torch.empty_like(x)  # d is built in u's buffer, then x is added (u = x + d)
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    planes = n * c
-    result = torch.empty_like(x)  # each plane is written once: when it stops, or at the end
-    on_cpu = x.device.type == "cpu"
-    # the stopping test on per-plane energies: on a CPU in numpy (float32 arithmetic as skimage's
-    # numpy scalars; a dozen torch calls on tiny tensors per iteration cost more than a pass), on
-    # another device in torch without a sync until the check
-    done = np.zeros(planes, dtype=bool) if on_cpu else torch.zeros(n, c, 1, 1, dtype=torch.bool, device=x.device)
     tau = 0.25  # 1 / (2·ndim)
-    e_prev = threshold = None
-    for i in range(max_iter):
+
+    def step(i: int):
         if i > 0:  # d = -div p (skimage's boundary handling: p's last row/column is always 0)
             torch.sub(ph_prev, ph, out=u)
             u.add_(pw_prev).sub_(pw)
-            flat = u.view(planes, 1, h * w)
+            flat = u.view(n * c, 1, h * w)
             sq = torch.bmm(flat, flat.transpose(1, 2)).view(n, c, 1, 1)  # Σ d² per (image, channel), no temporary
             u.add_(x)
         else:  # p = 0: d = 0, u = x
@@ -86,7 +107,39 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
         torch.sub(u[..., 1:, :], u[..., :-1, :], out=gh[..., :-1, :])
         torch.sub(u[..., :, 1:], u[..., :, :-1], out=gw[..., :, :-1])
         torch.mul(gh, gh, out=norm).addcmul_(gw, gw).sqrt_()
-        energy = (sq + weight * norm.sum((2, 3), keepdim=True)) / (h * w)
+        norm_sum = norm.sum((2, 3), keepdim=True)
+        torch.add(one, norm, alpha=tau / weight, out=norm)  # norm = 1 + (tau / weight)·norm, one pass
+        ph.sub_(gh, alpha=tau).div_(norm)  # p -= tau * g; p /= norm
+        pw.sub_(gw, alpha=tau).div_(norm)
+        return u, sq, norm_sum
+
+    return step
+
+
+@torch.no_grad()  # an iterative solver: attacks go through it by BPDA (Defense.gradient), never autograd
+def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_iter: int = 200,
+                 check_every: int = 10) -> torch.Tensor:
+    """``skimage.restoration.denoise_tv_chambolle(img, weight, eps, max_iter, channel_axis=-1)``
+    for every image of the batch N×C×H×W (each channel separately).
+
+    Each iteration is :func:`_eager_stepper`'s in-place ops, or with ``patchbench --compile``
+    :func:`_fused_iteration` compiled into one kernel (equal up to float rounding). The stopping test
+    runs in numpy on the per-plane energies on a CPU (a dozen torch calls on tiny tensors per
+    iteration cost more than a pass), in torch without a sync until the check on another device.
+    """
+    x = x.detach()
+    n, c, h, w = x.shape
+    step = (_fused_stepper if compiling.enabled() else _eager_stepper)(x, weight)
+    planes = n * c
+    result = torch.empty_like(x)  # each plane is written once: when it stops, or at the end
+    on_cpu = x.device.type == "cpu"
+    # the stopping test on per-plane energies: on a CPU in numpy (float32 arithmetic as skimage's
+    # numpy scalars), on another device in torch
+    done = np.zeros(planes, dtype=bool) if on_cpu else torch.zeros(n, c, 1, 1, dtype=torch.bool, device=x.device)
+    e_prev = threshold = None
+    for i in range(max_iter):
+        u, sq, norm_sum = step(i)  # u at the top of iteration i; p already updated for the next
+        energy = (sq + weight * norm_sum) / (h * w)
         if on_cpu:
             energy = energy.view(planes).numpy()
             if i == 0:
@@ -110,9 +163,6 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
             done = done | stop
             if (i + 1) % check_every == 0 and bool(done.all()):
                 return result
-        torch.add(one, norm, alpha=tau / weight, out=norm)  # norm = 1 + (tau / weight)·norm, one pass
-        ph.sub_(gh, alpha=tau).div_(norm)  # p -= tau * g; p /= norm
-        pw.sub_(gw, alpha=tau).div_(norm)
     if not on_cpu:
         return torch.where(done, result, u)  # not stopped: the last u, as skimage returns
     for k in np.flatnonzero(~done).tolist():
