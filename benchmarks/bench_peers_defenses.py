@@ -152,7 +152,7 @@ def main():
     first = time.perf_counter() - t0
     assert (fused.cpu() - ref).abs().max() < 1e-3
     pair("TVM, Chambolle (weight 0.1), --compile", f"4×3×{tvs}×{tvs}", ours, "skimage denoise_tv_chambolle", peer, 3.0,
-         note=f"one fused kernel per iteration (torch.compile); its first call compiled in {first:.1f} s")
+         note=f"two fused kernels per iteration (torch.compile); its first call compiled in {first:.1f} s")
     compiling.enable(False)
 
     # median 3×3 vs ART SpatialSmoothing (scipy.ndimage.median_filter) and scipy directly
