@@ -98,7 +98,7 @@ def test_background_attack_on_a_random_weight_inception_keeps_every_box(tmp_path
     boxes = read_boxes(folder, csv, 1000)
     x, _, allowed = load_batch(boxes, 96, 3)
     for b, xi, ai in zip(boxes, x, allowed):
-        adv = torch.from_numpy(np.asarray(Image.open(out / f"{b.file.stem}.png"))).permute(2, 0, 1).float() / 255
+        adv = torch.from_numpy(np.array(Image.open(out / f"{b.file.stem}.png"))).permute(2, 0, 1).float() / 255
         kept = ai.expand_as(xi) == 0
         assert (adv[kept] - (xi[kept] * 255).round() / 255).abs().max() < 1e-6
         assert (adv[~kept] - (xi[~kept] * 255).round() / 255).abs().max() > 0  # the background moved
