@@ -9,6 +9,7 @@ from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset, preset_names
 from patchbench.results import ResultStore, one_precision
+from patchbench.superseded import drop_superseded
 from patchbench.tables import Table, TableContext, machine_note, render, spread_note
 from patchbench.util import atomic_write
 
@@ -26,7 +27,9 @@ def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tu
     t = tables[name]
     used = preset or t.default_preset(cells)
     paper = get_paper(t.paper)
+    cells, left_out = drop_superseded(cells)  # a defense's cells under parameters the preset no longer has
     table, caption = t.build(t, cells, TableContext(used, preset_sections(used), paper.reference, preset_sections))
+    table.attrs["warnings"] = list(table.attrs.get("warnings", [])) + [n for n in left_out if f" of {used} " in n]
     # the spread is that of the scale the preset belongs to, in whichever paper runs it (the certified
     # table of the PatchCleanser paper also shows the ICAART demo's cells)
     owner = next((p for p in PAPERS.values() if any(used in names for names in p.presets.values())), paper)
