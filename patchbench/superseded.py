@@ -15,6 +15,7 @@ import pandas as pd
 from patchbench.defense_config import defense_params
 from patchbench.defenses import build_defense
 from patchbench.errors import PatchbenchError
+from patchbench.models.wrapper import Normalizer
 from patchbench.presets import load_preset
 
 
@@ -23,10 +24,16 @@ def current_params(preset_name: str) -> dict[str, str]:
     preset that is not shipped (a YAML file elsewhere: nothing to compare with)."""
     try:
         preset = load_preset(preset_name)
-    except PatchbenchError:
+        norm = Normalizer.for_dataset(preset.data.dataset)  # what a defense in normalized space needs, as `defend` does
+    except (PatchbenchError, KeyError):
         return {}
-    return {d.name: json.dumps(build_defense(d.name, defense_params(preset, d.name)[0]).params(), sort_keys=True)
-            for d in preset.defenses}
+    out = {}
+    for d in preset.defenses:
+        try:
+            out[d.name] = json.dumps(build_defense(d.name, defense_params(preset, d.name)[0], norm).params(), sort_keys=True)
+        except PatchbenchError:  # a defense that needs more than the normalization to be built: not compared
+            continue
+    return out
 
 
 def _changes(old: str, new: str) -> str:

@@ -26,6 +26,8 @@ def test_the_preset_s_current_parameters_are_those_its_sweep_stores():
     now = json.loads(current_params(PRESET)["dw"])
     assert now["omega"] == "auto" and now["inpaint_tol"] == 1e-06  # the dataclass's defaults, filled in
     assert current_params("no-such-preset.yaml") == {}
+    vgg = json.loads(current_params("icaart2022-vgg16")["lgs"])  # LGS in normalized space: built on the dataset's mean/std
+    assert vgg["space"] == "normalized"
 
 
 def test_cells_under_older_parameters_are_left_out_with_what_changed():
