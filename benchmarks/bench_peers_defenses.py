@@ -144,7 +144,7 @@ def main():
     assert (ours().cpu() - ref).abs().max() < 1e-3
     pair("TVM, Chambolle (weight 0.1), eager", f"4×3×{tvs}×{tvs}", ours, "skimage denoise_tv_chambolle", peer,
          note="16 in-place passes per iteration; what runs without --compile")
-    # ... and its iteration fused into one kernel by torch.compile (`patchbench --compile`): the first
+    # ... and its iteration fused into two kernels by torch.compile (`patchbench --compile`): the first
     # call compiles (timed here, outside the ratio, as every row's warm-up is)
     compiling.enable()
     t0 = time.perf_counter()

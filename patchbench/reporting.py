@@ -29,7 +29,7 @@ def build_table(name: str, cells: pd.DataFrame, preset: str | None = None) -> tu
     paper = get_paper(t.paper)
     cells, left_out = drop_superseded(cells)  # a defense's cells under parameters the preset no longer has
     table, caption = t.build(t, cells, TableContext(used, preset_sections(used), paper.reference, preset_sections))
-    table.attrs["warnings"] = list(table.attrs.get("warnings", [])) + [n for n in left_out if f" of {used} " in n]
+    table.attrs["warnings"] = list(table.attrs.get("warnings", [])) + left_out.get(used, [])
     # the spread is that of the scale the preset belongs to, in whichever paper runs it (the certified
     # table of the PatchCleanser paper also shows the ICAART demo's cells)
     owner = next((p for p in PAPERS.values() if any(used in names for names in p.presets.values())), paper)

@@ -41,21 +41,21 @@ def _changes(old: str, new: str) -> str:
     return ", ".join(f"{k} {a.get(k, '-')} → {b.get(k, '-')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
-def drop_superseded(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """``cells`` without the superseded ones, and a note per preset × defense × parameter set left out.
+def drop_superseded(cells: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """``cells`` without the superseded ones, and per preset a note for each defense × parameter set left out.
 
     Only a preset's grid defenses are compared, and only their ordinary cells: an adaptive attack's cells
     (``attack_through``) and a certifying defense's (``n_certified``) carry parameters of their own
     section. Where none of a defense's cells has the current parameters, all are kept (nothing newer to
     prefer)."""
     if cells.empty or "defense_params" not in cells:
-        return cells, []
+        return cells, {}
     ordinary = pd.Series(True, index=cells.index)
     for col in ("attack_through", "n_certified"):
         if col in cells:
             ordinary &= cells[col].isna()
     drop = pd.Series(False, index=cells.index)
-    notes = []
+    notes: dict[str, list[str]] = {}
     for preset_name in cells["preset"].dropna().unique():
         for defense, now in current_params(preset_name).items():
             mine = ordinary & (cells["preset"] == preset_name) & (cells["defense"] == defense)
@@ -64,6 +64,6 @@ def drop_superseded(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                 continue
             drop |= stale
             for old, k in cells.loc[stale, "defense_params"].value_counts().items():
-                notes.append(f"Left out: {k} {defense} cell{'s' * (k != 1)} of {preset_name} computed with other "
+                notes.setdefault(preset_name, []).append(f"Left out: {k} {defense} cell{'s' * (k != 1)} of {preset_name} computed with other "
                              f"parameters than the preset's ({_changes(old, now)}).")
     return cells[~drop], notes

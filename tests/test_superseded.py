@@ -35,7 +35,7 @@ def test_cells_under_older_parameters_are_left_out_with_what_changed():
     stale = older(now, omega=1.9)
     kept, notes = drop_superseded(cells_of([now, now, stale, stale, stale]))
     assert list(kept["defense_params"]) == [now, now]
-    assert notes == [f"Left out: 3 dw cells of {PRESET} computed with other parameters than the preset's (omega 1.9 → auto)."]
+    assert notes[PRESET] == [f"Left out: 3 dw cells of {PRESET} computed with other parameters than the preset's (omega 1.9 → auto)."]
 
 
 def test_without_a_current_cell_and_outside_the_grid_nothing_is_dropped():
@@ -46,7 +46,7 @@ def test_without_a_current_cell_and_outside_the_grid_nothing_is_dropped():
     other = pd.DataFrame({"preset": "no-such-preset.yaml", "defense": "dw", "defense_params": ["{}", "{\"a\": 1}"]})
     for frame in (only_old, adaptive, certified, other):
         kept, notes = drop_superseded(frame)
-        assert len(kept) == len(frame) and notes == []
+        assert len(kept) == len(frame) and notes == {}
 
 
 def test_build_table_builds_from_the_current_cells_and_prints_the_note(monkeypatch):
