@@ -35,18 +35,20 @@ def _scalar(dtype: np.dtype, data: bytes = b"") -> Any:
     return np.frombuffer(data, dtype=_dtype(dtype), count=1)[0]
 
 
-def _frombuffer(buf, dtype, shape, order):
-    from numpy._core.numeric import _frombuffer
-
-    return _frombuffer(buf, _dtype(dtype), shape, order)
+def _frombuffer(buf, dtype, shape, order, axis_order=None):
+    """numpy's ``_core.numeric._frombuffer`` (protocol 5 arrays), on numpy's public API."""
+    array = np.frombuffer(buf, dtype=_dtype(dtype))
+    if order == "K" and axis_order is not None:
+        return array.reshape(shape, order="C").transpose(axis_order)
+    return array.reshape(shape, order=order)
 
 
 def _reconstruct(cls, shape, dtype):
-    from numpy._core.multiarray import _reconstruct as reconstruct
-
+    """numpy's ``_reconstruct`` (an empty array the pickle's BUILD then fills with
+    ``ndarray.__setstate__``), for plain ndarrays only."""
     if cls is not np.ndarray:
         raise pickle.UnpicklingError(f"array class {cls!r} refused")
-    return reconstruct(np.ndarray, shape, _dtype(dtype))
+    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
 
 
 # numpy arrays as pickled by numpy 1.x and 2.x (protocols 2-5) and by Python 2 (``_codecs.encode``
