@@ -63,7 +63,7 @@ def check_dataset(p: Preset) -> list[tuple[str, str]]:
             miss = info.probe(p.data.root, split)
         else:  # a plugin's dataset that cannot say without loading: load it
             try:
-                load_split(p.data.dataset, p.data.root, split, p.data.image_size)
+                load_split(p.data.dataset, p.data.root, split, p.data.image_size, verify=p.data.verify)
                 miss = None
             except PatchbenchError as exc:
                 miss = (str(exc), "see the dataset's documentation")

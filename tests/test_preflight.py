@@ -90,7 +90,8 @@ def test_each_piece_present_on_stand_ins_leaves_nothing_missing(no_data, tmp_pat
     # the loaders read what the probes found: CIFAR from $PATCHBENCH_DATA too
     from patchbench.data import load_split
 
-    assert len(load_split("cifar10", None, "test")) == 4 and len(load_split("cifar100", None, "train")) == 4
+    assert len(load_split("cifar10", None, "test", verify=False)) == 4  # synthetic batches: not the official MD5s
+    assert len(load_split("cifar100", None, "train", verify=False)) == 4
 
 
 def test_a_weights_path_and_the_disk(no_data, tmp_path, monkeypatch):
