@@ -93,6 +93,16 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+def tensors_id(named: dict[str, Any]) -> str:
+    """Content hash of named tensors (a state dict): each name and its bytes, in sorted name order, first 16
+    hex digits of sha256. A model's id in run ids, checked again whenever a stored checkpoint is loaded."""
+    h = hashlib.sha256()
+    for k, v in sorted(named.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def stable_hash(obj: Any, n: int = 16) -> str:
     """sha256 of the canonical JSON of ``obj`` (sorted keys), first ``n`` hex digits."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
