@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from patchbench.data.registry import DatasetInfo, register_dataset
+from patchbench.data.registry import DatasetInfo, NotOfficial, register_dataset
 from patchbench.data.sources import FolderImages, ImageSource, TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
@@ -172,10 +172,10 @@ def _cifar_verify(tv_class: str, name: str):
             if key in _MD5_OK:
                 continue
             if not check_integrity(path, official[f]):
-                raise PatchbenchError(
-                    f"{path} is not the official {name} file (its MD5 differs from {official[f]}), so it was not "
-                    f"read: replace it with the official archive's ({_download_fix(name, tv_class)}), or, for a "
-                    "copy of your own, set data.verify: false (--set data.verify=false; still read without running code)")
+                raise NotOfficial(
+                    f"{path} is not the official {name} file (its MD5 differs from {official[f]}), so it was not read",
+                    f"replace it with the official archive's ({_download_fix(name, tv_class)}), or, for a copy of your "
+                    "own, set data.verify: false (--set data.verify=false; still read without running code)")
             _MD5_OK.add(key)
 
     return verify

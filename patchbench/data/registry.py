@@ -33,6 +33,15 @@ class DatasetInfo:
     verify: Callable[[str | None, str], None] | None = None
 
 
+class NotOfficial(PatchbenchError):
+    """A dataset file on disk differs from the official one (its published checksum): ``what`` is wrong,
+    ``fix`` says what to do (the preflight lists the two apart)."""
+
+    def __init__(self, what: str, fix: str):
+        super().__init__(f"{what}: {fix}")
+        self.what, self.fix = what, fix
+
+
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
 
