@@ -114,8 +114,12 @@ def _load_run(folder: Path) -> tuple[list[Patch], list[dict]] | None:
     marker = folder / "history.json"
     if not marker.is_file():
         return None
-    info = json.loads(marker.read_text())
-    files = [folder / f"step{s:05d}.pt" for s in info["steps"]]
+    try:
+        info = json.loads(marker.read_text())
+        files = [folder / f"step{s:05d}.pt" for s in info["steps"]]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise PatchbenchError(f"adaptive run record {marker} is damaged; clear it with `rm -r '{folder}'` and rerun "
+                              "(the adaptive attack is trained again)") from None
     if not all(f.is_file() for f in files):
         return None
     return [Patch.load(f) for f in files], info["history"]
@@ -162,7 +166,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                 snapshots, history = cached
             else:
                 if train_src is None:
-                    train_src = load_split(d.dataset, d.root, "train", d.image_size)
+                    train_src = load_split(d.dataset, d.root, "train", d.image_size, verify=d.verify)
                     cand = patch_candidates(train_src, attack)
                     pool = cand[: attack.train_pool]
                     hold_idx = selection_indices(cand, attack.train_pool, holdout_n)

@@ -10,10 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from patchbench import __version__
+from patchbench import __version__, faults
 from patchbench import cli_options as opt
 from patchbench.cli_more import audit_cmd, background_attack_cmd
-from patchbench.errors import PatchbenchError
 from patchbench.plugins import plugin_names
 
 app = typer.Typer(
@@ -33,8 +32,9 @@ def _version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                                   help="Print the version and exit.")] = False,
-          deterministic: opt.Deterministic = False, compile_: opt.Compile = False):
+          deterministic: opt.Deterministic = False, compile_: opt.Compile = False, debug: opt.Debug = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
+    faults.debug = debug
     if compile_:
         from patchbench import compiling
 
@@ -229,21 +229,15 @@ app.command("background-attack")(background_attack_cmd)
 
 
 def main() -> None:
-    """Console entry point: every user error is one line on stderr and exit code 2."""
-    try:
-        if plugin_names():  # plugins register when the paper registry is built: every command then knows them
-            import patchbench.papers  # noqa: F401
-        rv = app(standalone_mode=False)
-    except PatchbenchError as exc:
-        sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
-        sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("aborted\n")
-        sys.exit(130)
-    except typer.TyperException as exc:  # usage errors and bad parameters
-        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
-        sys.exit(2)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    """Console entry point: a user error or a fault (disk full, permission lost, Ctrl-C, SIGTERM) ends in one line
+    on stderr, exit 2 (128 + the signal for an interrupt); ``--debug`` adds the traceback (:mod:`patchbench.faults`)."""
+    sys.exit(faults.run(_command))
+
+
+def _command():
+    if plugin_names():  # plugins register when the paper registry is built: every command then knows them
+        import patchbench.papers  # noqa: F401
+    return app(standalone_mode=False)
 
 
 if __name__ == "__main__":

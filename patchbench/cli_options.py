@@ -18,6 +18,7 @@ Param = Annotated[Optional[List[str]], typer.Option("--param", help="Defense par
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
 Amp = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
 Deterministic = Annotated[bool, typer.Option("--deterministic", help="Bit-identical reruns on this machine: strict deterministic algorithms and one torch thread (slower on a multi-core CPU; see results/README.md). Goes before the command: patchbench --deterministic reproduce ...")]
+Debug = Annotated[bool, typer.Option("--debug", help="On an error or a fault (disk full, Ctrl-C, ...), show the traceback before the one-line message. Goes before the command.")]
 Compile = Annotated[bool, typer.Option("--compile", help="Fuse the iterative defenses' inner loops (TVM) with torch.compile: faster on long runs, equal up to float rounding; the first call per input shape compiles (3-11 s). Also PATCHBENCH_COMPILE=1. Goes before the command.")]
 Lam = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
 

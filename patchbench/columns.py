@@ -68,6 +68,13 @@ def patch_meta_columns() -> dict[str, str]:
     return {c.name: c.patch_meta for c in _DECLARED.values() if c.patch_meta}
 
 
+# the columns every stored cell holds: its core identity and counts, written by every patchbench since the
+# columns were declared. A cell file lacking one is not a cell (results.read_cell_file refuses it). Never add a
+# column here that older cells lack: they would all be recomputed.
+REQUIRED = ("dataset", "split", "eval_n", "model", "model_id", "attack", "defense", "condition", "n", "correct",
+            "accuracy", "run_id")
+
+
 def check_row(row: dict[str, Any]) -> None:
     """A one-line PatchbenchError for the first undeclared column or mistyped value of ``row``."""
     for name, value in row.items():

@@ -30,7 +30,7 @@ def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Co
                         store: ResultStore, device: torch.device, progress: bool = True, **extra) -> pd.DataFrame:
     """Every missing cell of ``conditions`` × ``runs`` × λ on the preset's evaluation images."""
     d = preset.data
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     idx = eval_indices(len(source), d.eval_n, d.eval_seed)
     return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, runs, store,
                     eval_context(preset, loaded), device, d.num_workers, progress,

@@ -56,14 +56,20 @@ def check_device(p: Preset, scale: str, allow_cpu: bool) -> tuple[str, str] | No
 
 def check_dataset(p: Preset) -> list[tuple[str, str]]:
     from patchbench.data import get_dataset_info, load_split
+    from patchbench.data.registry import NotOfficial
 
     info, found = get_dataset_info(p.data.dataset), []
     for split in needed_splits(p):
         if info.probe is not None:
             miss = info.probe(p.data.root, split)
+            if miss is None and p.data.verify and info.verify is not None:  # present: the official files? (MD5s)
+                try:
+                    info.verify(p.data.root, split)
+                except NotOfficial as exc:
+                    miss = (exc.what, exc.fix)
         else:  # a plugin's dataset that cannot say without loading: load it
             try:
-                load_split(p.data.dataset, p.data.root, split, p.data.image_size)
+                load_split(p.data.dataset, p.data.root, split, p.data.image_size, verify=p.data.verify)
                 miss = None
             except PatchbenchError as exc:
                 miss = (str(exc), "see the dataset's documentation")

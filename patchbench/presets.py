@@ -121,6 +121,7 @@ def validate(p: Preset) -> None:
     check(is_int(d.image_size) and d.image_size >= 8, f"data.image_size must be an integer >= 8, got {d.image_size!r}")
     check(is_int(d.eval_n) and d.eval_n >= 0, f"data.eval_n must be an integer >= 0, got {d.eval_n!r}")
     check(is_int(d.batch_size) and d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size!r}")
+    check(isinstance(d.verify, bool), f"data.verify must be true or false, got {d.verify!r}")
     check(p.device in ("auto", "cpu", "cuda") or str(p.device).startswith("cuda:"), f"device must be auto, cpu or cuda[:i], got {p.device!r}")
     for key in ("n", "probes"):
         v = getattr(p.audit, key)

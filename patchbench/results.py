@@ -12,6 +12,10 @@ undeclared column is refused). Its run id is the hash of its key columns, so a s
 skipped on rerun (resume), and files are written to a hidden temp name and renamed, so a killed
 sweep leaves whole files only.
 Predictions are written before the cell row: a cell row's presence means both are complete.
+A cell file is trusted only when it reads back as a cell (:func:`read_cell_file`: it opens, holds one row
+with the required columns under its own run id, and its predictions hold its n images); a damaged one is
+set aside as ``<run_id>.parquet.corrupt`` and computed again (a writing store) or left out of what is
+read (tables, reports), each with one line on stderr, never used.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import io
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,10 +32,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench.columns import check_row, column_names, key_columns
+from patchbench.columns import REQUIRED, check_row, column_names, key_columns
 from patchbench.config.keys import cache_hash
-from patchbench.errors import check
-from patchbench.util import atomic_write, remove_stale_temps
+from patchbench.errors import PatchbenchError, check
+from patchbench.util import atomic_write, console, remove_stale_temps
 
 AUDIT_DIR = Path("audit") / "cells"  # per-cell audit verdicts (patchbench.audit.runner), joined on read
 
@@ -84,6 +89,47 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def read_cell_file(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """(the cell's one-row frame, None), or (None, what is wrong with the file): it does not open, does
+    not hold exactly one row, lacks a required column (:data:`patchbench.columns.REQUIRED`), or is
+    another cell than its name says."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # truncated, garbage, not parquet: pyarrow raises several kinds
+        return None, f"does not open as parquet ({type(exc).__name__})"
+    if len(df) != 1:
+        return None, f"holds {len(df)} rows, not one"
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        return None, f"lacks the column(s) {', '.join(missing)}"
+    if df["run_id"].iloc[0] != path.stem:
+        return None, f"holds cell {df['run_id'].iloc[0]!r}, not {path.stem!r}"
+    return df, None
+
+
+def _predictions_problem(path: Path, n) -> str | None:
+    """What is wrong with a cell's predictions file (its footer only: opens, index/label/pred, n rows)."""
+    try:
+        meta = pq.read_metadata(path)
+    except FileNotFoundError:
+        return f"has no predictions file {path.name}"
+    except Exception as exc:
+        return f"has unreadable predictions ({type(exc).__name__})"
+    if not {"index", "label", "pred"} <= set(meta.schema.names) or meta.num_rows != n:
+        return f"has predictions of another shape ({meta.num_rows} rows, {n} expected)"
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(line: str) -> None:
+    """One stderr line per damaged file and process (tables read the cells several times)."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        console.print(line, style="yellow", markup=False, highlight=False)
+
+
 class NotCached(Exception):
     """Raised in plan-only mode when a model or patch the grid needs is not cached yet."""
 
@@ -112,6 +158,7 @@ class ResultStore:
         # plan_only (``patchbench status``): nothing is trained or computed; the engine only notes the
         # run ids a grid would have, in ``planned``
         self.plan_only = plan_only
+        self.read_only = read_only or plan_only  # a reader never moves a file, not even a damaged one
         self.planned: list[str] = []
         from patchbench.errors import check_writable_dir
 
@@ -120,11 +167,23 @@ class ResultStore:
         self.cells_dir = self.root / "cells"
         self.pred_dir = self.root / "predictions"
         self.artifacts = self.root / "artifacts"
+        self._rows: dict[str, pd.DataFrame] = {}  # cells read back whole (has, then read_cell: one read)
+        self._made: tuple[int, int] | None = None  # the root's (device, inode) once this store wrote into it
 
     def ensure(self) -> "ResultStore":
+        if self._made is not None:  # the results directory removed (or replaced) under a running sweep
+            try:
+                st = os.stat(self.cells_dir)
+            except FileNotFoundError:
+                st = None
+            if st is None or (st.st_dev, st.st_ino) != self._made:
+                raise PatchbenchError(f"the results directory {self.root} was removed while this run wrote into it: "
+                                      "nothing more was written; rerun the same command to compute its cells again")
         for d in (self.cells_dir, self.pred_dir):
             d.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(d)  # leftovers of a killed writer
+        st = os.stat(self.cells_dir)
+        self._made = (st.st_dev, st.st_ino)
         return self
 
     def owns(self, rid: str) -> bool:
@@ -139,7 +198,30 @@ class ResultStore:
             raise NotCached(f"{what} not trained yet ({Path(path).name}); the grid cannot be planned before it exists")
 
     def has(self, rid: str) -> bool:
-        return (self.cells_dir / f"{rid}.parquet").exists()
+        """Whether cell ``rid`` is stored whole; a damaged file counts as missing (and is set aside by a
+        store that writes, so the engine computes the cell again)."""
+        return self._cell(rid) is not None
+
+    def _cell(self, rid: str) -> pd.DataFrame | None:
+        if rid in self._rows:
+            return self._rows[rid]
+        path = self.cells_dir / f"{rid}.parquet"
+        if not path.exists():
+            return None
+        df, problem = read_cell_file(path)
+        if problem is None:
+            problem = _predictions_problem(self.pred_dir / path.name, int(df["n"].iloc[0]))
+        if problem is None:
+            self._rows[rid] = df
+            return df
+        if self.read_only:
+            _warn(f"cell {path} {problem}: counted as missing (a sweep computes it again)")
+        else:
+            for f in (path, self.pred_dir / path.name):  # kept for a look, out of every reader's way
+                if f.exists():
+                    os.replace(f, f.with_name(f.name + ".corrupt"))
+            _warn(f"cell {path} {problem}: set aside as {path.name}.corrupt and computed again")
+        return None
 
     def write(self, row: dict[str, Any], predictions: pd.DataFrame) -> None:
         self.ensure()
@@ -149,7 +231,10 @@ class ResultStore:
         _atomic_parquet(pd.DataFrame([{c: row.get(c) for c in column_names()}]), self.cells_dir / f"{rid}.parquet")
 
     def read_cell(self, rid: str) -> dict[str, Any]:
-        return pd.read_parquet(self.cells_dir / f"{rid}.parquet").iloc[0].to_dict()
+        df = self._cell(rid)
+        if df is None:
+            raise PatchbenchError(f"cell {rid} is not stored in {self.cells_dir}")
+        return df.iloc[0].to_dict()
 
     def write_audit(self, name: str, verdicts: pd.DataFrame) -> Path:
         """A set of per-cell audit verdicts (one row per ``run_id``), replacing the previous ``name``."""
@@ -163,15 +248,28 @@ class ResultStore:
         """Every stored audit verdict (``<root>/audit/cells/*.parquet``), the newest per run id."""
         d = self.root / AUDIT_DIR
         files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-        if not files:
+        frames = []
+        for f in files:
+            try:
+                frames.append(pd.read_parquet(f))
+            except Exception as exc:  # damaged verdicts: the cells stay, unaudited
+                _warn(f"audit verdicts {f} do not open ({type(exc).__name__}): left out; "
+                      "`patchbench audit PRESET --rerun` writes them again")
+        if not frames:
             return pd.DataFrame(columns=["run_id"])
-        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        return df.drop_duplicates("run_id", keep="last")
+        return pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
 
     def load_cells(self) -> pd.DataFrame:
         """Every stored cell, with its audit verdicts' columns where an audit has run (missing elsewhere)."""
         files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
-        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame(columns=column_names())
+        frames = []
+        for f in files:
+            cell, problem = read_cell_file(f)
+            if problem is None:
+                frames.append(cell)
+            else:
+                _warn(f"cell {f} {problem}: left out (a sweep of its preset computes it again)")
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=column_names())
         audit = self.load_audit()
         if len(audit) and len(df):
             keep = [c for c in audit.columns if c.startswith("audit_") or c == "run_id"]
@@ -180,4 +278,9 @@ class ResultStore:
         return df
 
     def load_predictions(self, rid: str) -> pd.DataFrame:
-        return pd.read_parquet(self.pred_dir / f"{rid}.parquet")
+        path = self.pred_dir / f"{rid}.parquet"
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:
+            raise PatchbenchError(f"predictions {path} are unreadable ({type(exc).__name__}); clear the cell with "
+                                  f"`rm '{path}' '{self.cells_dir / path.name}'` and rerun its sweep") from None

@@ -24,9 +24,9 @@ from patchbench.util import console
 def check_data(preset: Preset) -> None:
     """Fail fast (one-line error) when a split the preset needs is missing, before long work."""
     d = preset.data
-    load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     if needs_training(preset) or preset.attacks or any(t != "raw" for t in preset.trainings):
-        load_split(d.dataset, d.root, "train", d.image_size)
+        load_split(d.dataset, d.root, "train", d.image_size, verify=d.verify)
 
 
 def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None, patch_files: list[str] | None):

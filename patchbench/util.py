@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,18 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode() if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.tmp{_HOST}-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, a lost permission, Ctrl-C: no temp left behind to fill it further
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):  # the file meant, not the hidden temp
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # (patchbench.faults names it)
+        raise
     return path
 
 
@@ -91,6 +98,16 @@ def eval_mode(model: nn.Module):
         yield model
     finally:
         model.train(was_training)
+
+
+def tensors_id(named: dict[str, Any]) -> str:
+    """Content hash of named tensors (a state dict): each name and its bytes, in sorted name order, first 16
+    hex digits of sha256. A model's id in run ids, checked again whenever a stored checkpoint is loaded."""
+    h = hashlib.sha256()
+    for k, v in sorted(named.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:

@@ -24,6 +24,7 @@ from patchbench.audit.indicators import (
 )
 from patchbench.audit.traces import block_means, minibatch_incomplete_optimization, minibatch_silent_success
 from patchbench.audit.verdicts import NOTES, cell_verdicts
+from patchbench.columns import column_names
 from patchbench.results import ResultStore, wilson_ci
 from patchbench.tables import audit_legend, audit_mark
 
@@ -149,7 +150,8 @@ def test_verdicts_are_joined_to_the_cells_they_judge(tmp_path):
     store = ResultStore(tmp_path)
     rows = [cell(0.45), cell(0.80, "lgs", 2.3)]
     for r in rows:
-        pd.DataFrame([r]).to_parquet(store.ensure().cells_dir / f"{r['run_id']}.parquet")
+        # every declared column, as the store writes a cell (one lacking a required column is not read)
+        pd.DataFrame([{c: r.get(c) for c in column_names()}]).to_parquet(store.ensure().cells_dir / f"{r['run_id']}.parquet")
     store.write_audit("p", verdicts(rows).reset_index())
     cells = store.load_cells().set_index("run_id")
     assert set(AUDIT_COLUMNS) <= set(cells.columns)

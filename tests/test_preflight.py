@@ -3,6 +3,7 @@ exit code 2 and nothing written; stand-ins make each piece present and it disapp
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -86,11 +87,23 @@ def test_each_piece_present_on_stand_ins_leaves_nothing_missing(no_data, tmp_pat
             assert preflight.check_weights(p) is None
     # the disk check compares with this machine's free space: tested on its own in test_a_weights_path_and_the_disk
     monkeypatch.setattr(preflight, "free_bytes", lambda path: 1 << 50)
+    # the synthetic CIFAR batches are present but not the official files (MD5s): listed with the fix ...
+    unofficial = preflight.find_missing(everything, "paper", tmp_path, allow_cpu=True)
+    assert {m.label for m in unofficial} == {"cifar10", "cifar100"}
+    assert all("is not the official" in m.what and "data.verify: false" in m.fix for m in unofficial)
+    # ... and gone once they are (torchvision's MD5 lists pointed at them, hashed by hashlib)
+    import torchvision.datasets
+
+    for tv, folder in ((torchvision.datasets.CIFAR10, data / "cifar10" / "cifar-10-batches-py"),
+                       (torchvision.datasets.CIFAR100, data / "cifar100" / "cifar-100-python")):
+        for attr in ("train_list", "test_list"):
+            monkeypatch.setattr(tv, attr, [[f, hashlib.md5((folder / f).read_bytes()).hexdigest()] for f, _ in getattr(tv, attr)])
     assert preflight.find_missing(everything, "paper", tmp_path, allow_cpu=True) == []
     # the loaders read what the probes found: CIFAR from $PATCHBENCH_DATA too
     from patchbench.data import load_split
 
-    assert len(load_split("cifar10", None, "test")) == 4 and len(load_split("cifar100", None, "train")) == 4
+    assert len(load_split("cifar10", None, "test", verify=False)) == 4  # synthetic batches: not the official MD5s
+    assert len(load_split("cifar100", None, "train", verify=False)) == 4
 
 
 def test_a_weights_path_and_the_disk(no_data, tmp_path, monkeypatch):

@@ -149,7 +149,14 @@ class Patch:
                 meta = json.loads(js.read_text())
             except json.JSONDecodeError:
                 raise PatchbenchError(f"patch metadata {js} is not valid JSON") from None
-        return cls(pixels, mask, meta)
+        patch = cls(pixels, mask, meta)
+        stored = meta.get("content_id")  # a patch file without its .json has nothing to be checked against
+        if stored is not None and patch.content_id() != stored:
+            raise PatchbenchError(
+                f"patch file {pt} holds pixels {patch.content_id()}, not the patch {stored} recorded in {js.name} "
+                f"(changed or damaged); clear it with `rm '{pt}' '{js}' '{pt.with_suffix('.png')}'` and rerun "
+                "(a cached patch is trained again; a patch of your own: save it again)")
+        return patch
 
 
 class PatchAttack(Attack):

@@ -190,7 +190,7 @@ def autoattack_check(preset: Preset | str, results_dir, device: torch.device | s
     trainings = [t for t in preset.trainings or [preset.model.train.training] if (cells["training"] == t).any()]
     presets = {t: require_model(preset, t, results) for t in trainings}
     d, store = preset.data, ResultStore(results, read_only=True)
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     rows = []
     for training, p in presets.items():
         loaded = ensure_model(p, ResultStore(results, plan_only=True), device, progress=False)  # plan-only: never trains

@@ -131,7 +131,7 @@ def audit_preset(preset: Preset, results, device: torch.device | str, n: int | N
     out = cell_verdicts(cells, metas)
     first = store.load_predictions(patch_cells["run_id"].iloc[0])
     d = preset.data
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     idx = torch.tensor(first["index"].to_numpy()[:n], dtype=torch.long)
     _, images, labels = next(iter(iterate(source, idx, d.image_size, len(idx), device)))
     input_verdicts(cells, files, loaded.model, images, labels, out, probes, progress)

@@ -4,7 +4,6 @@ under ``<results>/artifacts/models``."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -18,17 +17,12 @@ from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.results import ResultStore, now_utc
 from patchbench.training import correct_count, distributed, train
-from patchbench.util import atomic_write, console
+from patchbench.util import atomic_write, console, tensors_id
 
 
 def state_id(model: torch.nn.Module) -> str:
     """Content hash of a model's parameters and buffers (its identity in run ids)."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
+    return tensors_id(model.state_dict())
 
 
 @dataclass
@@ -76,6 +70,25 @@ def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
     return model
 
 
+def _load_cached(model: Classifier, path: Path, meta_path: Path, device: torch.device) -> LoadedModel:
+    """The cached checkpoint, trusted only when its weights hash to the ``model_id`` stored beside them
+    (a file that still opens but holds other weights is refused, never used and never silently retrained)."""
+    clear = f"rm '{path}' '{meta_path}'"
+    try:
+        meta = json.loads(meta_path.read_text())
+        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    except Exception as exc:  # any damage (truncated, garbage, foreign, a refused pickle) is one line
+        raise PatchbenchError(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); "
+                              f"clear it with `{clear}` and rerun (the model is trained again)") from None
+    model.eval().requires_grad_(False)
+    loaded = state_id(model)
+    if meta.get("model_id", loaded) != loaded:  # a cache written before model_ids has none to check
+        raise PatchbenchError(f"cached checkpoint {path} holds weights {loaded}, not the model {meta['model_id']} "
+                              f"recorded in {meta_path.name} (changed or damaged); clear it with `{clear}` and rerun "
+                              "(the model is trained again)")
+    return LoadedModel(model, loaded, meta)
+
+
 def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force: bool = False,
                  progress: bool = True, on_epoch_end=None) -> LoadedModel:
     """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached.
@@ -90,15 +103,10 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     store.require_cached(f"model {preset.model.arch} ({preset.model.train.training})", path)
     model = _fresh_model(preset, device)
     if path.exists() and meta_path.exists() and not force:
-        try:
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        except Exception as exc:
-            raise PatchbenchError(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); delete it") from None
-        model.eval().requires_grad_(False)
-        return LoadedModel(model, state_id(model), json.loads(meta_path.read_text()))
+        return _load_cached(model, path, meta_path, device)
     d, t = preset.data, preset.model.train
-    train_src = load_split(d.dataset, d.root, "train", d.image_size)
-    test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    train_src = load_split(d.dataset, d.root, "train", d.image_size, verify=d.verify)
+    test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     idx = eval_indices(len(train_src), t.train_n, t.seed)
     kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
     if distributed.is_main():

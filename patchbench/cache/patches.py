@@ -87,7 +87,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     d = preset.data
     info = get_dataset_info(d.dataset)
     check_target(preset, attack.target)
-    source = load_split(d.dataset, d.root, "train", d.image_size)
+    source = load_split(d.dataset, d.root, "train", d.image_size, verify=d.verify)
     candidates = patch_candidates(source, attack)
     pool = candidates[: attack.train_pool]
     success_idx = candidates[: min(attack.success_n, len(candidates))]

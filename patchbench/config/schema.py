@@ -28,6 +28,9 @@ class DataConfig:
     ssim_n: int = 1000  # clean images on which SSIM(input, defended) is measured
     batch_size: int = 500
     num_workers: int = 0
+    # check the files against the dataset's official checksums before reading them (CIFAR-10/100's MD5s);
+    # false: a copy of one's own (re-encoded), still read by the restricted unpickler (patchbench.data.safe_pickle)
+    verify: bool = not_key(default=True)
 
 
 def _lat(t: "TrainConfig") -> bool:

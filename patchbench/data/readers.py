@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from patchbench.data.registry import DatasetInfo, register_dataset
+from patchbench.data.registry import DatasetInfo, NotOfficial, register_dataset
 from patchbench.data.sources import FolderImages, ImageSource, TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
@@ -129,22 +129,56 @@ CIFAR_LAYOUT = {  # torchvision's folder and the python-pickle batches of each s
 
 
 def _read_cifar(folder: Path, name: str, split: str) -> ImageSource:
-    """The python-pickle batches of the official archive (torchvision's layout), read directly."""
-    import pickle
-
+    """The python-pickle batches of the official archive (torchvision's layout), read directly, through the
+    restricted unpickler: a batch holds a dict of a uint8 array and a list of labels, and nothing in a
+    file can run code (a refused global is one line naming the file)."""
     import numpy as np
+
+    from patchbench.data.safe_pickle import safe_load
 
     _, files, label_key = CIFAR_LAYOUT[name]
     data, labels = [], []
     for f in files[split]:
         try:
             with open(folder / f, "rb") as fh:
-                batch = pickle.load(fh, encoding="latin1")
+                batch = safe_load(fh, folder / f)
             data.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch[label_key])
-        except (OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             raise PatchbenchError(f"cannot read {name} batch {folder / f}: {type(exc).__name__}") from None
     return TensorImages(torch.from_numpy(np.concatenate(data)), torch.tensor(labels, dtype=torch.int64))
+
+
+_MD5_OK: set[tuple[str, int, int, str]] = set()  # (file, size, mtime, md5) checked once per process
+
+
+def _cifar_verify(tv_class: str, name: str):
+    """The official MD5 of each batch of the split (torchvision's ``train_list`` / ``test_list``), checked
+    with torchvision's ``check_integrity`` before anything is unpickled. A missing folder is left to the
+    loader (torchvision's download checks its archive); a missing file to the reader's one-line error."""
+    def verify(root: str | None, split: str) -> None:
+        import torchvision.datasets
+        from torchvision.datasets.utils import check_integrity
+
+        _, folder = _cifar_folder(name, root)
+        tv = getattr(torchvision.datasets, tv_class)
+        official = dict(tv.train_list + tv.test_list)
+        for f in CIFAR_LAYOUT[name][1][split]:
+            path = folder / f
+            if not path.is_file():
+                continue
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns, official[f])
+            if key in _MD5_OK:
+                continue
+            if not check_integrity(path, official[f]):
+                raise NotOfficial(
+                    f"{path} is not the official {name} file (its MD5 differs from {official[f]}), so it was not read",
+                    f"replace it with the official archive's ({_download_fix(name, tv_class)}), or, for a copy of your "
+                    "own, set data.verify: false (--set data.verify=false; still read without running code)")
+            _MD5_OK.add(key)
+
+    return verify
 
 
 def _cifar_folder(name: str, root: str | None) -> tuple[Path, Path]:
@@ -223,11 +257,11 @@ register_dataset(DatasetInfo(
     _mnist_like("mnist", "MNIST", None), [str(i) for i in range(10)], probe=_mnist_probe("mnist", "MNIST", None)))
 register_dataset(DatasetInfo(
     "cifar10", 3, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 32,
-    _cifar("CIFAR10", "cifar10"), probe=_cifar_probe("CIFAR10", "cifar10"), classes=[
+    _cifar("CIFAR10", "cifar10"), probe=_cifar_probe("CIFAR10", "cifar10"), verify=_cifar_verify("CIFAR10", "cifar10"), classes=[
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]))
 register_dataset(DatasetInfo(
     "cifar100", 3, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 32,
-    _cifar("CIFAR100", "cifar100"), [], probe=_cifar_probe("CIFAR100", "cifar100")))
+    _cifar("CIFAR100", "cifar100"), [], probe=_cifar_probe("CIFAR100", "cifar100"), verify=_cifar_verify("CIFAR100", "cifar100")))
 register_dataset(DatasetInfo(
     "imagenet", 3, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
     lambda root, split, image_size=None: _load_imagenet(root, split, image_size or 224), [], splits=("train", "val"),

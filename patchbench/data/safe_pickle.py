@@ -31,6 +31,11 @@ def _dtype(*args, **kw) -> np.dtype:
     return dt
 
 
+# numpy's own reconstruction helpers live in private modules (numpy._core.*); these are the same steps
+# on its public API: an empty array whose state pickle's BUILD then sets (ndarray.__setstate__), a
+# scalar or an array (protocol 5) from its raw bytes
+
+
 def _scalar(dtype: np.dtype, data: bytes = b"") -> Any:
     return np.frombuffer(data, dtype=_dtype(dtype), count=1)[0]
 
@@ -51,6 +56,13 @@ def _reconstruct(cls, shape, dtype):
     return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
 
 
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 2 pickles use it (a latin-1 str back to bytes), no other codec."""
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"codec {encoding!r} refused")
+    return text.encode("latin1")
+
+
 # numpy arrays as pickled by numpy 1.x and 2.x (protocols 2-5) and by Python 2 (``_codecs.encode``
 # turns a latin-1 str back into bytes): the names a pickle may use -> what they resolve to here
 NUMPY_GLOBALS: dict[tuple[str, str], Callable] = {
@@ -59,8 +71,23 @@ NUMPY_GLOBALS: dict[tuple[str, str], Callable] = {
     **{(mod, "_frombuffer"): _frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _dtype,
-    ("_codecs", "encode"): __import__("codecs").encode,
+    ("_codecs", "encode"): _latin1,
 }
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` once no array in it holds Python objects (a dtype's pickled state could claim fields of
+    object type that ``_dtype`` never saw)."""
+    todo = [obj]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, np.ndarray) and x.dtype.hasobject:
+            raise pickle.UnpicklingError(f"object dtype {x.dtype} refused")
+        if isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            todo.extend(x)
+    return obj
 
 
 class _Restricted(pickle.Unpickler):
@@ -86,7 +113,7 @@ def safe_load(fh: IO[bytes], where: str | Path, allowed: Mapping[tuple[str, str]
     (nothing of it imported or called), a damaged stream a :class:`PatchbenchError`.
     """
     try:
-        return _Restricted(fh, NUMPY_GLOBALS if allowed is None else allowed, encoding=encoding).load()
+        return _plain(_Restricted(fh, NUMPY_GLOBALS if allowed is None else allowed, encoding=encoding).load())
     except pickle.UnpicklingError as exc:
         if "refused" in str(exc):
             raise UnsafePickle(f"{where} is not a plain data pickle ({exc}): refused, nothing in it was run; "

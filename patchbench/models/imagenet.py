@@ -51,14 +51,20 @@ def load_state_dict(arch: str, weights: str) -> tuple[dict, list[str] | None]:
             sd = sd["state_dict"]
         return sd, None
     enum = _weights_enum(arch, weights)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+    cached = weights_file(arch, weights)
     categories = enum.meta.get("categories")
     hint = (f"ImageNet weights for {arch} ({enum}) are not available offline: place {cached.name} "
             f"in {cached.parent}/ or pass --weights PATH")
     if not cached.exists() and os.environ.get("PATCHBENCH_OFFLINE"):
         raise PatchbenchError(hint)
-    try:
-        return enum.get_state_dict(progress=True, check_hash=True), categories
+    if cached.exists():  # a file placed by hand (perhaps from a mirror): torch.hub would unpickle it unrestricted
+        try:
+            return torch.load(cached, map_location="cpu", weights_only=True), categories
+        except Exception as exc:
+            raise PatchbenchError(f"cannot read weights file {cached}: {type(exc).__name__} (not a plain state dict: "
+                                  "refused, nothing in it was run); replace it with the official file") from None
+    try:  # torch.hub's weights_only defaults to False: a state dict needs no code
+        return enum.get_state_dict(progress=True, check_hash=True, weights_only=True), categories
     except Exception:
         raise PatchbenchError(hint) from None
 

@@ -27,7 +27,7 @@ from patchbench.config import TrainConfig, validate_train
 from patchbench.data import ImageSource, iterate
 from patchbench.errors import PatchbenchError
 from patchbench.training.objectives import build_objective, minibatch_loss
-from patchbench.util import atomic_write, progress_bar
+from patchbench.util import atomic_write, progress_bar, tensors_id
 
 # --------------------------------------------------------------------------------------------
 # optimizer, schedule, checkpoint
@@ -60,18 +60,23 @@ def _resume_key(cfg: TrainConfig) -> dict:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """``state`` with ``model_id``, the hash of its weights, checked when the training resumes from it."""
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save({**state, "model_id": tensors_id(state["model"])}, buf)
     atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+    clear = f"delete it to start the training over: rm '{path}'"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PatchbenchError(f"cannot read training checkpoint {path}: {type(exc).__name__}") from None
+        raise PatchbenchError(f"cannot read training checkpoint {path}: {type(exc).__name__}; {clear}") from None
     if state.get("config_key") != _resume_key(cfg):
-        raise PatchbenchError(f"training checkpoint {path} was made with another training config; delete it to start over")
+        raise PatchbenchError(f"training checkpoint {path} was made with another training config; {clear}")
+    if "model_id" in state and tensors_id(state["model"]) != state["model_id"]:  # older checkpoints carry none
+        raise PatchbenchError(f"training checkpoint {path} holds weights that do not match the id stored in it "
+                              f"(changed or damaged); {clear}")
     return state
 
 

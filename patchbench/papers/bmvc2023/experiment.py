@@ -197,7 +197,7 @@ def validation_hook(preset: Preset, device: torch.device):
     if not sec.validation_n:
         return None
     d = preset.data
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
+    source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     taken = set(eval_indices(len(source), d.eval_n, d.eval_seed).tolist())
     idx = torch.tensor([i for i in range(len(source)) if i not in taken][: sec.validation_n])
     x, y = source.batch(idx, d.image_size, device), source.labels[idx].to(device)
