@@ -70,6 +70,7 @@ def build_optimality(table, cells: pd.DataFrame, ctx):
                f"robust-accuracy-vs-patch-area curve against the per-image best of all attacks, per model and defense "
                f"(rank 1 = strongest; 1.00 = as strong as the best on every image); patch sides {'/'.join(map(str, sizes))} px "
                f"({', '.join(f'{100 * s * s / image ** 2:.1f}' for s in sizes)} % of the image), one universal patch per "
-               f"attack and size (adaptive LaVAN: trained through the row's defense); best ≤{largest}px: accuracy (%) "
+               f"attack and size (adaptive LaVAN: trained through the row's defense, so only on defended rows — through no "
+               f"defense it is LaVAN — and its mean is over those); best ≤{largest}px: accuracy (%) "
                f"when every attack may use any of its patches up to {largest} px; last row: mean over the rows, ranked")
     return out, caption
