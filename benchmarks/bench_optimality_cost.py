@@ -15,7 +15,7 @@ patches, adaptive runs and cells it adds that the preset does not have). The rat
 is what to expect of the section's share of a run; the preset's model training, certified baseline
 and audit are not counted, so the share of the whole run is lower. Usage::
 
-    python benchmarks/bench_optimality_cost.py --preset demo-fmnist [--repeat 3] [--batch 250]
+    python benchmarks/bench_optimality_cost.py --preset demo-fmnist [--repeat 3] [--batch 250] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def main() -> None:
     ap.add_argument("--preset", default="demo-fmnist")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--set", action="append", default=[], help="a preset override, e.g. patch-optimality.sizes=[6,10,14]")
     args = ap.parse_args()
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, args.set)
     cfg = preset.extra["patch-optimality"]
     d = preset.data
     channels = get_dataset_info(d.dataset).channels

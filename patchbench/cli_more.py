@@ -68,7 +68,7 @@ def background_attack_cmd(
                              batch_size, device))
 
 
-def leaderboard_cmd(results: opt.Results = Path("results"), fmt: BoardFormat = "md", max_area: BoardMaxArea = 5.0,
+def leaderboard_cmd(results: opt.Results = Path("results"), fmt: BoardFormat = "md", max_area: BoardMaxArea = 25.0,
                     merge: BoardMerge = None, out_file: BoardOut = None):
     """Per dataset × model × defense: clean accuracy, robust accuracy under the strongest attack found (any
     stored attack, adaptive ones included), certified accuracy, the audit's flags and the provenance."""

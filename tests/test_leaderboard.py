@@ -34,7 +34,7 @@ def synthetic_cells() -> pd.DataFrame:
         cell(2, "a", "none", "lavan", 0.70, px=6, attack_seed=0),
         cell(3, "a", "none", "lavan", 0.60, px=6, attack_seed=1, audit_transfer_failure=True),
         cell(4, "a", "none", "adversarial_patch", 0.50, px=14, attack_seed=0),  # 4.8 % of the image
-        cell(5, "a", "none", "lavan", 0.00, px=45, attack_seed=0),  # 49 %: outside the 5 % threat model
+        cell(5, "a", "none", "lavan", 0.00, px=45, attack_seed=0),  # 49 %: outside the 25 % threat model
         cell(6, "a", "lgs", "none", 0.85, lam=2.3),
         cell(7, "a", "lgs", "lavan", 0.80, lam=2.3, px=6, attack_seed=0, audit_transfer_failure=False),
         cell(8, "a", "lgs", "lavan-adaptive", 0.55, lam=2.3, px=10, attack_step=20, attack_through="lgs",
@@ -57,9 +57,10 @@ def by(board, model_id, defense, threat_start="patch"):
 
 def test_each_defended_model_gets_its_strongest_attack_within_the_threat_model():
     board = entries(synthetic_cells())
-    assert len(board) == 5  # a × {none, lgs, patchcleanser} (patches ≤ 5 %), b × {ε 0.3, ε 0.5}
+    assert len(board) == 5  # a × {none, lgs, patchcleanser} (patches ≤ 25 %), b × {ε 0.3, ε 0.5}
     none = by(board, "a", "none")
-    assert none["threat"] == "patch ≤ 5 % of the image" and none["clean_accuracy"] == 0.90
+    assert none["threat"] == "patch ≤ 25 % of the image" and none["clean_accuracy"] == 0.90
+    assert none["largest_patch_pct"] == round(100 * 14 ** 2 / 64 ** 2, 2) and by(board, "b", "none", "linf ε=0.3")["largest_patch_pct"] is None
     assert none["robust_accuracy"] == 0.50 and none["strongest_attack"]["attack"] == "adversarial_patch"
     assert none["strongest_attack"]["patch_px"] == 14 and none["attacks"] == ["adversarial_patch", "lavan"]
     assert none["audit"] == {"audited": 1, "flagged": 1} and none["strongest_attack"]["audit"] == []
@@ -75,11 +76,14 @@ def test_each_defended_model_gets_its_strongest_attack_within_the_threat_model()
     assert len({e["key"] for e in board}) == 5
     # a wider threat model takes the half-image patch in
     assert by(entries(synthetic_cells(), max_area=50), "a", "none")["robust_accuracy"] == 0.0
+    assert by(entries(synthetic_cells(), max_area=2), "a", "none")["robust_accuracy"] == 0.60  # 6 px only (0.9 %)
     table = frame(board).set_index(["model", "defense", "threat"])
-    row = table.loc[("small_vgg", "none", "patch ≤ 5 % of the image")]
+    threat = "patch ≤ 25 % of the image (tried ≤ 4.79 %)"
+    row = table.loc[("small_vgg", "none", threat)]
     assert row["robust"] == "50.0 [46.9, 53.1]" and row["strongest attack"] == "adversarial_patch 14px seed 0"
-    assert table.loc[("small_vgg", "lgs λ=2.3", "patch ≤ 5 % of the image"), "strongest attack"] == "lavan-adaptive 10px via lgs step 20"
-    assert table.loc[("small_vgg", "patchcleanser (14 px)", "patch ≤ 5 % of the image"), "certified"] == "40.0"
+    assert table.loc[("small_vgg", "lgs λ=2.3", "patch ≤ 25 % of the image (tried ≤ 2.44 %)"), "strongest attack"] == \
+        "lavan-adaptive 10px via lgs step 20"
+    assert table.loc[("small_vgg", "patchcleanser (14 px)", "patch ≤ 25 % of the image (tried ≤ 0.88 %)"), "certified"] == "40.0"
     # within a model and threat, the most robust defense first
     assert list(frame(board)["defense"])[2:] == ["patchcleanser (14 px)", "lgs λ=2.3", "none"]
 
@@ -102,7 +106,7 @@ def test_boards_from_two_machines_merge_on_the_key():
 
 def test_read_board_refuses_what_is_not_a_board(tmp_path):
     good = tmp_path / "b.json"
-    good.write_text(to_json(entries(synthetic_cells()), 5.0))
+    good.write_text(to_json(entries(synthetic_cells()), 25.0))
     assert len(read_board(good)) == 5
     bad = tmp_path / "x.json"
     bad.write_text('{"entries": []}')

@@ -178,7 +178,7 @@ def _leaderboard(board: list[dict]) -> TableItem | None:
         return None
     caption = (f"Leaderboard: per dataset × model × defense, robust accuracy (%) under the strongest attack found (the lowest "
                f"accuracy of any stored attacked cell, adaptive attacks and their snapshots included; patches up to "
-               f"{MAX_AREA_PCT:g} % of the image) [Wilson 95 %], clean and certified accuracy (%), the strongest cell's "
+               f"{MAX_AREA_PCT:g} % of the image, the largest tried in brackets) [Wilson 95 %], clean and certified accuracy (%), the strongest cell's "
                "audit flags (flagged / audited attacked cells of the row), provenance")
     return TableItem("leaderboard", "Leaderboard", caption, frame(board), notes=[
         "The same board as JSON entries: leaderboard.json beside this report; `patchbench leaderboard --format json` "
