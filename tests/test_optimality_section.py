@@ -20,19 +20,19 @@ class Cfg:  # the section's config as a table builder sees it
     presets: list = []
 
 
-def _cell(store, rid, attack, px, correct, labels):
+def _cell(store, rid, attack, px, correct, labels, target=None):
     pred = np.where(correct, labels, (labels + 1) % 10)
     n, k = len(labels), int(correct.sum())
     lo, hi = wilson_ci(k, n)
     row = {"run_id": rid, "preset": "syn", "model": "m", "model_id": "mid", "image_size": 8, "dataset": "d",
-           "defense": "none", "lam": None, "attack": attack, "patch_px": px,
+           "defense": "none", "lam": None, "attack": attack, "patch_px": px, "target": target,
            "condition": "clean" if attack == "none" else "attacked", "n": n, "correct": k, "accuracy": k / n,
            "ci_low": lo, "ci_high": hi, "created": "2026-12-06T00:00:00+00:00"}
     store.write(row, pd.DataFrame({"index": np.arange(n), "label": labels, "pred": pred}))
     return row
 
 
-def synthetic_store(root):
+def synthetic_store(root, targets=None):
     """4 images (×100), image side 8, patch sides 2/3/4 (areas 4, 9, 16 /64) and the half-image 5 px.
     Image 3 is misclassified clean. LaVAN first fools image 0 at 2 px, image 1 at 4 px, never image 2
     (not even at 5 px); Patch-RS fools images 0 and 1 at 3 px and image 2 at 4 px."""
@@ -44,7 +44,8 @@ def synthetic_store(root):
     fooled = {"lavan": {2: ok(1, 2), 3: ok(1, 2), 4: ok(2), 5: ok(2)},
               "patch_rs": {2: ok(0, 1, 2), 3: ok(2), 4: ok(), 5: ok()}}
     for attack, by_px in fooled.items():
-        rows += [_cell(store, f"{attack}{px}", attack, px, correct, labels) for px, correct in by_px.items()]
+        rows += [_cell(store, f"{attack}{px}", attack, px, correct, labels, (targets or {}).get(attack))
+                 for px, correct in by_px.items()]
     return store, pd.DataFrame(rows)
 
 
@@ -78,6 +79,17 @@ def test_table_and_verdicts_from_stored_predictions_with_known_answers(tmp_path)
     assert merged.loc[["lavan2", "lavan3", "lavan4"], "audit_random_beats_gradient"].tolist() == [False, True, True]
     assert "random search beats" in merged.loc["lavan3", "audit_notes"]
     assert len(out) == 8
+
+
+def test_a_targeted_patch_is_not_blamed_for_images_of_its_target_class(tmp_path):
+    """LaVAN targeting class 2 never attacks image 2 (its true class is the target): it reaches every
+    image it attacks, no unconstrained failure; targeting class 3 (misclassified clean) it misses image 2."""
+    for target, fires in ((2, False), (3, True)):
+        store, rows = synthetic_store(tmp_path / f"res{target}", targets={"lavan": target, "patch_rs": target})
+        write_manifest(store, "syn", rows, sizes=[2, 3, 4], half=5)
+        (t,) = evaluate_targets(store.root, read_manifest(store.root, "syn"))
+        assert t.unconstrained == {"lavan": fires, "patch_rs": False}
+        assert t.scores.optimality == pytest.approx({"lavan": 35 / 54, "patch_rs": 5 / 6})  # the curves count every image
 
 
 def test_section_verdicts_join_the_per_cell_audit(tmp_path):

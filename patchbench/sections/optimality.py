@@ -25,7 +25,8 @@ name ``<preset>+patch-optimality`` so that the paper's own tables (which select 
 showing only the preset's grid. Then, from the stored per-image predictions, the step writes two
 audit verdicts (``<results>/audit/cells/<preset>.optimality.parquet``, joined by
 ``ResultStore.load_cells``): *unconstrained failure* on every cell of an attack whose half-image patch
-still leaves more than 5 % of the correctly classified images correct, and *random search beats the
+still misses more than 5 % of the images it attacks (correctly classified; for a targeted patch, those
+of the other classes: its own class is no success to reach), and *random search beats the
 gradient attack* on each LaVAN cell that the equal-query Patch-RS beats beyond the two intervals.
 """
 

@@ -61,7 +61,8 @@ def build_optimality(table, cells: pd.DataFrame, ctx):
     if any(any(t.unconstrained.values()) for t in targets):
         ind = INDICATORS["unconstrained_failure"]
         notes.append(f"† {_tag('unconstrained_failure')} = {ind.name.replace('_', ' ')} ({ind.source}): the attack, with a "
-                     f"patch of half the image, still leaves more than 5 % of the correctly classified images correct. "
+                     f"patch of half the image, still misses more than 5 % of the images it attacks (correctly classified; for a "
+                     f"targeted patch, those of the other classes). "
                      f"Run instead: {ind.run_instead}.")
     out.attrs["warnings"] = notes
     sizes = sorted({int(s) for t in targets for s in t.rows.loc[t.rows["role"] == "curve", "patch_px"]})
