@@ -46,6 +46,9 @@ def synthetic_cells() -> pd.DataFrame:
         cell(13, "b", "none", "pgd", 0.90, training="madry", attack_params='{"eps": 0.3, "steps": 40}'),
         cell(14, "b", "none", "fgsm", 0.95, training="madry", attack_params='{"eps": 0.3}'),
         cell(15, "b", "none", "pgd", 0.40, training="madry", attack_params='{"eps": 0.5, "steps": 40}'),
+        cell(16, "b", "none", "npixel", 0.70, training="madry", attack_params='{"eps": 1.0, "pixels": 4}'),
+        cell(17, "b", "none", "single_pixel", 0.80, training="madry", attack_params='{"eps": 1.0, "max_pixels": 1000}'),
+        cell(18, "b", "none", "npixel", 0.85, training="madry", attack_params='{"eps": 1.0}'),  # its default: 1 pixel
     ]
     return pd.DataFrame(rows)
 
@@ -57,7 +60,7 @@ def by(board, model_id, defense, threat_start="patch"):
 
 def test_each_defended_model_gets_its_strongest_attack_within_the_threat_model():
     board = entries(synthetic_cells())
-    assert len(board) == 5  # a × {none, lgs, patchcleanser} (patches ≤ 25 %), b × {ε 0.3, ε 0.5}
+    assert len(board) == 7  # a × {none, lgs, patchcleanser} (patches ≤ 25 %), b × {ε 0.3, ε 0.5, 1 px, 4 px}
     none = by(board, "a", "none")
     assert none["threat"] == "patch ≤ 25 % of the image" and none["clean_accuracy"] == 0.90
     assert none["largest_patch_pct"] == round(100 * 14 ** 2 / 64 ** 2, 2) and by(board, "b", "none", "linf ε=0.3")["largest_patch_pct"] is None
@@ -73,7 +76,10 @@ def test_each_defended_model_gets_its_strongest_attack_within_the_threat_model()
     madry = by(board, "b", "none", "linf ε=0.3")
     assert madry["robust_accuracy"] == 0.90 and madry["training"] == "madry" and madry["clean_accuracy"] == 0.98
     assert by(board, "b", "none", "linf ε=0.5")["robust_accuracy"] == 0.40
-    assert len({e["key"] for e in board}) == 5
+    assert by(board, "b", "none", "l0 4 px")["robust_accuracy"] == 0.70
+    one = by(board, "b", "none", "l0 1 px")
+    assert one["robust_accuracy"] == 0.80 and one["attacks"] == ["npixel", "single_pixel"]
+    assert len({e["key"] for e in board}) == 7
     # a wider threat model takes the half-image patch in
     assert by(entries(synthetic_cells(), max_area=50), "a", "none")["robust_accuracy"] == 0.0
     assert by(entries(synthetic_cells(), max_area=2), "a", "none")["robust_accuracy"] == 0.60  # 6 px only (0.9 %)
@@ -85,7 +91,7 @@ def test_each_defended_model_gets_its_strongest_attack_within_the_threat_model()
         "lavan-adaptive 10px via lgs step 20"
     assert table.loc[("small_vgg", "patchcleanser (14 px)", "patch ≤ 25 % of the image (tried ≤ 0.88 %)"), "certified"] == "40.0"
     # within a model and threat, the most robust defense first
-    assert list(frame(board)["defense"])[2:] == ["patchcleanser (14 px)", "lgs λ=2.3", "none"]
+    assert list(frame(board)["defense"])[4:] == ["patchcleanser (14 px)", "lgs λ=2.3", "none"]
 
 
 def test_boards_from_two_machines_merge_on_the_key():
@@ -95,19 +101,19 @@ def test_boards_from_two_machines_merge_on_the_key():
     other_cells.loc[other_cells["run_id"] == "r007", "accuracy"] = 0.30  # machine y found a stronger LaVAN through LGS
     theirs = entries(other_cells)
     merged = merge([mine, json.loads(to_json(theirs, 5.0))["entries"]])
-    assert len(merged) == 5
+    assert len(merged) == 7
     lgs = by(merged, "a", "lgs")
     assert lgs["robust_accuracy"] == 0.30 and lgs["strongest_attack"]["run_id"] == "r007"
     assert {p["cpu"] for p in lgs["provenance"]} == {"cpu-x", "cpu-y"} and lgs["attacked_cells"] == 6
     assert by(merged, "a", "none")["robust_accuracy"] == 0.50
     other_model = synthetic_cells().assign(model_id="c")  # other weights: other entries
-    assert len(merge([mine, entries(other_model)])) == 10
+    assert len(merge([mine, entries(other_model)])) == 14
 
 
 def test_read_board_refuses_what_is_not_a_board(tmp_path):
     good = tmp_path / "b.json"
     good.write_text(to_json(entries(synthetic_cells()), 25.0))
-    assert len(read_board(good)) == 5
+    assert len(read_board(good)) == 7
     bad = tmp_path / "x.json"
     bad.write_text('{"entries": []}')
     with pytest.raises(PatchbenchError, match="not a patchbench leaderboard"):
@@ -127,9 +133,9 @@ def test_cli_md_json_merge_and_errors(tmp_path):
     assert md.stdout.startswith("**Leaderboard") and "adversarial_patch 14px" in md.stdout
     run_cli("leaderboard", "--results", tmp_path / "res", "--format", "json", "--out", tmp_path / "a.json")
     data = json.loads((tmp_path / "a.json").read_text())
-    assert data["format"] == "patchbench-leaderboard/1" and len(data["entries"]) == 5
+    assert data["format"] == "patchbench-leaderboard/1" and len(data["entries"]) == 7
     both = run_cli("leaderboard", "--results", tmp_path / "res", "--format", "json", "--merge", tmp_path / "a.json")
-    assert len(json.loads(both.stdout)["entries"]) == 5
+    assert len(json.loads(both.stdout)["entries"]) == 7
     for args, says in ((["--format", "xml"], "md or json"), (["--max-area", "0"], "--max-area"),
                        (["--merge", tmp_path / "nope.json"], "cannot read")):
         r = run_cli("leaderboard", "--results", tmp_path / "res", *args, check=False)

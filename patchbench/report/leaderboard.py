@@ -31,12 +31,14 @@ strongest attack any machine found), the attacks' and presets' union, every prov
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from patchbench.attacks import ATTACKS
 from patchbench.audit.indicators import INDICATORS
 from patchbench.errors import PatchbenchError, check
 from patchbench.util import stable_hash
@@ -68,8 +70,12 @@ def threat(row, max_area: float) -> str | None:
         area = 100 * float(row["patch_px"]) ** 2 / float(row["image_size"]) ** 2
         return f"patch ≤ {max_area:g} % of the image" if area <= max_area + 1e-9 else None
     params = json.loads(row["attack_params"]) if isinstance(row.get("attack_params"), str) else {}
-    if params.get("pixels") is not None:
-        what = f"l0 {params['pixels']} px"
+    cls = ATTACKS.get(row.get("attack")) if row.get("attack") in ATTACKS else None
+    sig = inspect.signature(cls.__init__).parameters if cls is not None else {}
+    if "pixels" in sig:  # N-pixel attacks: N pixels changed
+        what = f"l0 {params.get('pixels', sig['pixels'].default)} px"
+    elif "max_pixels" in sig:  # Foolbox's SinglePixelAttack: one pixel, many tries
+        what = "l0 1 px"
     elif params.get("eps") is not None:
         what = f"linf ε={params['eps']:g}"
     else:
