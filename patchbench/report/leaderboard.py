@@ -214,8 +214,8 @@ def frame(board: list[dict]) -> pd.DataFrame:
                      "clean": _pct(e["clean_accuracy"]),
                      "robust": f"{_pct(e['robust_accuracy'])} [{_pct(s['ci'][0])}, {_pct(s['ci'][1])}]",
                      "certified": _pct(e["certified_accuracy"]), "strongest attack": attack,
-                     "attacks": len(e["attacks"]), "audit": ",".join(s["audit"]) + (
-                         f" ({e['audit']['flagged']}/{e['audit']['audited']} flagged)" if e["audit"]["audited"] else " (not audited)"),
+                     "attacks": len(e["attacks"]), "audit": (",".join(s["audit"]) + (
+                         f" ({e['audit']['flagged']}/{e['audit']['audited']} flagged)" if e["audit"]["audited"] else " (not audited)")).strip(),
                      "git": ",".join(sorted({p["git_sha"] for p in e["provenance"] if p["git_sha"]})),
                      "machine": "; ".join(machines)})
     return pd.DataFrame(rows)
