@@ -3,7 +3,8 @@ plugin package outside patchbench, see :mod:`patchbench.plugins`) may import, in
 test holds the shipped papers to it). Anything else is internal and may move.
 
 Grouped by job: the plugin contract, presets and errors, data, models and attacks (with the bases
-a plugin's attack derives from), defenses (with their base), the adaptive attack as a preset step,
+a plugin's attack derives from), defenses (with their base), the adaptive attack, the certified
+baseline and the patch-optimality section as preset steps,
 cached artifacts and evaluation grids, stored results and the columns a plugin adds to them
 (``declare_columns``), and the table helpers.
 """
@@ -33,6 +34,8 @@ from patchbench.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.results import ResultStore, wilson_ci  # noqa: F401
+from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section  # noqa: F401
+from patchbench.sections.optimality_table import build_optimality  # noqa: F401
 from patchbench.tables import (  # noqa: F401
     Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells,
     spread_note,

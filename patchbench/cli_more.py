@@ -1,12 +1,12 @@
 """Commands kept out of :mod:`patchbench.cli` for its length: ``patchbench audit``, the attack-failure audit of a preset's stored cells (Pintor et al. 2022's
 indicators, Carlini et al. 2019's checks), explained cell by cell; ``--autoattack`` cross-checks an
-ε-bounded preset with AutoAttack; and ``patchbench background-attack`` (AdvML 2019 Sec. 3). Registered by
-:mod:`patchbench.cli`."""
+ε-bounded preset with AutoAttack; ``patchbench background-attack`` (AdvML 2019 Sec. 3); and
+``patchbench leaderboard``. Registered by :mod:`patchbench.cli` from :data:`COMMANDS`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,10 @@ Rerun = Annotated[bool, typer.Option("--rerun/--cached", help="Recompute the ver
 AuditN = Annotated[Optional[int], typer.Option("--n", help="Images per cell for the gradient and stability indicators (default: the preset's audit.n, 32).")]
 AutoAttack = Annotated[bool, typer.Option("--autoattack", help="Cross-check the preset's L∞ evasion cells with AutoAttack (torchattacks; pip install -e '.\\[bench]').")]
 AANImages = Annotated[Optional[int], typer.Option("--aa-n", help="With --autoattack: only the first N evaluation images.")]
+BoardFormat = Annotated[str, typer.Option("--format", "-f", help="md (a markdown table) or json (entries keyed to merge across machines).")]
+BoardMaxArea = Annotated[float, typer.Option("--max-area", help="The patch threat model: patches covering at most this % of the image.")]
+BoardMerge = Annotated[Optional[List[Path]], typer.Option("--merge", help="A board (--format json) from another machine to merge in; repeatable.")]
+BoardOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the board to this file (default: print it).")]
 
 
 def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results"), rerun: Rerun = False, n: AuditN = None,
@@ -62,3 +66,19 @@ def background_attack_cmd(
 
     out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
                              batch_size, device))
+
+
+def leaderboard_cmd(results: opt.Results = Path("results"), fmt: BoardFormat = "md", max_area: BoardMaxArea = 25.0,
+                    merge: BoardMerge = None, out_file: BoardOut = None):
+    """Per dataset × model × defense: clean accuracy, robust accuracy under the strongest attack found (any
+    stored attack, adaptive ones included), certified accuracy, the audit's flags and the provenance."""
+    from patchbench.report.leaderboard import leaderboard
+    from patchbench.util import atomic_write
+
+    text = leaderboard(results, fmt, max_area, merge)
+    if out_file is not None:
+        return out.print(f"wrote {atomic_write(out_file, text)}")
+    print(text, end="")
+
+
+COMMANDS = {"audit": audit_cmd, "background-attack": background_attack_cmd, "leaderboard": leaderboard_cmd}

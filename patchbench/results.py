@@ -245,7 +245,10 @@ class ResultStore:
         return path
 
     def load_audit(self) -> pd.DataFrame:
-        """Every stored audit verdict (``<root>/audit/cells/*.parquet``), the newest per run id."""
+        """Every stored audit verdict (``<root>/audit/cells/*.parquet``), one row per run id. Several
+        files may judge one cell (the per-cell audit ``<preset>.parquet``, a section's indicators
+        ``<preset>.<section>.parquet``): per column the value of the last file that has one, and
+        ``audit_notes`` joined."""
         d = self.root / AUDIT_DIR
         files = sorted(d.glob("*.parquet")) if d.is_dir() else []
         frames = []
@@ -257,7 +260,14 @@ class ResultStore:
                       "`patchbench audit PRESET --rerun` writes them again")
         if not frames:
             return pd.DataFrame(columns=["run_id"])
-        return pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
+        df = pd.concat(frames, ignore_index=True)
+        if df["run_id"].is_unique:
+            return df
+        merged = df.groupby("run_id", sort=False).last().reset_index()  # last non-missing value per column
+        if "audit_notes" in df:
+            notes = df.groupby("run_id", sort=False)["audit_notes"].agg(lambda s: " | ".join(v for v in s.dropna() if v))
+            merged["audit_notes"] = merged["run_id"].map(notes)
+        return merged
 
     def load_cells(self) -> pd.DataFrame:
         """Every stored cell, with its audit verdicts' columns where an audit has run (missing elsewhere)."""

@@ -239,3 +239,20 @@ def test_machine_note_names_each_machine_and_the_cells_from_before_it():
     fused = one.assign(compiled=[True, False])  # one cell under `patchbench --compile`
     assert machine_note(fused) == ("Computed on AMD EPYC, 2 torch threads, torch 2.14.1 (1 cell); "
                                    "AMD EPYC, 2 torch threads, torch 2.14.1, defenses compiled (--compile) (1 cell).")
+
+
+def test_the_leaderboard_closes_the_report_and_is_written_as_json(toy, tmp_path):
+    """An attacked cell of a preset of the scale makes a leaderboard: the last section of both pages,
+    linked from the contents, and leaderboard.json beside them (patchbench.report.leaderboard)."""
+    results = tmp_path / "results"
+    store_cells(results)
+    row = {"run_id": "toy-att", "preset": "toy-ran+patch-optimality", "dataset": "fashion-mnist", "model": "lenet",
+           "model_id": "m1", "image_size": 28, "condition": "attacked", "defense": "none", "attack": "lavan", "patch_px": 6,
+           "n": 10, "correct": 3, "accuracy": 0.3, "ci_low": 0.1, "ci_high": 0.6, "created": "2026-01-03T00:00:00+00:00"}
+    ResultStore(results).write(row, pd.DataFrame({"index": range(10)}))
+    html_path, md_path = write_report(results, "demo", papers=[TOY])
+    page, md = html_path.read_text(), md_path.read_text()
+    assert Elements(page).ids("table")[-1] == "leaderboard" and "#leaderboard" in page
+    assert " lavan 6px |" in md.split("## Leaderboard")[1] and "](#leaderboard)" in md
+    board = json.loads((html_path.parent / "leaderboard.json").read_text())
+    assert [e["robust_accuracy"] for e in board["entries"]] == [0.3]

@@ -18,8 +18,12 @@ def test_demo_reproduce_writes_every_table_and_figure(demo_run):
     results, out = demo_run
     check_icaart_reports(out, ["demo-fmnist", "demo-fmnist-inception"], ["demo-fmnist"])
     df = cells(results)
-    assert set(df["preset"]) == {"demo-fmnist", "demo-fmnist-inception"}
-    assert {"lavan", "adversarial_patch", "lavan-adaptive"} <= set(df["attack"])
+    assert set(df["preset"].str.split("+").str[0]) == {"demo-fmnist", "demo-fmnist-inception"}
+    assert set(df["preset"]) - {"demo-fmnist", "demo-fmnist-inception"} == {  # the cells the patch-optimality sections add
+        "demo-fmnist+patch-optimality", "demo-fmnist-inception+patch-optimality"}
+    assert {"lavan", "adversarial_patch", "lavan-adaptive", "patch_rs"} <= set(df["attack"])
+    table = (out / "patch-optimality.md").read_text()  # both models' attacks ranked, the mean over the 8 model × defense rows
+    assert "mini_inception" in table and "small_vgg" in table and "mean over 8" in table and "Patch-RS" in table
     assert {"none", "lgs", "slgs", "wlgs", "patchcleanser"} == set(df["defense"])  # + demo-fmnist's certified baseline
     clean_defended = df[(df["condition"] == "clean") & df["defense"].isin(["lgs", "slgs", "wlgs"])]
     assert clean_defended["ssim"].between(0, 1).all() and (clean_defended["ssim_n"] == 50).all()

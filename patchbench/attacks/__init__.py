@@ -13,6 +13,7 @@ from patchbench.attacks.local_search import LocalSearch
 from patchbench.attacks.multiple_pixels import MultiplePixels
 from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
+from patchbench.attacks.patch_rs import PatchRS
 from patchbench.attacks.pgd import PGD
 from patchbench.attacks.single_pixel import SinglePixel
 from patchbench.attacks.stepll import IterStepLL, StepLL
@@ -24,6 +25,7 @@ ATTACKS: Registry = Registry("attack", name_of=own_name).register_all([
     LaVAN,
     AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
     AdversarialPatch,
+    PatchRS,  # gradient-free random search for a universal patch (Sparse-RS, Croce et al. 2022), LaVAN's queries
     # pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
     FGSM, PGD, CW, StepLL, IterStepLL, PGDA3, StepLLA3, IterStepLLA3,
     # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)

@@ -11,11 +11,14 @@ cells is one call. Every function returns a bool tensor of the broadcast shape.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from patchbench.errors import check
 
 UNCONSTRAINED_THRESHOLD = 0.05  # the issue's: the unbounded attack may miss at most 5 % of the correct images
+HALF_IMAGE = 0.5  # the unbounded budget of a patch attack: a patch covering half the image
 
 
 def _tensor(name: str, value, dtype=torch.float64) -> torch.Tensor:
@@ -77,6 +80,25 @@ def unconstrained_failure(success_unbounded, correct_clean, threshold: float = U
     failed = (correct & ~success).sum(-1).double()
     attacked = correct.sum(-1).double()
     return failed > threshold * attacked  # = failed / attacked > threshold, and False with none attacked
+
+
+def half_image_side(image_size: int) -> int:
+    """The side of the largest square patch covering at most :data:`HALF_IMAGE` of a square image
+    of ``image_size`` px (45 px at 64 px: 49.4 % of the image)."""
+    return math.isqrt(int(image_size * image_size * HALF_IMAGE))
+
+
+def unconstrained_failure_by_area(first_area, correct_clean, half_area: float = HALF_IMAGE,
+                                  threshold: float = UNCONSTRAINED_THRESHOLD) -> torch.Tensor:
+    """:func:`unconstrained_failure` read from an attack's robust-accuracy-vs-area curve: per image the
+    smallest patch area (share of the image) at which the attack fools it, 0 for an image misclassified
+    clean, +inf for one no size fools (``patchbench.sections.optimality_metric.first_fooling_area``,
+    the patch-optimality section's machinery, its sizes up to the :func:`half_image_side` patch). The
+    unbounded attack reaches an image when some patch of area <= ``half_area`` fools it (a smaller
+    patch's success counts, as a silent success does)."""
+    area = torch.as_tensor(first_area, dtype=torch.float64)
+    check(not bool(area.isnan().any()) and bool((area >= 0).all()), f"first_area must be areas >= 0 or inf, got {first_area!r}")
+    return unconstrained_failure(area <= half_area, torch.as_tensor(correct_clean), threshold)
 
 
 def non_monotonic(acc_by_budget, ci_by_budget=0.0) -> torch.Tensor:

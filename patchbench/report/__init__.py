@@ -5,7 +5,8 @@ presets, tables, figures and known deviations (:class:`patchbench.paper.Paper`),
 ``<paper>-*.csv`` files and the ``provenance.json`` that ``patchbench reproduce`` leaves in the
 output folder. Writes ``report.html`` (one self-contained page: no script, no network, figures
 inlined) and ``REPORT.md`` (the same in markdown, figures linked) there, after redrawing each
-preset's figures with its paper's ``report``. Gathering is :mod:`.collect` (with :mod:`.provenance`),
+preset's figures with its paper's ``report``, and the leaderboard of the scale's cells (:mod:`.leaderboard`)
+as its last section and as ``leaderboard.json``. Gathering is :mod:`.collect` (with :mod:`.provenance`),
 rendering :mod:`.html` and :mod:`.markdown`.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from patchbench.report.collect import collect
 from patchbench.report.html import render_html
+from patchbench.report.leaderboard import MAX_AREA_PCT, to_json
 from patchbench.report.markdown import render_markdown
 from patchbench.util import atomic_write
 
@@ -28,4 +30,6 @@ def write_report(results: Path, scale: str, out: Path | None = None, papers: lis
     report = collect(results, scale, out, papers)
     html_path = atomic_write(out / "report.html", render_html(report))
     md_path = atomic_write(out / "REPORT.md", render_markdown(report))
+    if report.board:
+        atomic_write(out / "leaderboard.json", to_json(report.board, MAX_AREA_PCT))
     return html_path, md_path

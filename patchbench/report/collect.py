@@ -15,6 +15,7 @@ import pandas as pd
 from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset
+from patchbench.report.leaderboard import MAX_AREA_PCT, entries, frame
 from patchbench.report.provenance import header, paper_provenance
 from patchbench.reporting import all_tables, build_table
 from patchbench.results import ResultStore, one_precision
@@ -74,6 +75,8 @@ class Report:
     out: Path
     header: list[tuple[str, str]]
     papers: list[PaperSection]
+    leaderboard: TableItem | None = None  # every model × defense of the scale's presets, strongest attack
+    board: list[dict] = field(default_factory=list)  # its JSON entries (leaderboard.json)
 
 
 class _Ids:
@@ -165,4 +168,19 @@ def collect(results: Path, scale: str, out: Path, papers: list[str] | None = Non
         sec.presets = [_preset_section(paper, name, scale, cells, out, ids) for name in names[paper.name]]
         sec.extra, sec.problems = _csv_tables(paper, out, ids)
         sections.append(sec)
-    return Report(scale, out, header(results, scale), sections)
+    scale_presets = {n for presets in names.values() for n in presets}
+    board = entries(cells[cells["preset"].fillna("").str.split("+").str[0].isin(scale_presets)])
+    return Report(scale, out, header(results, scale), sections, _leaderboard(board), board)
+
+
+def _leaderboard(board: list[dict]) -> TableItem | None:
+    if not board:
+        return None
+    caption = (f"Leaderboard: per dataset × model × defense, robust accuracy (%) under the strongest attack found (the lowest "
+               f"accuracy of any stored attacked cell, adaptive attacks and their snapshots included; patches up to "
+               f"{MAX_AREA_PCT:g} % of the image, the largest tried in brackets) [Wilson 95 %], clean and certified accuracy (%), the strongest cell's "
+               "audit flags (flagged / audited attacked cells of the row), provenance")
+    return TableItem("leaderboard", "Leaderboard", caption, frame(board), notes=[
+        "The same board as JSON entries: leaderboard.json beside this report; `patchbench leaderboard --format json` "
+        "writes one per machine and `--merge` joins them (key: images, model weights, training, defense and λ, "
+        "precision, threat model; the lowest robust accuracy wins)."])

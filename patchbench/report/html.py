@@ -92,6 +92,8 @@ def _contents(report: Report) -> str:
             sub.append(f"<li>{label}" + ("<ul>" + "".join(f"<li>{i}</li>" for i in inner) + "</ul>" if inner else "") + "</li>")
         sub += [f"<li>{_link(t.id, t.title)}</li>" for t in s.extra]
         items.append(f"<li>{_link(s.id, s.title)}<ul>{''.join(sub)}</ul></li>")
+    if report.leaderboard is not None:
+        items.append(f"<li>{_link(report.leaderboard.id, report.leaderboard.title)}</li>")
     return '<nav id="contents"><h2>Contents</h2><ul>' + "".join(items) + "</ul></nav>"
 
 
@@ -101,4 +103,6 @@ def render_html(report: Report) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>"
             f"<header><h1>{escape(title)}</h1>{_meta(report.header)}</header>"
-            + _contents(report) + "".join(map(_paper, report.papers)) + "</body></html>\n")
+            + _contents(report) + "".join(map(_paper, report.papers))
+            + ("" if report.leaderboard is None else f"<section><h2>Leaderboard</h2>{_table(report.leaderboard)}</section>")
+            + "</body></html>\n")

@@ -66,10 +66,13 @@ def _contents(report: Report) -> str:
             lines += [f"    - [{t.title}](#{t.id})" for t in p.tables]
             lines += [f"    - [{f.title.split(':')[0]} ({f.path.name})](#{f.id})" for f in p.figures]
         lines += [f"  - [{t.title}](#{t.id})" for t in s.extra]
+    if report.leaderboard is not None:
+        lines.append(f"- [{report.leaderboard.title}](#{report.leaderboard.id})")
     return "\n".join(lines)
 
 
 def render_markdown(report: Report) -> str:
     head = [f"# patchbench report — {report.scale} scale", "\n".join(f"- {k}: `{v}`" for k, v in report.header),
             "## Contents", _contents(report)]
-    return "\n\n".join(head + [_paper(s, report.out) for s in report.papers]) + "\n"
+    board = [] if report.leaderboard is None else ["## Leaderboard", _table(report.leaderboard)]
+    return "\n\n".join(head + [_paper(s, report.out) for s in report.papers] + board) + "\n"

@@ -28,8 +28,9 @@ from pathlib import Path
 import pandas as pd
 
 from patchbench.api import (
-    AdaptiveConfig, CertifiedConfig, Figure, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive, machine_note,
-    check_certified, is_number, run_adaptive_section, run_certified_section, spread_note,
+    AdaptiveConfig, CertifiedConfig, Figure, OptimalityConfig, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive,
+    check_certified, check_optimality, is_number, machine_note, run_adaptive_section, run_certified_section,
+    run_optimality_section, spread_note,
 )
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
@@ -37,9 +38,10 @@ from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
 
 def validate(preset) -> None:
     """The ICAART sections: ``adaptive`` (Fig. 10), ``certified`` (the PatchCleanser baseline beside
-    the defenses) and ``sanity`` (table footnotes)."""
+    the defenses), ``patch-optimality`` (how strong each attack is) and ``sanity`` (table footnotes)."""
     check_adaptive(preset)
     check_certified(preset)
+    check_optimality(preset)
     sanity = preset.extra.get("sanity")
     if sanity is not None:
         check(is_number(sanity.min_success) and 0 <= sanity.min_success <= 1,
@@ -49,9 +51,10 @@ def validate(preset) -> None:
 
 def extra_steps(preset, store, device, progress: bool = True) -> None:
     """After the sweep: the adaptive attack (Fig. 10), then the certified baseline (its adaptive
-    attack reuses the cached model and patches)."""
+    attack reuses the cached model and patches), then every attack's optimality (reusing all of it)."""
     run_adaptive_section(preset, store, device, progress)
     run_certified_section(preset, store, device, progress)
+    run_optimality_section(preset, store, device, progress)
 
 
 def report(preset, cells, out: Path) -> list[Path]:
@@ -108,7 +111,8 @@ PAPER = Paper(
         "adaptive": Figure("adaptive", "Fig. 10: success of the white-box adaptive LaVAN vs training step, per defense",
                            figures.adaptive_curve),
     },
-    sections={"adaptive": AdaptiveConfig, "sanity": SanityConfig, "certified": CertifiedConfig},
+    sections={"adaptive": AdaptiveConfig, "sanity": SanityConfig, "certified": CertifiedConfig,
+              "patch-optimality": OptimalityConfig},
     spread={"demo": "Machine-to-machine spread of this demo (measured, issue 25): the committed tables of 22 Nov 2026 and a "
                     "fresh run on another CPU differed by up to 12 pp in a cell (LaVAN 8 px undefended 71.9 ± 23.1 vs "
                     "59.6 ± 8.5; clean LGS λ 2.3 69.7 vs 71.8), inside the 95 % intervals: expect differences of that size "

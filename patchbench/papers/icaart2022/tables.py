@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from patchbench.api import (
-    PatchbenchError, Table, TableContext, audit_legend, audit_mark, fmt_pct, lam_match, preset_cells,
+    PatchbenchError, Table, TableContext, audit_legend, audit_mark, build_optimality, fmt_pct, lam_match, preset_cells,
 )
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
@@ -232,4 +232,7 @@ TABLES = {t.name: t for t in [
            "adversarial_patch", "inception_v3", "icaart2022-inception_v3", "demo-fmnist-inception", lambdas=(3.5,)),
     _table("icaart2022-ssim", "ssim-text", "ICAART 2022 Sec. 4.2: mean SSIM(input, defended)", build_ssim_table,
            "none", "vgg16", "icaart2022-vgg16", "demo-fmnist"),
+    # not a table of the paper: how strong its attacks (and ours) are, the patch-optimality: section
+    Table("patch-optimality", "icaart2022", "How strong each patch attack is (AttackBench optimality over patch area)",
+          build_optimality, (), "demo-fmnist"),
 ]}
