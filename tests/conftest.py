@@ -50,6 +50,7 @@ def tiny_preset(path: Path, **over) -> Path:
     # the spine's shape: one LaVAN attack, LGS only (the ICAART extras have their own tests)
     raw["attacks"], raw["defenses"] = raw["attacks"][:1], raw["defenses"][:1]
     raw.pop("adaptive", None)
+    raw.pop("patch-optimality", None)
     raw["data"].update(image_size=32, eval_n=300, batch_size=150)
     raw["model"]["train"].update(epochs=1, train_n=3000, batch_size=100)
     raw["attacks"][0].update(sizes=[6, 8], steps=15, batch_size=32, train_pool=500, success_n=100, seeds=[], restarts=1)
