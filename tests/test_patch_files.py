@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -107,6 +108,23 @@ def test_tensor_files_and_a_pickle_with_code_in_their_place(tmp_path):
     with pytest.raises(PatchbenchError, match="expected a .png or a tensor file"):
         (tmp_path / "p.jpg").write_bytes(b"x")
         load_patch_file(tmp_path / "p.jpg")
+
+
+def test_placement_asked_for_replaces_the_files_own(tmp_path):
+    from patchbench.cache.patches import placed
+    from patchbench.config import PatchFile
+    from patchbench.presets import load_preset
+
+    patch = Patch(torch.rand(1, 4, 4), torch.ones(1, 4, 4), {"placement": "top-left", "margin": 3, "target": 0})
+    assert placed(patch, PatchFile("f")) is patch
+    assert placed(patch, PatchFile("f", region="box:0,0,8,8")).placement.label() == "top-left+3@box:0,0,8,8"
+    moved = placed(patch, PatchFile("f", placement="random", seed=4))
+    assert moved.placement.label() == "random+s4" and moved.meta["target"] == 0
+    assert placed(patch, PatchFile("f", placement="affine")).placement.label() == "affine(t0.2,r45,s0.5-1)+s0"
+    with pytest.raises(PatchbenchError, match="placement must be one of"):
+        placed(patch, PatchFile("f", placement="left"))
+    with pytest.raises(PatchbenchError, match=r"patches.0.placement must be one of"):
+        load_preset("demo-fmnist", ["patches=[{file: a.png, placement: left}]"])
 
 
 # ---- placements: random per image, placement masks ------------------------------------------------------
@@ -238,3 +256,19 @@ def test_exported_patch_reapplied_reproduces_its_stored_cell(tmp_path, one_threa
     bad = run_cli("evaluate", "--preset", preset, "--patch", png, "--placement", "top-right", "--region", "quadrant:top-left",
                   "--results", second, "--no-progress", *small, check=False)
     assert bad.returncode == 2 and "not inside the placement region" in bad.stderr and bad.stderr.count("\n") == 1
+    # a preset's patches: list in a sweep (a path beside the preset file; an entry with its own placement), no attacks
+    raw = yaml.safe_load(preset.read_text())
+    raw.pop("certified", None)  # its adaptive part trains a LaVAN; this preset trains nothing
+    raw.update(name="tiny-export-files", attacks=[], patches=["shared/lavan6.png",
+                                                             {"file": str(png), "placement": "random", "region": "box:0,0,16,32"}])
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(raw))
+    third = tmp_path / "third"
+    (third / "artifacts").mkdir(parents=True)
+    shutil.copytree(first / "artifacts" / "models", third / "artifacts" / "models")
+    no_attacks = [a for i in range(0, len(small), 2) if "attacks" not in small[i + 1] for a in small[i:i + 2]]
+    run_cli("sweep", "--preset", tmp_path / "files.yaml", "--results", third, "--no-progress", *no_attacks)
+    swept = cells(third)
+    assert {"top-right+2", "random+s0@box:0,0,16,32"} <= set(swept["placement"]) and len(swept) == 3 * 2
+    for r in swept[swept["placement"] == "top-right+2"].itertuples():  # the exported patch at its own place: the stored cells
+        assert stored.loc[stored["run_id"] == r.run_id, "accuracy"].tolist() == [r.accuracy]
+    assert not (third / "artifacts" / "patches").exists()  # nothing trained
