@@ -38,15 +38,21 @@ QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")  
 _GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele, Lea & Flood, OOPSLA 2014), on uint64 arrays (wrapping)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
+    return z ^ (z >> np.uint64(31))
+
+
 def uniforms(seed: int, indices: torch.Tensor, stream: int) -> torch.Tensor:
-    """U[0, 1) per index (float64): SplitMix64's finaliser (Steele et al. 2014) of
-    ``(seed, stream, index)``; the same index always gets the same number, whatever else is drawn."""
+    """U[0, 1) per index (float64): the ``index + 1``-th output of a SplitMix64 generator whose state
+    starts at a hash of ``(seed, stream)`` — a counter-based draw: the same index always gets the same
+    number, whatever else is drawn, in whatever order or batch."""
     with np.errstate(over="ignore"):
+        start = _mix64(np.array([(seed % 2 ** 56) * 256 + stream % 256], dtype=np.uint64))
         z = np.asarray(indices.detach().cpu().numpy(), dtype=np.uint64)
-        z = z + np.uint64((seed * 0x100000001B3 + stream * 0x1000193 + 1) * _GOLDEN % 2 ** 64)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
-        z = z ^ (z >> np.uint64(31))
+        z = _mix64(start + (z + np.uint64(1)) * np.uint64(_GOLDEN))
     return torch.from_numpy((z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53)
 
 
