@@ -71,7 +71,7 @@ ExportSize = Annotated[Optional[int], typer.Option("--size", help="The cached pa
 ExportSeed = Annotated[Optional[int], typer.Option("--seed", help="The cached patch's seed (default: the attack entry's first).")]
 ExportTarget = Annotated[Optional[int], typer.Option("--target", help="Pick the attack entry with this target (presets with one entry per target).")]
 ExportFrom = Annotated[Optional[Path], typer.Option("--from", help="A cached patch artifact (.pt with its .json) to export as it is, instead of --preset/--attack/--size.")]
-ExportOut = Annotated[Path, typer.Option("--out", "-o", help="The PNG to write (its sidecar JSON beside it), or a folder.")]
+ExportOut = Annotated[Path, typer.Option("--out", "-o", help="NAME.png (its sidecar NAME.json beside it), or a folder (<attack>-<size>px-<content id>.png and .json in it).")]
 EvaluateDefense = Annotated[str, typer.Option("--defense", "-d", help="Defense, or none.")]
 SweepDefenses = Annotated[Optional[str], typer.Option("--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included.")]
 SweepLambdas = Annotated[Optional[str], typer.Option("--lambdas", help="start:stop[:step] (step 0.4 by default; 1.5:3.5 -> 1.5,1.9,...,3.5) or a comma list; default: the preset's.")]

@@ -272,3 +272,24 @@ def test_exported_patch_reapplied_reproduces_its_stored_cell(tmp_path, one_threa
     for r in swept[swept["placement"] == "top-right+2"].itertuples():  # the exported patch at its own place: the stored cells
         assert stored.loc[stored["run_id"] == r.run_id, "accuracy"].tolist() == [r.accuracy]
     assert not (third / "artifacts" / "patches").exists()  # nothing trained
+
+
+def test_export_from_a_cached_artifact_and_its_one_line_errors(tmp_path):
+    patch = random_patch(1, size=6)
+    patch.meta.update(seed=3, train_success_rate=0.5, loss_trace=[1.0, 0.5])
+    pt = patch.save(tmp_path / "cache" / "lavan-6px")
+    r = run_cli("export-patch", "--from", pt, "--out", tmp_path / "shared")  # a folder: named by attack, size, content id
+    png = tmp_path / "shared" / f"lavan-6px-{patch.content_id()[:8]}.png"
+    assert str(png) in r.stdout
+    back = load_patch_file(png)
+    assert torch.equal(back.pixels, patch.pixels) and back.meta["seed"] == 3 and "loss_trace" not in back.meta
+    side = json.loads(png.with_suffix(".json").read_text())
+    assert side["content_id"] == patch.content_id() and side["placement"] == "center+0" and side["git_sha"]
+    empty = tmp_path / "empty"
+    for args, words in ((["--attack", "lavan", "--size", "8", "--results", empty], "not trained yet"),
+                        (["--attack", "lavan"], "needs --attack and --size"),
+                        (["--attack", "lavan", "--size", "7", "--results", empty], "sizes [6, 8, 10]"),
+                        (["--from", pt, "--size", "6"], "--from exports one artifact")):
+        bad = run_cli("export-patch", "--preset", "demo-fmnist", "--out", tmp_path / "x.png", *args, check=False)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
+    assert not (tmp_path / "x.png").exists() and not empty.exists()

@@ -29,9 +29,12 @@ from patchbench.util import atomic_write
 
 
 def out_paths(out: Path, stem: str) -> tuple[Path, Path]:
-    """(PNG, sidecar JSON) for ``--out``: a folder gets ``<stem>.png``; a file name its ``.png`` / ``.json``."""
+    """(PNG, sidecar JSON) for ``--out``: ``NAME.png`` and ``NAME.json``, or for anything else (a folder,
+    made if need be) ``<stem>.png`` and ``<stem>.json`` in it."""
     out = Path(out)
-    png = out / f"{stem}.png" if out.is_dir() or str(out).endswith(("/", "\\")) else out.with_suffix(".png")
+    if out.suffix.lower() != ".png" and out.exists() and not out.is_dir():
+        raise PatchbenchError(f"--out {out}: give a .png file name or a folder")
+    png = out if out.suffix.lower() == ".png" else out / f"{stem}.png"
     check_writable_dir(png.parent, "--out")
     return png, png.with_suffix(".json")
 
