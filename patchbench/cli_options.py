@@ -70,7 +70,7 @@ ExportAttack = Annotated[Optional[str], typer.Option("--attack", help="The cache
 ExportSize = Annotated[Optional[int], typer.Option("--size", help="The cached patch's side in pixels.")]
 ExportSeed = Annotated[Optional[int], typer.Option("--seed", help="The cached patch's seed (default: the attack entry's first).")]
 ExportTarget = Annotated[Optional[int], typer.Option("--target", help="Pick the attack entry with this target (presets with one entry per target).")]
-ExportFrom = Annotated[Optional[Path], typer.Option("--from", help="A cached patch artifact (.pt with its .json) to export as it is, instead of --preset/--attack/--size.")]
+ExportFrom = Annotated[Optional[str], typer.Option("--from", help="A cached patch artifact to export as it is, instead of --preset/--attack/--size: its .pt (with its .json), or its name or cache key under --results.")]
 ExportOut = Annotated[Path, typer.Option("--out", "-o", help="NAME.png (its sidecar NAME.json beside it), or a folder (<attack>-<size>px-<content id>.png and .json in it).")]
 EvaluateDefense = Annotated[str, typer.Option("--defense", "-d", help="Defense, or none.")]
 SweepDefenses = Annotated[Optional[str], typer.Option("--defenses", help="Comma list of defenses (default: the preset's). 'none' is always included.")]

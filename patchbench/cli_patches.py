@@ -53,7 +53,7 @@ def export_patch_cmd(out_file: opt.ExportOut, preset: opt.Preset = "demo-fmnist"
     if from_file is not None:
         if attack is not None or size is not None:
             raise PatchbenchError("--from exports one artifact; --attack/--size pick one from a preset's cache instead")
-        png, js = export_cached_file(from_file, out_file)
+        png, js = export_cached_file(from_file, out_file, results)
     else:
         if attack is None or size is None:
             raise PatchbenchError("export-patch needs --attack and --size (with --preset), or --from FILE.pt")

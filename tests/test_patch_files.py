@@ -285,6 +285,14 @@ def test_export_from_a_cached_artifact_and_its_one_line_errors(tmp_path):
     assert torch.equal(back.pixels, patch.pixels) and back.meta["seed"] == 3 and "loss_trace" not in back.meta
     side = json.loads(png.with_suffix(".json").read_text())
     assert side["content_id"] == patch.content_id() and side["placement"] == "center+0" and side["git_sha"]
+    # by name or cache key under --results
+    r = run_cli("export-patch", "--from", "lavan-6", "--results", tmp_path / "cache", "--out", tmp_path / "by-key.png",
+                check=False)
+    assert r.returncode == 2 and "no cached patch artifact(s) match" in r.stderr  # not under artifacts/patches
+    (tmp_path / "res" / "artifacts" / "patches").mkdir(parents=True)
+    shutil.copytree(tmp_path / "cache", tmp_path / "res" / "artifacts" / "patches" / "p")
+    run_cli("export-patch", "--from", "lavan-6", "--results", tmp_path / "res", "--out", tmp_path / "by-key.png")
+    assert torch.equal(load_patch_file(tmp_path / "by-key.png").pixels, patch.pixels)
     empty = tmp_path / "empty"
     for args, words in ((["--attack", "lavan", "--size", "8", "--results", empty], "not trained yet"),
                         (["--attack", "lavan"], "needs --attack and --size"),

@@ -87,6 +87,19 @@ def export(patch: Patch, out: Path, preset: Preset | None = None) -> tuple[Path,
     return png, js
 
 
-def export_cached_file(pt: Path, out: Path) -> tuple[Path, Path]:
-    """``--from FILE.pt``: a cached artifact (its JSON metadata beside it) exported as it is."""
-    return export(Patch.load(pt), out)
+def artifact(given: str | Path, results: Path) -> Path:
+    """``--from``: a cached artifact's ``.pt``, or its name or cache key (``lavan-8px-t0-top-right-27cabbc09547``,
+    ``27cabbc09547``) looked up under ``RESULTS/artifacts/patches`` (one match)."""
+    if Path(given).is_file():
+        return Path(given)
+    key = Path(given).name.removesuffix(".pt")
+    found = sorted((Path(results) / "artifacts" / "patches").rglob(f"*{key}*.pt")) if key else []
+    if len(found) != 1:
+        raise PatchbenchError(f"--from {given}: {'no' if not found else len(found)} cached patch artifact(s) match under "
+                              f"{Path(results) / 'artifacts' / 'patches'}" + ("" if not found else ": give more of the name"))
+    return found[0]
+
+
+def export_cached_file(given: str | Path, out: Path, results: Path) -> tuple[Path, Path]:
+    """``--from``: a cached artifact (its JSON metadata beside it) exported as it is."""
+    return export(Patch.load(artifact(given, results)), out)
