@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results
-PAPERS  := icaart2022 tomm2022 bmvc2023 advml2019 patchcleanser2022
+PAPERS  := icaart2022 tomm2022 bmvc2023 advml2019 patchcleanser2022 imagenet_patch2023
 # paper-scale data: IMAGENET=DIR (ImageFolder DIR/val, DIR/train; DATA= is read as IMAGENET= too),
 # SMALL_DATA=DIR (DIR/mnist, DIR/cifar10, DIR/cifar100); ALLOW_CPU=1 runs paper scale without a GPU
 IMAGENET ?= $(DATA)

@@ -143,8 +143,10 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
     record_every = int(record_every) if record_every is not None else max(1, steps // 8)
     sizes = list(sizes) if sizes is not None else [max(attack.sizes)]
     check_target(preset, attack.target)
+    place = Placement(attack.placement, attack.margin, attack.region)  # the attack entry's place, inside its mask
     for s in sizes:
-        Placement(attack.placement, attack.margin).offset(d.image_size, s)  # fits, or a clear error
+        place.offset(d.image_size, s)  # a fixed place that fits, or a clear error
+        place.check(d.image_size, s, "adaptive")
     built = [(name, *_defense_and_lam(preset, name, loaded.model, lam, defense_params)) for name in defense_names]
 
     train_src = None
@@ -171,7 +173,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                     pool = cand[: attack.train_pool]
                     hold_idx = selection_indices(cand, attack.train_pool, holdout_n)
                 atk = AdaptiveLaVAN(
-                    loaded.model, size, attack.target, Placement(attack.placement, attack.margin), d.image_size,
+                    loaded.model, size, attack.target, place, d.image_size,
                     defense=defense, lam=lam_d, grad_options=options,
                     record_every=record_every, steps=steps, lr=attack.lr, momentum=attack.momentum,
                     lr_milestones=attack.lr_milestones, lr_gamma=attack.lr_gamma, optimizer=attack.optimizer,

@@ -13,6 +13,7 @@ from patchbench.adaptive import AdaptiveConfig, check_adaptive, curves, run_adap
 from patchbench.attacks import (  # noqa: F401
     ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
 )
+from patchbench.attacks.affine_placement import AffinePlacement  # noqa: F401
 from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
 from patchbench.certified import CertifiedConfig, build_certified, check_certified, run_certified_section  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
@@ -25,6 +26,9 @@ from patchbench.config import (  # noqa: F401
     validate_volumize,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
+from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL  # noqa: F401
+from patchbench.data.imagenet_patch import ImageNetPatchSet, candidates as imagenet_patch_candidates  # noqa: F401
+from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch  # noqa: F401
 from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
 from patchbench.defenses import DEFENSES, Defense, NoDefense  # noqa: F401
 from patchbench.engine import Condition, DefenseRun  # noqa: F401

@@ -13,6 +13,7 @@ from rich.console import Console
 from patchbench import __version__, faults
 from patchbench import cli_options as opt
 from patchbench.cli_more import COMMANDS
+from patchbench.cli_patches import evaluate_cmd, export_patch_cmd
 from patchbench.plugins import plugin_names
 
 app = typer.Typer(
@@ -129,20 +130,6 @@ def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.Def
     out.print(f"{defense} λ={lam_v:g}: {n} image(s) -> {out_dir}")
 
 
-@app.command("evaluate")
-def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = None, defense: opt.EvaluateDefense = "lgs",
-                 lam: opt.Lam = "2.3", params: opt.Param = None, results: opt.Results = Path("results"),
-                 device: opt.Device = None, data_root: opt.DataRoot = None, weights: opt.Weights = None,
-                 amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True):
-    """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
-    from patchbench.config import parse_lambda, parse_params
-    from patchbench.run import cell_lines, evaluate_one
-
-    p = _load(preset, sets, device, data_root, weights, amp=amp)
-    for line in cell_lines(evaluate_one(p, results, patch, defense, parse_lambda(lam), parse_params(params), progress)):
-        out.print(line)
-
-
 @app.command("sweep")
 def sweep(preset: opt.Preset = "demo-fmnist", defenses: opt.SweepDefenses = None, lambdas: opt.SweepLambdas = None,
           patches: opt.SweepPatches = None, seeds: opt.SweepSeeds = None,
@@ -226,6 +213,8 @@ def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Re
 
 for _name, _command in COMMANDS.items():  # audit, background-attack, leaderboard
     app.command(_name)(_command)
+app.command("evaluate")(evaluate_cmd)
+app.command("export-patch")(export_patch_cmd)
 
 
 def main() -> None:

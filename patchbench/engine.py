@@ -52,14 +52,15 @@ class Condition:
                     "patch_id": None, "patch_area_pct": None, "condition": "clean"}
         p = self.patch
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
-                "target": p.target, "placement": f"{p.placement.kind}+{p.placement.margin}",
+                "target": p.target, "placement": p.placement.label(),
                 "patch_id": p.content_id(), "patch_area_pct": p.meta.get("area_pct"), "condition": "attacked",
                 **{col: p.meta.get(key) for col, key in patch_meta_columns().items()}}
 
-    def build(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def build(self, x: torch.Tensor, y: torch.Tensor | None = None, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The condition's images; ``indices`` (dataset indices) place a randomly placed patch per image."""
         if self.attack is not None:
             return self.attack(x, y).detach()
-        return x if self.patch is None else self.patch.apply(x)
+        return x if self.patch is None else self.patch.apply(x, indices=indices)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     model.eval()
     pos = 0
     bar = progress_bar(None, progress, total=n, desc=f"evaluate {len(todo)} cells", unit="img")
-    for _, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
+    for batch_idx, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
         b = len(y)
         labels_all[pos:pos + b] = y.cpu()
         clean_logits = None
@@ -184,7 +185,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
             clean_correct[pos:pos + b] = (clean_logits.argmax(1) == y).cpu()
         for cond, by_def in groups.values():
             t0 = time.perf_counter()
-            xc = cond.build(x, y)
+            xc = cond.build(x, y, batch_idx)
             _sync(device)
             t_cond = (time.perf_counter() - t0) / sum(len(cs) for _, cs in by_def.values())
             for dr, cs in by_def.values():

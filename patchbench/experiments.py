@@ -1,6 +1,7 @@
 """Experiments: what ``sweep``/``reproduce`` run for a preset of each kind (``Preset.experiment``).
 
-* ``patch-defense``: one classifier; clean and patched images × (no defense + each defense × λ);
+* ``patch-defense``: one classifier; clean and patched images (the preset's trained patches and its
+  ``patches:`` files) × (no defense + each defense × λ);
 * ``evasion``: one classifier per training objective (``trainings``) × (clean + each evasion
   attack of ``evasion``).
 
@@ -18,7 +19,7 @@ import torch
 
 from patchbench.attacks.patch import Patch
 from patchbench.cache.models import ensure_model
-from patchbench.cache.patches import ensure_patches
+from patchbench.cache.patches import ensure_patches, preset_patches
 from patchbench.config import Preset
 from patchbench.defense_config import defense_runs
 from patchbench.errors import PatchbenchError
@@ -58,8 +59,8 @@ def sweep_patch_defense(preset: Preset, store: ResultStore, device: torch.device
     attacked × (none + defenses) × λ."""
     with stage("models"):
         loaded = ensure_model(preset, store, device, progress=progress)
-    with stage("patches"):
-        patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress)
+    with stage("patches"):  # given on the command line, else the preset's: trained (cached) plus its patches: files
+        patch_list = patches or ensure_patches(preset, loaded, store, device, progress=progress) + preset_patches(preset)
     runs = defense_runs(preset, loaded.model, defenses, lambdas)
     with stage("grid"):
         return run_grid(preset, loaded, patch_list, runs, store, device, progress=progress)

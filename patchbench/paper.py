@@ -23,6 +23,10 @@ def _nothing(*_args, **_kw):
     return []
 
 
+def _itself(preset):
+    return [preset]
+
+
 @dataclass(frozen=True)
 class Figure:
     """A figure rebuilt from stored cells: ``draw(cells, preset, out, **params) -> Path``."""
@@ -46,6 +50,10 @@ class Paper:
       paper's figures and extra reports for a preset and returns the files;
     * ``deviations``: known deviations from the paper (short sentences: choices where the paper is
       silent, differences of the demo scale), listed in ``patchbench report``;
+    * ``variants(preset)``: the presets whose model weights and datasets the preflight checks for a run of
+      ``preset`` (default: the preset itself; an experiment over several models: one per model);
+      ``requires(preset)``: other pieces it needs that are missing, as ``(label, what, fix)`` (e.g. a
+      published file);
     * ``spread``: per scale, one sentence with the measured spread of that scale's numbers between two
       runs that differ only in the machine (or in what a machine changes: the float order), printed
       under every table of the scale beside the machine the cells came from (issue 25).
@@ -64,6 +72,8 @@ class Paper:
     report: Callable = _nothing
     deviations: tuple[str, ...] = ()
     spread: dict[str, str] = field(default_factory=dict)
+    variants: Callable = _itself
+    requires: Callable = _nothing
 
     @property
     def folder(self) -> Path:

@@ -5,7 +5,9 @@ writes anything. It looks, without downloading or loading anything large, for
 
 * a GPU at paper scale (or a preset that asks for ``cuda``) unless ``--allow-cpu``/``ALLOW_CPU=1``;
 * each dataset split the preset reads (the dataset's ``probe``: the usual places, never a download);
-* each torchvision weight file a preset names (torchvision's cache file, or the given path);
+* each torchvision weight file a preset names (torchvision's cache file, or the given path; for each
+  model of a paper experiment that runs several, :attr:`patchbench.paper.Paper.variants`);
+* what else a paper says its preset needs (:attr:`patchbench.paper.Paper.requires`, e.g. ImageNet-Patch's file);
 * disk space for the caches (an estimate from the models' sizes, see :func:`disk_estimate`);
 
 prints one screen per paper with what is missing and the exact command or variable that fixes
@@ -150,14 +152,20 @@ def find_missing(plan: dict[str, list[Preset]], scale: str, results: Path, allow
             old = pieces.get(fix, Missing(label, what.split(" (preset ")[0], fix))
             pieces[fix] = Missing(old.label, old.what, fix, tuple(dict.fromkeys(old.papers + (paper,))))
 
+    from patchbench.papers import get_paper
+
     need = 0
     for paper, presets in plan.items():
         for p in presets:
             add("GPU", check_device(p, scale, allow_cpu), paper)
-            add(f"weights {p.model.arch} {p.model.weights}", check_weights(p), paper)
+            plugin = get_paper(p.paper)
+            for v in plugin.variants(p):  # one per model where the paper's experiment runs several
+                add(f"weights {v.model.arch} {v.model.weights}", check_weights(v), paper)
+                need += disk_estimate(v)
             for found in check_dataset(p):
                 add(p.data.dataset, found, paper)
-            need += disk_estimate(p)
+            for label, what, fix in plugin.requires(p):  # the paper's own pieces (a published file)
+                add(label, (what, fix), paper)
     free = free_bytes(results)
     if free < need:
         add("disk", (f"{free / GiB:.1f} GiB free under {Path(results).resolve()}, the caches may take {need / GiB:.1f} GiB",

@@ -15,8 +15,10 @@ from pathlib import Path
 import yaml
 
 from patchbench.attacks import attack_class
+from patchbench.attacks.placement import PLACEMENTS
 from patchbench.config import (
-    AMP_DTYPES, AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
+    AMP_DTYPES, AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, PatchFile, Preset, TrainConfig,
+    VolumizeConfig,
     apply_overrides, build_dataclass, parse_lambdas, validate_train, validate_volumize,
 )
 from patchbench.data import DATASETS
@@ -97,9 +99,11 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     attacks = [build_dataclass(AttackConfig, a, f"attacks.{i}") for i, a in enumerate(_list(raw, "attacks"))]
     defenses = [_defense_from_raw(d, f"defenses.{i}") for i, d in enumerate(_list(raw, "defenses"))]
     evasion = [build_dataclass(EvasionConfig, e, f"evasion.{i}") for i, e in enumerate(_list(raw, "evasion"))]
+    patches = [build_dataclass(PatchFile, {"file": e} if isinstance(e, str) else e, f"patches.{i}")
+               for i, e in enumerate(_list(raw, "patches"))]
     audit = build_dataclass(AuditConfig, raw.pop("audit", {}) or {}, "audit")
     preset = build_dataclass(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "audit": audit,
-                                      "defenses": defenses, "evasion": evasion, "extra": extra}, "preset")
+                                      "defenses": defenses, "evasion": evasion, "patches": patches, "extra": extra}, "preset")
     preset.source = source
     validate(preset)
     return preset
@@ -143,6 +147,10 @@ def validate(p: Preset) -> None:
         attack_class(e.name, patch=False).check_config(e, d.image_size, where=f"evasion.{i}")
         for t in e.trainings:
             check_objective(t, f"evasion.{i}.trainings")
+    for i, f in enumerate(p.patches):
+        check(isinstance(f.file, str) and f.file.strip() != "", f"patches.{i}.file must name a PNG or tensor file")
+        check(f.placement is None or f.placement in (*PLACEMENTS, "affine"),
+              f"patches.{i}.placement must be one of {', '.join((*PLACEMENTS, 'affine'))} or null, got {f.placement!r}")
     for df in p.defenses:
         check(df.name in DEFENSES, f"unknown defense {df.name!r}; known: {', '.join(DEFENSES)}")
         DEFENSES[df.name].check_params(df.params)

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from patchbench.cache.models import ensure_model, model_path, needs_training
-from patchbench.cache.patches import load_patches
-from patchbench.config import Preset, parse_lambdas
+from patchbench.cache.patches import load_patches, preset_patches
+from patchbench.config import PatchFile, Preset, parse_lambdas
 from patchbench.data import load_split
 from patchbench.defense_config import defense_params, defense_runs
 from patchbench.devices import resolve_device
@@ -37,8 +37,9 @@ def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None
             defense_params(preset, n)
     lams = parse_lambdas(lambdas) if lambdas is not None else None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
+    own = [] if given else preset_patches(preset)  # the preset's patches: files, read and checked now
     # the grid's size, bounded before anything is trained: conditions × (none + Σ defenses × their λs)
-    conditions = 1 + (len(given) if given else sum(len(a.sizes) * max(1, len(a.seeds)) for a in preset.attacks))
+    conditions = 1 + (len(given) if given else len(own) + sum(len(a.sizes) * max(1, len(a.seeds)) for a in preset.attacks))
     lam_counts = [len(lams) if lams is not None else len(d.lambdas) for d in preset.defenses
                   if names is None or d.name in names] + [len(lams or [1]) for n in names or [] if n not in
                                                            {d.name for d in preset.defenses} | {"none"}]
@@ -86,10 +87,11 @@ def sweep(preset: Preset, results: Path, defenses: str | None = None, lambdas: s
     return rows
 
 
-def evaluate_one(preset: Preset, results: Path, patch_file: Path | None, defense: str, lam: float,
+def evaluate_one(preset: Preset, results: Path, patch_file: PatchFile | None, defense: str, lam: float,
                  overrides: dict, progress: bool = True) -> pd.DataFrame:
-    """``patchbench evaluate``: one cell (the patch, or clean images, × defense at λ), stored."""
-    patches = load_patches([str(patch_file)], preset) if patch_file is not None else []
+    """``patchbench evaluate``: one cell (the patch — a PNG or tensor file at its own placement or the
+    one ``patch_file`` asks for — or clean images, × defense at λ), stored."""
+    patches = load_patches([patch_file], preset) if patch_file is not None else []
     if defense != "none":
         defense_params(preset, defense, overrides)
     check_data(preset)
@@ -137,7 +139,8 @@ def cell_lines(rows: pd.DataFrame) -> list[str]:
     """One line per evaluated cell: condition | defense λ | accuracy [95% CI] (n) target success | run id."""
     lines = []
     for r in rows.itertuples():
-        what = "clean" if r.condition == "clean" else f"{r.attack} {int(r.patch_px)}px -> class {int(r.target)}"
+        aim = "untargeted" if r.target is None or r.target != r.target else f"class {int(r.target)}"
+        what = "clean" if r.condition == "clean" else f"{r.attack} {int(r.patch_px)}px -> {aim}"
         lam = "" if r.lam is None or r.lam != r.lam else f" λ={r.lam:g}"
         asr = r.attack_success_rate
         hits = "" if asr is None or asr != asr else f"  target success {100 * asr:.1f}%"

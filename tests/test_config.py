@@ -11,7 +11,8 @@ def test_all_presets_load():
     for n in names:
         p = load_preset(n)
         assert p.name == n
-        assert (p.attacks and p.defenses) or (p.trainings and p.evasion)  # ICAART-style or TOMM-style
+        # ICAART-style, TOMM-style, or published patches against defenses (ImageNet-Patch)
+        assert (p.attacks and p.defenses) or (p.trainings and p.evasion) or ("imagenet_patch" in p.extra and p.defenses)
 
 
 def test_paper_presets_hold_the_papers_settings():

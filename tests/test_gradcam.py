@@ -195,7 +195,7 @@ def test_torchvision_cam_layers_exist():
     """vgg16 / resnet50 / inception_v3 / efficientnet_b0: the registered names resolve (meta device: no memory)."""
     import torchvision
 
-    for arch in ("vgg16", "resnet50", "inception_v3", "efficientnet_b0"):
+    for arch in ("vgg16", "resnet50", "inception_v3", "efficientnet_b0", "alexnet", "resnet18"):
         layer = MODELS[arch].cam_layer
         with torch.device("meta"):
             net = torchvision.models.get_model(arch, weights=None, num_classes=10, **({"init_weights": False} if arch == "inception_v3" else {}))

@@ -42,7 +42,8 @@ def test_paper_scale_without_gpu_or_data_names_every_piece_and_writes_nothing(no
     for paper in PAPERS:
         assert f"  {paper} " in r.stderr
     for piece in ("imagenet", "mnist", "cifar10", "cifar100", "vgg16-397923af.pth", "inception_v3_google-0cc3c7bd.pth",
-                  "resnet50-0676ba61.pth", "IMAGENET=DIR make reproduce-tables", "PATCHBENCH_DATA=DIR"):
+                  "resnet50-0676ba61.pth", "IMAGENET=DIR make reproduce-tables", "PATCHBENCH_DATA=DIR",
+                  "alexnet-owt-7be5be79.pth", "ImageNet-Patch file", "imagenet_patch.gz"):
         assert piece in r.stderr, piece
     if not torch.cuda.is_available():
         assert "sees no CUDA device" in r.stderr and "--allow-cpu" in r.stderr
@@ -70,8 +71,10 @@ def test_each_piece_present_on_stand_ins_leaves_nothing_missing(no_data, tmp_pat
     everything = plan("paper")
     from torchvision.models import get_model_weights
 
+    (data / "imagenet_patch.gz").write_bytes(b"")  # ImageNet-Patch's published file, where $PATCHBENCH_DATA says
     placed = set()  # weight files an earlier preset's step placed (presets share them: DEFAULT = IMAGENET1K_V2)
-    for p in (p for presets in everything.values() for p in presets):
+    # every model a preset runs: a paper's experiment over several models checks each (Paper.variants)
+    for p in (v for presets in everything.values() for p in presets for v in get_paper(p.paper).variants(p)):
         if p.model.weights not in (None, "scratch"):
             enum = get_model_weights(p.model.arch)
             url = (enum.DEFAULT if p.model.weights == "DEFAULT" else enum[p.model.weights]).url

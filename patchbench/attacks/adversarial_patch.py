@@ -2,7 +2,9 @@
 
 Eq. 2: p̂ = argmax_p E_{x~X, t~T, l~L} [log Pr(ŷ | A(p, x, l, t))] — a targeted, universal patch
 trained under an expectation over transformations (EoT): every training image gets its own random
-location l, rotation and scale t. The ICAART presets use a square 90 px patch (5 % of 400 px)
+location l, rotation and scale t. With a placement mask (``region``) the location is drawn so that
+every pixel the rotated, scaled patch may touch (:func:`~patchbench.attacks.placement.eot_footprint`)
+lies inside the mask. The ICAART presets use a square 90 px patch (5 % of 400 px)
 and test it at the fixed top-right placement like LaVAN (Sec. 4.1 Testing).
 
 EoT is batched: the patch and its mask are drawn on an image-sized canvas, and one
@@ -13,6 +15,7 @@ images equal the exact integer-offset paste used at test time.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -20,6 +23,8 @@ import torch.nn.functional as F
 
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Placement
+from patchbench.attacks.placement import eot_footprint, region_mask
+from patchbench.errors import check
 
 
 def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_deg: torch.Tensor,
@@ -91,7 +96,12 @@ class AdversarialPatch(LaVAN):
         n = len(x)
         angle = (torch.rand(n, generator=gen) * 2 - 1) * self.rotation
         scale = lo + (hi - lo) * torch.rand(n, generator=gen)
-        if self.random_placement:
+        if (self.random_placement or not self.placement.fixed) and self.placement.region is not None:
+            # inside the placement mask: the box of every pixel the transformed patch may touch lies in it
+            b = eot_footprint(self.size, self.rotation, hi)
+            top, left = self.placement.sample(n, self.image_size, b, gen, "cpu")
+            top, left = top.float() + (b - self.size) / 2, left.float() + (b - self.size) / 2
+        elif self.random_placement or not self.placement.fixed:
             # keep the scaled, rotated patch inside the image: its bounding half-width
             half = (self.size / 2) * scale * (angle.abs().deg2rad().cos() + angle.abs().deg2rad().sin())
             margin = (half - self.size / 2).clamp(min=0)
@@ -103,6 +113,28 @@ class AdversarialPatch(LaVAN):
             top, left = torch.full((n,), float(t)), torch.full((n,), float(l_))
         dev = x.device
         return eot_paste(x, delta, mask, angle.to(dev), scale.to(dev), top.to(dev), left.to(dev))
+
+    @classmethod
+    def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
+        """LaVAN's checks, and with a placement mask: the box every transformed patch may touch fits in it."""
+        super().check_config(cfg, image_size, where)
+        lo, hi = cfg.scale_range
+        if cfg.region is None or (cfg.rotation == 0 and lo == hi == 1.0):
+            return
+        place = cls.config_placement(cfg)
+        for s in cfg.sizes:
+            b = eot_footprint(s, cfg.rotation, hi)
+            if cfg.random_placement or not place.fixed:
+                check(bool(place.allowed(image_size, b).any()),
+                      f"{where}: no {b} px box (a {s} px patch rotated by up to {cfg.rotation:g}° and scaled by up to "
+                      f"{hi:g}) fits inside the placement region {cfg.region!r}")
+            else:
+                top, left = place.offset(image_size, s)
+                t0, l0 = math.floor(top + (s - b) / 2), math.floor(left + (s - b) / 2)
+                inside = 0 <= t0 and 0 <= l0 and t0 + b + 1 <= image_size and l0 + b + 1 <= image_size and bool(
+                    region_mask(cfg.region, image_size)[t0:t0 + b + 1, l0:l0 + b + 1].all())
+                check(inside, f"{where}: a {s} px patch at {cfg.placement}, rotated by up to {cfg.rotation:g}° and scaled "
+                              f"by up to {hi:g}, leaves the placement region {cfg.region!r}")
 
     def base_meta(self) -> dict:
         return {**super().base_meta(), "loss": "log-prob target (Eq. 2)"}

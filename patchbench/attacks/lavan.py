@@ -71,8 +71,10 @@ class LaVAN(PatchAttack):
         return pred != labels if self.target is None else pred == self.target
 
     def _offsets(self, n: int, gen: torch.Generator, device: torch.device):
-        if not self.random_placement:
+        if self.placement.fixed and not self.random_placement:
             return self.placement.offset(self.image_size, self.size)
+        if self.placement.region is not None:  # uniform over the positions inside the placement mask
+            return self.placement.sample(n, self.image_size, self.size, gen, device)
         hi = self.image_size - self.size + 1
         top = torch.randint(0, hi, (n,), generator=gen).to(device)
         left = torch.randint(0, hi, (n,), generator=gen).to(device)
@@ -91,7 +93,7 @@ class LaVAN(PatchAttack):
     def from_config(cls, model, cfg, image_size: int, progress: bool = False) -> "LaVAN":
         """Build from an :class:`~patchbench.config.AttackConfig` (the preset's attack entry, one size)."""
         size = cls.config_size(cfg, image_size)
-        return cls(model, size, cfg.target, Placement(cfg.placement, cfg.margin), image_size, progress=progress,
+        return cls(model, size, cfg.target, cls.config_placement(cfg), image_size, progress=progress,
                    **cls.config_kwargs(cfg))
 
     @classmethod
@@ -188,16 +190,17 @@ class LaVAN(PatchAttack):
         x, y = holdout
         keep = y != self.target if self.target is not None else torch.ones_like(y, dtype=torch.bool)
         x, y = x[keep].to(self.device), y[keep].to(self.device)
-        top, left = self.placement.offset(self.image_size, self.size)
         mask = torch.ones(1, self.size, self.size, device=self.device)
-        hits = sum(int(self.hits(self.model(paste(x[i:i + chunk], pixels, mask, top, left)).argmax(1), y[i:i + chunk]).sum())
+        place = self.placement.paste  # the test placement (a random one: image i's position from its index)
+        hits = sum(int(self.hits(self.model(place(x[i:i + chunk], pixels, mask, torch.arange(i, i + len(x[i:i + chunk]))))
+                                 .argmax(1), y[i:i + chunk]).sum())
                    for i in range(0, len(x), chunk))
         return hits / max(len(x), 1)
 
     def base_meta(self) -> dict:
         return {
             "attack": self.name, "size_px": self.size, "target": self.target,
-            "placement": self.placement.kind, "margin": self.placement.margin,
+            **self.placement.meta(),
             "random_placement": self.random_placement, "steps": self.steps, "lr": self.lr,
             "momentum": self.momentum, "lr_milestones": self.lr_milestones, "seed": self.seed,
             "optimizer": self.optimizer, "schedule": self.schedule, "restarts": self.restarts,
@@ -214,7 +217,7 @@ class LaVAN(PatchAttack):
         test placement."""
         hits = total = 0
         for x, y in batches:
-            pred = self.model(self.apply(x, self.patch)).argmax(1)
+            pred = self.model(self.apply(x, self.patch, indices=torch.arange(total, total + len(x)))).argmax(1)
             hits += int(self.hits(pred, y.to(pred.device)).sum())
             total += len(x)
         return hits / max(total, 1)

@@ -2,7 +2,8 @@
 
 A patch replaces pixels (ICAART Eq. 3): x' = (1 - m) ⊙ x + m ⊙ δ, with m the patch mask placed
 in the image. On disk a patch is three files sharing a stem: ``.pt`` (tensors only, loaded with
-``weights_only=True``), ``.png`` (to look at) and ``.json`` (metadata).
+``weights_only=True``), ``.png`` (to look at; it also carries the exact tensors, :mod:`.patch_png`)
+and ``.json`` (metadata). Where a patch goes is :mod:`.placement`.
 """
 
 from __future__ import annotations
@@ -19,58 +20,19 @@ import torch
 
 from patchbench.attacks.base import Attack
 from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES
+from patchbench.attacks import patch_png
+from patchbench.attacks.affine_placement import AffinePlacement
+from patchbench.attacks.placement import PLACEMENTS, Placement, paste  # noqa: F401  (paste: re-exported)
 from patchbench.errors import PatchbenchError, check, is_int, is_number
 from patchbench.util import atomic_write
 
-PLACEMENTS = ("top-right", "top-left", "bottom-right", "bottom-left", "center")
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a patch sits: a named corner with a margin in pixels (ICAART Sec. 4.1: top-right,
-    10 px from the corner at 400 px)."""
-
-    kind: str = "top-right"
-    margin: int = 0
-
-    def offset(self, image_size: int, patch_size: int) -> tuple[int, int]:
-        far = image_size - self.margin - patch_size
-        if far < 0 or self.margin < 0:
-            raise PatchbenchError(f"a {patch_size} px patch with margin {self.margin} does not fit {image_size} px images")
-        return {
-            "top-right": (self.margin, far),
-            "top-left": (self.margin, self.margin),
-            "bottom-right": (far, far),
-            "bottom-left": (far, self.margin),
-            "center": ((image_size - patch_size) // 2, (image_size - patch_size) // 2),
-        }[self.kind]
-
-
-def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor,
-          top: torch.Tensor | int, left: torch.Tensor | int) -> torch.Tensor:
-    """x' = (1 - m) ⊙ x + m ⊙ δ at (top, left); per-image offsets when they are tensors.
-
-    ``pixels`` is one patch (C×s×s) or one per image (N×C×s×s). Differentiable w.r.t.
-    ``pixels``; batched (advanced indexing, no per-image Python loop).
-    """
-    n, c, h, w = images.shape
-    s = pixels.shape[-1]
-    if isinstance(top, int) and isinstance(left, int):
-        out = images.clone()
-        region = out[:, :, top:top + s, left:left + s]
-        out[:, :, top:top + s, left:left + s] = (1 - mask) * region + mask * pixels
-        return out
-    ar = torch.arange(s, device=images.device)
-    b = torch.arange(n, device=images.device)[:, None, None]
-    rows = (torch.as_tensor(top, device=images.device)[:, None] + ar)[:, :, None]
-    cols = (torch.as_tensor(left, device=images.device)[:, None] + ar)[:, None, :]
-    out = images.clone()
-    hw = out.permute(0, 2, 3, 1)  # view: N×H×W×C
-    region = hw[b, rows, cols]  # N×s×s×C
-    m = mask.permute(1, 2, 0)
-    delta = pixels.permute(1, 2, 0) if pixels.ndim == 3 else pixels.permute(0, 2, 3, 1)
-    hw[b, rows, cols] = (1 - m) * region + m * delta
-    return out
+def placement_from_meta(meta: dict):
+    """A patch's test placement as its metadata records it: a :class:`Placement` (corner, ``random``,
+    a region) or ImageNet-Patch's :class:`AffinePlacement`."""
+    if meta.get("placement") == "affine":
+        return AffinePlacement.from_meta(meta)
+    return Placement(meta.get("placement", "top-right"), int(meta.get("margin", 0)), meta.get("region"),
+                     int(meta.get("placement_seed", 0)))
 
 
 @dataclass
@@ -86,8 +48,9 @@ class Patch:
         return int(self.pixels.shape[-1])
 
     @property
-    def placement(self) -> Placement:
-        return Placement(self.meta.get("placement", "top-right"), int(self.meta.get("margin", 0)))
+    def placement(self):
+        """Where the patch goes at test time, as its metadata records it (:mod:`.placement`)."""
+        return placement_from_meta(self.meta)
 
     @property
     def target(self) -> int | None:
@@ -101,32 +64,34 @@ class Patch:
             h.update(t.detach().cpu().contiguous().float().numpy().tobytes())
         return h.hexdigest()[:16]
 
-    def apply(self, images: torch.Tensor, placement: Placement | None = None) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, placement=None, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The patch pasted at ``placement`` (default: its own); ``indices``: the images' dataset indices,
+        which a random placement draws each image's position from (default 0..N-1)."""
         placement = placement or self.placement
         if images.shape[1] != self.pixels.shape[0]:
             raise PatchbenchError(
                 f"patch has {self.pixels.shape[0]} channel(s), images have {images.shape[1]}")
-        top, left = placement.offset(images.shape[-1], self.size)
-        return paste(images, self.pixels.to(images), self.mask.to(images), top, left)
+        return placement.paste(images, self.pixels.to(images), self.mask.to(images), indices)
 
     # ---- disk ---------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write ``stem.pt``, ``stem.png`` and ``stem.json`` atomically; returns the .pt path."""
-        from torchvision.utils import save_image
-
+        """Write ``stem.pt``, ``stem.png`` (the picture, carrying the exact patch: :mod:`.patch_png`) and
+        ``stem.json`` atomically; returns the .pt path."""
         pt = Path(path).with_suffix(".pt")
         pt.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "content_id": self.content_id()}
         buf = io.BytesIO()
         torch.save({"pixels": self.pixels.detach().cpu(), "mask": self.mask.detach().cpu()}, buf)
         atomic_write(pt.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
-        png = io.BytesIO()
-        save_image(self.pixels.detach().cpu(), png, format="png")
-        atomic_write(pt.with_suffix(".png"), png.getvalue())
+        atomic_write(pt.with_suffix(".png"), self.png())
         atomic_write(pt, buf.getvalue())  # last: the .pt's presence means the artifact is whole
         self.meta = meta
         return pt
+
+    def png(self) -> bytes:
+        """The patch as a PNG: its 8-bit picture, with the exact tensors and metadata in a chunk."""
+        return patch_png.encode(self.pixels, self.mask, self.content_id(), self.meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "Patch":
@@ -198,8 +163,9 @@ class PatchAttack(Attack):
                                   f"{cfg.sizes} (build one per size)")
         return cfg.sizes[0]
 
-    def apply(self, images: torch.Tensor, patch: Patch, placement: Placement | None = None) -> torch.Tensor:
-        return patch.apply(images, placement or self.placement)
+    def apply(self, images: torch.Tensor, patch: Patch, placement: Placement | None = None,
+              indices: torch.Tensor | None = None) -> torch.Tensor:
+        return patch.apply(images, placement or self.placement, indices)
 
     @classmethod
     def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
@@ -208,9 +174,11 @@ class PatchAttack(Attack):
         check(cfg.placement in PLACEMENTS, f"{where}.placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
         check(isinstance(cfg.sizes, list) and len(cfg.sizes) > 0, f"{where}.sizes is empty")
         check(is_int(cfg.margin) and cfg.margin >= 0, f"{where}.margin must be an integer >= 0, got {cfg.margin!r}")
+        check(cfg.region is None or isinstance(cfg.region, str), f"{where}.region must be a placement mask spec or null, got {cfg.region!r}")
         for s in cfg.sizes:
             check(is_int(s) and 0 < s < image_size, f"patch size must be an integer in 1..{image_size - 1} px for {image_size} px images, got {s!r}")
             check(s + 2 * cfg.margin <= image_size, f"patch size {s} px plus margin {cfg.margin} px does not fit in {image_size} px images")
+            cls.config_placement(cfg).check(image_size, s, where)
         check(is_int(cfg.steps) and cfg.steps >= 1, f"{where}.steps must be an integer >= 1, got {cfg.steps!r}")
         check(is_int(cfg.batch_size) and cfg.batch_size >= 1 and is_number(cfg.lr) and cfg.lr > 0
               and is_number(cfg.momentum) and 0 <= cfg.momentum < 1,
@@ -227,6 +195,11 @@ class PatchAttack(Attack):
         check(isinstance(cfg.scale_range, list) and len(cfg.scale_range) == 2 and all(is_number(v) for v in cfg.scale_range)
               and 0 < cfg.scale_range[0] <= cfg.scale_range[1],
               f"{where}.scale_range must be [lo, hi] with 0 < lo <= hi, got {cfg.scale_range!r}")
+
+    @classmethod
+    def config_placement(cls, cfg) -> Placement:
+        """The test placement an attack entry asks for (its corner or ``random``, inside its region)."""
+        return Placement(cfg.placement, cfg.margin, cfg.region)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.patch is None:

@@ -79,6 +79,9 @@ def input_verdicts(cells: pd.DataFrame, files: dict[str, Path], model, images: t
     stability: dict[tuple, float] = {}
     for pid, rows in att.groupby("patch_id"):
         patch = Patch.load(files[pid])
+        if not patch.placement.fixed:  # one region per image: the input-level indicators take one (not run)
+            bar.update(len(rows))
+            continue
         x, mask = patch.apply(images), _region(patch, images.shape[-1])
         for r in rows.itertuples():
             params = json.loads(r.defense_params) if isinstance(r.defense_params, str) else {}

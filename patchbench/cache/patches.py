@@ -11,17 +11,22 @@ import torch
 
 from patchbench.attacks import attack_class
 from patchbench.attacks.patch import Patch
+from patchbench.attacks.patch_files import load_patch_file
+from patchbench.attacks.affine_placement import AffinePlacement
+from patchbench.attacks.placement import PLACEMENTS, Placement, region_id
 from patchbench.cache.models import LoadedModel
-from patchbench.config import AttackConfig, Preset, cache_hash, key_fields
+from patchbench.config import AttackConfig, PatchFile, Preset, cache_hash, key_fields
 from patchbench.data import ImageSource, get_dataset_info, iterate, load_split
-from patchbench.errors import PatchbenchError
+from patchbench.errors import PatchbenchError, check, is_int
 from patchbench.results import ResultStore, now_utc
 from patchbench.util import console
 
 
 def patch_key(attack: AttackConfig, size: int) -> dict:
-    """What names a patch besides the model it attacks: the attack config's identity at one size."""
-    return {"attack": key_fields(attack), "size": size}
+    """What names a patch besides the model it attacks: the attack config's identity at one size (a
+    placement mask file by its content, :func:`~patchbench.attacks.placement.region_id`)."""
+    key = {"attack": key_fields(attack), "size": size}
+    return key if attack.region is None else {**key, "region_id": region_id(attack.region)}
 
 
 def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
@@ -140,14 +145,44 @@ def ensure_patches(preset: Preset, loaded: LoadedModel, store: ResultStore, devi
             for attack in preset.attacks for size in attack.sizes for seeded in attack_seeds(attack)]
 
 
-def load_patches(files: list[str], preset: Preset) -> list[Patch]:
-    """Patch files given on the command line, each checked against the preset's images."""
+def placed(patch: Patch, entry: PatchFile) -> Patch:
+    """``patch`` at the placement ``entry`` asks for; fields it leaves unset keep the patch's own."""
+    if entry.placement is None and entry.margin is None and entry.region is None and entry.seed is None:
+        return patch
+    own = patch.placement
+    kind = entry.placement or own.kind
+    seed = entry.seed if entry.seed is not None else getattr(own, "seed", 0)
+    if kind == "affine":
+        where = AffinePlacement(seed=seed) if own.kind != "affine" else replace(own, seed=seed)
+    else:
+        check(kind in PLACEMENTS, f"patch {entry.file}: placement must be one of {', '.join((*PLACEMENTS, 'affine'))}, "
+                                  f"got {kind!r}")
+        margin = entry.margin if entry.margin is not None else getattr(own, "margin", 0)
+        check(is_int(margin) and margin >= 0, f"patch {entry.file}: margin must be an integer >= 0, got {margin!r}")
+        where = Placement(kind, margin, entry.region if entry.region is not None else getattr(own, "region", None), seed)
+    meta = {k: v for k, v in patch.meta.items() if k not in ("region", "placement_seed", "affine")}
+    return Patch(patch.pixels, patch.mask, {**meta, **where.meta()})
+
+
+def load_patches(files: list[str | PatchFile], preset: Preset) -> list[Patch]:
+    """Patch files (PNG or tensor files, :mod:`patchbench.attacks.patch_files`), each at its entry's
+    placement (a bare path: the file's own), checked against the preset's images before any work."""
     patches = []
     for f in files:
-        patch = Patch.load(f)
-        check_patch_fits(patch, preset, f)
+        entry = f if isinstance(f, PatchFile) else PatchFile(file=str(f))
+        patch = placed(load_patch_file(entry.file), entry)
+        check_patch_fits(patch, preset, entry.file)
         patches.append(patch)
     return patches
+
+
+def preset_patches(preset: Preset) -> list[Patch]:
+    """The preset's ``patches:`` list; a relative path is read from the preset file's folder when the
+    file is there, else from the working directory."""
+    here = Path(preset.source).parent if preset.source.endswith((".yaml", ".yml")) else None
+    entries = [replace(e, file=str(here / e.file)) if here and not Path(e.file).is_absolute() and (here / e.file).exists()
+               else e for e in preset.patches]
+    return load_patches(entries, preset)
 
 
 def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
@@ -156,5 +191,5 @@ def check_patch_fits(patch: Patch, preset: Preset, where: str) -> None:
         raise PatchbenchError(f"{where}: patch has {patch.pixels.shape[0]} channel(s), {preset.data.dataset} has {info.channels}")
     if patch.size >= preset.data.image_size:
         raise PatchbenchError(f"{where}: a {patch.size} px patch does not fit {preset.data.image_size} px images")
-    patch.placement.offset(preset.data.image_size, patch.size)
+    patch.placement.check(preset.data.image_size, patch.size, where)
 

@@ -7,7 +7,8 @@ from patchbench.config.parsing import (  # noqa: F401
     apply_overrides, build_dataclass, option_overrides, parse_lambda, parse_lambdas, parse_params,
 )
 from patchbench.config.schema import (  # noqa: F401
-    AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, Preset, TrainConfig, VolumizeConfig,
+    AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, PatchFile, Preset, TrainConfig,
+    VolumizeConfig,
 )
 from patchbench.config.keys import CACHE_SCHEMA, cache_hash, key_fields  # noqa: F401
 from patchbench.util import stable_hash  # noqa: F401

@@ -126,9 +126,12 @@ class AttackConfig:
     # square side in pixels; a patch's identity holds its one size
     sizes: list[int] = not_key(default_factory=lambda: [6, 8, 10])
     target: int = 0
-    placement: str = "top-right"  # top-right | top-left | bottom-left | bottom-right | center
+    placement: str = "top-right"  # top-right | top-left | bottom-left | bottom-right | center | random (per image)
     margin: int = 2  # pixels between the patch and the image corner
     random_placement: bool = False  # train at random locations (tested at `placement`)
+    # a placement mask (patchbench.attacks.placement): box:T,L,H,W | quadrant:NAME | an image file; the
+    # patch is trained and tested inside it (null: the whole image)
+    region: str | None = None
     steps: int = 200  # optimizer steps
     batch_size: int = 64
     optimizer: str = "sgd"  # sgd (momentum) | adam | sign (signed gradient); see attacks/lavan.py
@@ -147,6 +150,20 @@ class AttackConfig:
     # (random_placement), a rotation and a scale
     rotation: float = 0.0  # max |angle| in degrees of the random rotation (0 = none)
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # random factor on the side
+
+
+@dataclass
+class PatchFile:
+    """An external patch (a PNG or a tensor file, :mod:`patchbench.attacks.patch_files`) a sweep applies:
+    an entry of a preset's ``patches:`` list (or a bare path), or ``evaluate --patch`` with its options.
+    Unset placement fields keep what the file records (``placement`` a corner, center, random or affine;
+    ``region`` a placement mask; ``seed`` a random or affine placement's seed)."""
+
+    file: str = ""
+    placement: str | None = None
+    margin: int | None = None
+    region: str | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -208,6 +225,7 @@ class Preset:
     defenses: list[DefenseConfig] = field(default_factory=list)
     trainings: list[str] = field(default_factory=list)  # evasion: one model per training objective
     evasion: list[EvasionConfig] = field(default_factory=list)  # evasion: the attack columns
+    patches: list[PatchFile] = field(default_factory=list)  # external patch files applied beside the trained ones
     notes: list[str] = field(default_factory=list)  # footnotes printed under tables
     audit: AuditConfig = field(default_factory=AuditConfig)  # the attack-failure audit's sample sizes
     extra: dict[str, Any] = field(default_factory=dict)  # the paper's own sections (Paper.sections)

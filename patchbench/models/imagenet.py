@@ -100,6 +100,8 @@ CAM_LAYERS = {
     "resnet50": "layer4",
     "efficientnet_b0": "features.8",
     "vit_b_16": None,  # no convolutional map (PatchCleanser's ViT-B/16, 224 px only); Grad-CAM objectives refuse it
+    "alexnet": "features.11",  # ImageNet-Patch's repository evaluates AlexNet (its example and notebook)
+    "resnet18": "layer4",
 }
 
 for _arch, _layer in CAM_LAYERS.items():

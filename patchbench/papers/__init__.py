@@ -5,13 +5,13 @@ when this registry is built (:mod:`patchbench.plugins`, docs/EXTENDING.md)."""
 from __future__ import annotations
 
 from patchbench.experiments import GENERIC, Experiment  # noqa: F401
-from patchbench.papers import advml2019, bmvc2023, icaart2022, patchcleanser2022, tomm2022
+from patchbench.papers import advml2019, bmvc2023, icaart2022, imagenet_patch2023, patchcleanser2022, tomm2022
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.plugins import load_plugins
 from patchbench.registry import Registry
 
 PAPERS: Registry = Registry("paper").register_all([icaart2022.PAPER, tomm2022.PAPER, bmvc2023.PAPER, advml2019.PAPER,
-                                                patchcleanser2022.PAPER])
+                                                patchcleanser2022.PAPER, imagenet_patch2023.PAPER])
 PLUGINS: list[str] = load_plugins(PAPERS)  # $PATCHBENCH_PLUGINS and the patchbench.plugins entry points
 
 
