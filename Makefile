@@ -73,16 +73,20 @@ lint: install
 
 BENCH ?= $(RESULTS)/bench
 
-bench: install  ## side-by-side speed vs ART, torchattacks, scikit-image, scipy, the LGS notebook: CSV + markdown (~5 min on 2 cores)
+bench: install  ## the machine's calibration line, then speed vs ART, torchattacks, scikit-image, scipy, the LGS notebook, PatchCleanser's reference loop: CSV + markdown
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	mkdir -p $(BENCH)
+	$(BIN)/python benchmarks/calibrate.py --csv $(BENCH)/calibration.csv
 	$(BIN)/python benchmarks/bench_peers_defenses.py --csv $(BENCH)/defenses.csv
 	$(BIN)/python benchmarks/bench_peers_attacks.py --csv $(BENCH)/attacks.csv
 	$(BIN)/python benchmarks/bench_npixel.py --peer-csv $(BENCH)/npixel.csv
 	$(BIN)/python benchmarks/bench_npixel.py --pixels 4 --n 32 --peer-csv $(BENCH)/npixel4.csv
 	$(BIN)/python benchmarks/bench_scaling.py --csv $(BENCH)/scaling.csv
-	$(BIN)/python benchmarks/report.py $(BENCH)/defenses.csv $(BENCH)/attacks.csv $(BENCH)/npixel.csv $(BENCH)/npixel4.csv $(BENCH)/scaling.csv \
-		--csv $(BENCH)/bench.csv --md $(BENCH)/bench.md
+	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
+	$(BIN)/patchbench train-model --preset demo-fmnist --results $(RESULTS) --no-progress
+	$(BIN)/python benchmarks/bench_certify.py --results $(RESULTS) --csv $(BENCH)/certify.csv
+	$(BIN)/python benchmarks/report.py $(BENCH)/calibration.csv $(BENCH)/defenses.csv $(BENCH)/attacks.csv $(BENCH)/npixel.csv \
+		$(BENCH)/npixel4.csv $(BENCH)/scaling.csv $(BENCH)/certify.csv --csv $(BENCH)/bench.csv --md $(BENCH)/bench.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

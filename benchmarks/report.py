@@ -4,6 +4,8 @@
 
 Prints the table (rich) and writes it as markdown with the machine and date on top, and the joined CSV.
 Columns: task / workload / patchbench time / peer / peer time / speed-up / goal / met? / note.
+The rows of suite ``calibration`` (``benchmarks/calibrate.py``) are not comparisons: they become its
+one "calibration:" line, printed first and under the markdown's header (and stay in the joined CSV).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate import from_rows, line  # noqa: E402
 from peers import COLUMNS, machine  # noqa: E402
 
 
@@ -66,8 +69,13 @@ def main():
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
     header = (f"Measured on {machine()} on {datetime.date.today().isoformat()} "
               f"(one run; speed-up = peer time / patchbench time, > 1: patchbench is faster)")
-    text = markdown(df, header)
-    print_rich(df, header)
+    c = from_rows(df)
+    cal = line(c) if c else None
+    if cal:
+        print(cal)
+    table = df[df["suite"] != "calibration"]
+    text = markdown(table, header + (f"\n\n{cal}" if cal else ""))
+    print_rich(table, header)
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.md:

@@ -3,6 +3,8 @@ rounds decide as Algorithm 1 on models whose answers we control, and the certifi
 against an adaptive patch attack (and the same attack breaks a certificate made with masks too small)."""
 
 import itertools
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -331,3 +333,104 @@ def test_vit_b16_preset_builds_and_its_saliency_has_a_second_order_gradient():
     m = saliency_map(model, x, top_k=5, create_graph=True)
     (g,) = torch.autograd.grad(m.sum(), x)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+# ---- the batched certification against the reference's per-image loop (benchmarks/pc_reference.py) ----
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pc_reference  # noqa: E402  (the loop with the authors' structure that make bench times patchbench against)
+
+
+class Counting(nn.Module):
+    """A classifier that records every image it is shown (bytes), to count distinct and repeated forwards."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.mean, self.seen = model, model.mean, []
+
+    def forward(self, x):
+        self.seen += [bytes(xi.contiguous().numpy()) for xi in x]
+        return self.model(x)
+
+
+def varied_images(n, size, seed):
+    """Random images with a uniform square each, which moves a small net's masked labels around."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, size, size, generator=g)
+    x[:, :, 2:6, 5:9] = torch.rand(n, 1, 1, 1, generator=g)
+    return x
+
+
+@pytest.mark.parametrize("seed,k", [(8, 3), (1, 4)])
+def test_batched_certification_equals_the_reference_structure_loop(seed, k):
+    """pc_reference.certify_loop (per image, every two-mask prediction i <= j, masks applied as 0 in the
+    normalized tensor, certify_precomputed / double_masking_precomputed) against PatchCleanser.maps on
+    the whole batch, image by image; every case of Algorithm 1 and both certificate outcomes occur."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(24, 3))
+    model = Classifier(net, [0.4], [0.3], "tiny", ["a", "b", "c"]).eval().requires_grad_(False)
+    x = varied_images(40, 12, seed)
+    maps = PatchCleanser(patch_px=3, k=k, chunk=37).maps(x, model)
+    pred, cert, _ = pc_reference.certify_loop(model, x, 3, k)
+    assert maps["pred"].tolist() == pred.tolist() and maps[CERTIFIED].tolist() == cert.tolist()
+    case = maps["case"]
+    assert set(case.tolist()) == {1, 2, 3}
+    assert (cert >= 0).any() and ((case == 1) & (maps[CERTIFIED] < 0)).any()  # unanimous yet not certified
+
+
+def test_each_distinct_masked_image_goes_through_the_model_once_and_only_as_needed():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(24, 3))
+    model = Counting(Classifier(net, [0.4], [0.3], "tiny", ["a", "b", "c"]).eval().requires_grad_(False))
+    x = varied_images(24, 12, 0)
+    d = PatchCleanser(patch_px=3, k=4, chunk=50)
+    maps = d.maps(x, model)
+    m = len(mask_set(12, 12, 3, 4))
+    assert maps["forwards"] == len(model.seen) == len(set(model.seen))  # no masked image twice
+    assert len(model.seen) < len(x) * m * (m + 1) // 2  # fewer than the reference's full maps
+    # the first round is all one-mask images; the certificate then needs every pair of each certified image
+    n_cert = int((maps[CERTIFIED] >= 0).sum())
+    assert n_cert and len(model.seen) >= len(x) * m + n_cert * m * (m - 1) // 2
+
+
+def test_all_equal_stops_an_item_at_its_first_disagreement():
+    """Items checked in stages: an item whose pair disagrees at position t costs the stages up to t only."""
+    from patchbench.defenses.mask_pairs import MaskedLabels
+
+    model = Counting(Rule(lambda vis: torch.where(visible_any(vis, 0, 3, 0, 3), 0, 1)))  # 1 once the corner is hidden
+    keep = mask_set(12, 12, 3, 4)  # mask 0 hides the corner
+    labels = MaskedLabels(model, torch.ones(2, 1, 12, 12), keep, torch.full((1, 1, 1, 1), 0.5), chunk=64)
+    m = len(keep)
+    a = torch.arange(1, m).expand(2, -1)  # pairs (j, j') that never hide the corner ...
+    b = torch.arange(1, m).expand(2, -1).clone()
+    b[1, 2] = 0  # ... except image 1's third pair
+    ok = labels.all_equal(torch.tensor([0, 1]), a, b, torch.tensor([0, 0]), stages=(2, 4))
+    assert ok.tolist() == [True, False]
+    assert labels.forwards == len(model.seen) == (m - 1) + 4  # image 0: every pair; image 1: the stages to its miss
+
+
+def test_the_evaluation_orders_are_permutations_of_the_pairs_each_check_needs():
+    """The order only decides how soon a check can stop: every pair i < j for the certificate, every
+    other mask for a disagreer, each exactly once (least confident pairs first; other labels, most
+    confident first)."""
+    from patchbench.defenses.patchcleanser import certificate_order, second_round_order
+
+    g = torch.Generator().manual_seed(0)
+    margin = torch.rand(3, 9, generator=g)
+    ia, ib = certificate_order(margin)
+    for r in range(3):
+        pairs = list(zip(ia[r].tolist(), ib[r].tolist()))
+        assert sorted(pairs) == list(itertools.combinations(range(9), 2))
+        sums = [margin[r, i] + margin[r, j] for i, j in pairs]
+        assert sums == sorted(sums)
+    first = torch.randint(0, 3, (3, 9), generator=g)
+    di = torch.tensor([0, 4, 8])
+    order = second_round_order(first, margin, di)
+    for r in range(3):
+        js = order[r].tolist()
+        assert sorted(js) == [j for j in range(9) if j != di[r]]
+        other = [first[r, j] != first[r, di[r]] for j in js]
+        assert other == sorted(other, reverse=True)  # another label first
+        for group in (True, False):
+            conf = [margin[r, j] for j, o in zip(js, other) if o == group]
+            assert conf == sorted(conf, reverse=True)
