@@ -152,21 +152,29 @@ class ResultStore:
         return pd.read_parquet(self.cells_dir / f"{rid}.parquet").iloc[0].to_dict()
 
     def write_audit(self, name: str, verdicts: pd.DataFrame) -> Path:
-        """A set of per-cell audit verdicts (one row per ``run_id``), replacing the previous ``name``."""
+        """Per-cell audit verdicts (one row per ``run_id``) into ``name``'s file: each row replaces the
+        stored row of its run id, the other stored rows stay (an audit writes only what it judged)."""
         check(verdicts["run_id"].is_unique, "audit verdicts must have one row per run_id")
         path = self.root / AUDIT_DIR / f"{name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
+        old = self.load_audit(name)
+        if len(old):
+            verdicts = pd.concat([old[~old["run_id"].isin(verdicts["run_id"])], verdicts], ignore_index=True)
         _atomic_parquet(verdicts, path)
         return path
 
-    def load_audit(self) -> pd.DataFrame:
-        """Every stored audit verdict (``<root>/audit/cells/*.parquet``), the newest per run id."""
+    def load_audit(self, name: str | None = None) -> pd.DataFrame:
+        """The stored audit verdicts (``<root>/audit/cells/*.parquet``, or ``name``'s only), one row per
+        run id: the newest audit version's (``audit_version``; rows from before it count as oldest)."""
         d = self.root / AUDIT_DIR
-        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-        if not files:
+        files = ([d / f"{name}.parquet"] if name is not None else sorted(d.glob("*.parquet"))) if d.is_dir() else []
+        frames = [pd.read_parquet(f) for f in files if f.is_file()]
+        if not frames:
             return pd.DataFrame(columns=["run_id"])
-        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        return df.drop_duplicates("run_id", keep="last")
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if "audit_version" in df:
+            df = df.sort_values("audit_version", kind="stable", na_position="first")
+        return df.drop_duplicates("run_id", keep="last").reset_index(drop=True)
 
     def load_cells(self) -> pd.DataFrame:
         """Every stored cell, with its audit verdicts' columns where an audit has run (missing elsewhere)."""
