@@ -27,9 +27,10 @@ How the cell-level indicators of :mod:`.cells` read a patch grid (ours; each a p
   test place).
 * *the attack's outcome* (``audit_attack_failed``), the condition of *unstable predictions*: Pintor
   et al.'s reference code records whether the attack failed next to the indicators
-  (``src/indicators/indicators.py`` lines 226-239 ``attack_fails``, 262 and 272-280: a point the
-  attack succeeds on is a success whatever the indicators say) — an attack that works did not fail,
-  so no indicator explains a failure there. Per cell: the attack failed where the cell's accuracy
+  (``src/indicators/indicators.py``: ``attack_fails``, lines 226-239, is computed at line 262 and
+  stored as ``attack_success`` at line 280 beside the indicators' values; lines 272-277 turn a
+  failure back into a success where silent success or transfer failure explain it) — an attack that
+  works did not fail, so no indicator explains a failure there. Per cell: the attack failed where the cell's accuracy
   exceeds what the attack leaves without the defense by more than the interval — for a transferred
   patch, the same patch on the undefended model (as for transfer failure); for an adaptive cell, the
   non-adaptive attack's undefended cells of the same size (seed mean), else the snapshot's own
