@@ -17,7 +17,7 @@ out = Console(soft_wrap=True)
 
 AuditPreset = Annotated[Optional[str], typer.Argument(
     help="Preset to audit (name or YAML). Omitted: explain every audited preset in --results.", show_default=False)]
-Rerun = Annotated[bool, typer.Option("--rerun/--cached", help="Recompute the verdicts (default: only when the preset has none stored).")]
+Rerun = Annotated[bool, typer.Option("--rerun/--cached", help="Recompute the verdicts, probing every cell again (default: only when the preset has none stored).")]
 AuditN = Annotated[Optional[int], typer.Option("--n", help="Images per cell for the gradient and stability indicators (default: the preset's audit.n, 32).")]
 AutoAttack = Annotated[bool, typer.Option("--autoattack", help="Cross-check the preset's L∞ evasion cells with AutoAttack (torchattacks; pip install -e '.\\[bench]').")]
 AANImages = Annotated[Optional[int], typer.Option("--aa-n", help="With --autoattack: only the first N evaluation images.")]
@@ -46,7 +46,7 @@ def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results")
 
         return render_autoattack(autoattack_check(p, results, dev, aa_n, progress=progress), "rich")
     if rerun or not audit_path(results, p.name).exists():
-        audit_preset(p, results, dev, n=n, progress=progress)
+        audit_preset(p, results, dev, n=n, progress=progress, rerun=rerun)
     _print(explain(results, [p.name]))
 
 

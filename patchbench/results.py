@@ -237,22 +237,29 @@ class ResultStore:
         return df.iloc[0].to_dict()
 
     def write_audit(self, name: str, verdicts: pd.DataFrame) -> Path:
-        """A set of per-cell audit verdicts (one row per ``run_id``), replacing the previous ``name``."""
+        """Per-cell audit verdicts (one row per ``run_id``) into ``name``'s file: each row replaces the
+        stored row of its run id, the other stored rows stay (an audit writes only what it judged)."""
         check(verdicts["run_id"].is_unique, "audit verdicts must have one row per run_id")
         path = self.root / AUDIT_DIR / f"{name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
+        old = self.load_audit(name)
+        if len(old):
+            verdicts = pd.concat([old[~old["run_id"].isin(verdicts["run_id"])], verdicts], ignore_index=True)
         _atomic_parquet(verdicts, path)
         return path
 
-    def load_audit(self) -> pd.DataFrame:
-        """Every stored audit verdict (``<root>/audit/cells/*.parquet``), one row per run id. Several
-        files may judge one cell (the per-cell audit ``<preset>.parquet``, a section's indicators
-        ``<preset>.<section>.parquet``): per column the value of the last file that has one, and
-        ``audit_notes`` joined."""
+    def load_audit(self, name: str | None = None) -> pd.DataFrame:
+        """The stored audit verdicts (``<root>/audit/cells/*.parquet``, or ``name``'s file only), one row
+        per run id. Several files may judge one cell (the per-cell audit ``<preset>.parquet``, a
+        section's indicators ``<preset>.<section>.parquet``): per column the value of the last file
+        that has one, rows of the newest audit version (``audit_version``; rows from before it count
+        as oldest) last, and ``audit_notes`` joined. A file that does not open is left out with one line."""
         d = self.root / AUDIT_DIR
-        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+        files = ([d / f"{name}.parquet"] if name is not None else sorted(d.glob("*.parquet"))) if d.is_dir() else []
         frames = []
         for f in files:
+            if not f.is_file():
+                continue
             try:
                 frames.append(pd.read_parquet(f))
             except Exception as exc:  # damaged verdicts: the cells stay, unaudited
@@ -260,9 +267,11 @@ class ResultStore:
                       "`patchbench audit PRESET --rerun` writes them again")
         if not frames:
             return pd.DataFrame(columns=["run_id"])
-        df = pd.concat(frames, ignore_index=True)
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if "audit_version" in df:
+            df = df.sort_values("audit_version", kind="stable", na_position="first")
         if df["run_id"].is_unique:
-            return df
+            return df.reset_index(drop=True)
         merged = df.groupby("run_id", sort=False).last().reset_index()  # last non-missing value per column
         if "audit_notes" in df:
             notes = df.groupby("run_id", sort=False)["audit_notes"].agg(lambda s: " | ".join(v for v in s.dropna() if v))

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
-from patchbench.audit.indicators import INDICATORS, Indicator
+from patchbench.audit.indicators import INDICATORS, Indicator, cell_kind
 from patchbench.errors import PatchbenchError
 
 
@@ -114,8 +114,20 @@ def audit_legend(rows: pd.DataFrame, preset: str) -> list[str]:
     fired = audit_fired(rows)
     if not fired:
         return ["Attack-failure audit (Pintor et al. 2022; Carlini et al. 2019): no indicator fires on these cells."]
-    return [f"† {audit_tag(i)} = {i.name.replace('_', ' ')} ({i.source}): {i.explains}. Run instead: {i.run_instead}."
+    return [f"† {audit_tag(i)} = {i.name.replace('_', ' ')} ({i.source}): {i.explains}. Run instead: {run_instead(i, rows)}."
             for i in fired] + [f"`patchbench audit {preset}` explains each flagged cell."]
+
+
+def run_instead(ind: Indicator, rows: pd.DataFrame) -> str:
+    """The remedy for the kinds of cell ``ind`` fires on among ``rows`` (an adaptive cell's differs:
+    :meth:`Indicator.remedy`), each kind named where they differ."""
+    hit = rows[rows[ind.column].fillna(False).astype(bool)]
+    kinds = list(dict.fromkeys(cell_kind(d, t) for d, t in zip(hit.get("defense", pd.Series(["?"] * len(hit))),
+                                                                 hit.get("attack_through", pd.Series([None] * len(hit))))))
+    words = list(dict.fromkeys(ind.remedy(k)[1] for k in kinds))
+    if len(words) <= 1:
+        return words[0] if words else ind.run_instead
+    return "; ".join(f"{k} cells: {ind.remedy(k)[1]}" for k in kinds)
 
 
 def machine_note(cells: pd.DataFrame) -> str:

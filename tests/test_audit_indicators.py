@@ -26,8 +26,19 @@ from patchbench.audit import (
     unstable_prediction_scores,
     unstable_predictions,
 )
-from patchbench.audit.indicators import REMEDIES
-from patchbench.defenses import JPEG, LGS, NoDefense
+from patchbench.audit.indicators import (
+    ADAPTIVE,
+    ADAPTIVE_CELL,
+    BPDA,
+    CELL_KINDS,
+    EOT,
+    REMEDIES,
+    TRANSFER,
+    UNDEFENDED,
+    cell_kind,
+)
+from patchbench.audit.stability import UNSTABLE_THRESHOLD
+from patchbench.defenses import JPEG, LGS, GaussianFilter, NoDefense
 from patchbench.defenses.base import Defense
 from patchbench.errors import PatchbenchError
 
@@ -330,3 +341,37 @@ def test_registry_names_a_function_a_bool_column_and_a_remedy_for_each_indicator
         assert callable(getattr(audit, ind.function))
         assert ind.remedies and set(ind.remedies) <= set(REMEDIES)
         assert ind.explains and ind.threshold and ind.run_instead
+
+
+def test_each_kind_of_cell_gets_a_remedy_and_an_adaptive_cell_never_the_adaptive_attack():
+    """An adaptive cell already ran the adaptive attack with the defense's declared gradient: where an
+    indicator says its gradient misled it, the remedy replaces that gradient (BPDA / EOT)."""
+    for ind in INDICATORS.values():
+        for kind in CELL_KINDS:
+            remedies, words = ind.remedy(kind)
+            assert remedies and set(remedies) <= set(REMEDIES) and words, (ind.name, kind)
+        adaptive, words = ind.remedy(ADAPTIVE_CELL)
+        assert ADAPTIVE not in adaptive, ind.name
+        assert "an adaptive attack" not in words and "attack the defense adaptively" not in words, ind.name
+    for name in ("unavailable_gradients", "transfer_failure", "unconstrained_failure"):
+        assert set(INDICATORS[name].remedy(ADAPTIVE_CELL)[0]) >= {BPDA, EOT}
+        assert ADAPTIVE in INDICATORS[name].remedy(TRANSFER)[0]  # a transferred patch: run the adaptive attack
+    assert cell_kind("lgs", "lgs") == ADAPTIVE_CELL and cell_kind("none", "lgs") == UNDEFENDED
+    assert cell_kind("lgs", None) == TRANSFER and cell_kind("none", None) == UNDEFENDED
+
+
+def test_the_instability_threshold_is_relative_to_the_undefended_pipeline():
+    """Near the decision boundary the undefended pipeline's own v is large (Pintor divides by |L(x)|);
+    a defense that leaves the loss as it is (Gaussian filter with σ = 0, the identity) adds nothing to
+    it on the same probes, and a randomised one does."""
+    model, x = tiny_model(gain=3.0), random_images()
+    labels = torch.zeros(6, dtype=torch.long)
+
+    def v(defense):
+        torch.manual_seed(0)  # a randomised defense's own noise
+        return unstable_prediction_scores(model, defense, x, labels, n=20, generator=torch.Generator().manual_seed(0))
+
+    own = v(NoDefense())
+    assert own.max() > UNSTABLE_THRESHOLD  # the old absolute threshold fired on the undefended pipeline itself
+    assert (v(GaussianFilter(sigma=0.0)) - own).mean() == 0
+    assert (v(NoisyDefense(std=1.0)) - own).mean() > UNSTABLE_THRESHOLD

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from patchbench.defenses import DEFENSES, build_defense
 from patchbench.defenses.base import GRADIENTS, OUT, Defense, check_defense_class
+from patchbench.defenses.gradcheck import check_declared_gradient, declared_vs_finite, false_declaration, relative_error
 from patchbench.registry import Registry, own_name
 from patchbench.errors import PatchbenchError
 from patchbench.models.wrapper import Classifier
@@ -257,3 +258,65 @@ def test_registration_refuses_a_duplicate_name():
         registry(first, second)
     with pytest.raises(PatchbenchError, match="'lgs' is already registered"):
         registry(*DEFENSES.values(), toy(name="lgs"))
+
+
+# ---- the declared gradient, probed at registration ------------------------------------------------
+
+
+def exact(name, forward, **fields):
+    """A λ-free class declaring an exact gradient, its output ``forward(self, x)``."""
+    ns = {"__annotations__": {k: type(v) for k, v in fields.items()}, **fields, "name": name, "gradient": "exact",
+          "uses_lambda": False, "maps": lambda self, x, model=None: {OUT: forward(self, x)}}
+    return dataclasses.dataclass(type(name.title().replace("-", ""), (Defense,), ns))
+
+
+@pytest.mark.parametrize("forward,message", [
+    (lambda self, x: torch.round(x * 8) / 8, "is zero .* while a step of 4/255 moves the output"),  # shattered
+    (lambda self, x: x.detach() + 0 * x, "is zero"),  # a zero gradient through a graph
+    (lambda self, x: 0.5 * x.detach(), "has no graph to the input"),
+    (lambda self, x: 2 * x.detach() - (x - x.detach()), "disagrees with the finite difference"),  # -1 declared, 2 true
+], ids=["quantizer", "zero", "detached", "wrong-sign"])
+def test_a_false_exact_gradient_is_refused_at_registration_in_one_line(forward, message):
+    cls = exact("false-grad", forward)
+    with pytest.raises(PatchbenchError, match=message) as err:
+        registry(cls)
+    assert "\n" not in str(err.value) and "declare 'bpda'" in str(err.value)
+    bpda = dataclasses.dataclass(type("Declared", (cls,), {"name": "false-grad-bpda", "gradient": "bpda"}))
+    assert registry(bpda)  # the same forward declared as what it is registers
+
+
+def test_a_plugin_with_a_false_exact_gradient_is_not_registered():
+    from patchbench.defenses import register_defense
+
+    with pytest.raises(PatchbenchError, match="zero or shattered"):
+        register_defense(exact("plugin-quantizer", lambda self, x: torch.round(x * 8) / 8))
+    assert "plugin-quantizer" not in DEFENSES
+
+
+def test_true_exact_gradients_register():
+    smooth = exact("smooth-test", lambda self, x: (x * self.a).sigmoid(), a=3.0)
+    noisy = exact("noisy-exact-test", lambda self, x: (x + 0.1 * torch.randn_like(x)).clamp(0, 1))  # per draw
+    assert list(registry(smooth, noisy)) == ["smooth-test", "noisy-exact-test"]
+    assert check_declared_gradient(smooth)  # probed, not skipped
+
+
+def test_a_class_without_defaults_is_probed_at_its_first_build():
+    from patchbench.defenses import register_defense
+
+    cls = exact("no-defaults-test", lambda self, x: torch.round(x * self.levels) / self.levels)
+    cls = dataclasses.dataclass(type("NoDefaults", (cls,), {"__annotations__": {"levels": float}, "name": "no-defaults-test"}))
+    register_defense(cls)  # cannot be built without its parameter: not probed yet
+    try:
+        with pytest.raises(PatchbenchError, match="zero or shattered"):
+            build_defense("no-defaults-test", {"levels": 8.0})
+    finally:
+        del DEFENSES["no-defaults-test"]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if DEFENSES[n].gradient == "exact"])
+def test_every_shipped_exact_gradient_passes_the_registration_probe(name):
+    """The shipped listing is registered without the probe (PatchCleanser's default 36 masks take
+    seconds at every import); here each exact one is probed, with the small-image settings above."""
+    probe = declared_vs_finite(build_defense(name, PARAMS.get(name, {})))
+    assert probe is not None and false_declaration(probe) is None, name
+    assert relative_error(probe) < 0.1  # median: its order statistics switch within h for some pixels

@@ -18,10 +18,16 @@ module                     functions                 reads
                            non_monotonic,
                            random_beats_gradient,
                            autoattack_gap
+:mod:`.runs`               cell_runs                 which training run produced each cell's patch
+                                                     (its traces are that run's, not the pixels')
 :mod:`.verdicts`           cell_verdicts             a patch grid's stored cells and its patches'
-                                                     traces (transfer, monotonicity, traces)
-:mod:`.runner`             audit_preset, explain     a preset's stored cells, cached model, patches
-                                                     and evaluation images (per-cell audit)
+                                                     traces (transfer, monotonicity, traces, the
+                                                     attack's outcome)
+:mod:`.probes`             gradient_probes,          model, defenses, patches, images (batched
+                           stability_probes          gradient and instability probes)
+:mod:`.incremental`        input_key, reusable       the stored verdicts: which cells to probe again
+:mod:`.runner`             audit_preset, audit_cells a preset's stored cells, cached model, patches
+                           explain                   and evaluation images (per-cell audit)
 :mod:`.autoattack`         autoattack_check          a preset's stored cells, cached models and
                                                      evaluation images (runs AutoAttack)
 =========================  ========================  ============================================
@@ -42,6 +48,8 @@ from patchbench.audit.cells import (  # noqa: F401
 from patchbench.audit.gradients import AS_WRITTEN, DECLARED, ZERO_GRAD_ATOL, input_gradient, unavailable_gradients  # noqa: F401
 from patchbench.audit.indicators import (  # noqa: F401
     ADAPTIVE,
+    ADAPTIVE_CELL,
+    AUDIT_ATTACK_FAILED,
     AUDIT_AUTOATTACK_GAP,
     AUDIT_COLUMNS,
     AUDIT_INCOMPLETE_OPTIMIZATION,
@@ -52,11 +60,16 @@ from patchbench.audit.indicators import (  # noqa: F401
     AUDIT_UNAVAILABLE_GRADIENTS,
     AUDIT_UNCONSTRAINED_FAILURE,
     AUDIT_UNSTABLE_PREDICTIONS,
+    AUDIT_VERSION,
     BPDA,
+    CELL_KINDS,
     EOT,
     INDICATORS,
+    TRANSFER,
     TUNE,
+    UNDEFENDED,
     Indicator,
+    cell_kind,
 )
 from patchbench.audit.pipeline import cross_entropy, margin_loss  # noqa: F401
 from patchbench.audit.stability import (  # noqa: F401

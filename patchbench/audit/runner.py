@@ -4,42 +4,67 @@ beside the cells and read back with them (``ResultStore.load_cells``), then mark
 Per attacked cell of the preset's cached model:
 
 * from what is stored (:mod:`.verdicts`): transfer failure, non-monotonic accuracy over patch
-  sizes, incomplete optimisation and silent success on the patch's recorded traces;
-* on the cell's first ``n`` evaluation images with its patch pasted (:mod:`.gradients`,
-  :mod:`.stability`): unavailable gradients — through the defense as written for a non-adaptive
-  cell, through the gradient the defense declares for an adaptive one (what that attack followed)
-  — on the patch's pixels, firing when some image has none; unstable predictions, firing when the
-  mean of Pintor's relative loss variation v over the images exceeds its threshold, probed as his
-  reference code does at the attack's starting point (the clean images), on the patch region's
-  pixels, once per defense × λ × region.
+  sizes, the attack's outcome, and incomplete optimisation and silent success on the traces of the
+  run that produced the cell's patch (:mod:`.runs`: found by run, not by pixels);
+* on the cell's first ``n`` evaluation images with its patch pasted (:mod:`.probes`, batched):
+  unavailable gradients — through the defense as written for a transferred patch, through the
+  gradient the defense declares (with the adaptive run's gradient options) for an adaptive cell —
+  on the patch's pixels, firing when some image has none; *unstable predictions*, firing where the
+  attack failed on the cell and Pintor's relative loss variation v through the defense exceeds the
+  undefended pipeline's on the same images and probes by more than its threshold (probed as his
+  reference code does at the attack's starting point, the clean images, on the patch region's
+  pixels, once per defense × λ × region).
 
 Not run per cell (their columns stay missing; :mod:`.cells` has them for a caller who has the
 numbers): the unconstrained attack (a half-image patch) and the random-search attack, each a new
 attack per cell. ε-bounded evasion cells are cross-checked by :mod:`.autoattack` instead.
 
-Written to ``<results>/audit/cells/<preset>.parquet`` (atomic; one row per run id, a rerun
-replaces it). Like :mod:`.autoattack` this module stands on the store, the model cache, the data
-and the presets, and nothing else in the audit package imports it.
+Written to ``<results>/audit/cells/<preset>.parquet``, one row per run id, each with the audit's
+version, the cell's kind and the remedy that fits it (:mod:`.indicators`). A rerun probes only new
+or changed cells and writes only when a row changed (:mod:`.incremental`). Like :mod:`.autoattack`
+this module stands on the store, the model cache, the data and the presets, and nothing else in the
+audit package imports it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from patchbench.attacks.patch import Patch
-from patchbench.audit.gradients import AS_WRITTEN, DECLARED, unavailable_gradients
-from patchbench.audit.indicators import AUDIT_COLUMNS, AUDIT_UNAVAILABLE_GRADIENTS, AUDIT_UNSTABLE_PREDICTIONS
-from patchbench.audit.stability import UNSTABLE_THRESHOLD, unstable_prediction_scores
-from patchbench.audit.verdicts import NOTES, cell_verdicts, mark
+from patchbench.audit import indicators
+from patchbench.audit.incremental import (
+    images_digest,
+    input_key,
+    reusable,
+    stability_key,
+    stored_stability,
+    unchanged,
+)
+from patchbench.audit.indicators import (
+    AUDIT_COLUMNS,
+    AUDIT_GRADIENT_MISSING,
+    AUDIT_IMAGES,
+    AUDIT_INPUT_KEY,
+    AUDIT_KIND,
+    AUDIT_PROBES,
+    AUDIT_REMEDY,
+    AUDIT_SECONDS,
+    AUDIT_STABILITY_KEY,
+    AUDIT_UNAVAILABLE_GRADIENTS,
+    AUDIT_UNSTABLE_EXCESS,
+    AUDIT_VERSION_COLUMN,
+    INDICATORS,
+    cell_kind,
+)
+from patchbench.audit.probes import Job, PatchedImages, grad_options, gradient_probes, stability_probes
+from patchbench.audit.runs import cell_runs, patch_paths, read_patch_metas
+from patchbench.audit.verdicts import NOTES, cell_verdicts, mark, unstable_verdicts
 from patchbench.cache.models import ensure_model
 from patchbench.config import AuditConfig, Preset
 from patchbench.data import iterate, load_split
-from patchbench.defenses import build_defense
 from patchbench.errors import check, is_int
 from patchbench.results import AUDIT_DIR, ResultStore, one_precision
 from patchbench.util import console, progress_bar
@@ -50,69 +75,71 @@ PROBES = AuditConfig.probes  # random probes per image for unstable predictions 
 
 
 def patch_files(results: Path) -> dict[str, Path]:
-    """content id -> the patch's .pt, for every patch under ``<results>/artifacts/patches``."""
-    found = {}
-    for meta in sorted((Path(results) / "artifacts" / "patches").rglob("*.json")):
-        try:
-            cid = json.loads(meta.read_text()).get("content_id")
-        except (OSError, ValueError):
-            continue
-        if cid and meta.with_suffix(".pt").exists():
-            found[cid] = meta.with_suffix(".pt")
-    return found
+    """content id -> a .pt with those pixels, for every patch under ``<results>/artifacts/patches``."""
+    return patch_paths(read_patch_metas(results))
 
 
-def _region(patch: Patch, image_size: int) -> torch.Tensor:
-    top, left = patch.placement.offset(image_size, patch.size)
-    m = torch.zeros(image_size, image_size, dtype=torch.bool)
-    m[top:top + patch.size, left:left + patch.size] = patch.mask[0].bool()
-    return m
-
-
-def input_verdicts(cells: pd.DataFrame, files: dict[str, Path], model, images: torch.Tensor, labels: torch.Tensor,
-                   out: pd.DataFrame, probes: int = PROBES, progress: bool = True) -> None:
-    """Unavailable gradients per cell (its patch pasted), unstable predictions per defense × λ ×
-    patch region (Pintor's reference code probes the attack's starting point, the clean images)."""
+def _jobs(cells: pd.DataFrame, files: dict[str, Path]) -> list[Job]:
     att = cells[(cells["condition"] == "attacked") & cells["patch_id"].isin(list(files))]
-    bar = progress_bar(None, progress, total=len(att), desc="audit: gradients, stability", unit="cell")
-    gen = torch.Generator(device=images.device)
-    stability: dict[tuple, float] = {}
-    for pid, rows in att.groupby("patch_id"):
-        patch = Patch.load(files[pid])
-        if not patch.placement.fixed:  # one region per image: the input-level indicators take one (not run)
-            bar.update(len(rows))
-            continue
-        x, mask = patch.apply(images), _region(patch, images.shape[-1])
-        for r in rows.itertuples():
-            params = json.loads(r.defense_params) if isinstance(r.defense_params, str) else {}
-            defense = build_defense(r.defense, params, model)
-            lam = None if pd.isna(r.lam) else float(r.lam)
-            adaptive = isinstance(r.attack_through, str) and r.attack_through == r.defense
-            path = DECLARED if adaptive else AS_WRITTEN
-            none = unavailable_gradients(model, defense, x, labels, lam=lam, mask=mask, path=path)
-            mark(out, r.run_id, AUDIT_UNAVAILABLE_GRADIENTS, bool(none.any()),
-                 f"unavailable gradients: through {r.defense}{'' if lam is None else f' λ {lam:g}'} "
-                 f"({'its declared gradient' if adaptive else 'as written'}) {int(none.sum())} of {len(none)} images give "
-                 "no gradient on the patch's pixels")
-            key = (r.defense, r.defense_params, lam, tuple(mask.nonzero()[[0, -1]].flatten().tolist()))
-            if key not in stability:
-                gen.manual_seed(0)
-                stability[key] = float(unstable_prediction_scores(model, defense, images, labels, n=probes, lam=lam,
-                                                                  mask=mask, generator=gen).mean())
-            v = stability[key]
-            mark(out, r.run_id, AUDIT_UNSTABLE_PREDICTIONS, v > UNSTABLE_THRESHOLD,
-                 f"unstable predictions: through {r.defense}{'' if lam is None else f' λ {lam:g}'} the loss moves by "
-                 f"{v:.0%} on average under {probes} tiny random changes of the patch region's pixels (threshold "
-                 f"{UNSTABLE_THRESHOLD:.0%}): average the loss over the defense's noise (EOT)")
-            bar.update(1)
+    # a random placement puts the patch in another region per image: the input-level indicators take one (not run)
+    att = att[~att["placement"].astype(str).str.startswith("random")]
+    return [Job(r.run_id, r.patch_id, r.placement, r.defense, r.defense_params, None if pd.isna(r.lam) else float(r.lam),
+                cell_kind(r.defense, r.attack_through) == "adaptive", grad_options(getattr(r, "attack_params", None)))
+            for r in att.itertuples()]
+
+
+def _indices(store: ResultStore, cells: pd.DataFrame, n: int) -> torch.Tensor:
+    """The indices of the first ``n`` evaluation images of the cells (their stored predictions')."""
+    first = store.load_predictions(cells["run_id"].iloc[0])
+    return torch.tensor(first["index"].to_numpy()[:n], dtype=torch.long)
+
+
+def probe(jobs: list[Job], files: dict[str, Path], images: torch.Tensor, labels: torch.Tensor, model, model_id: str,
+          probes: int, digest: str, known: dict[str, float], progress: bool) -> tuple[dict, dict, dict]:
+    """The image-level probes of ``jobs``: (run id -> images without gradient, run id -> instability
+    score, run id -> its stability key); scores under a key in ``known`` are not probed again."""
+    patched = PatchedImages(files, images)
+    bar = progress_bar(None, progress, total=len(jobs), desc="audit: gradients, stability", unit="cell")
+    missing = gradient_probes(jobs, patched, model, labels, progress=bar)
     bar.close()
+    keys, todo = {}, {}
+    for j in jobs:
+        region = patched.get(j.patch_id, j.placement)[1].cpu().numpy().tobytes()
+        keys[j.run_id] = stability_key(model_id, j.defense, j.defense_params, j.lam, region, len(labels), probes, digest)
+        if keys[j.run_id] not in known:
+            todo.setdefault(keys[j.run_id], j)
+    scores = {**known, **stability_probes(todo, patched, model, images, labels, probes)}
+    return missing, {rid: scores[k] for rid, k in keys.items()}, keys
+
+
+def gradient_verdicts(cells: pd.DataFrame, out: pd.DataFrame, missing: dict[str, int], n: int) -> None:
+    att = cells.set_index("run_id")
+    for rid, k in missing.items():
+        r = att.loc[rid]
+        adaptive = cell_kind(r["defense"], r["attack_through"]) == "adaptive"
+        lam = "" if pd.isna(r["lam"]) else f" λ {r['lam']:g}"
+        mark(out, rid, AUDIT_UNAVAILABLE_GRADIENTS, k > 0,
+             f"unavailable gradients: through {r['defense']}{lam} ({'its declared gradient' if adaptive else 'as written'}) "
+             f"{k} of {n} images give no gradient on the patch's pixels")
+
+
+def remedies(out: pd.DataFrame, cells: pd.DataFrame) -> None:
+    """Each row's kind and the remedy that fits it, for the indicators that fire."""
+    kinds = cells.set_index("run_id").loc[out.index]
+    out[AUDIT_KIND] = [cell_kind(d, t) for d, t in zip(kinds["defense"], kinds["attack_through"])]
+    out[AUDIT_REMEDY] = [remedy_text(row, kind) for (_, row), kind in zip(out.iterrows(), out[AUDIT_KIND])]
+
+
+def remedy_text(row, kind: str) -> str:
+    """What to run instead, for a cell of ``kind`` whose indicators in ``row`` fire ("" if none)."""
+    return "; ".join(dict.fromkeys(i.remedy(kind)[1] for i in INDICATORS.values() if _fired(row.get(i.column))))
 
 
 def audit_preset(preset: Preset, results, device: torch.device | str, n: int | None = None, probes: int | None = None,
-                 progress: bool = True, require: bool = True) -> pd.DataFrame | None:
-    """Audit the stored attacked cells of ``preset`` (its cached model's); returns and writes the verdicts.
-    ``n`` images per cell and ``probes`` per image: the preset's ``audit`` section unless given.
-    A preset without patch cells is an error, or (``require=False``, the pass after a sweep) skipped."""
+                 progress: bool = True, require: bool = True, rerun: bool = False) -> pd.DataFrame | None:
+    """Audit the stored attacked cells of ``preset`` (its cached model's): :func:`audit_cells` on them.
+    ``n`` images per cell and ``probes`` per image: the preset's ``audit`` section unless given. A
+    preset without patch cells is an error, or (``require=False``, the pass after a sweep) skipped."""
     n = preset.audit.n if n is None else n
     probes = preset.audit.probes if probes is None else probes
     check(is_int(n) and n >= 1, f"n must be a positive number of images, got {n!r}")
@@ -122,31 +149,72 @@ def audit_preset(preset: Preset, results, device: torch.device | str, n: int | N
     cells = cells[(cells["preset"] == preset.name)] if len(cells) else cells
     loaded = ensure_model(preset, ResultStore(results, plan_only=True), device, progress=False)
     cells = cells[cells["model_id"] == loaded.model_id] if len(cells) else cells
-    patch_cells = cells[cells["patch_id"].notna()] if len(cells) else cells
-    if not len(patch_cells):
+    if not len(cells) or not cells["patch_id"].notna().any():
         check(not require, f"no stored patch cells of preset {preset.name} with its cached model in {results}; "
               f"run `patchbench sweep --preset {preset.name}` (or `patchbench reproduce {preset.paper}`) first")
         console.print(f"audit {preset.name}: no patch cells of its own (another preset's identical cells hold them); skipped")
         return None
-    t0 = time.perf_counter()
-    files = patch_files(results)
-    metas = {cid: json.loads(p.with_suffix(".json").read_text()) for cid, p in files.items()}
-    out = cell_verdicts(cells, metas)
-    first = store.load_predictions(patch_cells["run_id"].iloc[0])
     d = preset.data
-    source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
-    idx = torch.tensor(first["index"].to_numpy()[:n], dtype=torch.long)
-    _, images, labels = next(iter(iterate(source, idx, d.image_size, len(idx), device)))
-    input_verdicts(cells, files, loaded.model, images, labels, out, probes, progress)
+
+    def images(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
+        _, x, y = next(iter(iterate(source, idx, d.image_size, len(idx), device)))
+        return x, y
+
+    return audit_cells(cells, store, preset.name, loaded.model, loaded.model_id, images, n, probes, progress, rerun)
+
+
+def audit_cells(cells: pd.DataFrame, store: ResultStore, name: str, model: torch.nn.Module, model_id: str,
+                images, n: int, probes: int, progress: bool = False, rerun: bool = False) -> pd.DataFrame:
+    """The per-cell audit of ``cells`` (one preset's, one model's), written under ``name`` where a row
+    changed; returns every attacked cell's row (``attrs["probed"]``: the cells probed on images).
+    ``images(indices) -> (images, labels)`` loads evaluation images, called only when a cell needs
+    probing: cells this audit version has audited with unchanged inputs are not probed again
+    (:mod:`.incremental`; ``rerun``: probe every cell)."""
+    t0 = time.perf_counter()
+    cells = cells.assign(**{c: None for c in ("attack_params", "attack_through", "created") if c not in cells})
+    patches = read_patch_metas(store.root)
+    files = patch_paths(patches)
+    out = cell_verdicts(cells, cell_runs(cells, patches))
+    idx = _indices(store, cells[cells["patch_id"].notna()], n)
+    digest = images_digest(idx)
+    jobs = _jobs(cells, files)
+    rows = cells.drop_duplicates("run_id", keep="last").set_index("run_id")
+    keys = {j.run_id: input_key(r, len(idx), probes, digest, j.adaptive, j.grad_options)
+            for j, r in zip(jobs, rows.loc[[j.run_id for j in jobs]].reset_index().itertuples())}
+    stored = store.load_audit(name)
+    kept = {} if rerun else reusable(stored, keys)
+    todo = [j for j in jobs if j.run_id not in kept]
+    missing = {rid: int(r[AUDIT_GRADIENT_MISSING]) for rid, r in kept.items()}
+    excess = {rid: r[AUDIT_UNSTABLE_EXCESS] for rid, r in kept.items()}
+    skeys = {rid: r[AUDIT_STABILITY_KEY] for rid, r in kept.items()}
+    if todo:
+        x, y = images(idx)
+        got = probe(todo, files, x, y, model, model_id, probes, digest, {} if rerun else stored_stability(stored), progress)
+        for table, new in zip((missing, excess, skeys), got):
+            table.update(new)
+    gradient_verdicts(cells, out, missing, len(idx))
+    unstable_verdicts(cells, out, excess, out.attrs.get("outcomes", {}), probes)
+    remedies(out, cells)
+    seconds = round(time.perf_counter() - t0, 2)
+    out[AUDIT_VERSION_COLUMN] = indicators.AUDIT_VERSION
+    out[AUDIT_GRADIENT_MISSING] = pd.array([missing.get(rid) for rid in out.index], dtype="Int64")
+    out[AUDIT_UNSTABLE_EXCESS] = pd.array([excess.get(rid) for rid in out.index], dtype="Float64")
+    out[AUDIT_STABILITY_KEY] = [skeys.get(rid) for rid in out.index]
+    out[AUDIT_INPUT_KEY] = [keys.get(rid) for rid in out.index]
+    out[AUDIT_IMAGES], out[AUDIT_PROBES] = len(idx), probes
+    out[AUDIT_SECONDS] = [float(kept[rid][AUDIT_SECONDS]) if rid in kept else seconds for rid in out.index]
     out = out.reset_index()
-    out.insert(1, "preset", preset.name)
-    out["audit_n"], out["audit_probes"] = len(idx), probes
-    out["audit_seconds"] = round(time.perf_counter() - t0, 2)
-    store.write_audit(preset.name, out)
+    out.insert(1, "preset", name)
+    wrote = not unchanged(out, stored)
+    if wrote:
+        store.write_audit(name, out)
     fired = {c: int(out[c].fillna(False).sum()) for c in AUDIT_COLUMNS if out[c].notna().any()}
-    console.print(f"audit {preset.name}: {len(out)} attacked cells, {int((out[NOTES] != '').sum())} flagged "
-                  f"({', '.join(f'{c.removeprefix(PREFIX)} {k}' for c, k in fired.items() if k) or 'none'}) "
-                  f"in {time.perf_counter() - t0:.0f} s")
+    console.print(f"audit {name}: {len(out)} attacked cells, {len(todo)} probed (new or changed), "
+                  f"{len(jobs) - len(todo)} kept; {int((out[NOTES] != '').sum())} flagged "
+                  f"({', '.join(f'{c.removeprefix(PREFIX)} {k}' for c, k in fired.items() if k) or 'none'})"
+                  f"{'' if wrote else '; nothing changed'} in {time.perf_counter() - t0:.1f} s")
+    out.attrs["probed"] = len(todo)
     return out
 
 
@@ -156,9 +224,7 @@ def audit_path(results, preset: str) -> Path:
 
 def explain(results, presets: list[str] | None = None) -> list[str]:
     """Per audited preset: a summary line (cells, flagged, per indicator), then one line per flagged
-    cell — what it is, each firing indicator with its numbers, and what to run instead."""
-    from patchbench.audit.indicators import INDICATORS
-
+    cell — what it is, each firing indicator with its numbers, and what to run instead (for its kind)."""
     cells = ResultStore(results, read_only=True).load_cells()
     have = [c for c in AUDIT_COLUMNS if c in cells]
     check(bool(have) and cells[have].notna().any().any(),
@@ -177,8 +243,8 @@ def explain(results, presets: list[str] | None = None) -> list[str]:
             what = (f"{r.attack} {r.patch_px:g}px seed {r.attack_seed}" if not pd.isna(r.patch_px) else r.attack) + \
                    f" · {r.defense}{'' if pd.isna(r.lam) else f' λ {r.lam:g}'} · {100 * r.accuracy:.1f} %"
             row = r._asdict()
-            remedies = dict.fromkeys(i.run_instead for i in INDICATORS.values() if _fired(row.get(i.column)))
-            lines.append(f"  {what} [{r.run_id}]: {r.audit_notes}. Run instead: {'; '.join(remedies)}.")
+            kind = row.get(AUDIT_KIND) if isinstance(row.get(AUDIT_KIND), str) else cell_kind(r.defense, r.attack_through)
+            lines.append(f"  {what} [{r.run_id}]: {r.audit_notes}. Run instead: {remedy_text(row, kind)}.")
     return lines
 
 

@@ -205,7 +205,7 @@ class AuditConfig:
     """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.audit.runner`):
     ``n`` evaluation images per cell for the input-level indicators, ``probes`` random perturbations
     per image for unstable predictions (Pintor et al. 2022 use γ = 100). No artifact is named by it:
-    every audit rewrites its verdicts."""
+    the verdicts record both, and a cell audited with other values is probed again."""
 
     n: int = not_key(default=32)
     probes: int = not_key(default=20)

@@ -5,6 +5,7 @@ from a plugin outside the package, :func:`register_defense` (:mod:`patchbench.pl
 from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, check_defense_class  # noqa: F401
 from patchbench.defenses.bilateral import BilateralFilter
 from patchbench.defenses.dw import DigitalWatermarking
+from patchbench.defenses.gradcheck import probe_at_build
 from patchbench.defenses.gaussian import GaussianFilter
 from patchbench.defenses.jpeg import JPEG
 from patchbench.defenses.lgs import LGS
@@ -35,4 +36,6 @@ def build_defense(name: str, params: dict | None = None, model=None) -> Defense:
     """Instantiate a registered defense; ``model`` supplies normalization where a defense needs it."""
     cls = DEFENSES.lookup(name)
     cls.check_params(params or {})
-    return cls.from_params(params or {}, model=model)
+    defense = cls.from_params(params or {}, model=model)
+    probe_at_build(defense)  # a registered class its registration could not probe (no defaults)
+    return defense

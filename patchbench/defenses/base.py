@@ -167,8 +167,14 @@ def _is_tuple_of_str(v) -> bool:
     return isinstance(v, tuple) and len(v) > 0 and all(isinstance(s, str) and s for s in v)
 
 
+SHIPPED = "patchbench.defenses."  # the modules of the shipped listing
+
+
 def check_defense_class(cls) -> None:
-    """Refuse a class that breaks the contract of the module docstring (PatchbenchError)."""
+    """Refuse a class that breaks the contract of the module docstring (PatchbenchError). A class
+    declaring an ``exact`` gradient is also probed against finite differences of its output
+    (:mod:`patchbench.defenses.gradcheck`), except the shipped ones, which the tests probe (a probe
+    of PatchCleanser's default 36 masks takes seconds: too long for every import)."""
     check(isinstance(cls, type) and issubclass(cls, Defense), f"{cls!r} is not a Defense subclass")
     where = f"defense class {cls.__name__}"
     check("__dataclass_fields__" in vars(cls), f"{where} must be a @dataclasses.dataclass (its fields are its parameters)")
@@ -191,3 +197,7 @@ def check_defense_class(cls) -> None:
               f"{where}: grad_options must map names to non-empty tuples of strings, got {options!r}")
     else:
         check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
+    if not cls.__module__.startswith(SHIPPED):  # the shipped listing: tests/test_defense_contract.py probes it
+        from patchbench.defenses.gradcheck import probe_at_registration
+
+        probe_at_registration(cls)
