@@ -12,7 +12,7 @@ from rich.console import Console
 
 from patchbench import __version__
 from patchbench import cli_options as opt
-from patchbench.cli_more import audit_cmd, background_attack_cmd
+from patchbench.cli_more import audit_cmd, background_attack_cmd, claims_cmd
 from patchbench.errors import PatchbenchError
 from patchbench.plugins import plugin_names
 
@@ -224,8 +224,8 @@ def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Re
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
 
 
-app.command("audit")(audit_cmd)
-app.command("background-attack")(background_attack_cmd)
+for _name, _command in (("claims", claims_cmd), ("audit", audit_cmd), ("background-attack", background_attack_cmd)):
+    app.command(_name)(_command)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from patchbench.claims.spec import Claim
 from patchbench.errors import PatchbenchError
 
 
@@ -46,6 +47,8 @@ class Paper:
       paper's figures and extra reports for a preset and returns the files;
     * ``deviations``: known deviations from the paper (short sentences: choices where the paper is
       silent, differences of the demo scale), listed in ``patchbench report``;
+    * ``claims``: the paper's headline claims, each a :class:`patchbench.claims.spec.Claim` over stored cells
+      (its source, statement, the paper's numbers, the preset per scale), checked by ``patchbench claims``;
     * ``spread``: per scale, one sentence with the measured spread of that scale's numbers between two
       runs that differ only in the machine (or in what a machine changes: the float order), printed
       under every table of the scale beside the machine the cells came from (issue 25).
@@ -64,6 +67,14 @@ class Paper:
     report: Callable = _nothing
     deviations: tuple[str, ...] = ()
     spread: dict[str, str] = field(default_factory=dict)
+    claims: tuple = ()
+
+    def __post_init__(self):
+        if not all(isinstance(c, Claim) for c in self.claims):
+            raise PatchbenchError(f"paper {self.name}: claims must be Claim objects (patchbench.api.Claim)")
+        ids = [c.id for c in self.claims]
+        if len(set(ids)) != len(ids):
+            raise PatchbenchError(f"paper {self.name}: claim ids must be unique, got {sorted(i for i in set(ids) if ids.count(i) > 1)}")
 
     @property
     def folder(self) -> Path:

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from patchbench.claims.check import check_claims
+from patchbench.claims.render import RULE, tallies, verdict_frame
+from patchbench.claims.verdicts import tally
 from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset
@@ -74,6 +77,7 @@ class Report:
     out: Path
     header: list[tuple[str, str]]
     papers: list[PaperSection]
+    claims: TableItem | None = None  # the opening table: every paper's claims and their verdicts at this scale
 
 
 class _Ids:
@@ -165,4 +169,14 @@ def collect(results: Path, scale: str, out: Path, papers: list[str] | None = Non
         sec.presets = [_preset_section(paper, name, scale, cells, out, ids) for name in names[paper.name]]
         sec.extra, sec.problems = _csv_tables(paper, out, ids)
         sections.append(sec)
-    return Report(scale, out, header(results, scale), sections)
+    return Report(scale, out, header(results, scale), sections, claims_table(results, scale, papers))
+
+
+def claims_table(results: Path, scale: str, papers: list[str] | None) -> TableItem:
+    """Every chosen paper's claims with their verdicts at ``scale`` (:mod:`patchbench.claims`), the tally per
+    paper and the rules under it."""
+    verdicts = check_claims(results, scale, papers)
+    return TableItem("claims", f"Claims: {tally(verdicts)}", f"Do the papers' results reproduce? Every declared claim at "
+                     f"{scale} scale: {tally(verdicts)}", verdict_frame(verdicts).drop(columns=["Test"]),
+                     notes=tallies(verdicts) + [RULE, "`patchbench claims --preset-scale " + scale + " --format json` gives "
+                                                "every number (counts, one-sided p-values, cells)."])

@@ -81,8 +81,14 @@ def _link(target: str, text: str) -> str:
     return f'<a href="#{target}">{escape(text)}</a>'
 
 
+def _claims(report: Report) -> str:
+    if report.claims is None:
+        return ""
+    return f'<section id="claims-section"><h2>{escape(report.claims.title)}</h2>{_table(report.claims)}</section>'
+
+
 def _contents(report: Report) -> str:
-    items = []
+    items = [f"<li>{_link('claims-section', report.claims.title)}</li>"] if report.claims is not None else []
     for s in report.papers:
         sub = []
         for p in s.presets:
@@ -101,4 +107,4 @@ def render_html(report: Report) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>"
             f"<header><h1>{escape(title)}</h1>{_meta(report.header)}</header>"
-            + _contents(report) + "".join(map(_paper, report.papers)) + "</body></html>\n")
+            + _claims(report) + _contents(report) + "".join(map(_paper, report.papers)) + "</body></html>\n")

@@ -58,7 +58,7 @@ def _paper(s: PaperSection, out) -> str:
 
 
 def _contents(report: Report) -> str:
-    lines = []
+    lines = [f"- [{_text(report.claims.title)}](#claims-section)"] if report.claims is not None else []
     for s in report.papers:
         lines.append(f"- [{s.title}](#{s.id})")
         for p in s.presets:
@@ -70,6 +70,8 @@ def _contents(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    head = [f"# patchbench report — {report.scale} scale", "\n".join(f"- {k}: `{v}`" for k, v in report.header),
-            "## Contents", _contents(report)]
+    head = [f"# patchbench report — {report.scale} scale", "\n".join(f"- {k}: `{v}`" for k, v in report.header)]
+    if report.claims is not None:
+        head += [f"## {_text(report.claims.title)} {_anchor('claims-section')}", _table(report.claims)]
+    head += ["## Contents", _contents(report)]
     return "\n\n".join(head + [_paper(s, report.out) for s in report.papers]) + "\n"
