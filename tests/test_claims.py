@@ -17,6 +17,8 @@ from conftest import run_cli, tiny_preset
 
 from patchbench.claims import Cells, Claim, largest_size
 from patchbench.claims.check import claim_verdict
+from patchbench.claims.pairs import pair_cells, side_cells
+from patchbench.claims.spec import PAIR_BY
 from patchbench.claims.stats import bootstrap_effects, holm, mcnemar_exact, paired_test
 from patchbench.claims.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_COMPUTED, UNRELIABLE, judge
 from patchbench.errors import PatchbenchError
@@ -239,6 +241,24 @@ def test_loss_and_certified_outcomes_and_a_json_field_filter(tmp_path):
     assert v["lat"].verdict == HOLDS and v["lat"].result.test == "paired bootstrap" and v["lat"].result.effect < 0
     assert v["near"].result.effect == pytest.approx(-0.5) and v["near"].verdict == CONTRADICTED  # 40 vs 90 %: 50 pp > 25
     assert v["none"].verdict == NOT_COMPUTED and "hold no certificate" in v["none"].why
+
+
+def test_training_seeds_are_replicates_paired_by_seed_and_a_retrained_model_replaces_its_seed():
+    """Evasion presets with several training seeds per objective (``train_seed``): each side keeps the newest
+    model per seed, and the two objectives' models pair seed by seed (different models, the same images)."""
+    rows = [(tr, seed, f"{tr}-{seed}", t) for t, (tr, seed) in enumerate(itertools.product(("madry+aad", "madry"), (0, 1, 2)))]
+    rows.append(("madry", 0, "madry-0-old", -1))  # an older model of seed 0, since retrained
+    rows.append(("raw", None, "raw", 0))
+    df = pd.DataFrame([{"training": tr, "train_seed": seed, "model_id": mid, "run_id": f"r-{mid}", "created": f"{t + 10:03d}",
+                        "attack_label": "CW100", "patch_id": None, "placement": None} for tr, seed, mid, t in rows])
+    preset = type("P", (), {"name": "p"})()
+    a = side_cells(df, Cells("a", {"training": "madry+aad"}), preset)
+    b = side_cells(df, Cells("b", {"training": "madry"}), preset)
+    assert sorted(b["model_id"]) == ["madry-0", "madry-1", "madry-2"]
+    pairs = pair_cells(a, b, PAIR_BY)
+    assert sorted((ra["model_id"], rb["model_id"]) for ra, rb in pairs) == [(f"madry+aad-{s}", f"madry-{s}") for s in range(3)]
+    raw = side_cells(df, Cells("raw", {"training": "raw"}), preset)  # one model: paired with each seed's
+    assert len(pair_cells(a, raw, PAIR_BY)) == 3
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from patchbench.claims.spec import Cells, Pick
+from patchbench.claims.spec import TRAIN_SEED, Cells, Pick
 from patchbench.errors import PatchbenchError
 
 
@@ -54,8 +54,12 @@ def side_cells(cells: pd.DataFrame, side: Cells, preset) -> pd.DataFrame:
         df = df[matches(df, column, value)]
     if df.empty:
         raise PatchbenchError(f"no stored cell of {preset.name} for {side.label}")
+    # the newest model per training seed (``train_seed``, evasion presets with several seeds per objective): a
+    # retrained model's cells replace the older model's, the seeds' models stay side by side as replicates
     df = df.sort_values("created")
-    return df[df["model_id"] == df["model_id"].iloc[-1]]  # a retrained model's cells replace the older model's
+    seed = df[TRAIN_SEED].astype(object).where(df[TRAIN_SEED].notna(), "-") if TRAIN_SEED in df else pd.Series("-", index=df.index)
+    newest = df.groupby(seed.astype(str), sort=False)["model_id"].transform("last")
+    return df[df["model_id"] == newest]
 
 
 def _newest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -24,7 +24,9 @@ METRICS = {  # what a side measures per image, from its cell's predictions (inde
     "loss": "cross-entropy",  # the per-image loss the engine stores beside the prediction
 }
 DIRECTIONS = ("greater", "less")
-PAIR_BY = ("patch_id", "placement", "attack_label")  # a patch and where it sits; an evasion attack's column
+TRAIN_SEED = "train_seed"  # the training seed of an evasion cell's model, where a preset trains several per objective
+# a patch and where it sits; an evasion attack's column; the model's training seed (a column used where present)
+PAIR_BY = ("patch_id", "placement", "attack_label", TRAIN_SEED)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ class Claim:
     * ``presets``: per scale (``demo``, ``paper``), the preset whose cells it reads; a scale without one is
       *not computed* there.
     * ``pair_by``: the columns that tie a cell of ``a`` to one of ``b`` (the same patch and place, the same
-      evasion column); a side with a single cell is paired with each cell of the other (a clean cell with
-      every patch seed). Images are always paired by their dataset index.
+      evasion column, the same training seed of two objectives' models); a side with a single cell is paired
+      with each cell of the other (a clean cell with every patch seed). Images are always paired by their
+      dataset index. Each pair is a replicate of the bootstrap.
     """
 
     id: str
