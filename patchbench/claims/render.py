@@ -57,9 +57,16 @@ def verdict_frame(verdicts: list[Verdict]) -> pd.DataFrame:
         "Paper": v.paper, "Claim": v.claim.id, "Source": v.claim.source, "Statement": v.claim.statement,
         "Paper's numbers": v.claim.paper_numbers, "Preset": v.preset or "", "Ours": ours(v), "Effect [95 % CI]": effect(v),
         "Test": test_text(v), "p (Holm)": "" if v.p_holm is None else f"{v.p_holm:.2g}", "Verdict": v.verdict,
-        "Why": v.why or ("" if v.result is None else ("audit: not run on these cells" if not v.audited else "")),
+        "Why": note(v),
     } for v in verdicts], columns=["Paper", "Claim", "Source", "Statement", "Paper's numbers", "Preset", "Ours",
                                    "Effect [95 % CI]", "Test", "p (Holm)", "Verdict", "Why"])
+
+
+def note(v: Verdict) -> str:
+    """Why a claim got its verdict: what is missing, the audit's indicators, or what holding means."""
+    if v.result is None or v.audit:
+        return v.why
+    return f"holds when: {v.claim.rule()}" + ("" if v.audited else "; audit: not run on these cells")
 
 
 def tallies(verdicts: list[Verdict]) -> list[str]:
