@@ -14,8 +14,9 @@ from patchbench.attacks import (  # noqa: F401
 )
 from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
 from patchbench.claims import (  # noqa: F401
-    Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda, largest_size, last, longest_evasion, section_value,
-    shortest_evasion, smallest_certified, smallest_size,
+    Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
+    largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
+    smallest_size,
 )
 from patchbench.certified import CertifiedConfig, build_certified, check_certified, run_certified_section  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401

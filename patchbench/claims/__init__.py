@@ -21,6 +21,7 @@ the paper registry and is imported by the CLI and the report only.
 """
 
 from patchbench.claims.spec import (  # noqa: F401
-    METRICS, Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda, largest_size, last, longest_evasion,
-    section_value, shortest_evasion, smallest_certified, smallest_size,
+    METRICS, Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
+    largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
+    smallest_size,
 )

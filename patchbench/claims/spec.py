@@ -150,6 +150,14 @@ def largest_lambda(defense: str) -> Pick:
     return Pick(f"the preset's largest {defense} λ", value)
 
 
+def nearest_lambda(defense: str, lam: float) -> Pick:
+    """The λ of the preset's ``defense`` grid nearest ``lam`` (the paper's λ, kept if the grid moves)."""
+    def value(p, _c):
+        grid = _need([float(v) for d in p.defenses if d.name == defense for v in d.lambdas], f"{defense} defense with λ")
+        return min(grid, key=lambda v: (abs(v - lam), v))
+    return Pick(f"the {defense} λ of the preset nearest {lam:g}", value)
+
+
 def section_value(section: str, name: str, default=None) -> Pick:
     """A field of one of the preset's paper sections (``adaptive.lam``), or ``default`` without the section."""
     def value(p, _c):
