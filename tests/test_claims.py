@@ -161,6 +161,8 @@ def test_each_verdict_kind_on_synthetic_cells(synthetic):
               Claim("wlgs-beats-none", "WLGS above none", "T1", "-", lavan("wlgs", 2.3), lavan("none"), {"demo": path}),
               Claim("jpeg-beats-none", "JPEG above none", "T1", "-", lavan("jpeg", 2.3), lavan("none"), {"demo": path}),
               Claim("paper-only", "only at paper scale", "T1", "-", lavan("lgs", 2.3), lavan("none"), {"paper": path}),
+              Claim("vague", "a side without its defense", "T1", "-", Cells("LaVAN", {"attack": "lavan"}), lavan("none"),
+                    {"demo": path}),
               Claim("clean-breaks", "LaVAN lowers accuracy", "T1", "-", lavan("none"),
                     Cells("clean", {"condition": "clean", "defense": "none"}), {"demo": path}, direction="less")]
     v = {x.claim.id: x for x in verdicts_of(claims, store)}
@@ -175,6 +177,7 @@ def test_each_verdict_kind_on_synthetic_cells(synthetic):
     assert "no stored cell of tiny-fmnist for wlgs, LaVAN (largest)" in v["wlgs-beats-none"].why
     assert f"`patchbench sweep --preset {path}` computes them" in v["wlgs-beats-none"].why
     assert v["paper-only"].verdict == NOT_COMPUTED and "names no demo-scale preset" in v["paper-only"].why
+    assert v["vague"].verdict == NOT_COMPUTED and "cells that differ in defense, lam for one" in v["vague"].why
     jpeg = v["jpeg-beats-none"]
     assert jpeg.verdict == UNRELIABLE and jpeg.test_verdict == HOLDS and jpeg.audit == ("transfer failure (TF)",)
     assert "transfer failure (TF)" in jpeg.why and jpeg.audited and v["lgs-beats-none"].audited is False

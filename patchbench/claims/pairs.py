@@ -62,8 +62,22 @@ def side_cells(cells: pd.DataFrame, side: Cells, preset) -> pd.DataFrame:
     return df[df["model_id"] == newest]
 
 
+# what a cell measures: two cells of one side with the same pair key must not differ in these (a side whose filters
+# leave, say, the undefended and the LGS cell of one N-pixel region is a mistake of the claim, not a replicate)
+MEANING = ("condition", "attack", "attack_label", "patch_px", "target", "defense", "lam", "training", "method",
+           "patch_source", "attack_through", "attack_step")
+
+
 def _newest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The newest cell per pair key (no key: the newest cell)."""
+    """The newest cell per pair key (no key: the newest cell); a one-line error when one key holds cells that
+    measure different things."""
+    by = [k for k in keys] or [pd.Series(0, index=df.index)]
+    cols = [c for c in MEANING if c in df]
+    for _, group in df.groupby(by, dropna=False, sort=False):
+        differ = [c for c in cols if group[c].astype(str).nunique() > 1]
+        if differ:
+            raise PatchbenchError(f"the side's filters leave cells that differ in {', '.join(differ)} for one "
+                                  f"{' / '.join(keys) or 'cell'}: the claim must name them")
     df = df.sort_values("created")
     return df.drop_duplicates(keys, keep="last") if keys else df.tail(1)
 

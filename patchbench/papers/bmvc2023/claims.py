@@ -15,6 +15,7 @@ from patchbench.api import Cells, Claim, Pick, largest_lambda, largest_size, sma
 CIFAR10 = {"demo": "demo-bmvc-fmnist", "paper": "bmvc2023-cifar10"}
 IMAGENET = {"demo": "demo-bmvc-fmnist", "paper": "bmvc2023-imagenet"}
 PATCH = "adversarial_patch"
+LARGEST, SMALLEST = largest_size(PATCH), smallest_size(PATCH)
 
 
 def arch_for(paper_model: str) -> Pick:
@@ -27,12 +28,20 @@ def arch_for(paper_model: str) -> Pick:
     return Pick(f"the architecture standing for the paper's {paper_model} (else the first)", value)
 
 
+def target_of(size: Pick) -> Pick:
+    """The target of the preset's first patch entry that has the patch side ``size`` picks (one patch per side)."""
+    def value(preset, cells):
+        side = size(preset, cells)
+        return next(a.target for a in preset.attacks if a.name == PATCH and side in a.sizes)
+    return Pick(f"the target of the first patch entry of {size.text}", value)
+
+
 def model(method: str, paper_model: str, label: str, **where) -> Cells:
     return Cells(label, {"method": method, "model": arch_for(paper_model), **where})
 
 
 def one_pixel(method: str, paper_model: str, label: str) -> Cells:
-    return model(method, paper_model, f"{label}, 1-pixel attack", condition="attacked", attack="single_pixel")
+    return model(method, paper_model, f"{label}, 1-pixel attack", condition="attacked", attack="single_pixel", defense="none")
 
 
 def patched(method: str, paper_model: str, label: str, size=None, **where) -> Cells:
@@ -54,7 +63,7 @@ CLAIMS = (
           "The volumized model's (MI) clean accuracy is not below the undefended model's by more than 2 pp "
           "(\"without sacrificing performance on clean data\")",
           "Table 2 (top); Sec. 6", "CIFAR-10 clean: VGG16 MI 99.0 % vs undefended 98.9 %; EfficientNet-B0 96.3 vs 98.0 %",
-          model("volumized-mi", "vgg16", "volumized (MI), clean", condition="clean"),
+          model("volumized-mi", "vgg16", "volumized (MI), clean", condition="clean", defense="none"),
           model("undefended", "vgg16", "undefended, clean", condition="clean", defense="none"), CIFAR10, margin=0.02),
     Claim("volumized-beats-lgs-patch",
           "Under adversarial patches (>= 5 % of the image, trained on the undefended model) the volumized model (MI) "
@@ -74,9 +83,9 @@ CLAIMS = (
           "the smallest (\"performance degrades as the size of the attack increases\")",
           "Fig. 3 (b, d); Sec. 5", "Fig. 3: δ and β of the defended models fall as the patch grows from 5 to 25 % of the "
           "image (no number in the text)",
-          patched("volumized-mi", "vgg16", "volumized (MI), largest patch", largest_size(PATCH), patch_source="undefended",
-                  defense="none"),
-          patched("volumized-mi", "vgg16", "volumized (MI), smallest patch", smallest_size(PATCH), patch_source="undefended",
-                  defense="none"),
+          patched("volumized-mi", "vgg16", "volumized (MI), largest patch", LARGEST, patch_source="undefended", defense="none",
+                  target=target_of(LARGEST)),
+          patched("volumized-mi", "vgg16", "volumized (MI), smallest patch", SMALLEST, patch_source="undefended", defense="none",
+                  target=target_of(SMALLEST)),
           CIFAR10, direction="less", pair_by=("placement",)),
 )
