@@ -74,7 +74,7 @@ def _newest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     by = [k for k in keys] or [pd.Series(0, index=df.index)]
     cols = [c for c in MEANING if c in df]
     for _, group in df.groupby(by, dropna=False, sort=False):
-        differ = [c for c in cols if group[c].astype(str).nunique() > 1]
+        differ = [c for c in cols if group[c].astype(str).nunique(dropna=False) > 1]
         if differ:
             raise PatchbenchError(f"the side's filters leave cells that differ in {', '.join(differ)} for one "
                                   f"{' / '.join(keys) or 'cell'}: the claim must name them")
