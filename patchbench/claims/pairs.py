@@ -47,6 +47,8 @@ def side_cells(cells: pd.DataFrame, side: Cells, preset) -> pd.DataFrame:
     for column, value in literal.items():
         df = df[matches(df, column, value)]
     for column, pick in ((c, v) for c, v in side.where.items() if isinstance(v, Pick)):
+        if df.empty:
+            break
         try:
             value = pick(preset, df)
         except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a plugin's pick that cannot decide

@@ -239,6 +239,6 @@ def last(column: str) -> Pick:
     """The largest value of ``column`` among the candidate cells (an adaptive attack's last step)."""
     def value(_p, cells):
         if column not in cells or not cells[column].notna().any():
-            raise PatchbenchError(f"no stored cell has a {column}")
+            raise PatchbenchError(f"no stored cell has an {column}")
         return cells[column].max()
     return Pick(f"the last {column}", value)
