@@ -37,6 +37,7 @@ class TableItem:
     text: str = ""
     notes: list[str] = field(default_factory=list)  # the preset's notes, then the table's warnings
     delta_note: str = ""  # set when a table compared with the paper has no Δ
+    left: tuple[str, ...] = ()  # text columns the markdown aligns left (the first column always is)
 
 
 @dataclass
@@ -179,4 +180,5 @@ def claims_table(results: Path, scale: str, papers: list[str] | None) -> TableIt
     return TableItem("claims", f"Claims: {tally(verdicts)}", f"Do the papers' results reproduce? Every declared claim at "
                      f"{scale} scale: {tally(verdicts)}", verdict_frame(verdicts).drop(columns=["Test"]),
                      notes=tallies(verdicts) + [RULE, "`patchbench claims --preset-scale " + scale + " --format json` gives "
-                                                "every number (counts, one-sided p-values, cells)."])
+                                                "every number (counts, one-sided p-values, cells)."],
+                     left=("Claim", "Source", "Statement", "Paper's numbers", "Preset", "Verdict", "Why"))

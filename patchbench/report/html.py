@@ -22,6 +22,9 @@ table.data { border-collapse: collapse; font-size: 13px; font-variant-numeric: t
 table.data th, table.data td { border: 1px solid #ccc; padding: .2em .5em; text-align: right; white-space: nowrap; }
 table.data th { background: #f0f0f0; } table.data tr:nth-child(even) td { background: #fafafa; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
+table#claims td { white-space: normal; text-align: left; vertical-align: top; }
+table#claims td:nth-child(4), table#claims td:nth-child(5), table#claims td:last-child { min-width: 16em; }
+table#claims td:nth-child(7), table#claims td:nth-child(8) { white-space: nowrap; }
 ol.notes { font-size: 13px; color: #444; } .delta { font-size: 13px; font-style: italic; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }
 figure { margin: 1.2em 0 2em; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }

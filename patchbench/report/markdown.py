@@ -17,16 +17,17 @@ def _text(text: str) -> str:
     return text.replace("<", "&lt;")
 
 
-def _grid(frame) -> str:
+def _grid(frame, left=()) -> str:
     """The table as it is: no cell re-parsed as a number (``+1.20`` keeps its sign and digits), blanks
-    for missing values, ``<`` and ``|`` escaped; the first column left-aligned, the others right-aligned."""
+    for missing values, ``<`` and ``|`` escaped; the first column and those in ``left`` left-aligned, the
+    others right-aligned."""
     cells = frame.astype(object).where(frame.notna(), "").map(lambda v: _text(str(v)).replace("|", "\\|"))
-    align = ("left",) + ("right",) * (len(frame.columns) - 1)
+    align = tuple("left" if i == 0 or c in left else "right" for i, c in enumerate(frame.columns))
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align[: len(frame.columns)])
 
 
 def _table(t: TableItem) -> str:
-    body = _grid(t.frame) if t.frame is not None else t.text
+    body = _grid(t.frame, t.left) if t.frame is not None else t.text
     parts = [_anchor(t.id), f"**{_text(t.caption)}**", body]
     if t.delta_note:
         parts.append(f"_{t.delta_note}_")
