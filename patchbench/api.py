@@ -2,7 +2,7 @@
 plugin package outside patchbench, see :mod:`patchbench.plugins`) may import, in one place (a
 test holds the shipped papers to it). Anything else is internal and may move.
 
-Grouped by job: the plugin contract, presets and errors, data, models and attacks (with the bases
+Grouped by job: the plugin contract (with its claims: :mod:`patchbench.claims.spec`), presets and errors, data, models and attacks (with the bases
 a plugin's attack derives from), defenses (with their base), the adaptive attack, the certified
 baseline and the patch-optimality section as preset steps,
 cached artifacts and evaluation grids, stored results and the columns a plugin adds to them
@@ -15,6 +15,11 @@ from patchbench.attacks import (  # noqa: F401
 )
 from patchbench.attacks.affine_placement import AffinePlacement  # noqa: F401
 from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
+from patchbench.claims import (  # noqa: F401
+    Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
+    largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
+    smallest_size,
+)
 from patchbench.certified import CertifiedConfig, build_certified, check_certified, run_certified_section  # noqa: F401
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401

@@ -211,7 +211,7 @@ def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Re
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
 
 
-for _name, _command in COMMANDS.items():  # audit, background-attack, leaderboard
+for _name, _command in COMMANDS.items():  # claims, audit, background-attack, leaderboard
     app.command(_name)(_command)
 app.command("evaluate")(evaluate_cmd)
 app.command("export-patch")(export_patch_cmd)

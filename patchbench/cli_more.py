@@ -1,4 +1,5 @@
-"""Commands kept out of :mod:`patchbench.cli` for its length: ``patchbench audit``, the attack-failure audit of a preset's stored cells (Pintor et al. 2022's
+"""Commands kept out of :mod:`patchbench.cli` for its length: ``patchbench claims``, each paper's claims checked on
+the stored cells with paired tests (:mod:`patchbench.claims`); ``patchbench audit``, the attack-failure audit of a preset's stored cells (Pintor et al. 2022's
 indicators, Carlini et al. 2019's checks), explained cell by cell; ``--autoattack`` cross-checks an
 ε-bounded preset with AutoAttack; ``patchbench background-attack`` (AdvML 2019 Sec. 3); and
 ``patchbench leaderboard``. Registered by :mod:`patchbench.cli` from :data:`COMMANDS`."""
@@ -50,6 +51,22 @@ def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results")
     _print(explain(results, [p.name]))
 
 
+def claims_cmd(paper: opt.ClaimsPaper = None, results: opt.Results = Path("results"), preset_scale: opt.ClaimsScale = "demo",
+               fmt: opt.ClaimsFmt = "rich"):
+    """Do the papers' results reproduce? Each declared claim checked on the stored cells at one scale: holds,
+    contradicted, inconclusive, not computed or unreliable, from a paired test (exact McNemar, or a paired
+    bootstrap over images and patch seeds) with Holm's correction across a paper's claims."""
+    import sys
+
+    from patchbench.claims.check import check_claims
+    from patchbench.claims.render import FORMATS, render_claims
+    from patchbench.errors import PatchbenchError
+
+    if fmt not in FORMATS:
+        raise PatchbenchError(f"unknown format {fmt!r}; use {', '.join(FORMATS)}")
+    sys.stdout.write(render_claims(check_claims(results, preset_scale, [paper] if paper else None), fmt, preset_scale) or "")
+
+
 def _print(lines: list[str]) -> None:
     for line in lines:
         out.print(line, highlight=False, markup=False)
@@ -81,4 +98,4 @@ def leaderboard_cmd(results: opt.Results = Path("results"), fmt: BoardFormat = "
     print(text, end="")
 
 
-COMMANDS = {"audit": audit_cmd, "background-attack": background_attack_cmd, "leaderboard": leaderboard_cmd}
+COMMANDS = {"claims": claims_cmd, "audit": audit_cmd, "background-attack": background_attack_cmd, "leaderboard": leaderboard_cmd}

@@ -85,6 +85,8 @@ ReproducePresetScale = Annotated[str, typer.Option("--preset-scale", help="demo 
 ReproduceOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Where tables (.md), figures (.png) and provenance.json go; default RESULTS/SCALE.")]
 ReportOutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder of the reproduction (tables, figures, provenance.json) and of the report; default RESULTS/SCALE.")]
 AllowCpu = Annotated[bool, typer.Option("--allow-cpu", envvar="ALLOW_CPU", help="Run paper scale without a GPU, knowingly (days on a CPU); also ALLOW_CPU=1.")]
+ClaimsFmt = Annotated[str, typer.Option("--format", "-f", help="rich, markdown or json.")]
+ClaimsScale = Annotated[str, typer.Option("--preset-scale", help="demo or paper: whose presets' cells the claims are checked on.")]
 PlotOutFile = Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")]
 
 # arguments
@@ -92,5 +94,6 @@ ListWhat = Annotated[str, typer.Argument(help="models, attacks, defenses, datase
 DefendInputs = Annotated[List[Path], typer.Argument(help="PNG/JPEG files or directories (every image inside).")]
 TableName = Annotated[str, typer.Argument(help="Table to rebuild (see `patchbench list tables`).")]
 ReproducePaper = Annotated[List[str], typer.Argument(help="Papers to reproduce (see `patchbench list papers`), or all.")]
+ClaimsPaper = Annotated[Optional[str], typer.Argument(help="One paper (see `patchbench list papers`); omitted: every paper.", show_default=False)]
 PlotName = Annotated[str, typer.Argument(help="Figure (see `patchbench list figures`), e.g. lambda-curve or adaptive.")]
 PlotParams = Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")]

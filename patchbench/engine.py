@@ -157,6 +157,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
     preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
     loss_sum = {c.rid: 0.0 for c in todo}  # cross-entropy summed over the images (AdvML 2019 reports losses)
     loss_sq = {c.rid: 0.0 for c in todo}  # and its squares, for the per-image standard deviation
+    # and the values themselves, in the predictions: claims on losses pair two cells image by image
+    losses = {c.rid: torch.empty(n, dtype=torch.float32) for c in todo}
     seconds = {c.rid: 0.0 for c in todo}
     # a certifying defense (maps[CERTIFIED]): per image, whether the certified label is the true one
     certified: dict[str, torch.Tensor] = {}
@@ -209,6 +211,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                         loss_sum[cell.rid] += float(per_image.sum())
                         loss_sq[cell.rid] += float(per_image.square().sum())
                     preds[cell.rid][pos:pos + b] = p.cpu()
+                    losses[cell.rid][pos:pos + b] = per_image.float().cpu()
                     if CERTIFIED in maps:
                         certified.setdefault(cell.rid, torch.zeros(n, dtype=torch.bool))[pos:pos + b] = (
                             maps[CERTIFIED].cpu() == y.cpu())
@@ -254,7 +257,8 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                    ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4),
                    masked_pct=None if masked[cell.rid] is None else 100 * masked[cell.rid] / n, device=dev, run_id=cell.rid,
                    git_sha=git_sha(), version=__version__, created=now_utc(), **host)
-        pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy()})
+        pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy(),
+                                "loss": losses[cell.rid].numpy()})
         if cell.rid in certified:  # certified accuracy: certified for the true label (PatchCleanser)
             pred_df["certified"] = certified[cell.rid].numpy()
             row["n_certified"] = int(certified[cell.rid].sum())

@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from patchbench.claims.spec import Claim
 from patchbench.errors import PatchbenchError
 
 
@@ -54,6 +55,8 @@ class Paper:
       ``preset`` (default: the preset itself; an experiment over several models: one per model);
       ``requires(preset)``: other pieces it needs that are missing, as ``(label, what, fix)`` (e.g. a
       published file);
+    * ``claims``: the paper's headline claims, each a :class:`patchbench.claims.spec.Claim` over stored cells
+      (its source, statement, the paper's numbers, the preset per scale), checked by ``patchbench claims``;
     * ``spread``: per scale, one sentence with the measured spread of that scale's numbers between two
       runs that differ only in the machine (or in what a machine changes: the float order), printed
       under every table of the scale beside the machine the cells came from (issue 25).
@@ -74,6 +77,14 @@ class Paper:
     spread: dict[str, str] = field(default_factory=dict)
     variants: Callable = _itself
     requires: Callable = _nothing
+    claims: tuple = ()
+
+    def __post_init__(self):
+        if not all(isinstance(c, Claim) for c in self.claims):
+            raise PatchbenchError(f"paper {self.name}: claims must be Claim objects (patchbench.api.Claim)")
+        ids = [c.id for c in self.claims]
+        if len(set(ids)) != len(ids):
+            raise PatchbenchError(f"paper {self.name}: claim ids must be unique, got {sorted(i for i in set(ids) if ids.count(i) > 1)}")
 
     @property
     def folder(self) -> Path:

@@ -7,6 +7,7 @@ plugin's defense). Every plugin mistake is one error line naming it, registering
 
 import functools
 import io
+import json
 import os
 import re
 import shlex
@@ -60,7 +61,7 @@ def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     commands = doc_commands()
-    assert list(commands) == ["sweep", "table", "defend", "reproduce"]
+    assert list(commands) == ["sweep", "table", "defend", "reproduce", "claims"]
     run = functools.partial(patchbench, root, cwd=tmp_path)  # the page's relative paths: under tmp_path
     results = tmp_path / "results"
 
@@ -90,6 +91,18 @@ def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path
     assert set(adaptive["attack_through"]) == {"meanpull"} and set(adaptive["defense"]) == {"none", "meanpull"}
     assert sorted(through["attack_step"]) == [0, 1, 2, 3] and set(through["lam"]) == {2.0}
     assert (tmp_path / "reports" / "toy2024-1.md").read_text().count("meanpull") == 2
+
+    # the plugin's claim, checked on those cells: meanpull λ 2 vs no defense, the same patch and the same 64 images
+    verdicts = json.loads(run(*commands["claims"]).stdout)["claims"]
+    assert [(v["paper"], v["claim"]) for v in verdicts] == [("toy2024", "meanpull-beats-none")]
+    v = verdicts[0]
+    assert v["test"] == "exact McNemar" and v["test_verdict"] in ("holds", "contradicted", "inconclusive")
+    # the audit `reproduce` ran beside the cells: a flagged cell makes the claim unreliable, the indicator named
+    assert v["verdict"] == ("unreliable" if v["audit"] else v["test_verdict"]) and all(a in v["why"] for a in v["audit"])
+    assert (v["n_images"], v["n_replicates"]) == (64, 1) and v["preset"] == "toy2024-demo"
+    acc = {d: a for d, lam, a in attacked[["defense", "lam", "accuracy"]].itertuples(index=False) if d == "none" or lam == 2}
+    assert v["effect"] == pytest.approx(acc["meanpull"] - acc["none"])  # 64 images, ce-lavan cells of the sweep
+    assert (v["p_holm"] < 0.05) == (v["test_verdict"] != "inconclusive") and len(v["cells"]) == 2
 
 
 def test_a_broken_plugin_stops_every_command_with_one_line_naming_it(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from patchbench.claims import Cells, Claim
 from patchbench.errors import PatchbenchError
 from patchbench.paper import Figure, Paper
 from patchbench.papers import PAPERS
@@ -82,8 +83,11 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
     tables = {"toy-delta": Table("toy-delta", TOY, "Toy Table 1", build_delta, ("toy-ran",), "toy-ran"),
               "toy-nodelta": Table("toy-nodelta", TOY, "Toy Table 2", build_nodelta, ("toy-ran",), "toy-ran")}
+    claim = Claim("toy-clean", "the clean toy model beats the <empty> one", "Table 1", "75 vs 50 %",
+                  Cells("toy-ran, clean", {"preset": "toy-ran"}), Cells("toy-empty, clean", {"condition": "clean"}),
+                  {"demo": "toy-empty"})
     paper = Paper(name=TOY, title="Toy 2099: tables and a figure", module="toyreport_plugin",
-                  presets={"demo": ("toy-ran", "toy-empty"), "paper": ("toy-empty",)}, tables=tables,
+                  presets={"demo": ("toy-ran", "toy-empty"), "paper": ("toy-empty",)}, tables=tables, claims=(claim,),
                   figures={"curve": Figure("curve", "Fig. 1: a toy curve", draw)}, report=report,
                   deviations=("Toys in the place of the paper's <models>.", "No Δ where the data differ."))
     monkeypatch.setitem(PAPERS, TOY, paper)
@@ -131,7 +135,7 @@ class Elements(HTMLParser):
 def test_every_table_and_figure_is_in_the_page_and_the_page_is_self_contained(toy_report):
     page, _, _ = toy_report
     el = Elements(page)
-    assert el.ids("table") == TABLE_IDS[:2] + TABLE_IDS[3:]  # the extra markdown table is preformatted text
+    assert el.ids("table") == ["claims"] + TABLE_IDS[:2] + TABLE_IDS[3:]  # the extra markdown table is preformatted text
     assert "table-toy-ran-extra" in el.ids("pre")
     assert el.ids("figure") == FIGURE_IDS
     images = [a for t, a in el.found if t == "img"]
@@ -162,6 +166,19 @@ def test_the_page_shows_deviations_notes_delta_and_presets_not_run(toy_report):
     assert "Toys in the place of the paper&#x27;s &lt;models&gt;." in page
     assert "<code>patchbench reproduce toyreport --preset-scale demo</code>" in page
     assert "other-paper" not in page
+
+
+def test_the_report_opens_with_the_claims_and_their_verdicts(toy_report):
+    page, md, _ = toy_report
+    assert [i for i in Elements(page).ids("section")][:2] == ["claims-section", "paper-toyreport"]
+    assert page.index('id="claims"') < page.index('id="contents"')
+    head = md.split("## Contents")[0]
+    assert "## Claims: 0 of 1 claims hold" in head and "| toyreport | toy-clean" in head
+    for text in (page, md):  # the claim's verdict, why, and the tally under the table
+        assert "not computed" in text and "no stored cell of toy-empty; `patchbench reproduce toyreport --preset-scale demo` " \
+                                             "computes them" in text
+        assert "toyreport: 0 of 1 claims hold (1 not computed)" in text
+    assert "the clean toy model beats the &lt;empty&gt; one" in page
 
 
 def test_the_markdown_links_the_figures_and_holds_the_tables(toy_report):

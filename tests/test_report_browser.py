@@ -57,7 +57,7 @@ def test_every_table_and_figure_is_laid_out_and_visible(toy_report, tmp_path):  
     found = re.search(r'<pre id="check">(.*?)</pre>', dump.stdout, re.S)
     assert found, f"no check output in the DOM (rc {dump.returncode}): {dump.stderr[-2000:]}"
     elements = {e["id"]: e for e in json.loads(html.unescape(found.group(1)))}
-    assert sorted(elements) == sorted([t for t in TABLE_IDS if t != "table-toy-ran-extra"] + FIGURE_IDS)
+    assert sorted(elements) == sorted(["claims"] + [t for t in TABLE_IDS if t != "table-toy-ran-extra"] + FIGURE_IDS)
     for e in elements.values():
         assert e["width"] > 0 and e["height"] > 0, e
         assert e["visibility"] == "visible" and e["display"] != "none", e

@@ -75,6 +75,9 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
             assert r.kept_correct == int(((pred == source.labels) & clean_ok).sum())
         # the mean cross-entropy (AdvML 2019 reports losses), against F.cross_entropy on the whole set
         assert r.loss == pytest.approx(float(torch.nn.functional.cross_entropy(model(xd), source.labels)), rel=1e-5)
+        # and per image, in the predictions (claims on losses pair two cells image by image)
+        per_image = torch.nn.functional.cross_entropy(model(xd), source.labels, reduction="none")
+        assert preds["loss"].to_numpy() == pytest.approx(per_image.detach().numpy(), rel=1e-5, abs=1e-6)
 
     CountingLGS.calls = 0
     again = evaluate(model, source, idx, 16, 20, conds, runs, store, ctx, torch.device("cpu"), progress=False)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from patchbench.claims.check import check_claims
+from patchbench.claims.render import RULE, tallies, verdict_frame
+from patchbench.claims.verdicts import tally
 from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset
@@ -35,6 +38,7 @@ class TableItem:
     text: str = ""
     notes: list[str] = field(default_factory=list)  # the preset's notes, then the table's warnings
     delta_note: str = ""  # set when a table compared with the paper has no Δ
+    left: tuple[str, ...] = ()  # text columns the markdown aligns left (the first column always is)
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Report:
     papers: list[PaperSection]
     leaderboard: TableItem | None = None  # every model × defense of the scale's presets, strongest attack
     board: list[dict] = field(default_factory=list)  # its JSON entries (leaderboard.json)
+    claims: TableItem | None = None  # the opening table: every paper's claims and their verdicts at this scale
 
 
 class _Ids:
@@ -170,7 +175,8 @@ def collect(results: Path, scale: str, out: Path, papers: list[str] | None = Non
         sections.append(sec)
     scale_presets = {n for presets in names.values() for n in presets}
     board = entries(cells[cells["preset"].fillna("").str.split("+").str[0].isin(scale_presets)])
-    return Report(scale, out, header(results, scale), sections, _leaderboard(board), board)
+    return Report(scale, out, header(results, scale), sections, _leaderboard(board), board,
+                  claims_table(results, scale, papers))
 
 
 def _leaderboard(board: list[dict]) -> TableItem | None:
@@ -184,3 +190,14 @@ def _leaderboard(board: list[dict]) -> TableItem | None:
         "The same board as JSON entries: leaderboard.json beside this report; `patchbench leaderboard --format json` "
         "writes one per machine and `--merge` joins them (key: images, model weights, training, defense and λ, "
         "precision, threat model; the lowest robust accuracy wins)."])
+
+
+def claims_table(results: Path, scale: str, papers: list[str] | None) -> TableItem:
+    """Every chosen paper's claims with their verdicts at ``scale`` (:mod:`patchbench.claims`), the tally per
+    paper and the rules under it."""
+    verdicts = check_claims(results, scale, papers)
+    return TableItem("claims", f"Claims: {tally(verdicts)}", f"Do the papers' results reproduce? Every declared claim at "
+                     f"{scale} scale: {tally(verdicts)}", verdict_frame(verdicts).drop(columns=["Test"]),
+                     notes=tallies(verdicts) + [RULE, "`patchbench claims --preset-scale " + scale + " --format json` gives "
+                                                "every number (counts, one-sided p-values, cells)."],
+                     left=("Claim", "Source", "Statement", "Paper's numbers", "Preset", "Verdict", "Why"))

@@ -22,6 +22,9 @@ table.data { border-collapse: collapse; font-size: 13px; font-variant-numeric: t
 table.data th, table.data td { border: 1px solid #ccc; padding: .2em .5em; text-align: right; white-space: nowrap; }
 table.data th { background: #f0f0f0; } table.data tr:nth-child(even) td { background: #fafafa; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
+table#claims td { white-space: normal; text-align: left; vertical-align: top; }
+table#claims td:nth-child(4), table#claims td:nth-child(5), table#claims td:last-child { min-width: 16em; }
+table#claims td:nth-child(7), table#claims td:nth-child(8) { white-space: nowrap; }
 ol.notes { font-size: 13px; color: #444; } .delta { font-size: 13px; font-style: italic; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }
 figure { margin: 1.2em 0 2em; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
@@ -81,8 +84,14 @@ def _link(target: str, text: str) -> str:
     return f'<a href="#{target}">{escape(text)}</a>'
 
 
+def _claims(report: Report) -> str:
+    if report.claims is None:
+        return ""
+    return f'<section id="claims-section"><h2>{escape(report.claims.title)}</h2>{_table(report.claims)}</section>'
+
+
 def _contents(report: Report) -> str:
-    items = []
+    items = [f"<li>{_link('claims-section', report.claims.title)}</li>"] if report.claims is not None else []
     for s in report.papers:
         sub = []
         for p in s.presets:
@@ -103,6 +112,6 @@ def render_html(report: Report) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>"
             f"<header><h1>{escape(title)}</h1>{_meta(report.header)}</header>"
-            + _contents(report) + "".join(map(_paper, report.papers))
+            + _claims(report) + _contents(report) + "".join(map(_paper, report.papers))
             + ("" if report.leaderboard is None else f"<section><h2>Leaderboard</h2>{_table(report.leaderboard)}</section>")
             + "</body></html>\n")

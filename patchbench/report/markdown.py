@@ -17,16 +17,17 @@ def _text(text: str) -> str:
     return text.replace("<", "&lt;")
 
 
-def _grid(frame) -> str:
+def _grid(frame, left=()) -> str:
     """The table as it is: no cell re-parsed as a number (``+1.20`` keeps its sign and digits), blanks
-    for missing values, ``<`` and ``|`` escaped; the first column left-aligned, the others right-aligned."""
+    for missing values, ``<`` and ``|`` escaped; the first column and those in ``left`` left-aligned, the
+    others right-aligned."""
     cells = frame.astype(object).where(frame.notna(), "").map(lambda v: _text(str(v)).replace("|", "\\|"))
-    align = ("left",) + ("right",) * (len(frame.columns) - 1)
+    align = tuple("left" if i == 0 or c in left else "right" for i, c in enumerate(frame.columns))
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align[: len(frame.columns)])
 
 
 def _table(t: TableItem) -> str:
-    body = _grid(t.frame) if t.frame is not None else t.text
+    body = _grid(t.frame, t.left) if t.frame is not None else t.text
     parts = [_anchor(t.id), f"**{_text(t.caption)}**", body]
     if t.delta_note:
         parts.append(f"_{t.delta_note}_")
@@ -58,7 +59,7 @@ def _paper(s: PaperSection, out) -> str:
 
 
 def _contents(report: Report) -> str:
-    lines = []
+    lines = [f"- [{_text(report.claims.title)}](#claims-section)"] if report.claims is not None else []
     for s in report.papers:
         lines.append(f"- [{s.title}](#{s.id})")
         for p in s.presets:
@@ -72,7 +73,9 @@ def _contents(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    head = [f"# patchbench report — {report.scale} scale", "\n".join(f"- {k}: `{v}`" for k, v in report.header),
-            "## Contents", _contents(report)]
+    head = [f"# patchbench report — {report.scale} scale", "\n".join(f"- {k}: `{v}`" for k, v in report.header)]
+    if report.claims is not None:
+        head += [f"## {_text(report.claims.title)} {_anchor('claims-section')}", _table(report.claims)]
+    head += ["## Contents", _contents(report)]
     board = [] if report.leaderboard is None else ["## Leaderboard", _table(report.leaderboard)]
     return "\n\n".join(head + [_paper(s, report.out) for s in report.papers] + board) + "\n"

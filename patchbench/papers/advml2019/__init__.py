@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from patchbench.api import Paper
 from patchbench.papers.advml2019.tables import TABLES
+from patchbench.papers.advml2019.claims import CLAIMS
 
 # known deviations from the paper (``patchbench report``), as the presets and the code state them
 DEVIATIONS = (
@@ -33,6 +34,7 @@ PAPER = Paper(
     module=__name__,
     presets={"paper": ("advml2019-mnist", "advml2019-cifar10"), "demo": ("demo-advml-fmnist",)},
     tables=TABLES,
+    claims=CLAIMS,
     deviations=DEVIATIONS,
     spread={"demo": "Spread of this demo (measured 3 Dec 2026 on one machine, issue 25; no second machine here): a rerun "
                     "with one torch thread instead of two, which changes the order of float sums as another CPU does, "

@@ -19,6 +19,7 @@ from pathlib import Path
 from patchbench.api import Experiment, Figure, Paper
 from patchbench.papers.bmvc2023 import experiment, figures
 from patchbench.papers.bmvc2023.tables import TABLES
+from patchbench.papers.bmvc2023.claims import CLAIMS
 
 
 def report(preset, cells, out: Path) -> list[Path]:
@@ -69,6 +70,7 @@ PAPER = Paper(
     module=__name__,
     presets={"paper": ("bmvc2023-cifar10", "bmvc2023-cifar100", "bmvc2023-imagenet"), "demo": ("demo-bmvc-fmnist",)},
     tables=TABLES,
+    claims=CLAIMS,
     figures={
         "bmvc2023-fig2": Figure("bmvc2023-fig2", "Fig. 2: training loss and 1-pixel defense success per epoch, per syllabus, "
                                 "per architecture", figures.training_curves),

@@ -34,6 +34,7 @@ from patchbench.api import (
 )
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
+from patchbench.papers.icaart2022.claims import CLAIMS
 
 
 def validate(preset) -> None:
@@ -105,6 +106,7 @@ PAPER = Paper(
     presets={"paper": ("icaart2022-vgg16", "icaart2022-inception_v3"),
              "demo": ("demo-fmnist", "demo-fmnist-inception")},
     tables=TABLES,
+    claims=CLAIMS,
     figures={
         "lambda-curve": Figure("lambda-curve", "Fig. 5: top-1 accuracy vs λ (clean, attacked, average) for LGS / SLGS / WLGS "
                                "(params: attack, patch_px)", figures.lambda_curve),

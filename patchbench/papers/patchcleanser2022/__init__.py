@@ -16,6 +16,7 @@ from patchbench.api import (
     AdaptiveConfig, CertifiedConfig, Paper, Table, build_certified, check_adaptive, check_certified, run_adaptive_section,
     run_certified_section,
 )
+from patchbench.papers.patchcleanser2022.claims import CLAIMS
 
 TABLES = {"certified": Table(
     "certified", "patchcleanser2022", "Certified baseline (PatchCleanser) beside the empirical defenses", build_certified,
@@ -47,6 +48,7 @@ PAPER = Paper(
     module=__name__,
     presets={"paper": ("patchcleanser-resnet50", "patchcleanser-vit_b_16"), "demo": ()},  # demo: the ICAART demo's certified table
     tables=TABLES,
+    claims=CLAIMS,
     sections={"adaptive": AdaptiveConfig, "certified": CertifiedConfig},
     validate=validate,
     extra_steps=extra_steps,

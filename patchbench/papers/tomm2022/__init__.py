@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from patchbench.api import Paper
 from patchbench.papers.tomm2022.tables import TABLES
+from patchbench.papers.tomm2022.claims import CLAIMS
 
 # known deviations from the paper (``patchbench report``), as the presets state them
 DEVIATIONS = (
@@ -30,6 +31,7 @@ PAPER = Paper(
     presets={"paper": ("tomm2022-mnist", "tomm2022-cifar10", "tomm2022-imagenet"),
              "demo": ("demo-tomm-fmnist",)},
     tables=TABLES,
+    claims=CLAIMS,
     deviations=DEVIATIONS,
     spread={"demo": "Spread of this demo (measured 3 Dec 2026 on one machine, issue 25; no second machine here): a rerun "
                     "from empty with one torch thread instead of two, which changes the order of float sums as another "
