@@ -13,7 +13,9 @@ from patchbench.attacks import (  # noqa: F401
     ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
 )
 from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
-from patchbench.certified import CertifiedConfig, build_certified, check_certified, run_certified_section  # noqa: F401
+from patchbench.certified import (  # noqa: F401
+    CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
+)
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
