@@ -158,3 +158,45 @@ def test_certified_cells_split_into_the_preset_model_and_the_finetuned_one():
     assert list(base["x"]) == [1, 2] and list(tuned["x"]) == [4]  # each keeps its latest model
     base, tuned = split_models(df.drop(columns="training"))
     assert list(base["x"]) == [4] and tuned.empty
+
+
+def test_certified_table_prints_both_models_clean_accuracy(tmp_path):
+    """The undefended classifier's rows beside the fine-tuned one's: its own no-defense row and the
+    PatchCleanser rows, clean accuracy of both in the caption."""
+    from patchbench.certified import build_certified
+    from patchbench.data import TensorImages
+    from patchbench.defenses.base import NoDefense
+    from patchbench.defenses.patchcleanser import PatchCleanser
+    from patchbench.engine import Condition, DefenseRun, evaluate
+    from patchbench.results import ResultStore
+    from patchbench.tables import TableContext
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(30, 1, 12, 12, generator=gen)
+    y = (x[:, 0, :, :6].mean((1, 2)) > x[:, 0, :, 6:].mean((1, 2))).long()  # brighter half
+    source, idx, cpu = TensorImages((x * 255).round().to(torch.uint8), y), torch.arange(30), torch.device("cpu")
+    store = ResultStore(tmp_path)
+
+    def model(sign):
+        net = nn.Sequential(nn.Flatten(), nn.Linear(144, 2))
+        with torch.no_grad():
+            net[1].weight.zero_()
+            net[1].weight[0].view(12, 12)[:, :6] = sign
+            net[1].weight[0].view(12, 12)[:, 6:] = -sign
+            net[1].bias.zero_()
+        return Classifier(net, (0.5,), (0.5,), "halves", list("rl")).requires_grad_(False)
+
+    for mid, m, runs, extra in (("base", model(-1.0), [DefenseRun(NoDefense(), [None])], {}),
+                                ("ft", model(1.0), [DefenseRun(NoDefense(), [None]), DefenseRun(PatchCleanser(patch_px=3, k=2))],
+                                 {"training": "cutout"})):
+        ctx = {"dataset": "halves", "split": "test", "eval_seed": 0, "image_size": 12, "model": "halves", "model_id": mid}
+        evaluate(m, source, idx, 12, 30, [Condition(None)], runs, store, ctx, cpu, progress=False,
+                 extra={"preset": "halves", **extra})
+    cells = store.load_cells()
+    table, caption = build_certified(None, cells, TableContext("halves", {}, lambda name: None))
+    rows = table.set_index("Defense")
+    acc = {mid: cells[(cells["model_id"] == mid) & (cells["defense"] == "none")]["accuracy"].iloc[0] for mid in ("base", "ft")}
+    assert rows.loc["No defense", "clean"] == f"{100 * acc['base']:.1f}"
+    assert rows.loc["No defense, cutout-tuned", "clean"] == f"{100 * acc['ft']:.1f}"
+    assert acc["base"] != acc["ft"] and "PatchCleanser 3 px (k=2)" in rows.index
+    assert f"{100 * acc['base']:.1f} % undefended model, {100 * acc['ft']:.1f} % cutout-tuned model" in caption
