@@ -130,11 +130,12 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                  sizes: list[int] | None = None, steps: int | None = None, record_every: int | None = None,
                  progress: bool = True, *, grad_options: dict[str, str] | None = None,
                  defense_params: dict[str, dict] | None = None, holdout_n: int = 500,
-                 include_undefended: bool = True, last_only: bool = False) -> pd.DataFrame:
+                 include_undefended: bool = True, last_only: bool = False, columns: dict | None = None) -> pd.DataFrame:
     """Train (or load) adaptive LaVAN snapshots through each defense and evaluate them as cells.
 
     Returns the rows of every snapshot (``last_only``: of the last, the attack's result) × {the defense
-    at λ, and no defense if ``include_undefended``}; columns as declared in :mod:`patchbench.columns`.
+    at λ, and no defense if ``include_undefended``}; columns as declared in :mod:`patchbench.columns`,
+    plus ``columns`` (descriptive values every cell carries, e.g. ``training`` for a fine-tuned model).
     """
     attack = _pick_attack(preset)
     d = preset.data
@@ -202,7 +203,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                 runs.insert(0, DefenseRun(NoDefense(), [None]))
             frames.append(evaluate_conditions(
                 _no_ssim(preset), loaded, [AdaptiveCondition(p) for p in (snapshots[-1:] if last_only else snapshots)],
-                runs, store, device, progress))
+                runs, store, device, progress, **(columns or {})))
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)

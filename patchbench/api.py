@@ -20,7 +20,9 @@ from patchbench.claims import (  # noqa: F401
     largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
     smallest_size,
 )
-from patchbench.certified import CertifiedConfig, build_certified, check_certified, run_certified_section  # noqa: F401
+from patchbench.certified import (  # noqa: F401
+    CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
+)
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,

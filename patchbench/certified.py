@@ -19,6 +19,14 @@ preset's attacks), through the same engine and store as every other cell (resuma
   section's size if it is certified, else the largest certified size, for ``adaptive_steps``
   (default: the adaptive section's steps), evaluated at step 0 and the last step.
 
+``model`` (a ``model.train`` mapping, optional): PatchCleanser runs on the preset's classifier
+fine-tuned with it from its weights (:func:`~patchbench.cache.models.ensure_finetuned`) — the
+paper's recipe is ``training: cutout`` (Xiang et al. 2022 Sec. 5.1; :mod:`patchbench.training.cutout`).
+Its cells carry ``training`` = that objective; the fine-tuned model's clean accuracy and the
+preset's patches without a defense are evaluated too, so the table prints both models' clean
+accuracy side by side. The patches stay those of the preset's model (transferred), the adaptive
+LaVAN is trained through PatchCleanser on the fine-tuned model.
+
 :func:`build_certified` shows, per defense row (no defense; each swept defense at the adaptive
 section's λ; PatchCleanser per s), clean accuracy, certified accuracy, accuracy under each patch
 attack and size (the patches of the first seed, the same for every row) and under the adaptive
@@ -35,9 +43,11 @@ import pandas as pd
 import torch
 
 from patchbench.adaptive import run_adaptive
-from patchbench.cache.models import ensure_model
+from patchbench.cache.models import ensure_finetuned, ensure_model
 from patchbench.cache.patches import ensure_patches
-from patchbench.config import Preset
+from patchbench.config import Preset, TrainConfig, validate_train
+from patchbench.config.parsing import build_dataclass
+from patchbench.defenses.base import NoDefense
 from patchbench.defenses.patchcleanser import PatchCleanser
 from patchbench.engine import Condition, DefenseRun
 from patchbench.errors import check, is_int
@@ -60,6 +70,16 @@ class CertifiedConfig:
     seeds: str = "first"
     adaptive: bool = True
     adaptive_steps: int | None = None
+    model: dict | None = None  # fine-tuning of the preset's classifier for PatchCleanser (a model.train mapping)
+
+
+def finetune_config(cfg: CertifiedConfig) -> TrainConfig | None:
+    """The ``model`` mapping as a checked TrainConfig (None: PatchCleanser on the preset's classifier)."""
+    if cfg.model is None:
+        return None
+    t = build_dataclass(TrainConfig, cfg.model, "certified.model")
+    validate_train(t, where="certified.model")
+    return t
 
 
 def certified_sizes(preset: Preset, cfg: CertifiedConfig) -> list[int]:
@@ -80,6 +100,8 @@ def check_certified(preset: Preset) -> None:
     check(cfg.adaptive_steps is None or (is_int(cfg.adaptive_steps) and cfg.adaptive_steps >= 1),
           f"certified.adaptive_steps must be an integer >= 1, got {cfg.adaptive_steps!r}")
     check(not cfg.adaptive or bool(preset.attacks), "certified.adaptive needs an attack entry (LaVAN's settings)")
+    t = finetune_config(cfg)
+    check(t is None or t.training != "raw" or t.epochs > 0, "certified.model: a fine-tuning needs epochs or an objective")
 
 
 def run_certified_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
@@ -100,15 +122,22 @@ def _certified_section(preset: Preset, store: ResultStore, device: torch.device,
             first.setdefault((p.meta.get("attack"), p.size), p)
         patches = list(first.values())
     frames = []
+    tune = finetune_config(cfg)
+    columns = {}
+    if tune is not None:  # PatchCleanser's classifier: the preset's fine-tuned (the paper's Cutout model)
+        loaded = ensure_finetuned(preset, loaded, tune, store, device, progress=progress)
+        columns = {"training": tune.training}
+        frames.append(evaluate_conditions(preset, loaded, [Condition(None)] + [Condition(p) for p in patches],
+                                          [DefenseRun(NoDefense(), [None])], store, device, progress, **columns))
     sizes = certified_sizes(preset, cfg)
     for s in sizes:
         pc = dict(patch_px=s, k=cfg.k, fill=cfg.fill)
         frames.append(evaluate_conditions(preset, loaded, [Condition(None)], [DefenseRun(PatchCleanser(**pc))],
-                                          store, device, progress))
+                                          store, device, progress, **columns))
         attacked = [Condition(p) for p in patches if p.size == s]
         if attacked:
             frames.append(evaluate_conditions(preset, loaded, attacked, [DefenseRun(PatchCleanser(**pc, certify=False))],
-                                              store, device, progress))
+                                              store, device, progress, **columns))
     if cfg.adaptive:
         ad = preset.extra.get("adaptive")
         size = ad.size if ad is not None and ad.size in sizes else max(sizes)
@@ -116,7 +145,7 @@ def _certified_section(preset: Preset, store: ResultStore, device: torch.device,
         frames.append(run_adaptive(preset, loaded, store, device, ["patchcleanser"], sizes=[size], steps=steps,
                                    record_every=steps, progress=progress, include_undefended=False,
                                    defense_params={"patchcleanser": dict(patch_px=size, k=cfg.k, fill=cfg.fill,
-                                                                         certify=False)}))
+                                                                         certify=False)}, columns=columns))
     rows = pd.concat(frames, ignore_index=True)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} certified-baseline cells")
     return rows
@@ -148,12 +177,23 @@ def _flipped(cells: pd.DataFrame, clean: pd.Series, attacked: pd.DataFrame) -> i
     return int((bad & cert).sum())
 
 
+def split_models(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the preset's classifier's cells, the fine-tuned classifier's): cells with a ``training`` other
+    than raw come from a ``certified.model`` fine-tuning; each part keeps its latest model."""
+    tuned = df["training"].notna() & (df["training"] != "raw") if "training" in df else pd.Series(False, index=df.index)
+    parts = []
+    for part in (df[~tuned], df[tuned]):
+        parts.append(part[part["model_id"] == part["model_id"].iloc[-1]] if len(part) else part)
+    return parts[0], parts[1]
+
+
 def build_certified(table, cells: pd.DataFrame, ctx):
     """Clean, certified and empirical accuracy (%) per defense; see the module docstring."""
     from patchbench.tables import audit_legend, audit_mark, preset_cells
 
     df = preset_cells(cells, ctx.preset)
-    df = df[df["model_id"] == df["model_id"].iloc[-1]]
+    base, tuned = split_models(df)
+    df = pd.concat([base, tuned])
     ad = ctx.sections.get("adaptive")
     lam = None if ad is None else ad.lam
     seed = df["attack_seed"].dropna().min() if "attack_seed" in df and df["attack_seed"].notna().any() else None
@@ -182,13 +222,17 @@ def build_certified(table, cells: pd.DataFrame, ctx):
             r["flipped"] = "" if flipped is None else str(flipped)
         return r
 
-    rows = [row("No defense", df[df["defense"] == "none"])]
-    for name in [d for d in dict.fromkeys(df["defense"]) if d not in ("none", "patchcleanser")]:
-        sel = df[df["defense"] == name]
+    rows = [row("No defense", base[base["defense"] == "none"])]
+    for name in [d for d in dict.fromkeys(base["defense"]) if d not in ("none", "patchcleanser")]:
+        sel = base[base["defense"] == name]
         if lam is not None and sel["lam"].notna().any():
             sel = sel[(sel["lam"] - lam).abs() < 1e-6]
         rows.append(row(name.upper() + ("" if lam is None or sel["lam"].isna().all() else f" λ={lam:g}"), sel))
-    pcs = df[df["defense"] == "patchcleanser"]
+    training = None if tuned.empty else str(tuned["training"].iloc[-1])
+    if training is not None:
+        tuned_row = row(f"No defense, {training}-tuned", tuned[tuned["defense"] == "none"])
+        rows.append(tuned_row)
+    pcs = (base if tuned.empty else tuned)[lambda d: d["defense"] == "patchcleanser"]
     keys = pcs["defense_params"].map(_pc_key)
     for s, k, fill in sorted(set(keys.dropna())):
         sel = pcs[keys == (s, k, fill)]
@@ -199,5 +243,9 @@ def build_certified(table, cells: pd.DataFrame, ctx):
     seeds = "" if seed is None else f"; patches of seed {int(seed)}"
     caption = (f"Certified (PatchCleanser) vs empirical accuracy (%), {ctx.preset}{seeds}; adaptive: LaVAN trained "
                "through the row's defense, last step; flipped: certified images an attacked cell misclassifies")
+    if training is not None:
+        caption += (f"; PatchCleanser runs on the classifier fine-tuned with {training} (the paper's recipe): clean "
+                    f"accuracy {rows[0]['clean'] or '?'} % undefended model, {tuned_row['clean'] or '?'} % {training}-tuned "
+                    "model; the patches are the undefended model's (transferred to it)")
     return out, caption
 

@@ -111,7 +111,8 @@ PINNED = {
         seed=0, train_n=0, lr_decay=0.94, lr_decay_every=2, training="raw", class_loss="ce", eps=0.3,
         attack_steps=40, attack_step_size=None, alp_weight=0.5, aad_alpha=0.01, aad_beta=0.01,
         aad_lp_reduction="mean", kappa="mean", lat_region="background", lat_keep_box=0.5, lat_mask_threshold=0.1,
-        syllabus=None, syllabus_order="ascending", syllabus_window=8, syllabus_bins=256),
+        syllabus=None, syllabus_order="ascending", syllabus_window=8, syllabus_bins=256, cutout_holes=2,
+        cutout_fraction=128 / 224),
     VolumizeConfig: dict(
         patch=16, metric="entropy", order="ascending", bins=256, reference="lowest-entropy", pad="none",
         depth_kernel=3, depth_pool=1, min_spatial=1, inflate="center", aggregation="mean-log-prob"),

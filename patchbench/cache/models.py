@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from patchbench.config import Preset, cache_hash, key_fields
+from patchbench.config import Preset, TrainConfig, cache_hash, key_fields, validate_train
 from patchbench.data import eval_indices, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
@@ -104,14 +104,47 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     model = _fresh_model(preset, device)
     if path.exists() and meta_path.exists() and not force:
         return _load_cached(model, path, meta_path, device)
-    d, t = preset.data, preset.model.train
+    kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
+    t = preset.model.train
+    return _train_and_cache(preset, model, t, path, f"{kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''})",
+                            store, device, progress, on_epoch_end, {"config_hash": model_config_hash(preset)})
+
+
+def finetuned_path(preset: Preset, base: LoadedModel, train_cfg: TrainConfig, store: ResultStore) -> Path:
+    """Where the fine-tuned model is cached: named by the base model's weights and the fine-tuning's identity."""
+    d = preset.data
+    name = cache_hash({"base": base.model_id, "train": key_fields(train_cfg)})
+    return store.artifacts / "models" / f"{preset.model.arch}-{d.dataset}-{d.image_size}px-ft-{train_cfg.training}-{name}.pt"
+
+
+def ensure_finetuned(preset: Preset, base: LoadedModel, train_cfg: TrainConfig, store: ResultStore, device: torch.device,
+                     force: bool = False, progress: bool = True) -> LoadedModel:
+    """``base`` (the preset's classifier) trained further with ``train_cfg`` from its weights, cached: e.g.
+    PatchCleanser's Cutout fine-tuning (Xiang et al. 2022 Sec. 5.1) of the demo classifier. The metadata
+    keeps the base model's id and test accuracy beside the fine-tuned one's."""
+    validate_train(train_cfg, where="fine-tuning")
+    path = finetuned_path(preset, base, train_cfg, store)
+    meta_path = path.with_suffix(".json")
+    store.require_cached(f"model {preset.model.arch} fine-tuned ({train_cfg.training})", path)
+    model = _fresh_model(preset, device)
+    if path.exists() and meta_path.exists() and not force:
+        return _load_cached(model, path, meta_path, device)
+    model.load_state_dict(base.model.state_dict())
+    return _train_and_cache(preset, model, train_cfg, path, f"{preset.model.arch} fine-tuned ({train_cfg.training})",
+                            store, device, progress, None,
+                            {"finetuned_from": base.model_id, "base_test_accuracy": base.meta.get("test_accuracy")})
+
+
+def _train_and_cache(preset: Preset, model: Classifier, t: TrainConfig, path: Path, label: str, store: ResultStore,
+                     device: torch.device, progress: bool, on_epoch_end, extra_meta: dict) -> LoadedModel:
+    """Train ``model`` in place with ``t`` (resumable per epoch), measure its test accuracy, cache it at ``path``."""
+    d = preset.data
+    meta_path = path.with_suffix(".json")
     train_src = load_split(d.dataset, d.root, "train", d.image_size, verify=d.verify)
     test_src = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     idx = eval_indices(len(train_src), t.train_n, t.seed)
-    kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")
     if distributed.is_main():
-        console.print(f"[bold]train-model[/] {kind} ({t.training}{', syllabus ' + t.syllabus if t.syllabus else ''}) on {d.dataset} {d.image_size}px: "
-                      f"{len(idx)} images, {t.epochs} epochs")
+        console.print(f"[bold]train-model[/] {label} on {d.dataset} {d.image_size}px: {len(idx)} images, {t.epochs} epochs")
     # per-epoch checkpoint: a killed training resumes after its last finished epoch
     stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
                   on_epoch_end=on_epoch_end)
@@ -124,14 +157,13 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
         distributed.barrier()
         model.requires_grad_(False)
         return LoadedModel(model, state_id(model), {"test_accuracy": acc, "test_n": len(test_idx), "seed": t.seed,
-                                                    "config_hash": model_config_hash(preset), **stats})
+                                                    **extra_meta, **stats})
     model.requires_grad_(False)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     meta = {"arch": preset.model.arch, "dataset": d.dataset, "image_size": d.image_size,
             "test_accuracy": acc, "test_n": len(test_idx), "seed": t.seed, "train_n": len(idx),
-            "config_hash": model_config_hash(preset), "preset": preset.name, "created": now_utc(),
-            "train": asdict(t), **stats}
+            **extra_meta, "preset": preset.name, "created": now_utc(), "train": asdict(t), **stats}
     meta["model_id"] = state_id(model)
     atomic_write(meta_path, json.dumps(meta, indent=2))
     atomic_write(path, buf.getvalue())  # last: checkpoint present => metadata present
@@ -139,4 +171,3 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     distributed.barrier()
     console.print(f"  test accuracy {acc:.2%} on {len(test_idx)} images ({stats['train_seconds']:.0f} s) -> {path}")
     return LoadedModel(model, meta["model_id"], meta)
-

@@ -46,6 +46,9 @@ def validate_train(t: TrainConfig, where: str = "model.train") -> None:
         v = getattr(t, key)
         check(is_number(v) and v >= 0, f"{where}.{key} must be a number >= 0, got {v!r}")
     check(t.kappa == "mean" or (is_number(t.kappa) and t.kappa >= 0), f"{where}.kappa must be 'mean' or a number >= 0, got {t.kappa!r}")
+    check(is_int(t.cutout_holes) and t.cutout_holes >= 1, f"{where}.cutout_holes must be an integer >= 1, got {t.cutout_holes!r}")
+    check(is_number(t.cutout_fraction) and 0 < t.cutout_fraction <= 1,
+          f"{where}.cutout_fraction must be in (0, 1] (of the image side), got {t.cutout_fraction!r}")
     check(t.aad_lp_reduction in ("mean", "sum"), f"{where}.aad_lp_reduction must be mean or sum, got {t.aad_lp_reduction!r}")
 
 

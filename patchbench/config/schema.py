@@ -41,6 +41,10 @@ def _syllabus(t: "TrainConfig") -> bool:
     return t.syllabus is not None
 
 
+def _cutout(t: "TrainConfig") -> bool:
+    return str(t.training) == "cutout"
+
+
 @dataclass
 class TrainConfig:
     """Classifier training by the one loop of :mod:`patchbench.training` (every objective).
@@ -60,7 +64,7 @@ class TrainConfig:
     train_n: int = 0  # 0 = the whole training split; >0 = a seeded subset (tests, quick runs)
     lr_decay: float = 0.94  # step schedule (e.g. 0.045 decayed x0.94 every 2 epochs)
     lr_decay_every: int = 2  # epochs
-    training: str = "raw"  # the objective: raw | madry | alp, each optionally +aad
+    training: str = "raw"  # the objective: raw | madry | alp (each optionally +aad) | lat | pal | cutout
     class_loss: str = "ce"  # L_c: ce | soft-margin (multi-label soft margin on one-hot targets)
     eps: float = 0.3  # L-inf radius of the training PGD, [0, 1] pixel scale (MNIST 0.3; CIFAR 8/255)
     attack_steps: int = 40  # PGD steps while training (Madry et al. MNIST: 40; CIFAR: 7)
@@ -81,6 +85,10 @@ class TrainConfig:
     syllabus_order: str = key_when(_syllabus, default="ascending")  # ascending (simple first) | descending
     syllabus_window: int = key_when(_syllabus, default=8)  # batches per window (inside one batch the order cannot matter)
     syllabus_bins: int = key_when(_syllabus, default=256)  # histogram bins of the metric
+    # Cutout fine-tuning (training: cutout, PatchCleanser's recipe; patchbench.training.cutout): holes per image
+    # and their side as a fraction of the image side (the authors' --n_holes 2, --cutout_size 128 at 224 px)
+    cutout_holes: int = key_when(_cutout, default=2)
+    cutout_fraction: float = key_when(_cutout, default=128 / 224)
 
 
 @dataclass

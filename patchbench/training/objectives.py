@@ -13,6 +13,9 @@ attack's loss as in Madry et al.; it runs with the model in eval mode):
   centred box kept, or a foreground mask), every image of every batch replaced (AdvML 2019 Alg. 1)
 * ``pal``:    Σ_n L_c(f_n(V(x)), y), the patch-aggregate loss of a volumetric model (BMVC 2023 Eq. 10):
   every patch n of the volume has its own output and its own loss against the image's label
+* ``cutout``: L_c(f(x_cut), y), x_cut = x with ``cfg.cutout_holes`` Cutout holes of ``cfg.cutout_fraction``
+  of the side filled with the normalization mean, every image of every batch (PatchCleanser's fine-tuning,
+  :mod:`patchbench.training.cutout`); an augmentation, not an attack, so ``+aad`` does not apply
 
   - L_r (Eq. 8) = −[‖softmax z(x) − softmax z(x^m)‖₂ + ‖softmax z(x_adv) − softmax z(x_adv^m)‖₂],
     x^m = x ⊙ (1 − Att(x)) (Eq. 7), Att the Grad-CAM attention area at κ (Eq. 3);
@@ -106,6 +109,7 @@ class Objective(ABC):
     name: ClassVar[str] = "objective"
     adversarial: ClassVar[bool] = False
     uses_clean: ClassVar[bool] = True
+    augmentation: ClassVar[bool] = False  # x_adv is a random augmentation, not an attack (no +aad)
 
     def make_attack(self, model: nn.Module, cfg):
         """The attack that makes x_adv while training (None for non-adversarial objectives)."""
@@ -190,21 +194,40 @@ class PatchAggregate(Objective):
         return {"Lc": per_patch.view(b, n).sum(1).mean()}
 
 
+class Cutout(Madry):
+    """PatchCleanser's fine-tuning (Xiang et al. 2022 Sec. 5.1; the authors' ``train_model.py --cutout``):
+    Madry's objective with x_adv = the image with Cutout holes (:class:`~patchbench.training.cutout.CutoutMasks`),
+    so the classifier learns to classify masked images as double masking shows them."""
+
+    name = "cutout"
+    augmentation = True
+
+    def make_attack(self, model: nn.Module, cfg):
+        from patchbench.training.cutout import CutoutMasks
+
+        return CutoutMasks(model, cfg.cutout_holes, cfg.cutout_fraction, seed=cfg.seed)
+
+
 OBJECTIVES: Registry = Registry("training objective", name_of=own_name).register_all(
-    [Raw, Madry, LocalizedAdversarial, ALP, PatchAggregate])
+    [Raw, Madry, LocalizedAdversarial, ALP, PatchAggregate, Cutout])
 MODIFIERS = ("aad",)  # attention-based terms added to an adversarial objective (TOMM Eq. 10)
 
 
 def check_objective(name, where: str = "training") -> None:
     """``base[+modifier]`` with a registered base; modifiers need an adversarial base."""
     base, _, mod = str(name).partition("+")
-    known = [*OBJECTIVES, *(f"{b}+{m}" for b, c in OBJECTIVES.items() if c.adversarial for m in MODIFIERS)]
-    if not isinstance(name, str) or base not in OBJECTIVES or (mod and (mod not in MODIFIERS or not OBJECTIVES[base].adversarial)):
+    known = objective_names()
+    if not isinstance(name, str) or base not in OBJECTIVES or (mod and (mod not in MODIFIERS or not _modifiable(OBJECTIVES[base]))):
         raise PatchbenchError(f"{where}: unknown training objective {name!r}; known: {', '.join(known)}")
 
 
+def _modifiable(objective) -> bool:
+    """AAD's terms compare attention under an attack: an adversarial objective whose x_adv is an attack."""
+    return objective.adversarial and not objective.augmentation
+
+
 def objective_names() -> list[str]:
-    return [*OBJECTIVES, *(f"{b}+{m}" for b, c in OBJECTIVES.items() if c.adversarial for m in MODIFIERS)]
+    return [*OBJECTIVES, *(f"{b}+{m}" for b, c in OBJECTIVES.items() if _modifiable(c) for m in MODIFIERS)]
 
 
 def minibatch_loss(model: nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, cfg,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from patchbench.api import (
     PatchbenchError, Table, TableContext, audit_legend, audit_mark, build_optimality, fmt_pct, lam_match, preset_cells,
+    split_models,
 )
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
@@ -31,9 +32,8 @@ def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
     df = cells[cells["preset"] == preset]
     if df.empty:
         return df
-    df = df.sort_values("created")
-    latest_model = df["model_id"].iloc[-1]
-    df = df[(df["model_id"] == latest_model) & df["attack"].isin(["none", attack])]
+    df = split_models(df.sort_values("created"))[0]  # the preset's classifier, not the certified section's fine-tuned one
+    df = df[df["attack"].isin(["none", attack])]
     # the tables' rows: no defense and the λ defenses (the certified baseline's λ-free cells are table certified's)
     df = df[(df["defense"] == "none") | df["lam"].notna()].copy()
     df["lam_key"] = df["lam"].fillna(-1.0)
@@ -104,6 +104,11 @@ def sanity_warnings(ours: pd.DataFrame, attack_label: str, sanity: SanityConfig)
     return notes
 
 
+def area(side: int, image_px: int) -> str:
+    """A square patch's share of the image, as the tables print it: ``= 2.4 %``."""
+    return f"= {100 * side ** 2 / image_px ** 2:.1f} %"
+
+
 def _ordered_keys(ours: pd.DataFrame, ref: pd.DataFrame, lambdas) -> pd.DataFrame:
     """(defense, λ) rows: ours ∪ paper's, in the paper's order (none, LGS, SLGS, WLGS; λ high→low)."""
     all_keys = pd.concat([ours[["defense", "lam"]], ref[["defense", "lam"]]]).drop_duplicates()
@@ -132,9 +137,13 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
 
     groups = [("Clean", None, None)]
     attack_label = ATTACK_LABELS.get(attack, attack)
+    image_px = int(ours["image_size"].iloc[0])
+    paper_image_px = int(ref["image_px"].dropna().iloc[0]) if "image_px" in ref and ref["image_px"].notna().any() else None
     for i, s in enumerate(our_sizes):
         paper_px = ref_sizes[i] if i < len(ref_sizes) else None
-        label = f"{attack_label} {s}px" if paper_px in (None, s) else f"{attack_label} {s}px (paper {paper_px}px)"
+        label = f"{attack_label} {s}px {area(s, image_px)}"
+        if paper_px not in (None, s) or (paper_px is not None and paper_image_px not in (None, image_px)):
+            label += f" (paper {paper_px}px{'' if paper_image_px is None else ' ' + area(paper_px, paper_image_px)})"
         groups.append((label, s, paper_px))
 
     rows, seeds, shown = [], 1, []
@@ -177,7 +186,8 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
     if len(asr):
         by_size = asr.groupby("patch_px")["attack_success_rate"].mean().sort_index()
         caption += " Targeted success without defense: " + ", ".join(
-            f"{int(px)}px {100 * v:.1f}%" for px, v in by_size.items()) + (" (mean over seeds)." if seeds > 1 else ".")
+            f"{int(px)}px {area(int(px), image_px)} {100 * v:.1f}%" for px, v in by_size.items()) + (
+            " (mean over seeds)." if seeds > 1 else ".")
     table.attrs["warnings"] = (sanity_warnings(ours, attack_label, ctx.sections.get("sanity") or SanityConfig())
                                + audit_legend(pd.concat(shown)[lambda d: d["condition"] == "attacked"], preset))
     return table, caption
