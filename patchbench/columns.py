@@ -100,6 +100,9 @@ declare_columns(
     *_core("str", "placement patch_id defense defense_params", key=True), Column("lam", "float", key=True),
     Column("condition", "str", key=True), Column("amp", "str", key=True),
     *_core("str", "preset training attack_label"),
+    # evasion: the training seed of the cell's model (several seeds per objective: Preset.training_seeds;
+    # the model_id already tells the models apart; missing in cells older than issue 33)
+    Column("train_seed", "int"),
     # the patch's training seed, the optimisation step a snapshot patch was taken at and the defense
     # it was optimised through (adaptive attacks; None for ordinary patches)
     Column("attack_seed", "int", patch_meta="seed"), Column("attack_step", "int", patch_meta="attack_step"),

@@ -75,13 +75,14 @@ def refuse_grid_options(preset: Preset, kind: str, defenses, lambdas, patches) -
 
 def sweep_evasion(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True, *,
                   defenses=None, lambdas=None, patches=None) -> pd.DataFrame:
-    """Every training objective × (clean + every evasion attack)."""
+    """Every training objective × its training seeds (``training_seeds``) × (clean + every evasion attack)."""
     refuse_grid_options(preset, "an evasion", defenses, lambdas, patches)
     frames = []
     for training in preset.trainings or [preset.model.train.training]:
-        rows = run_evasion_grid(preset, training, store, device, progress)
-        console.print(f"[bold]{preset.name}[/] {training}: {len(rows)} cells")
-        frames.append(rows)
+        for seed in preset.seeds_of(training):
+            rows = run_evasion_grid(preset, training, store, device, progress, seed=seed)
+            console.print(f"[bold]{preset.name}[/] {training} (seed {seed}): {len(rows)} cells")
+            frames.append(rows)
     return pd.concat(frames, ignore_index=True)
 
 

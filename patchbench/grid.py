@@ -88,12 +88,15 @@ def evasion_conditions(evasion, model: Classifier, training: str, image_size: in
 
 
 def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: torch.device,
-                     progress: bool = True) -> pd.DataFrame:
-    """Train (or load) the ``training`` model of ``preset`` and evaluate clean + every evasion attack."""
+                     progress: bool = True, seed: int | None = None) -> pd.DataFrame:
+    """Train (or load) the ``training`` model of ``preset`` (training seed ``seed``; None: the
+    preset's model.train.seed) and evaluate clean + every evasion attack; cells carry ``train_seed``."""
     p = with_training(preset, training)
+    if seed is not None:
+        p.model.train.seed = seed
     loaded = ensure_model(p, store, device, progress=progress)
     conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training, p.data.image_size)
     p.data.ssim_n = 0
     return evaluate_conditions(p, loaded, conditions, [DefenseRun(NoDefense(), [None])], store, device,
-                               progress, training=training)
+                               progress, training=training, train_seed=p.model.train.seed)
 

@@ -129,7 +129,7 @@ def disk_estimate(p: Preset) -> int:
     sections = list(p.extra.values())  # a paper's own models: volumetric counterparts per syllabus and architecture
     volumized = [v for v in [p.model.volumize] + [getattr(s, "volumize", None) for s in sections] if v is not None]
     depth = max((v.get("depth_kernel", 1) if isinstance(v, dict) else v.depth_kernel for v in volumized), default=1)
-    per_arch = 1 + len(p.trainings) + sum(len(getattr(s, "syllabi", ()) or ()) for s in sections)
+    per_arch = 1 + sum(len(p.seeds_of(t)) for t in p.trainings) + sum(len(getattr(s, "syllabi", ()) or ()) for s in sections)
     models = per_arch * max([1] + [len(getattr(s, "architectures", ()) or ()) for s in sections])
     return 4 * params * depth * (models + 1) + PER_PRESET_BYTES
 

@@ -143,6 +143,11 @@ def validate(p: Preset) -> None:
               f"got {a.target!r}")
     for t in p.trainings:
         check_objective(t, "trainings")
+    check(isinstance(p.training_seeds, dict), "training_seeds must be a mapping: training objective -> list of seeds")
+    for t, seeds in p.training_seeds.items():
+        check(t in p.trainings, f"training_seeds.{t}: not one of trainings ({', '.join(p.trainings) or 'none'})")
+        check(isinstance(seeds, list) and seeds and all(is_int(s) for s in seeds) and len(set(seeds)) == len(seeds),
+              f"training_seeds.{t} must be a non-empty list of distinct integers, got {seeds!r}")
     for i, e in enumerate(p.evasion):
         attack_class(e.name, patch=False).check_config(e, d.image_size, where=f"evasion.{i}")
         for t in e.trainings:

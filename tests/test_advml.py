@@ -128,3 +128,23 @@ def test_malformed_boxes_csv(tmp_path):
                 check=False)
     assert r.returncode == 2 and "needs the columns" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_fig2_reads_any_localized_region_as_the_background_attack():
+    """A background attack whose region is the object mask (the demo's) or a kept box counts as the background
+    PGD; a PGD without a region (or region all) as the standard one."""
+    import json
+
+    import pandas as pd
+
+    from patchbench.papers.advml2019.tables import _input_of
+
+    def row(condition, **params):
+        return {"condition": condition, "attack_params": json.dumps({"eps": 0.1, **params}) if params or condition != "clean" else None}
+
+    assert _input_of(row("clean")) == "natural"
+    assert _input_of(row("attacked")) == "standard_pgd"
+    assert _input_of(row("attacked", region="all")) == "standard_pgd"
+    assert _input_of(row("attacked", region="mask", mask_threshold=0.1)) == "background_pgd"
+    assert _input_of(row("attacked", region="background", keep_box=0.5)) == "background_pgd"
+    assert _input_of(pd.Series(row("attacked", region="mask"))) == "background_pgd"

@@ -82,7 +82,17 @@ def test_tomm_presets_hold_the_papers_settings():
     ("evasion.0.eps=0", "eps"), ("evasion.0.eps=2", "eps"), ("evasion.1.steps=0", "steps"),
     ("evasion.1.steps=1.5", "steps"), ("evasion.1.step_size=-1", "step_size"), ("evasion.0.name=pgdd", "unknown evasion"),
     ("trainings=[madry,foo]", "unknown training"), ("model.train.eps=0", "eps"),
+    ("training_seeds={lat: [0, 1]}", "training_seeds.lat: not one of trainings"),
+    ("training_seeds={madry: []}", "non-empty list of distinct integers"),
+    ("training_seeds={madry: [0, 0]}", "non-empty list of distinct integers"),
+    ("training_seeds={madry: [0, x]}", "non-empty list of distinct integers"),
+    ("training_seeds=[0, 1]", "training_seeds must be a mapping"),
 ])
 def test_bad_evasion_settings_are_one_line_errors(override, match):
     with pytest.raises(PatchbenchError, match=match):
         load_preset("tomm2022-mnist", [override])
+
+
+def test_training_seeds_per_objective():
+    p = load_preset("tomm2022-mnist", ["training_seeds={madry: [3, 1], alp+aad: [2]}", "model.train.seed=7"])
+    assert p.seeds_of("madry") == [3, 1] and p.seeds_of("alp+aad") == [2] and p.seeds_of("raw") == [7]

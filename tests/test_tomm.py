@@ -22,13 +22,22 @@ def test_demo_table6_rows_columns_and_cells(demo):
     results, out = demo
     df = cells(results)
     assert set(df["training"]) == set(TRAININGS) and set(df["preset"]) == {"demo-tomm-fmnist"}
-    assert len(df) == 5 * (1 + 4) and df["model_id"].nunique() == 5  # five models, clean + four attacks each
+    # seven models (Madry and Madry+AAD with training seeds 0 and 1), clean + four attacks each
+    assert len(df) == 7 * (1 + 4) and df["model_id"].nunique() == 7
+    seeds = df.groupby("training")["train_seed"].apply(lambda s: sorted(set(s)))
+    assert seeds.to_dict() == {"raw": [0], "madry": [0, 1], "madry+aad": [0, 1], "alp": [0], "alp+aad": [0]}
+    assert df.groupby(["training", "train_seed"])["model_id"].nunique().eq(1).all()
     assert set(df["attack_label"].dropna()) == {"FGSM", "PGD2", "PGD3", "CW2"}
     assert all('"eps": 0.1' in p for p in df["attack_params"].dropna())
     text = (out / "tomm2022-6.md").read_text()
     for label in ("RAW", "Madry", "Madry+AAD", "ALP", "ALP+AAD", "paper (mnist)", "FGSM", "PGD2", "CW2"):
         assert label in text
     assert "99.18" in text  # the paper's MNIST RAW clean accuracy, beside ours
+    assert "Several training seeds: RAW 0; Madry 0, 1; Madry+AAD 0, 1; ALP 0; ALP+AAD 0" in text
+    # a seeded row pools its seeds' counts: Madry's clean accuracy is (correct_0 + correct_1) / (n_0 + n_1)
+    clean = df[(df["training"] == "madry") & (df["condition"] == "clean")]
+    pooled = f"{100 * clean['correct'].sum() / clean['n'].sum():.2f} ["
+    assert next(line for line in text.splitlines() if line.startswith("| Madry ") and "ours" in line).split("|")[3].strip().startswith(pooled)
     header = next(line for line in text.splitlines() if line.startswith("| Training"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert cols[2:] == ["Clean", "FGSM", "PGD2", "PGD3", "CW2"]  # the paper's column order

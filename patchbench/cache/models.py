@@ -59,7 +59,7 @@ def with_training(preset: Preset, training: str) -> Preset:
     return p
 
 
-def _fresh_model(preset: Preset, device: torch.device) -> Classifier:
+def fresh_model(preset: Preset, device: torch.device) -> Classifier:
     torch.manual_seed(preset.model.train.seed)  # deterministic init (also for random stand-ins)
     weights = None if preset.model.weights == "scratch" else preset.model.weights
     model = build_classifier(preset.model.arch, preset.data.dataset, weights, preset.data.image_size,
@@ -94,14 +94,14 @@ def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force
     """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached.
     ``on_epoch_end(epoch, model) -> dict``: per-epoch measurements kept in the model's history."""
     if not needs_training(preset):
-        model = _fresh_model(preset, device)
+        model = fresh_model(preset, device)
         model.requires_grad_(False)
         kind = preset.model.weights or "random-init (stand-in)"
         return LoadedModel(model, state_id(model), {"weights": kind, "arch": preset.model.arch})
     path = model_path(preset, store)
     meta_path = path.with_suffix(".json")
     store.require_cached(f"model {preset.model.arch} ({preset.model.train.training})", path)
-    model = _fresh_model(preset, device)
+    model = fresh_model(preset, device)
     if path.exists() and meta_path.exists() and not force:
         return _load_cached(model, path, meta_path, device)
     kind = preset.model.arch + (f" volumetric ({preset.model.volumize.metric})" if preset.model.volumize else "")

@@ -232,12 +232,19 @@ class Preset:
     attacks: list[AttackConfig] = field(default_factory=list)  # patch attacks (patch-defense)
     defenses: list[DefenseConfig] = field(default_factory=list)
     trainings: list[str] = field(default_factory=list)  # evasion: one model per training objective
+    # evasion: the training seeds (model.train.seed) of an objective's models, one model each; an
+    # objective not named here trains once, with model.train.seed
+    training_seeds: dict[str, list[int]] = field(default_factory=dict)
     evasion: list[EvasionConfig] = field(default_factory=list)  # evasion: the attack columns
     patches: list[PatchFile] = field(default_factory=list)  # external patch files applied beside the trained ones
     notes: list[str] = field(default_factory=list)  # footnotes printed under tables
     audit: AuditConfig = field(default_factory=AuditConfig)  # the attack-failure audit's sample sizes
     extra: dict[str, Any] = field(default_factory=dict)  # the paper's own sections (Paper.sections)
     source: str = ""  # where it was loaded from
+
+    def seeds_of(self, training: str) -> list[int]:
+        """The training seeds of ``training``'s models (evasion): ``training_seeds``, else model.train.seed."""
+        return list(self.training_seeds.get(training) or [self.model.train.seed])
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -16,8 +16,11 @@ from patchbench.papers.advml2019.claims import CLAIMS
 
 # known deviations from the paper (``patchbench report``), as the presets and the code state them
 DEVIATIONS = (
-    "Background attack and LAT keep a centred box of half the image side; the paper's 'middle pixels "
-    "unaltered' gives no size.",
+    "Paper-scale presets: the background attack and LAT keep a centred box of half the image side; the paper's "
+    "'middle pixels unaltered' gives no size.",
+    "Demo: the background is the black background around the object (region mask, pixels at most 0.1), for LAT "
+    "and the background attack alike; a centred box would leave a third of the attacked pixels on Fashion-MNIST's "
+    "larger objects.",
     "Localized PGD projects onto a per-pixel ε (ε on allowed pixels, 0 on kept ones) at the random start "
     "and every step; Algorithm 1 read literally (lines 5-9) runs a whole PGD attack and then clips once to "
     "x ± epmatrix, a weaker attack whose last steps are partly thrown away. Projecting every step is the "

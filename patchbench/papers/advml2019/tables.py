@@ -7,6 +7,7 @@ the paper's text states (Sec. 5.1) computed from ours beside the paper's.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -26,9 +27,12 @@ STATED = [
 
 
 def _input_of(row) -> str:
+    """natural, standard_pgd (every pixel) or background_pgd (a localized PGD: any ``region`` but
+    ``all``, a centred box kept or the object masked)."""
     if row["condition"] == "clean":
         return "natural"
-    return "background_pgd" if '"region": "background"' in str(row["attack_params"]) else "standard_pgd"
+    params = json.loads(row["attack_params"]) if isinstance(row["attack_params"], str) else {}
+    return "background_pgd" if params.get("region", "all") != "all" else "standard_pgd"
 
 
 def fig2_cells(cells: pd.DataFrame, preset: str) -> pd.DataFrame:

@@ -105,6 +105,15 @@ class VolumetricSection:
     def specs(self) -> list[SyllabusSpec]:
         return [s if isinstance(s, SyllabusSpec) else SyllabusSpec(**s) for s in self.syllabi]
 
+    def model_presets(self, preset: Preset) -> list[tuple[str, Preset]]:
+        """(method, preset) of every model the experiment trains, f then each g, per architecture
+        (what generic tools such as :mod:`patchbench.probes` load from the cache)."""
+        out = []
+        for arch in architectures(preset):
+            p = for_arch(preset, arch)
+            out += [("undefended", p)] + [(f"volumized-{s.name}", g_preset(p, s)) for s in self.specs()]
+        return out
+
 
 def architectures(preset: Preset) -> list[str]:
     return list(section(preset).architectures) or [preset.model.arch]

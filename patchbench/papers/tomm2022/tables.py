@@ -11,7 +11,7 @@ import re
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct
+from patchbench.api import PatchbenchError, Table, TableContext, fmt_pct, wilson_ci
 
 TABLE7_PREFIX = "T7 "
 TRAINING_LABELS = {"raw": "RAW", "madry": "Madry", "madry+aad": "Madry+AAD", "alp": "ALP", "alp+aad": "ALP+AAD"}
@@ -39,7 +39,9 @@ def build_training_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tu
                               f"`patchbench reproduce tomm2022` (or with --preset-scale paper) first")
     df = df.sort_values("created").copy()
     df["column"] = df.apply(lambda r: "Clean" if r["condition"] == "clean" else (r["attack_label"] or r["attack"]), axis=1)
-    df = df.drop_duplicates(["training", "column"], keep="last")
+    # one cell per model (training seed) and column; several seeds of an objective are pooled below
+    df["seed"] = df["train_seed"] if "train_seed" in df else None
+    df = df.drop_duplicates(["training", "column", "seed"], keep="last")
     ref = ctx.reference(f"tomm2022_aad_table{number}")
     dataset, model = df["dataset"].iloc[0], df["model"].iloc[0]
     # the paper's rows for the same dataset; the demo (Fashion-MNIST / LeNet) is shown beside MNIST / LeNet
@@ -66,8 +68,10 @@ def build_training_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tu
             o = df[(df["training"] == tr) & (df["column"] == col)]
             ref_attack = "clean" if col == "Clean" else col.removeprefix(TABLE7_PREFIX).lower()
             r = ref[(ref["training"] == tr) & (ref["attack"] == ref_attack)]
-            acc = 100 * float(o["accuracy"].iloc[-1]) if len(o) else None
-            ci = f" [{100 * o['ci_low'].iloc[-1]:.1f}, {100 * o['ci_high'].iloc[-1]:.1f}]" if len(o) else ""
+            k, n_all = int(o["correct"].sum()), int(o["n"].sum())
+            acc = 100 * k / n_all if len(o) and n_all else None
+            lo, hi = wilson_ci(k, n_all) if acc is not None else (0.0, 0.0)
+            ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if acc is not None else ""
             paper_val = float(r["value"].iloc[0]) if len(r) else None
             ours_row[col] = "" if acc is None else f"{acc:.2f}{ci}"
             paper_row[col] = fmt_pct(paper_val)
@@ -79,6 +83,12 @@ def build_training_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tu
     n = int(df["n"].iloc[0])
     caption = (f"{t.title}. Top-1 accuracy (%) with Wilson 95% CI; ours: {dataset} / {model}, {n} "
                f"{df['split'].iloc[0]} images, ε = {', '.join(f'{e:.4g}' for e in eps)} (preset {preset}).")
+    seeded = {TRAINING_LABELS[tr]: sorted(int(s) for s in df.loc[df["training"] == tr, "seed"].dropna().unique())
+              for tr in trainings}
+    if any(len(s) > 1 for s in seeded.values()):
+        caption += (" Several training seeds: " + "; ".join(f"{lab} {', '.join(map(str, s))}" for lab, s in seeded.items() if s)
+                    + " — each seed's model on the same images, counts pooled over seeds (the interval treats "
+                    "seeds x images as independent, so it is narrower than the seed-to-seed spread).")
     if not same_setting:
         caption += (f" Paper: {paper_dataset} / {', '.join(sorted(set(ref['model'])))} — a different setting, so "
                     "compare trends, not values (no Δ row).")
