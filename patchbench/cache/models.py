@@ -126,7 +126,7 @@ def ensure_finetuned(preset: Preset, base: LoadedModel, train_cfg: TrainConfig, 
     path = finetuned_path(preset, base, train_cfg, store)
     meta_path = path.with_suffix(".json")
     store.require_cached(f"model {preset.model.arch} fine-tuned ({train_cfg.training})", path)
-    model = _fresh_model(preset, device)
+    model = fresh_model(preset, device)
     if path.exists() and meta_path.exists() and not force:
         return _load_cached(model, path, meta_path, device)
     model.load_state_dict(base.model.state_dict())
