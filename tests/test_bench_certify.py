@@ -52,14 +52,14 @@ def test_device_cuda_without_cuda_is_an_error_and_auto_falls_back_to_the_cpu(cap
 
 def stand_in_demo_model(results: Path) -> None:
     """A random-init small_vgg cached where the demo preset's trained one goes (the cost does not depend on the weights)."""
-    from patchbench.cache.models import _fresh_model, model_path
+    from patchbench.cache.models import fresh_model, model_path
     from patchbench.presets import load_preset
     from patchbench.results import ResultStore
 
     preset = load_preset(bench_certify.PRESET)
     path = model_path(preset, ResultStore(results))
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(_fresh_model(preset, torch.device("cpu")).state_dict(), path)
+    torch.save(fresh_model(preset, torch.device("cpu")).state_dict(), path)
     path.with_suffix(".json").write_text(json.dumps({"arch": "small_vgg", "stand_in": True}))
 
 
