@@ -360,6 +360,8 @@ def stored(store: ResultStore, acc: float, defense: str, patch: str, params: str
     """``cell`` as the store holds one (with its predictions), written to ``store``."""
     row = {**cell(acc, defense, patch=patch, **kw), "placement": "top-left+5", "defense_params": params,
            "attack_params": None, "created": "2024-01-01T00:00:00+00:00", "target": None}
+    # the columns every stored cell holds (a cell file without them is not read: patchbench.columns.REQUIRED)
+    row = {"dataset": "synthetic", "split": "test", "eval_n": 8, "model": "m", "correct": round(acc * 8), **row}
     pd.DataFrame([row]).to_parquet(store.cells_dir / f"{row['run_id']}.parquet")
     pd.DataFrame({"index": range(8), "label": 0, "pred": 0}).to_parquet(store.pred_dir / f"{row['run_id']}.parquet")
     return row
