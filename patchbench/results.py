@@ -249,17 +249,13 @@ class ResultStore:
         return path
 
     def load_audit(self, name: str | None = None) -> pd.DataFrame:
-        """The stored audit verdicts (``<root>/audit/cells/*.parquet``, or ``name``'s file only), one row
-        per run id. Several files may judge one cell (the per-cell audit ``<preset>.parquet``, a
-        section's indicators ``<preset>.<section>.parquet``): per column the value of the last file
-        that has one, rows of the newest audit version (``audit_version``; rows from before it count
-        as oldest) last, and ``audit_notes`` joined. A file that does not open is left out with one line."""
+        """The stored audit verdicts (``audit/cells/*.parquet``, or ``name``'s), one row per run id: per
+        column the value of the last file that has one (``<preset>.parquet``, ``<preset>.<section>.parquet``),
+        the newest ``audit_version`` last, ``audit_notes`` joined; a file that does not open is left out."""
         d = self.root / AUDIT_DIR
         files = ([d / f"{name}.parquet"] if name is not None else sorted(d.glob("*.parquet"))) if d.is_dir() else []
         frames = []
-        for f in files:
-            if not f.is_file():
-                continue
+        for f in (f for f in files if f.is_file()):
             try:
                 frames.append(pd.read_parquet(f))
             except Exception as exc:  # damaged verdicts: the cells stay, unaudited
@@ -268,8 +264,7 @@ class ResultStore:
         if not frames:
             return pd.DataFrame(columns=["run_id"])
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        if "audit_version" in df:
-            df = df.sort_values("audit_version", kind="stable", na_position="first")
+        df = df.sort_values("audit_version", kind="stable", na_position="first") if "audit_version" in df else df
         if df["run_id"].is_unique:
             return df.reset_index(drop=True)
         merged = df.groupby("run_id", sort=False).last().reset_index()  # last non-missing value per column

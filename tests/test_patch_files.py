@@ -294,9 +294,9 @@ def test_export_from_a_cached_artifact_and_its_one_line_errors(tmp_path):
     run_cli("export-patch", "--from", "lavan-6", "--results", tmp_path / "res", "--out", tmp_path / "by-key.png")
     assert torch.equal(load_patch_file(tmp_path / "by-key.png").pixels, patch.pixels)
     empty = tmp_path / "empty"
-    for args, words in ((["--attack", "lavan", "--size", "8", "--results", empty], "not trained yet"),
+    for args, words in ((["--attack", "lavan", "--size", "12", "--results", empty], "not trained yet"),
                         (["--attack", "lavan"], "needs --attack and --size"),
-                        (["--attack", "lavan", "--size", "7", "--results", empty], "sizes [6, 8, 10]"),
+                        (["--attack", "lavan", "--size", "7", "--results", empty], "sizes [10, 12, 14]"),
                         (["--from", pt, "--size", "6"], "--from exports one artifact")):
         bad = run_cli("export-patch", "--preset", "demo-fmnist", "--out", tmp_path / "x.png", *args, check=False)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
