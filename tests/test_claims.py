@@ -18,6 +18,7 @@ from conftest import run_cli, tiny_preset
 from patchbench.claims import Cells, Claim, largest_size
 from patchbench.claims.check import claim_verdict
 from patchbench.claims.pairs import pair_cells, side_cells
+from patchbench.claims.render import note
 from patchbench.claims.spec import PAIR_BY
 from patchbench.claims.stats import bootstrap_effects, holm, mcnemar_exact, paired_test
 from patchbench.claims.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_COMPUTED, UNRELIABLE, judge
@@ -306,3 +307,19 @@ def test_the_command_lists_every_claim_of_every_paper_with_a_verdict(synthetic, 
     assert bad.returncode == 2 and "unknown paper 'nope'" in bad.stderr
     bad = run_cli("claims", "--results", tmp_path / "empty", check=False)
     assert bad.returncode == 2 and "no stored cells under" in bad.stderr
+
+
+def test_a_claim_that_does_not_hold_names_its_controlled_experiment_or_says_it_has_none(synthetic):
+    path, store = synthetic
+    why = "scale: at 64 px the saliency is speckle (docs/OPERATING_POINTS.md, experiment 1)"
+    claims = [Claim("none-beats-lgs", "no defense above LGS", "T1", "-", lavan("none"), lavan("lgs", 2.3), {"demo": path},
+                    explained={"demo": why}),
+              Claim("slgs-beats-lgs", "SLGS above LGS", "T1", "-", lavan("slgs", 2.3), lavan("lgs", 2.3), {"demo": path}),
+              Claim("lgs-beats-none", "LGS above no defense", "T1", "-", lavan("lgs", 2.3), lavan("none"), {"demo": path},
+                    explained={"demo": why})]
+    v = {x.claim.id: x for x in verdicts_of(claims, store)}
+    assert v["none-beats-lgs"].verdict == CONTRADICTED and note(v["none-beats-lgs"]).endswith(f"; why not: {why}")
+    assert v["slgs-beats-lgs"].verdict == INCONCLUSIVE and note(v["slgs-beats-lgs"]).endswith("why not: no controlled experiment yet")
+    assert v["lgs-beats-none"].verdict == HOLDS and "why not" not in note(v["lgs-beats-none"])  # shown only when it fails
+    with pytest.raises(PatchbenchError, match="explained must map a scale of its presets"):
+        Claim("x", "s", "T1", "-", lavan("lgs", 2.3), lavan("none"), {"demo": path}, explained={"paper": why})

@@ -63,10 +63,15 @@ def verdict_frame(verdicts: list[Verdict]) -> pd.DataFrame:
 
 
 def note(v: Verdict) -> str:
-    """Why a claim got its verdict: what is missing, the audit's indicators, or what holding means."""
+    """Why a claim got its verdict: what is missing, the audit's indicators, or what holding means; for a
+    computed claim that does not hold, its controlled experiment and conclusion at this scale (``explained``)."""
     if v.result is None or v.audit:
-        return v.why
-    return f"holds when: {v.claim.rule()}" + ("" if v.audited else "; audit: not run on these cells")
+        text = v.why
+    else:
+        text = f"holds when: {v.claim.rule()}" + ("" if v.audited else "; audit: not run on these cells")
+    if v.result is not None and v.verdict != HOLDS:
+        text += f"; why not: {v.claim.explained.get(v.scale, 'no controlled experiment yet')}"
+    return text
 
 
 def tallies(verdicts: list[Verdict]) -> list[str]:

@@ -79,6 +79,8 @@ class Claim:
     direction: str = "greater"
     margin: float = 0.0
     pair_by: tuple = PAIR_BY
+    explained: dict = field(default_factory=dict)  # scale -> the controlled experiment and its conclusion, shown
+    #   when the claim does not hold there (issue 33 item 4: scale, budget or defect, where it is documented)
 
     def __post_init__(self):
         where = f"claim {self.id!r}"
@@ -100,6 +102,9 @@ class Claim:
             raise PatchbenchError(f"{where}: a loss is compared with a loss only")
         if not (isinstance(self.presets, dict) and self.presets and all(isinstance(v, str) for v in self.presets.values())):
             raise PatchbenchError(f"{where}: presets must map a scale (demo, paper) to a preset name")
+        if not (isinstance(self.explained, dict) and all(k in self.presets and isinstance(v, str) and v.strip()
+                                                         for k, v in self.explained.items())):
+            raise PatchbenchError(f"{where}: explained must map a scale of its presets to a non-empty text")
 
     @property
     def binary(self) -> bool:
