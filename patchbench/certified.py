@@ -19,6 +19,10 @@ preset's attacks), through the same engine and store as every other cell (resuma
   section's size if it is certified, else the largest certified size, for ``adaptive_steps``
   (default: the adaptive section's steps), evaluated at step 0 and the last step.
 
+``n`` (optional): PatchCleanser's cells (clean, attacked, adaptive) take the first ``n`` images of the
+preset's seeded evaluation draw — a subset of the images of every other cell, so paired comparisons
+read the images both saw; double masking at k = 6 classifies up to 36 + 630 masked images per image.
+
 ``model`` (a ``model.train`` mapping, optional): PatchCleanser runs on the preset's classifier
 fine-tuned with it from its weights (:func:`~patchbench.cache.models.ensure_finetuned`) — the
 paper's recipe is ``training: cutout`` (Xiang et al. 2022 Sec. 5.1; :mod:`patchbench.training.cutout`).
@@ -37,7 +41,7 @@ attacked cell of that PatchCleanser row misclassifies — 0 unless a certificate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -71,6 +75,7 @@ class CertifiedConfig:
     adaptive: bool = True
     adaptive_steps: int | None = None
     model: dict | None = None  # fine-tuning of the preset's classifier for PatchCleanser (a model.train mapping)
+    n: int | None = None  # PatchCleanser's cells on the first n of the preset's evaluation draw (None: all of them)
 
 
 def finetune_config(cfg: CertifiedConfig) -> TrainConfig | None:
@@ -97,6 +102,7 @@ def check_certified(preset: Preset) -> None:
     PatchCleanser(patch_px=1, k=cfg.k, fill=cfg.fill)  # k and fill, with the defense's own messages
     check(cfg.seeds in ("first", "all"), f"certified.seeds must be first or all, got {cfg.seeds!r}")
     check(isinstance(cfg.adaptive, bool), f"certified.adaptive must be true or false, got {cfg.adaptive!r}")
+    check(cfg.n is None or (is_int(cfg.n) and cfg.n >= 1), f"certified.n must be an integer >= 1, got {cfg.n!r}")
     check(cfg.adaptive_steps is None or (is_int(cfg.adaptive_steps) and cfg.adaptive_steps >= 1),
           f"certified.adaptive_steps must be an integer >= 1, got {cfg.adaptive_steps!r}")
     check(not cfg.adaptive or bool(preset.attacks), "certified.adaptive needs an attack entry (LaVAN's settings)")
@@ -130,6 +136,8 @@ def _certified_section(preset: Preset, store: ResultStore, device: torch.device,
         frames.append(evaluate_conditions(preset, loaded, [Condition(None)] + [Condition(p) for p in patches],
                                           [DefenseRun(NoDefense(), [None])], store, device, progress, **columns))
     sizes = certified_sizes(preset, cfg)
+    if cfg.n is not None and (preset.data.eval_n <= 0 or cfg.n < preset.data.eval_n):  # the seeded draw, cut: a subset
+        preset = replace(preset, data=replace(preset.data, eval_n=cfg.n))
     for s in sizes:
         pc = dict(patch_px=s, k=cfg.k, fill=cfg.fill)
         frames.append(evaluate_conditions(preset, loaded, [Condition(None)], [DefenseRun(PatchCleanser(**pc))],

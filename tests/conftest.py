@@ -222,7 +222,7 @@ DEMO_SETS = {
     "icaart2022": sets(data__image_size=32, data__eval_n=200, data__batch_size=100, data__ssim_n=50, model__train__epochs=1,
                        model__train__train_n=2000, model__train__batch_size=100, **_icaart_attack(0, 6, "[0,1]", 1),
                        **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
-                       adaptive__steps=4, adaptive__record_every=2, adaptive__size=6,
+                       adaptive__steps=4, adaptive__record_every=2, adaptive__size=6, certified__n=50,
                        **{"patch-optimality.sizes": "[6,8]", "patch-optimality.adaptive_steps": 4}),
     # two training seeds for Madry and Madry+AAD (the demo preset: three for each adversarial training)
     "tomm2022": tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),

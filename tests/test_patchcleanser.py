@@ -434,3 +434,20 @@ def test_the_evaluation_orders_are_permutations_of_the_pairs_each_check_needs():
         for group in (True, False):
             conf = [margin[r, j] for j, o in zip(js, other) if o == group]
             assert conf == sorted(conf, reverse=True)
+
+
+@pytest.mark.parametrize("n,ok", [(None, True), (200, True), (0, False), (2.5, False), ("all", False)])
+def test_certified_n_is_checked_before_any_work(n, ok):
+    """``certified.n`` (PatchCleanser on the first n evaluation images) is an integer >= 1 or absent."""
+    from dataclasses import replace as dc_replace
+
+    from patchbench.certified import check_certified
+    from patchbench.presets import load_preset
+
+    preset = load_preset("demo-fmnist")
+    preset.extra["certified"] = dc_replace(preset.extra["certified"], n=n)
+    if ok:
+        check_certified(preset)
+    else:
+        with pytest.raises(PatchbenchError, match="certified.n must be an integer >= 1"):
+            check_certified(preset)

@@ -25,6 +25,8 @@ def test_demo_reproduce_writes_every_table_and_figure(demo_run):
     table = (out / "patch-optimality.md").read_text()  # both models' attacks ranked, the mean over the 8 model × defense rows
     assert "mini_inception" in table and "small_vgg" in table and "mean over 8" in table and "Patch-RS" in table
     assert {"none", "lgs", "slgs", "wlgs", "patchcleanser"} == set(df["defense"])  # + demo-fmnist's certified baseline
+    pc = df[df["defense"] == "patchcleanser"]  # certified.n = 50: the first 50 of the 200 evaluation images
+    assert (pc["eval_n"] == 50).all() and (pc["n"] == 50).all() and (df.loc[df["defense"] == "lgs", "n"] == 200).all()
     clean_defended = df[(df["condition"] == "clean") & df["defense"].isin(["lgs", "slgs", "wlgs"])]
     assert clean_defended["ssim"].between(0, 1).all() and (clean_defended["ssim_n"] == 50).all()
     assert df.loc[df["condition"] == "attacked", "ssim"].isna().all()
