@@ -4,7 +4,7 @@ A paper opts in by declaring the ``adaptive:`` preset section (``sections={"adap
 AdaptiveConfig}``), checking it in its ``validate`` (:func:`check_adaptive`) and running it as an
 extra step of ``reproduce`` (``extra_steps=run_adaptive_section``); all three are in :mod:`patchbench.api`.
 
-:func:`run_adaptive` trains :class:`~patchbench.attacks.adaptive.AdaptiveLaVAN` through each
+:func:`run_adaptive` trains :class:`~patchbench.attacks.adaptive_lavan.AdaptiveLaVAN` through each
 named defense T — any registered defense; each declares its own gradient — at one λ, keeps a
 snapshot of δ every ``record_every`` steps, caches the snapshots as patch artifacts, and
 evaluates every snapshot on the preset's evaluation set through the same defense at the same λ
@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from patchbench.attacks.adaptive import AdaptiveLaVAN
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.cache.models import LoadedModel, ensure_model
 from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices

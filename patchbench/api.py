@@ -22,8 +22,7 @@ from patchbench.cache.patches import (  # noqa: F401
 )
 from patchbench.columns import Column, declare_columns  # noqa: F401
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_train,
-    validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_volumize,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL  # noqa: F401
@@ -44,5 +43,6 @@ from patchbench.tables import (  # noqa: F401
     Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells,
     spread_note,
 )
+from patchbench.training.checks import validate_train  # noqa: F401
 from patchbench.util import atomic_write, console, save_png  # noqa: F401
 from patchbench.volumization import METRICS  # noqa: F401

@@ -37,7 +37,7 @@ def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version",
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
     faults.debug = debug
     if compile_:
-        from patchbench import compiling
+        from patchbench.defenses import compiling
 
         compiling.enable()
     if deterministic:

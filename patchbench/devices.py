@@ -55,7 +55,7 @@ def machine() -> dict:
     whether the defenses' inner loops were compiled (``patchbench --compile``: other kernels, equal up to
     rounding). Every stored cell carries it (columns ``cpu``, ``threads``, ``torch``, ``compiled``) and
     every table prints it."""
-    from patchbench import compiling
+    from patchbench.defenses import compiling
 
     return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "compiled": compiling.enabled()}

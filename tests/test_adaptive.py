@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks import ATTACKS, LaVAN
-from patchbench.attacks.adaptive import AdaptiveLaVAN
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.attacks.patch import Placement, paste
 from patchbench.defenses import build_defense
 from patchbench.models import Classifier

@@ -9,7 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from patchbench import compiling, devices
+from patchbench import devices
+from patchbench.defenses import compiling
 from patchbench.cli import app
 
 

@@ -1,8 +1,9 @@
 """Configuration: the preset schema (:mod:`.schema`), parsing of what a user types (:mod:`.parsing`)
-and the range checks of its sections (:mod:`.checks`). Reading and validating whole presets against
+and the range checks of its volumetric section (:mod:`.checks`; the training section is checked by
+:mod:`patchbench.training.checks`). Reading and validating whole presets against
 the registries is :mod:`patchbench.presets`."""
 
-from patchbench.config.checks import AMP_DTYPES, validate_train, validate_volumize  # noqa: F401
+from patchbench.config.checks import AMP_DTYPES, validate_volumize  # noqa: F401
 from patchbench.config.parsing import (  # noqa: F401
     apply_overrides, build_dataclass, option_overrides, parse_lambda, parse_lambdas, parse_params,
 )

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from patchbench.config import TrainConfig, validate_train
+from patchbench.config import TrainConfig
 from patchbench.data import ImageSource, iterate
 from patchbench.errors import PatchbenchError
+from patchbench.training.checks import validate_train
 from patchbench.training.objectives import build_objective, minibatch_loss
 from patchbench.util import atomic_write, progress_bar, tensors_id
 
@@ -104,7 +105,7 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     (:mod:`patchbench.training.syllabus`). Returns stats (final loss terms, per-epoch history,
     optimizer, final learning rate, seconds, steps).
     """
-    from patchbench.gradcam import GradCAM, gradcam_for
+    from patchbench.models.gradcam import GradCAM, gradcam_for
 
     from patchbench.training import distributed
 

@@ -81,7 +81,7 @@ def rectification_distance(model: nn.Module, x: torch.Tensor, logits: torch.Tens
 
     ``g`` is the map at the CAM grid; the mask thresholds it upsampled (bilinear) to the image.
     """
-    from patchbench.gradcam import attention_area, masked_image
+    from patchbench.models.gradcam import attention_area, masked_image
 
     g_img = F.interpolate(g.detach()[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
     x_m = masked_image(x, attention_area(g_img, kappa))

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.errors import PatchbenchError
+from patchbench.models.registry import MODELS
 
 NORMALIZE_EPS = 1e-8
 
@@ -100,8 +101,6 @@ class GradCAM:
 def gradcam_for(model: nn.Module, **kwargs) -> GradCAM:
     """Grad-CAM at the registered ``cam_layer`` of a :class:`~patchbench.models.Classifier`
     (the layer name is relative to ``model.net``, the registry's network)."""
-    from patchbench.models import MODELS
-
     name = getattr(model, "name", None)
     spec = MODELS.get(name) if isinstance(name, str) else None
     if spec is None or spec.cam_layer is None or not hasattr(model, "net"):
