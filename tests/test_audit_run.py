@@ -24,9 +24,9 @@ from patchbench.audit.indicators import (
 )
 from patchbench.audit.traces import block_means, minibatch_incomplete_optimization, minibatch_silent_success
 from patchbench.audit.verdicts import NOTES, cell_verdicts
-from patchbench.columns import column_names
-from patchbench.results import ResultStore, wilson_ci
-from patchbench.tables import audit_legend, audit_mark
+from patchbench.store.columns import column_names
+from patchbench.store.results import ResultStore, wilson_ci
+from patchbench.table import audit_legend, audit_mark
 
 N = 1000
 _ids = itertools.count()

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from patchbench import devices
 from patchbench.defenses import compiling
-from patchbench.cli import app
+from patchbench.cli.app import app
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indi
 failure, adapted to patches, two checks of Carlini et al. 2019's checklist, and the AutoAttack gap
 of Croce & Hein 2020), and the registry of what each means and what to run instead
 (:data:`INDICATORS`, result columns :data:`AUDIT_COLUMNS`). Above the defenses and attacks; the
-tables read its registry, and two runner modules (not imported here) run it on stored results.
+tables read its registry; the preset's ``audit:`` section (:mod:`patchbench.sections.audit`) and the
+AutoAttack cross-check (:mod:`patchbench.runner.autoattack`) run it on stored results.
 
 =========================  ========================  ============================================
 module                     functions                 reads
@@ -20,15 +21,7 @@ module                     functions                 reads
                            autoattack_gap
 :mod:`.verdicts`           cell_verdicts             a patch grid's stored cells and its patches'
                                                      traces (transfer, monotonicity, traces)
-:mod:`.runner`             audit_preset, explain     a preset's stored cells, cached model, patches
-                                                     and evaluation images (per-cell audit)
-:mod:`.autoattack`         autoattack_check          a preset's stored cells, cached models and
-                                                     evaluation images (runs AutoAttack)
 =========================  ========================  ============================================
-
-:mod:`.runner` and :mod:`.autoattack` stand above the store, the model cache and the presets; they
-are not imported here (``import patchbench.audit.runner``), so the rest of the package stays
-importable from below.
 """
 
 from patchbench.audit.cells import (  # noqa: F401

@@ -140,7 +140,7 @@ def autoattack_gap(reported_acc, autoattack_acc, interval=0.0) -> torch.Tensor:
     parameter-free attacks", ICML 2020) found many published ε-bounded robustness numbers
     overestimated by the attack that produced them; their ensemble (APGD-CE, APGD-T, FAB-T,
     Square) is the standard second opinion. Fires where ``reported_acc − autoattack_acc >
-    interval``; :func:`patchbench.audit.autoattack.autoattack_check` passes the lower half-width
+    interval``; :func:`patchbench.runner.autoattack.autoattack_check` passes the lower half-width
     of the reported cell's 95 % Wilson interval on the compared images, i.e. it fires where
     AutoAttack's accuracy falls below that interval. Remedy: report AutoAttack's number, and rerun
     the cell's attack with more steps / restarts (or adaptively through a defense).

@@ -5,11 +5,11 @@ Six indicators of attack failure from Pintor et al. 2022 ("Indicators of Attack 
 Debugging and Improving Optimization of Adversarial Examples", NeurIPS 2022; reference code
 pralab/IndicatorsOfAttackFailure), two checks from Carlini et al. 2019's checklist ("On
 Evaluating Adversarial Robustness") and the AutoAttack cross-check of ε-bounded cells (Croce &
-Hein 2020, ICML; run by :mod:`patchbench.audit.autoattack`). Each column is True where the indicator fires: the number
+Hein 2020, ICML; run by :mod:`patchbench.runner.autoattack`). Each column is True where the indicator fires: the number
 the cell reports is then an over-estimate of robustness until the remedy has been run.
 
 The columns are declared here as names only; whoever writes them declares them with the store
-(``patchbench.columns.declare_columns(owner, Column(name, "bool"), ...)``).
+(``patchbench.store.columns.declare_columns(owner, Column(name, "bool"), ...)``).
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ class EvasionConfig:
 
 @dataclass
 class AuditConfig:
-    """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.audit.runner`):
+    """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.sections.audit`):
     ``n`` evaluation images per cell for the input-level indicators, ``probes`` random perturbations
     per image for unstable predictions (Pintor et al. 2022 use γ = 100). No artifact is named by it:
     every audit rewrites its verdicts."""

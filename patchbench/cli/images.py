@@ -1,0 +1,37 @@
+"""``patchbench defend`` and ``background-attack``: commands on a user's image files (:mod:`patchbench.imagefiles`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from patchbench.cli import options as opt
+
+out = Console(soft_wrap=True)  # a result line is one line, however narrow the pipe: paths never wrap
+
+def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.DefendDefense = "lgs", lam: opt.Lam = "2.3",
+           params: opt.Param = None, preset: opt.DefendPreset = None, save_maps: opt.DefendSaveMaps = False,
+           device: opt.DefendDevice = "auto"):
+    """Defend image files: write T(x) for each input as PNG, nothing else changed."""
+    from patchbench.imagefiles import imageio
+    from patchbench.config import parse_lambda, parse_params
+    from patchbench.imagefiles.defend import defend_files
+    from patchbench.devices import resolve_device
+
+    lam_v, overrides = parse_lambda(lam), parse_params(params)
+    files = imageio.collect_images(inputs)
+    p = opt.load(preset) if preset else None
+    n = defend_files(files, out_dir, defense, lam_v, overrides, p, save_maps, resolve_device(device))
+    out.print(f"{defense} λ={lam_v:g}: {n} image(s) -> {out_dir}")
+
+
+def background_attack_cmd(
+        images: opt.BgImages, boxes: opt.BgBoxes, out_dir: opt.BgOutDir, model: opt.BgModel = "inception_v3",
+        weights: opt.BgWeights = "DEFAULT", dataset: opt.BgDataset = "imagenet", image_size: opt.BgImageSize = 299,
+        eps: opt.BgEps = 0.3, steps: opt.BgSteps = 100, step_size: opt.BgStepSize = None, seed: opt.BgSeed = 0,
+        batch_size: opt.BgBatchSize = 8, device: opt.BgDevice = "auto"):
+    """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
+    against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
+    from patchbench.imagefiles import background
+
+    out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
+                             batch_size, device))
