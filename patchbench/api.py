@@ -22,7 +22,7 @@ from patchbench.cache.patches import (  # noqa: F401
 )
 from patchbench.store.columns import Column, declare_columns  # noqa: F401
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL  # noqa: F401
@@ -35,6 +35,7 @@ from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa:
 from patchbench.evaluation.experiments import Experiment, refuse_grid_options  # noqa: F401
 from patchbench.evaluation.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
+from patchbench.models.checks import validate_volumize  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.store.results import ResultStore, wilson_ci  # noqa: F401
 from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section  # noqa: F401

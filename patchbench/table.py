@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
 
 from patchbench.audit.indicators import INDICATORS, Indicator
 from patchbench.errors import PatchbenchError
@@ -161,8 +163,6 @@ def render(table: pd.DataFrame, caption: str, fmt: str, notes: list[str] | None 
     if fmt == "latex":
         return table.to_latex(index=False, caption=caption, escape=True)
     if fmt == "rich":
-        from rich.console import Console
-        from rich.table import Table as RichTable
 
         t = RichTable(title=caption, title_justify="left", show_lines=False, caption="\n".join(notes) or None)
         for col in table.columns:

@@ -156,3 +156,17 @@ def test_the_root_holds_few_modules():
     """The package root keeps the contracts and the helpers every wing uses; the rest stands in its wing."""
     root = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules at the package root (> {MAX_ROOT_MODULES}): {root}"
+
+
+def test_local_imports_say_why():
+    """An import inside a function hides an edge of the graph from a reader: it stays only to defer a heavy
+    or optional dependency (torch before ``--help``, torchvision, matplotlib, torchattacks), with its reason
+    on its line (``# reason: ...``)."""
+    silent = []
+    for name, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                silent += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in ast.walk(fn)
+                           if isinstance(n, (ast.Import, ast.ImportFrom)) and "# reason: " not in lines[n.end_lineno - 1]]
+    assert not silent, "function-local imports without a reason:\n" + "\n".join(sorted(set(silent)))

@@ -8,6 +8,7 @@ patches, cells), so one call covers a batch of traces.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import torch
 
@@ -174,7 +175,6 @@ def minibatch_silent_success(hit_trace: torch.Tensor, final_success, batch: int,
     an earlier iterate hit more images than the one returned. For a patch trained at random places
     (EoT) the trace's success is at random places and the final rate at the test place: the test
     then compares different things and reads as a lower bound."""
-    from statistics import NormalDist
 
     check(is_int(batch) and batch >= 1, f"batch must be the images per step (>= 1), got {batch!r}")
     check(final_n is None or (is_int(final_n) and final_n >= 1), f"final_n must be a count >= 1, got {final_n!r}")

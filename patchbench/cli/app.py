@@ -36,11 +36,11 @@ def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version",
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
     faults.debug = debug
     if compile_:
-        from patchbench.defenses import compiling
+        from patchbench.defenses import compiling  # reason: deferred: `patchbench --help` imports no torch
 
         compiling.enable()
     if deterministic:
-        from patchbench.devices import strict_determinism
+        from patchbench.devices import strict_determinism  # reason: deferred: `patchbench --help` imports no torch
 
         strict_determinism()
     if ctx.invoked_subcommand is None:  # `patchbench` alone: the help, exit 0
@@ -66,7 +66,7 @@ def main() -> None:
 
 def _command():
     if plugin_names():  # plugins register when the paper registry is built: every command then knows them
-        import patchbench.papers  # noqa: F401
+        import patchbench.papers  # noqa: F401  # reason: the paper registry loads all papers (torch); only for named plugins
     return app(standalone_mode=False)
 
 

@@ -27,16 +27,16 @@ def audit_cmd(preset: AuditPreset = None, results: opt.Results = Path("results")
     """Flag the numbers an attack that failed produced: unavailable gradients, unstable predictions,
     silent success, incomplete optimisation, transfer failure, non-monotonic accuracy (per cell,
     written beside the cells; tables mark them with †), then explain each flagged cell and what to run instead."""
-    from patchbench.sections.audit import audit_path, audit_preset, explain
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
+    from patchbench.sections.audit import audit_path, audit_preset, explain  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.devices import resolve_device  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.presets import load_preset  # reason: deferred: `patchbench --help` imports no torch
 
     if preset is None:
         return _print(explain(results))
     p = load_preset(preset)
     dev = resolve_device(device or p.device)
     if autoattack:
-        from patchbench.runner.autoattack import autoattack_check, render_autoattack
+        from patchbench.runner.autoattack import autoattack_check, render_autoattack  # reason: deferred: `patchbench --help` imports no torch
 
         return render_autoattack(autoattack_check(p, results, dev, aa_n, progress=progress), "rich")
     if rerun or not audit_path(results, p.name).exists():

@@ -18,7 +18,7 @@ KINDS = ("models", "attacks", "defenses", "datasets", "presets", "papers", "tabl
 def volumetric_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Parameter increase of each torchvision net's 3-D counterpart (BMVC 2023 Sec. 4.2) for depth
     kernels 2, 3 (the default), 4, beside the paper's; 16x16 patches, 3 channels, 1000 classes."""
-    from patchbench.models.volumetric import PAPER_PARAMETER_INCREASE, TORCHVISION_ARCHS, parameter_increase
+    from patchbench.models.volumetric import PAPER_PARAMETER_INCREASE, TORCHVISION_ARCHS, parameter_increase  # reason: deferred: `patchbench --help` imports no torch
 
     rows = []
     for arch in TORCHVISION_ARCHS:
@@ -29,14 +29,14 @@ def volumetric_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
 
 def catalog(what: str) -> Table:
     """The registry ``what`` (one of :data:`KINDS`) as a table."""
-    from patchbench.attacks import ATTACKS
-    from patchbench.presets import load_preset, preset_names
-    from patchbench.data import DATASETS
-    from patchbench.defenses import DEFENSES
-    from patchbench.models import MODELS
-    from patchbench.papers import PAPERS
-    from patchbench.reporting.lookup import all_tables
-    from patchbench.training.objectives import objective_names
+    from patchbench.attacks import ATTACKS  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.presets import load_preset, preset_names  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.data import DATASETS  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.defenses import DEFENSES  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.models import MODELS  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.papers import PAPERS  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.reporting.lookup import all_tables  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.training.objectives import objective_names  # reason: deferred: `patchbench --help` imports no torch
 
     def doc(obj) -> str:
         return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""

@@ -12,10 +12,10 @@ def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.Def
            params: opt.Param = None, preset: opt.DefendPreset = None, save_maps: opt.DefendSaveMaps = False,
            device: opt.DefendDevice = "auto"):
     """Defend image files: write T(x) for each input as PNG, nothing else changed."""
-    from patchbench.imagefiles import imageio
-    from patchbench.config import parse_lambda, parse_params
-    from patchbench.imagefiles.defend import defend_files
-    from patchbench.devices import resolve_device
+    from patchbench.imagefiles import imageio  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.config import parse_lambda, parse_params  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.imagefiles.defend import defend_files  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.devices import resolve_device  # reason: deferred: `patchbench --help` imports no torch
 
     lam_v, overrides = parse_lambda(lam), parse_params(params)
     files = imageio.collect_images(inputs)
@@ -31,7 +31,7 @@ def background_attack_cmd(
         batch_size: opt.BgBatchSize = 8, device: opt.BgDevice = "auto"):
     """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
     against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
-    from patchbench.imagefiles import background
+    from patchbench.imagefiles import background  # reason: deferred: `patchbench --help` imports no torch
 
     out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
                              batch_size, device))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from patchbench.errors import PatchbenchError
+
 from patchbench.cli import options as opt
 
 out = Console(soft_wrap=True)
@@ -20,9 +22,8 @@ def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = 
                  data_root: opt.DataRoot = None, weights: opt.Weights = None, amp: opt.Amp = None, sets: opt.Set = None,
                  progress: opt.Progress = True):
     """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
-    from patchbench.config import PatchFile, parse_lambda, parse_params
-    from patchbench.errors import PatchbenchError
-    from patchbench.runner.sweep import cell_lines, evaluate_one
+    from patchbench.config import PatchFile, parse_lambda, parse_params  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.sweep import cell_lines, evaluate_one  # reason: deferred: `patchbench --help` imports no torch
 
     if patch is None and any(v is not None for v in (placement, margin, region, placement_seed)):
         raise PatchbenchError("--placement, --margin, --region and --placement-seed place a --patch; none was given")
@@ -39,9 +40,8 @@ def export_patch_cmd(out_file: opt.ExportOut, preset: opt.Preset = "demo-fmnist"
     """Export a cached patch: OUT.png (the patch at its size; it carries the exact float32 patch, so
     `evaluate --patch OUT.png` reproduces the stored cells) and OUT.json (attack, target, size, model and
     preset hashes, seed, success, git SHA). Nothing is trained."""
-    from patchbench.cache.export import cached_patch, export, export_cached_file
-    from patchbench.devices import resolve_device
-    from patchbench.errors import PatchbenchError
+    from patchbench.cache.export import cached_patch, export, export_cached_file  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.devices import resolve_device  # reason: deferred: `patchbench --help` imports no torch
 
     if from_file is not None:
         if attack is not None or size is not None:

@@ -22,7 +22,7 @@ BoardOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the
 def table(name: opt.TableName, results: opt.Results = Path("results"), preset: opt.TablePreset = None, fmt: opt.TableFmt = "rich",
           out_file: opt.TableOutFile = None):
     """Rebuild a paper table from stored cells, the paper's numbers beside ours."""
-    from patchbench.reporting.lookup import table_report
+    from patchbench.reporting.lookup import table_report  # reason: deferred: `patchbench --help` imports no torch
 
     sys.stdout.write(table_report(name, results, preset, fmt, out_file) or "")  # rich: printed already
 
@@ -30,7 +30,7 @@ def table(name: opt.TableName, results: opt.Results = Path("results"), preset: o
 def report_cmd(preset_scale: opt.ReproducePresetScale = "demo", results: opt.Results = Path("results"), out_dir: opt.ReportOutDir = None):
     """Write RESULTS/SCALE/report.html (one self-contained page) and REPORT.md: every paper's tables (ours,
     the paper's, Δ, intervals), figures, provenance and known deviations, from the stored cells."""
-    from patchbench.reporting.report import write_report
+    from patchbench.reporting.report import write_report  # reason: deferred: `patchbench --help` imports no torch
 
     out.print("wrote " + ", ".join(str(f) for f in write_report(results, preset_scale, out_dir)))
 
@@ -38,8 +38,8 @@ def report_cmd(preset_scale: opt.ReproducePresetScale = "demo", results: opt.Res
 def plot(name: opt.PlotName, preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("results"),
          out_file: opt.PlotOutFile = Path("figure.png"), params: opt.PlotParams = None):
     """Draw a paper figure from stored cells (PNG)."""
-    from patchbench.config import parse_params
-    from patchbench.reporting.lookup import draw_figure
+    from patchbench.config import parse_params  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.reporting.lookup import draw_figure  # reason: deferred: `patchbench --help` imports no torch
 
     out.print(f"wrote {draw_figure(name, preset, results, out_file, parse_params(params))}")
 
@@ -48,8 +48,8 @@ def leaderboard_cmd(results: opt.Results = Path("results"), fmt: BoardFormat = "
                     merge: BoardMerge = None, out_file: BoardOut = None):
     """Per dataset × model × defense: clean accuracy, robust accuracy under the strongest attack found (any
     stored attack, adaptive ones included), certified accuracy, the audit's flags and the provenance."""
-    from patchbench.reporting.leaderboard import leaderboard
-    from patchbench.util import atomic_write
+    from patchbench.reporting.leaderboard import leaderboard  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.util import atomic_write  # reason: deferred: `patchbench --help` imports no torch
 
     text = leaderboard(results, fmt, max_area, merge)
     if out_file is not None:

@@ -22,9 +22,9 @@ def train_model(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path(
     For presets with pretrained torchvision weights and the raw objective this only checks that
     the weights load; other objectives fine-tune them.
     """
-    from patchbench.cache.models import ensure_model, needs_training
-    from patchbench.runner.sweep import check_data, model_line, store_and_device
-    from patchbench.training import distributed
+    from patchbench.cache.models import ensure_model, needs_training  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.sweep import check_data, model_line, store_and_device  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.training import distributed  # reason: deferred: `patchbench --help` imports no torch
 
     p = opt.load(preset, sets, device, data_root, weights, [f"model.train.training={training}"] if training else None)
     store, dev = store_and_device(p, results)
@@ -43,10 +43,10 @@ def train_patch(size: opt.TrainPatchSize, preset: opt.Preset = "demo-fmnist", at
                 data_root: opt.DataRoot = None, weights: opt.Weights = None, force: opt.TrainPatchForce = False,
                 sets: opt.Set = None, progress: opt.Progress = True):
     """Train a patch against the preset's classifier (trained first if it is not cached)."""
-    from patchbench.cache.models import ensure_model
-    from patchbench.cache.patches import attack_entry, train_patch
-    from patchbench.runner.patch_area import size_advice
-    from patchbench.runner.sweep import check_data, store_and_device
+    from patchbench.cache.models import ensure_model  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.cache.patches import attack_entry, train_patch  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.patch_area import size_advice  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.sweep import check_data, store_and_device  # reason: deferred: `patchbench --help` imports no torch
 
     p = opt.load(preset, sets, device, data_root, weights)
     cfg = attack_entry(p, attack, sizes=[size], target=target, steps=steps, seed=seed)
@@ -72,14 +72,14 @@ def sweep(preset: opt.Preset = "demo-fmnist", defenses: opt.SweepDefenses = None
     objective × (clean + every evasion attack). With --shard, every shard trains or loads the same
     cached models and patches (deterministic), then computes its own slice of the cells.
     """
-    from patchbench.cache.patches import with_seeds
-    from patchbench.store.results import parse_shard
-    from patchbench.runner.sweep import sweep as run_sweep
+    from patchbench.cache.patches import with_seeds  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.store.results import parse_shard  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.sweep import sweep as run_sweep  # reason: deferred: `patchbench --help` imports no torch
 
     parse_shard(shard)  # a malformed --shard fails before any work
     p = with_seeds(opt.load(preset, sets, device, data_root, weights, amp=amp), seeds)
     if executor is not None:
-        from patchbench.runner.scaleout import ClusterOptions, sweep_on_cluster
+        from patchbench.runner.scaleout import ClusterOptions, sweep_on_cluster  # reason: deferred: `patchbench --help` imports no torch
 
         opts = ClusterOptions(partition, gpus_per_node, timeout_min=timeout_min, array_parallelism=array_parallelism)
         return out.print(sweep_on_cluster(p, results, shard, shards, executor, opts, defenses, lambdas, patches))
@@ -91,7 +91,7 @@ def status_cmd(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("
                weights: opt.Weights = None, sets: opt.Set = None):
     """How far the preset's grid is: cells planned, done and missing (from the cached models and patches;
     nothing is trained or computed). Shards and job arrays report here as they finish."""
-    from patchbench.runner.sweep import status_line
+    from patchbench.runner.sweep import status_line  # reason: deferred: `patchbench --help` imports no torch
 
     out.print(status_line(opt.load(preset, sets, None, data_root, weights), results))
 
@@ -104,7 +104,7 @@ def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetSc
     A preflight (GPU, datasets, weight files, disk) first names each missing piece with its fix and writes
     nothing. A rerun reuses every cached model, patch and cell; `patchbench report` then gathers them.
     """
-    from patchbench.config import option_overrides
-    from patchbench.runner.reproduce import reproduce
+    from patchbench.config import option_overrides  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.reproduce import reproduce  # reason: deferred: `patchbench --help` imports no torch
 
     reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress, allow_cpu=allow_cpu)

@@ -16,6 +16,7 @@ from typing import Any
 
 from patchbench.config.keys import key_when, not_key
 
+AMP_DTYPES = {None: None, "bf16": "bfloat16", "fp16": "float16"}  # model.amp -> torch dtype name
 
 @dataclass
 class DataConfig:

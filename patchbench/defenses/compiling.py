@@ -20,6 +20,8 @@ import os
 import warnings
 from typing import Callable
 
+import torch
+
 SWITCH = {"on": os.environ.get("PATCHBENCH_COMPILE", "0") not in ("", "0", "false", "no")}
 
 
@@ -43,7 +45,6 @@ def compiled(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def call(*args, **kwargs):
         if state["fn"] is None:
-            import torch
 
             state["fn"] = torch.compile(fn)
             try:

@@ -8,6 +8,7 @@ Cells already in the store are skipped (resume); a grid with nothing missing doe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from patchbench import __version__
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
 from patchbench.defenses.base import CERTIFIED, Defense
-from patchbench.store.columns import check_row, patch_meta_columns
 from patchbench.devices import machine
+from patchbench.evaluation.ssim import ssim_per_image
+from patchbench.store.columns import check_row, patch_meta_columns
 from patchbench.store.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
 from patchbench.util import progress_bar
 
@@ -139,7 +141,6 @@ def _sync(device: torch.device) -> None:
 
 def predict_context(device: torch.device, amp: str | None):
     """The context of a prediction pass: ``torch.autocast`` at ``amp`` (bf16 | fp16) or nothing (fp32)."""
-    import contextlib
 
     if amp is None:
         return contextlib.nullcontext()
@@ -149,7 +150,6 @@ def predict_context(device: torch.device, amp: str | None):
 
 def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra, ssim_n,
          amp=None):
-    from patchbench.evaluation.ssim import ssim_per_image
 
     n = len(indices)
     ssim_sum = {c.rid: 0.0 for c in todo}

@@ -22,8 +22,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
+from patchbench.attacks.linf import check_eps, check_steps
+from patchbench.attacks.pgd import PGD
+from patchbench.data import get_dataset_info
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check
+from patchbench.imagefiles import imageio
+from patchbench.imagefiles.imageio import read_image
+from patchbench.models import build_classifier
+from patchbench.util import atomic_write
 
 COLUMNS = ("file", "label", "x0", "y0", "x1", "y1")
 
@@ -40,7 +49,6 @@ class Box:
 
 def read_boxes(images: Path, boxes_csv: Path, num_classes: int) -> list[Box]:
     """Every row of ``boxes_csv``, checked against the images in ``images`` (one-line errors)."""
-    from PIL import Image, UnidentifiedImageError
 
     check(images.is_dir(), f"image folder not found: {images}")
     check(boxes_csv.is_file(), f"boxes CSV not found: {boxes_csv}")
@@ -76,7 +84,6 @@ def read_boxes(images: Path, boxes_csv: Path, num_classes: int) -> list[Box]:
 
 def load_batch(boxes: list[Box], size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images (B, C, size, size) in [0, 1], labels, allowed (B, 1, size, size): 0 inside each box)."""
-    from patchbench.imagefiles.imageio import read_image
 
     xs, allowed = [], torch.ones(len(boxes), 1, size, size)
     for i, b in enumerate(boxes):
@@ -109,7 +116,6 @@ def prediction_rows(model, x: torch.Tensor, labels: torch.Tensor, kind: str) -> 
 def background_attack(model, boxes: list[Box], size: int, channels: int, eps: float, steps: int,
                       step_size: float | None, seed: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, pd.DataFrame]:
     """Adversarial images (B, C, size, size) and the natural-vs-adversarial table (AdvML Tables 1-2)."""
-    from patchbench.attacks.pgd import PGD
 
     attack = PGD(model, eps, steps, step_size, seed=seed)
     advs, rows = [], []
@@ -132,12 +138,6 @@ def run(images: Path, boxes_csv: Path, out_dir: Path, model: str, weights: str, 
         eps: float, steps: int, step_size: float | None, seed: int, batch_size: int, device: str) -> str:
     """``patchbench background-attack``: every input checked before any work, then the adversarial
     PNGs and ``background-attack.{csv,md}`` in ``out_dir``; returns the one-line summary."""
-    from patchbench.imagefiles import imageio
-    from patchbench.attacks.linf import check_eps, check_steps
-    from patchbench.data import get_dataset_info
-    from patchbench.devices import resolve_device
-    from patchbench.models import build_classifier
-    from patchbench.util import atomic_write
 
     check_eps(eps, "background-attack")
     check_steps(steps, "background-attack")

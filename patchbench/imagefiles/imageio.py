@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
@@ -49,7 +50,6 @@ def read_image(path: Path) -> torch.Tensor:
       stored, not composited on a background (a defense sees the pixels the file holds).
     Any size works, down to 1×1.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
@@ -78,7 +78,6 @@ def group_by_shape(images: list[torch.Tensor]) -> list[list[int]]:
 
 def write_png(x: torch.Tensor, path: Path) -> None:
     """Write C×H×W in [0, 1] as an 8-bit PNG (rounded), atomically."""
-    from PIL import Image
 
     arr = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()

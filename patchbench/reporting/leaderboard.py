@@ -41,6 +41,7 @@ import pandas as pd
 from patchbench.attacks import ATTACKS
 from patchbench.audit.indicators import INDICATORS
 from patchbench.errors import PatchbenchError, check
+from patchbench.store.results import ResultStore, one_precision
 from patchbench.util import stable_hash
 
 FORMAT = "patchbench-leaderboard/1"
@@ -234,7 +235,6 @@ def render_markdown(board: list[dict], max_area: float) -> str:
 def leaderboard(results, fmt: str = "md", max_area: float = MAX_AREA_PCT, merge_files: list | None = None) -> str:
     """``patchbench leaderboard``: the board of the cells under ``results`` merged with the boards in
     ``merge_files``, as markdown (``md``) or JSON (``json``). Inputs are checked before any cell is read."""
-    from patchbench.store.results import ResultStore, one_precision
 
     check(fmt in ("md", "json"), f"--format must be md or json, got {fmt!r}")
     check(0 < max_area <= 100, f"--max-area must be a percentage in (0, 100], got {max_area!r}")

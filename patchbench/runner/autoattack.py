@@ -27,6 +27,7 @@ markdown (``make demo-tomm AUDIT=autoattack``).
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -42,8 +43,12 @@ from patchbench.audit.indicators import AUDIT_AUTOATTACK_GAP, INDICATORS
 from patchbench.cache.models import ensure_model, model_path, needs_training, with_training
 from patchbench.config import Preset
 from patchbench.data import iterate, load_split
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check, check_writable_dir, is_int, is_number
+from patchbench.papers import get_paper
+from patchbench.presets import load_preset
 from patchbench.store.results import ResultStore, now_utc, one_precision, wilson_ci
+from patchbench.table import render
 from patchbench.util import atomic_write, console, progress_bar, stable_hash
 
 INSTALL = "the AutoAttack cross-check needs torchattacks: pip install -e '.[bench]'"
@@ -55,7 +60,7 @@ CACHE = Path("audit") / "autoattack"  # under the results directory
 def load_torchattacks():
     """torchattacks (the ``bench`` extra), or a one-line error saying how to install it."""
     try:
-        import torchattacks
+        import torchattacks  # reason: optional dependency (the bench extra), refused in one line when missing
     except ImportError:
         raise PatchbenchError(INSTALL) from None
     return torchattacks
@@ -177,7 +182,6 @@ def autoattack_check(preset: Preset | str, results_dir, device: torch.device | s
     (the first ``n`` of them, or all), at each of their ε: one row per stored attacked cell (see the
     module's docstring), in the preset's order of trainings and attacks."""
     if isinstance(preset, str):
-        from patchbench.presets import load_preset
 
         preset = load_preset(preset)
     device = torch.device(device)
@@ -227,7 +231,6 @@ def render_autoattack(df: pd.DataFrame, fmt: str = "markdown") -> str | None:
     """The cross-check as a table (markdown text, or printed with rich -> None): reported and
     AutoAttack robust accuracy (%) with their intervals, the gap; † marks a row where the indicator
     fires, and the legend names it."""
-    from patchbench.table import render
 
     ind = INDICATORS["autoattack_gap"]
     legend = f"† {ind.column}: {ind.explains}; fires where {ind.threshold}. Run instead: {ind.run_instead}."
@@ -251,7 +254,6 @@ def render_autoattack(df: pd.DataFrame, fmt: str = "markdown") -> str | None:
 def default_out(preset: Preset, results: Path) -> Path:
     """``RESULTS/<scale>/<paper>-autoattack.md`` for a paper's only preset of a scale (the demo's),
     ``RESULTS/<scale>/<preset>-autoattack.md`` for one of several, ``RESULTS/<preset>-autoattack.md`` otherwise."""
-    from patchbench.papers import get_paper
 
     try:
         scales = get_paper(preset.paper).presets
@@ -265,7 +267,6 @@ def default_out(preset: Preset, results: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m patchbench.runner.autoattack``: the cross-check of one preset, printed and written as markdown."""
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m patchbench.runner.autoattack", description=main.__doc__)
     ap.add_argument("--preset", required=True, help="preset name or YAML path (its cells must be stored)")
@@ -277,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
-        from patchbench.devices import resolve_device
-        from patchbench.presets import load_preset
 
         preset = load_preset(args.preset)
         device = resolve_device(args.device or preset.device)

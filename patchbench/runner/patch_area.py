@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from patchbench.config import Preset
+from patchbench.papers import PAPERS
+from patchbench.presets import load_preset
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,6 @@ class PaperPatch:
 
 def paper_patches() -> list[PaperPatch]:
     """Every patch size of every paper-scale preset of the registered papers."""
-    from patchbench.papers import PAPERS
-    from patchbench.presets import load_preset
 
     found = []
     for paper in PAPERS.values():

@@ -25,8 +25,14 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from patchbench.cache.models import needs_training
 from patchbench.config import Preset
+from patchbench.data import get_dataset_info, load_split
+from patchbench.data.registry import NotOfficial
 from patchbench.errors import PatchbenchError
+from patchbench.models import MODELS
+from patchbench.models.imagenet import weights_file
+from patchbench.papers import get_paper
 
 GiB = 1024 ** 3
 PER_PRESET_BYTES = 256 * 1024 ** 2  # cells, per-image predictions, patches and maps of one preset (generous)
@@ -43,7 +49,6 @@ class Missing:
 
 def needed_splits(p: Preset) -> list[str]:
     """The splits a preset reads: its evaluation split, and the training split when it trains or attacks."""
-    from patchbench.cache.models import needs_training
 
     trains = needs_training(p) or bool(p.attacks) or any(t != "raw" for t in p.trainings)
     return list(dict.fromkeys([p.data.eval_split] + (["train"] if trains else [])))
@@ -57,8 +62,6 @@ def check_device(p: Preset, scale: str, allow_cpu: bool) -> tuple[str, str] | No
 
 
 def check_dataset(p: Preset) -> list[tuple[str, str]]:
-    from patchbench.data import get_dataset_info, load_split
-    from patchbench.data.registry import NotOfficial
 
     info, found = get_dataset_info(p.data.dataset), []
     for split in needed_splits(p):
@@ -88,7 +91,6 @@ def check_weights(p: Preset) -> tuple[str, str] | None:
     path = Path(w)
     if path.suffix in (".pth", ".pt", ".bin") or os.sep in w:
         return None if path.is_file() else (f"weights file {w} (preset {p.name})", "place it there, or --set model.weights=PATH")
-    from patchbench.models.imagenet import weights_file
 
     try:
         target = weights_file(p.model.arch, w)
@@ -96,7 +98,7 @@ def check_weights(p: Preset) -> tuple[str, str] | None:
         return str(exc), "fix model.weights in the preset"
     if target.is_file():
         return None
-    from torchvision.models import get_model_weights
+    from torchvision.models import get_model_weights  # reason: torchvision takes seconds to import; only named weights need it
 
     url = get_model_weights(p.model.arch)[w].url
     return (f"torchvision weights {p.model.arch} {w}: {target} (preset {p.name})",
@@ -108,7 +110,6 @@ def check_weights(p: Preset) -> tuple[str, str] | None:
 @functools.lru_cache(maxsize=None)
 def parameter_count(arch: str, num_classes: int, channels: int) -> int:
     """Parameters of ``arch``, counted on the meta device (nothing allocated); 100M when it cannot be built there."""
-    from patchbench.models import MODELS
 
     try:
         with torch.device("meta"):
@@ -122,7 +123,6 @@ def disk_estimate(p: Preset) -> int:
     """Bytes a preset's caches may take: every model checkpoint it trains or caches (its parameter
     count, measured on the meta device: nothing is allocated), one more for the atomic write's temporary
     copy (checkpoints are written one at a time), plus :data:`PER_PRESET_BYTES`."""
-    from patchbench.data import get_dataset_info
 
     info = get_dataset_info(p.data.dataset)
     params = parameter_count(p.model.arch, info.num_classes, info.channels)
@@ -151,8 +151,6 @@ def find_missing(plan: dict[str, list[Preset]], scale: str, results: Path, allow
             what, fix = found
             old = pieces.get(fix, Missing(label, what.split(" (preset ")[0], fix))
             pieces[fix] = Missing(old.label, old.what, fix, tuple(dict.fromkeys(old.papers + (paper,))))
-
-    from patchbench.papers import get_paper
 
     need = 0
     for paper, presets in plan.items():

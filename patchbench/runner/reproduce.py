@@ -17,6 +17,18 @@ from pathlib import Path
 
 from rich.console import Console
 
+from patchbench.devices import resolve_device
+from patchbench.evaluation.stages import stage, summary, take
+from patchbench.papers import PAPERS, get_paper
+from patchbench.presets import load_preset
+from patchbench.reporting.lookup import build_table
+from patchbench.reporting.provenance import now, record
+from patchbench.runner.preflight import preflight
+from patchbench.runner.sweep import run_preset
+from patchbench.store.results import ResultStore, one_precision
+from patchbench.table import render
+from patchbench.util import atomic_write
+
 console = Console(stderr=True, soft_wrap=True)
 
 ALL = "all"
@@ -24,7 +36,6 @@ ALL = "all"
 
 def paper_names(papers: str | list[str]) -> list[str]:
     """Paper names, checked; ``all`` stands for every registered paper (registry order)."""
-    from patchbench.papers import PAPERS, get_paper
 
     names = [papers] if isinstance(papers, str) else list(papers)
     return list(dict.fromkeys(n for name in names for n in (PAPERS if name == ALL else [get_paper(name).name])))
@@ -38,14 +49,6 @@ def default_out(results: Path, scale: str) -> Path:
 def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | None, overrides: list[str] | None = None,
               progress: bool = True, print_tables: bool = True, allow_cpu: bool = False) -> list[Path]:
     """Run and report ``paper`` (names, or ``all``) at ``scale`` (paper | demo); returns the files written."""
-    from patchbench.devices import resolve_device
-    from patchbench.papers import get_paper
-    from patchbench.runner.preflight import preflight
-    from patchbench.presets import load_preset
-    from patchbench.reporting.provenance import now, record
-    from patchbench.store.results import ResultStore
-    from patchbench.runner.sweep import run_preset
-    from patchbench.evaluation.stages import stage, summary, take
 
     names = paper_names(paper)
     plan = {n: [load_preset(p, overrides) for p in get_paper(n).scale(scale)] for n in names}
@@ -74,11 +77,6 @@ def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | Non
 
 def report_paper(paper: str, presets, results: Path, out: Path, print_tables: bool = True) -> list[Path]:
     """The tables (markdown, and printed) and figures of ``paper``'s presets, from the stored cells."""
-    from patchbench.papers import get_paper
-    from patchbench.reporting.lookup import build_table
-    from patchbench.store.results import ResultStore, one_precision
-    from patchbench.table import render
-    from patchbench.util import atomic_write
 
     plugin = get_paper(paper)
     cells = one_precision(ResultStore(results, read_only=True).load_cells())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchbench.errors import PatchbenchError, check, is_int
+from patchbench.runner.sweep import check_sweep_inputs, sweep
+from patchbench.store.results import ResultStore
 
 EXECUTORS = ("local", "slurm")
 
@@ -29,7 +31,6 @@ class ClusterOptions:
 
 def run_shard(preset, results: str, shard: str, defenses, lambdas, patch_files) -> int:
     """One job of the array: the preset's sweep restricted to ``shard``; returns the cells it sees."""
-    from patchbench.runner.sweep import sweep
 
     return len(sweep(preset, Path(results), defenses, lambdas, patch_files, progress=False, shard=shard))
 
@@ -41,7 +42,7 @@ def submit_sweep(preset, results: Path, shards: int, executor: str, options: Clu
     check(executor in EXECUTORS, f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     check(is_int(shards) and shards >= 1, f"--shards must be an integer >= 1, got {shards!r}")
     try:
-        import submitit
+        import submitit  # reason: optional dependency (the cluster extra), refused in one line when missing
     except ImportError:
         raise PatchbenchError("--executor needs submitit: pip install 'patchbench[cluster]' (or pip install submitit)") from None
     folder = Path(options.log_dir or Path(results) / "submitit")
@@ -71,8 +72,6 @@ def sweep_on_cluster(preset, results: Path, shard: str | None, shards: int, exec
                      defenses=None, lambdas=None, patch_files=None) -> str:
     """``patchbench sweep --executor``: every input checked here, then ``shards`` jobs run to the end;
     returns the summary line."""
-    from patchbench.store.results import ResultStore
-    from patchbench.runner.sweep import check_sweep_inputs
 
     check(shard is None, "--shard and --executor exclude each other: the executor runs every shard of --shards")
     check_sweep_inputs(preset, defenses, lambdas, patch_files)

@@ -12,11 +12,13 @@ from patchbench.cache.models import ensure_model, model_path, needs_training
 from patchbench.cache.patches import load_patches, preset_patches
 from patchbench.config import PatchFile, Preset, parse_lambdas
 from patchbench.data import load_split
-from patchbench.evaluation.defense_params import defense_params, defense_runs
 from patchbench.devices import resolve_device
 from patchbench.errors import check_limit
+from patchbench.evaluation.defense_params import defense_params, defense_runs
 from patchbench.evaluation.grid import run_grid
+from patchbench.evaluation.stages import stage
 from patchbench.papers import all_experiments, get_paper
+from patchbench.sections.audit import audit_preset
 from patchbench.store.results import NotCached, ResultStore, parse_shard
 from patchbench.util import console
 
@@ -114,8 +116,6 @@ def audit_cells(preset: Preset, store: ResultStore, device: torch.device, progre
     once its grid is whole: not in a shard (the last shard's ``patchbench audit`` does it)."""
     if preset.experiment != "patch-defense" or not preset.attacks or store.shard is not None or store.plan_only:
         return
-    from patchbench.sections.audit import audit_preset
-    from patchbench.evaluation.stages import stage
 
     with stage("audit"):
         audit_preset(preset, store.root, device, progress=progress, require=False)

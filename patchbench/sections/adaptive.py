@@ -40,7 +40,7 @@ holdout). A rerun loads the snapshots and finds every cell stored: no training, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,13 @@ from patchbench.cache.models import LoadedModel, ensure_model
 from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices
 from patchbench.config import AttackConfig, Preset, cache_hash, key_fields
 from patchbench.data import get_dataset_info, iterate, load_split
-from patchbench.evaluation.defense_params import resolve_defense
 from patchbench.defenses import DEFENSES, NoDefense
-from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.errors import PatchbenchError, check, is_int, is_number
+from patchbench.evaluation.defense_params import resolve_defense
+from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.evaluation.grid import evaluate_conditions
-from patchbench.store.results import ResultStore
 from patchbench.evaluation.stages import stage
+from patchbench.store.results import ResultStore
 from patchbench.util import atomic_write
 
 console = Console(stderr=True)
@@ -210,7 +210,6 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
 
 def _no_ssim(preset: Preset) -> Preset:
     """The adaptive cells measure success only (SSIM is the clean sweep's)."""
-    from dataclasses import replace
 
     return replace(preset, data=replace(preset.data, ssim_n=0))
 

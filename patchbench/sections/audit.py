@@ -33,7 +33,7 @@ import torch
 
 from patchbench.attacks.patch import Patch
 from patchbench.audit.gradients import AS_WRITTEN, DECLARED, unavailable_gradients
-from patchbench.audit.indicators import AUDIT_COLUMNS, AUDIT_UNAVAILABLE_GRADIENTS, AUDIT_UNSTABLE_PREDICTIONS
+from patchbench.audit.indicators import AUDIT_COLUMNS, AUDIT_UNAVAILABLE_GRADIENTS, AUDIT_UNSTABLE_PREDICTIONS, INDICATORS
 from patchbench.audit.stability import UNSTABLE_THRESHOLD, unstable_prediction_scores
 from patchbench.audit.verdicts import NOTES, cell_verdicts, mark
 from patchbench.cache.models import ensure_model
@@ -157,7 +157,6 @@ def audit_path(results, preset: str) -> Path:
 def explain(results, presets: list[str] | None = None) -> list[str]:
     """Per audited preset: a summary line (cells, flagged, per indicator), then one line per flagged
     cell — what it is, each firing indicator with its numbers, and what to run instead."""
-    from patchbench.audit.indicators import INDICATORS
 
     cells = ResultStore(results, read_only=True).load_cells()
     have = [c for c in AUDIT_COLUMNS if c in cells]

@@ -34,16 +34,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from patchbench.sections.adaptive import run_adaptive
 from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import ensure_patches
 from patchbench.config import Preset
 from patchbench.defenses.patchcleanser import PatchCleanser
-from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.errors import check, is_int
+from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.evaluation.grid import evaluate_conditions
-from patchbench.store.results import ResultStore
 from patchbench.evaluation.stages import stage
+from patchbench.sections.adaptive import run_adaptive
+from patchbench.store.results import ResultStore
+from patchbench.table import audit_legend, audit_mark, preset_cells
 from patchbench.util import console
 
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adv. Patch"}
@@ -150,7 +151,6 @@ def _flipped(cells: pd.DataFrame, clean: pd.Series, attacked: pd.DataFrame) -> i
 
 def build_certified(table, cells: pd.DataFrame, ctx):
     """Clean, certified and empirical accuracy (%) per defense; see the module docstring."""
-    from patchbench.table import audit_legend, audit_mark, preset_cells
 
     df = preset_cells(cells, ctx.preset)
     df = df[df["model_id"] == df["model_id"].iloc[-1]]

@@ -32,9 +32,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from patchbench.store.columns import REQUIRED, check_row, column_names, key_columns
 from patchbench.config.keys import cache_hash
-from patchbench.errors import PatchbenchError, check
+from patchbench.errors import PatchbenchError, check, check_writable_dir
+from patchbench.store.columns import REQUIRED, check_row, column_names, key_columns
 from patchbench.util import atomic_write, console, remove_stale_temps
 
 AUDIT_DIR = Path("audit") / "cells"  # per-cell audit verdicts (patchbench.sections.audit), joined on read
@@ -60,7 +60,7 @@ def wilson_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials (scipy's binomtest, no continuity corr.)."""
     if n == 0:
         return float("nan"), float("nan")
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # reason: scipy.stats takes a second to import; the CLI's start needs no interval
 
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
@@ -136,7 +136,6 @@ class NotCached(Exception):
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` (0 <= i < n) -> (i, n); None -> None. One-line PatchbenchError otherwise."""
-    from patchbench.errors import PatchbenchError
 
     if text is None:
         return None
@@ -160,7 +159,6 @@ class ResultStore:
         self.plan_only = plan_only
         self.read_only = read_only or plan_only  # a reader never moves a file, not even a damaged one
         self.planned: list[str] = []
-        from patchbench.errors import check_writable_dir
 
         # checked before any training or evaluation; a reader (tables, figures, status) only needs a directory
         self.root = check_writable_dir(root, "--results", writable=not (read_only or plan_only))

@@ -56,7 +56,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.pgd import PGD
 from patchbench.errors import PatchbenchError
+from patchbench.models.gradcam import attention_area, masked_image
 from patchbench.registry import Registry, own_name
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +83,6 @@ def rectification_distance(model: nn.Module, x: torch.Tensor, logits: torch.Tens
 
     ``g`` is the map at the CAM grid; the mask thresholds it upsampled (bilinear) to the image.
     """
-    from patchbench.models.gradcam import attention_area, masked_image
 
     g_img = F.interpolate(g.detach()[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
     x_m = masked_image(x, attention_area(g_img, kappa))
@@ -111,7 +112,6 @@ class Objective(ABC):
         """The attack that makes x_adv while training (None for non-adversarial objectives)."""
         if not self.adversarial:
             return None
-        from patchbench.attacks.pgd import PGD
 
         return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed,
                    **self.attack_region(cfg))

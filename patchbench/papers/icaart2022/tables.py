@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from patchbench.api import (
-    PatchbenchError, Table, TableContext, audit_legend, audit_mark, build_optimality, fmt_pct, lam_match, preset_cells,
+    PatchbenchError,
+    Table,
+    TableContext,
+    audit_legend,
+    audit_mark,
+    build_optimality,
+    fmt_pct,
+    lam_match,
+    preset_cells,
 )
 
 PAPER_KEY = "icaart2022-slgs"  # the `paper` column of the reference CSV
@@ -63,7 +71,7 @@ def seed_summary(rows: pd.DataFrame) -> dict:
     mean p̄ of the per-seed accuracies ± t_{0.975, S-1} · sqrt(s²/S + p̄(1-p̄)/n), where s² is the
     seed-to-seed variance and p̄(1-p̄)/n the binomial variance of the n shared images (both in
     the interval; conservative since the images are shared by all seeds)."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # reason: scipy.stats takes a second to import; only this table needs it
 
     acc = rows["accuracy"].astype(float)
     if len(rows) == 1:

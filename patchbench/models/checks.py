@@ -1,20 +1,17 @@
-"""Range checks of the volumetric section, the key in every message; names are checked against the
-registries of the layer they belong to (volumization metrics, inflation modes). The training section's
-checks are the training layer's (:mod:`patchbench.training.checks`)."""
+"""Range checks of a volumetric model's section (``model.volumize``), the key in every message; names are
+checked against the registries of the layers they belong to (volumization metrics and pads, the volumetric
+nets' aggregations and inflation modes)."""
 
 from __future__ import annotations
 
 from patchbench.config.schema import VolumizeConfig
 from patchbench.errors import check, is_int
-
-AMP_DTYPES = {None: None, "bf16": "bfloat16", "fp16": "float16"}  # model.amp -> torch dtype name
+from patchbench.models.volumetric import AGGREGATIONS, INFLATE
+from patchbench.volumization import METRICS, PADS
 
 
 def validate_volumize(v: VolumizeConfig, image_size: int, where: str = "model.volumize") -> None:
     """Range checks of a volumetric model's section (names against the volumization registries)."""
-    from patchbench.models.volumetric import AGGREGATIONS, INFLATE
-    from patchbench.volumization import METRICS, PADS
-
     check(is_int(v.patch) and 2 <= v.patch <= image_size, f"{where}.patch must be an integer in 2..{image_size}, got {v.patch!r}")
     check(v.metric in METRICS, f"{where}.metric must be one of {', '.join(METRICS)}, got {v.metric!r}")
     check(v.order in ("ascending", "descending"), f"{where}.order must be ascending or descending, got {v.order!r}")
