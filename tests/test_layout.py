@@ -124,7 +124,7 @@ def test_audit_imports_only_the_lower_layers():
 
 def place(module: str) -> str:
     """A module's place in the house: the wing (subfolder of the package) it stands in, or the module itself at
-    the package root: ``patchbench.audit.cells`` -> ``audit/``, ``patchbench.presets`` -> ``presets.py``."""
+    the package root: ``patchbench.audit.comparisons`` -> ``audit/``, ``patchbench.presets`` -> ``presets.py``."""
     parts = module.split(".")
     if len(parts) == 1:
         return "patchbench"
@@ -170,3 +170,26 @@ def test_local_imports_say_why():
                 silent += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in ast.walk(fn)
                            if isinstance(n, (ast.Import, ast.ImportFrom)) and "# reason: " not in lines[n.end_lineno - 1]]
     assert not silent, "function-local imports without a reason:\n" + "\n".join(sorted(set(silent)))
+
+
+# Names that repeat because their modules play one role in sibling wings.
+SAME_ROLE = {
+    "base.py": "the contract of a registry's entries (attacks/, defenses/)",
+    "registry.py": "a wing's registry (data/, models/) and the Registry class registries are made of (root)",
+    "checks.py": "a wing's range checks of its preset section (training/, models/)",
+}
+
+
+def test_a_module_name_says_one_thing():
+    """No two modules share a name unless they play one role: in sibling wings (:data:`SAME_ROLE`) or in
+    sibling paper plugins (``papers/*/tables.py``); a plugin's module never takes a generic module's name."""
+    generic, plugin = {}, {}
+    for p in PACKAGE.rglob("*.py"):
+        rel = p.relative_to(PACKAGE)
+        if p.name == "__init__.py":
+            continue
+        (plugin if rel.parts[0] == "papers" and len(rel.parts) > 2 else generic).setdefault(p.name, []).append(str(rel))
+    repeated = {n: ps for n, ps in generic.items() if len(ps) > 1 and n not in SAME_ROLE}
+    assert not repeated, f"modules sharing a name: {repeated}"
+    taken = {n: plugin[n] + generic[n] for n in plugin if n in generic}
+    assert not taken, f"plugin modules named like generic ones: {taken}"

@@ -14,7 +14,7 @@ module                     functions                 reads
 :mod:`.stability`          unstable_predictions      model, defense, images (random probes)
 :mod:`.traces`             silent_success,           what the attack recorded per step
                            incomplete_optimization
-:mod:`.cells`              transfer_failure,         accuracies of the cell and its neighbours
+:mod:`.comparisons`        transfer_failure,         accuracies of the cell and its neighbours
                            unconstrained_failure,
                            non_monotonic,
                            random_beats_gradient,
@@ -24,7 +24,7 @@ module                     functions                 reads
 =========================  ========================  ============================================
 """
 
-from patchbench.audit.cells import (  # noqa: F401
+from patchbench.audit.comparisons import (  # noqa: F401
     UNCONSTRAINED_THRESHOLD,
     autoattack_gap,
     non_monotonic,

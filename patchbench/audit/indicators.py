@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from patchbench.audit.cells import UNCONSTRAINED_THRESHOLD
+from patchbench.audit.comparisons import UNCONSTRAINED_THRESHOLD
 from patchbench.audit.gradients import ZERO_GRAD_ATOL
 from patchbench.audit.stability import UNSTABLE_N, UNSTABLE_SIGMA, UNSTABLE_THRESHOLD
 from patchbench.audit.traces import INCOMPLETE_LAST, INCOMPLETE_TOLERANCE

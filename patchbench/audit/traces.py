@@ -99,7 +99,7 @@ def incomplete_optimization(loss_trace: torch.Tensor, last: int | float = INCOMP
     rescales to all zeros and reads as *complete*. Running-minimum rescaling
     measures the progress still being made relative to the progress made; with none made there is
     nothing to measure. Those failures are what :func:`~patchbench.audit.gradients.unavailable_gradients`
-    and the unbounded-attack check (:func:`~patchbench.audit.cells.unconstrained_failure`) catch.
+    and the unbounded-attack check (:func:`~patchbench.audit.comparisons.unconstrained_failure`) catch.
     """
     check(isinstance(loss_trace, torch.Tensor) and loss_trace.dim() >= 1 and loss_trace.shape[-1] >= 2,
           "loss_trace must be a tensor with at least 2 attack steps on its last axis")

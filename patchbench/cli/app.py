@@ -1,5 +1,5 @@
 """patchbench command line: the Typer app, its global options and the table of its commands, one module per family
-(:mod:`.run`, :mod:`.results`, :mod:`.audit`, :mod:`.patches`, :mod:`.images`, :mod:`.catalog`); each command parses its
+(:mod:`.run`, :mod:`.show`, :mod:`.files`, :mod:`.catalog`); each command parses its
 options (declared in :mod:`.options`), calls the layer that does the job and prints (named plugins load first). A user error is one line ``error: ...`` on stderr, exit code 2, nothing written."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from patchbench import __version__, faults
-from patchbench.cli import audit, catalog, images, patches, results, run
+from patchbench.cli import catalog, files, run, show
 from patchbench.cli import options as opt
 from patchbench.plugins import plugin_names
 
@@ -49,10 +49,10 @@ def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version",
 
 
 COMMANDS = {  # name -> function, in the order `patchbench --help` lists them
-    "list": catalog.list_cmd, "train-model": run.train_model, "train-patch": run.train_patch, "defend": images.defend,
-    "sweep": run.sweep, "status": run.status_cmd, "table": results.table, "reproduce": run.reproduce_cmd,
-    "report": results.report_cmd, "plot": results.plot, "audit": audit.audit_cmd, "background-attack": images.background_attack_cmd,
-    "leaderboard": results.leaderboard_cmd, "evaluate": patches.evaluate_cmd, "export-patch": patches.export_patch_cmd,
+    "list": catalog.list_cmd, "train-model": run.train_model, "train-patch": run.train_patch, "defend": files.defend,
+    "sweep": run.sweep, "status": run.status_cmd, "table": show.table, "reproduce": run.reproduce_cmd,
+    "report": show.report_cmd, "plot": show.plot, "audit": show.audit_cmd, "background-attack": files.background_attack_cmd,
+    "leaderboard": show.leaderboard_cmd, "evaluate": run.evaluate_cmd, "export-patch": files.export_patch_cmd,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)

@@ -1,5 +1,5 @@
-"""``patchbench train-model``, ``train-patch``, ``sweep``, ``status`` and ``reproduce``: the commands that train,
-evaluate and store (each parses its options, calls the job's module and prints)."""
+"""``patchbench train-model``, ``train-patch``, ``sweep``, ``status``, ``reproduce`` and ``evaluate`` (one cell: a patch
+file — PNG or tensor file — at its own or a given placement, × a defense at λ): the commands that train, evaluate and store (each parses its options, calls the job's module and prints)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 
 from patchbench.cli import options as opt
+from patchbench.errors import PatchbenchError
 
 out = Console(soft_wrap=True)  # a result line is one line, however narrow the pipe: paths never wrap
+
 
 def train_model(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("results"), device: opt.Device = None,
                 data_root: opt.DataRoot = None, weights: opt.Weights = None, force: opt.TrainModelForce = False,
@@ -108,3 +110,21 @@ def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetSc
     from patchbench.runner.reproduce import reproduce  # reason: deferred: `patchbench --help` imports no torch
 
     reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress, allow_cpu=allow_cpu)
+
+
+def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = None, placement: opt.EvaluatePlacement = None,
+                 margin: opt.EvaluateMargin = None, region: opt.EvaluateRegion = None,
+                 placement_seed: opt.EvaluatePlacementSeed = None, defense: opt.EvaluateDefense = "lgs", lam: opt.Lam = "2.3",
+                 params: opt.Param = None, results: opt.Results = Path("results"), device: opt.Device = None,
+                 data_root: opt.DataRoot = None, weights: opt.Weights = None, amp: opt.Amp = None, sets: opt.Set = None,
+                 progress: opt.Progress = True):
+    """Evaluate one cell (preset × patch × defense × λ), print it and store it."""
+    from patchbench.config import PatchFile, parse_lambda, parse_params  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.runner.sweep import cell_lines, evaluate_one  # reason: deferred: `patchbench --help` imports no torch
+
+    if patch is None and any(v is not None for v in (placement, margin, region, placement_seed)):
+        raise PatchbenchError("--placement, --margin, --region and --placement-seed place a --patch; none was given")
+    entry = None if patch is None else PatchFile(str(patch), placement, margin, region, placement_seed)
+    p = opt.load(preset, sets, device, data_root, weights, amp=amp)
+    for line in cell_lines(evaluate_one(p, results, entry, defense, parse_lambda(lam), parse_params(params), progress)):
+        out.print(line)

@@ -7,7 +7,7 @@ each distinct ε of the preset's L∞ rows, and one row per stored attacked cell
 accuracy and AutoAttack's on the same images, each with its 95 % Wilson interval, and
 ``audit_autoattack_gap``: reported − AutoAttack > ``interval``, the lower half-width of the
 reported cell's Wilson interval on the compared images (so it fires where AutoAttack's accuracy
-falls below that interval; :func:`patchbench.audit.cells.autoattack_gap`).
+falls below that interval; :func:`patchbench.audit.comparisons.autoattack_gap`).
 
 An image is robust under AutoAttack when the model classifies it correctly clean and after the
 attack (as in the reference code: the clean image lies in the ε-ball, so one misclassified clean is
@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from patchbench.attacks import LinfAttack, attack_class
-from patchbench.audit.cells import autoattack_gap
+from patchbench.audit.comparisons import autoattack_gap
 from patchbench.audit.indicators import AUDIT_AUTOATTACK_GAP, INDICATORS
 from patchbench.cache.models import ensure_model, model_path, needs_training, with_training
 from patchbench.config import Preset

@@ -13,7 +13,7 @@ Per attacked cell of the preset's cached model:
   reference code does at the attack's starting point (the clean images), on the patch region's
   pixels, once per defense × λ × region.
 
-Not run per cell (their columns stay missing; :mod:`.cells` has them for a caller who has the
+Not run per cell (their columns stay missing; :mod:`patchbench.audit.comparisons` has them for a caller who has the
 numbers): the unconstrained attack (a half-image patch) and the random-search attack, each a new
 attack per cell. ε-bounded evasion cells are cross-checked by :mod:`.autoattack` instead.
 

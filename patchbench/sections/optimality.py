@@ -17,7 +17,7 @@ grid of patch sides (``sizes``, default every size of the preset's attacks), eac
   with the preset's ``adaptive:`` settings, so the adaptive section's own run is reused at its size;
   only the last step is evaluated at the other sizes);
 * ``unbounded: true`` (the default): every attack once more with a patch of half the image
-  (:func:`patchbench.audit.cells.half_image_side`, 45 px at 64 px), Pintor et al.'s unconstrained
+  (:func:`patchbench.audit.comparisons.half_image_side`, 45 px at 64 px), Pintor et al.'s unconstrained
   attack; it is not part of the curves.
 
 Cells the sweep already stored are reused (same run id); the cells this step adds carry the preset
@@ -39,7 +39,7 @@ import torch
 
 from patchbench.sections.adaptive import run_adaptive
 from patchbench.attacks import ATTACKS, PatchAttack
-from patchbench.audit.cells import half_image_side
+from patchbench.audit.comparisons import half_image_side
 from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import check_target, train_patch
 from patchbench.config import AttackConfig, Preset

@@ -1,12 +1,17 @@
-"""``patchbench defend`` and ``background-attack``: commands on a user's image files (:mod:`patchbench.imagefiles`)."""
+"""``patchbench defend``, ``background-attack`` and ``export-patch``: commands that read or write files a user keeps — image
+files defended or attacked (:mod:`patchbench.imagefiles`), a cached patch exported as an exact PNG plus a JSON sidecar."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.console import Console
 
 from patchbench.cli import options as opt
+from patchbench.errors import PatchbenchError
 
 out = Console(soft_wrap=True)  # a result line is one line, however narrow the pipe: paths never wrap
+
 
 def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.DefendDefense = "lgs", lam: opt.Lam = "2.3",
            params: opt.Param = None, preset: opt.DefendPreset = None, save_maps: opt.DefendSaveMaps = False,
@@ -35,3 +40,25 @@ def background_attack_cmd(
 
     out.print(background.run(images, boxes, out_dir, model, weights, dataset, image_size, eps, steps, step_size, seed,
                              batch_size, device))
+
+
+def export_patch_cmd(out_file: opt.ExportOut, preset: opt.Preset = "demo-fmnist", attack: opt.ExportAttack = None,
+                     size: opt.ExportSize = None, seed: opt.ExportSeed = None, target: opt.ExportTarget = None,
+                     from_file: opt.ExportFrom = None, results: opt.Results = Path("results"), device: opt.Device = None,
+                     weights: opt.Weights = None, sets: opt.Set = None):
+    """Export a cached patch: OUT.png (the patch at its size; it carries the exact float32 patch, so
+    `evaluate --patch OUT.png` reproduces the stored cells) and OUT.json (attack, target, size, model and
+    preset hashes, seed, success, git SHA). Nothing is trained."""
+    from patchbench.cache.export import cached_patch, export, export_cached_file  # reason: deferred: `patchbench --help` imports no torch
+    from patchbench.devices import resolve_device  # reason: deferred: `patchbench --help` imports no torch
+
+    if from_file is not None:
+        if attack is not None or size is not None:
+            raise PatchbenchError("--from exports one artifact; --attack/--size pick one from a preset's cache instead")
+        png, js = export_cached_file(from_file, out_file, results)
+    else:
+        if attack is None or size is None:
+            raise PatchbenchError("export-patch needs --attack and --size (with --preset), or --from FILE.pt")
+        p = opt.load(preset, sets, device, None, weights)
+        png, js = export(cached_patch(p, results, attack, size, seed, target, resolve_device(device or "cpu")), out_file, p)
+    out.print(f"wrote {png} and {js}")
