@@ -154,3 +154,23 @@ def test_first_plateau_and_held_out_indices():
     held = held_out_indices(100, 30, 0, 20)
     assert len(held) == 20 and not set(held.tolist()) & set(eval_indices(100, 30, 0).tolist())
     assert held.tolist() == sorted(held.tolist())
+
+
+def test_lgs_factor_counts_a_flat_patch_as_kept_and_a_checkerboard_as_zeroed():
+    """ICAART Eq. 5's factor clip(1 − λ·g, 0, 1) over a patch's pixels: a flat patch on a flat image, away from
+    the image's zero-padded border, has no local gradient (factor 1), a full-contrast checkerboard the largest
+    (zeroed), against a direct evaluation of LGS's own g on the same pasted images."""
+    from patchbench.attacks.patch import Patch
+    from patchbench.defenses import build_defense
+    from patchbench.probes.lgs_factor import lgs_factor
+
+    lgs = build_defense("lgs", {"window": 5, "overlap": 2, "threshold": 0.2, "space": "pixel"})
+    x = torch.full((4, 1, 32, 32), 0.5)
+    board = (torch.arange(10)[:, None] // 2 + torch.arange(10)[None, :] // 2) % 2  # 2 px squares (Sobel cancels on 1 px)
+    flat, checker = (Patch(p[None].float(), torch.ones(1, 10, 10), {"placement": "center", "margin": 0})
+                     for p in (torch.full((10, 10), 0.5), board))
+    kept, zeroed = lgs_factor(lgs, x, flat, 2.3), lgs_factor(lgs, x, checker, 2.3)
+    assert kept["patch_factor"] == pytest.approx(1.0) and kept["patch_zeroed"] == 0 and kept["rest_factor"] < 1  # the border
+    g = lgs.maps(checker.apply(x))["g"][:, :, 11:21, 11:21]  # centred: (32 - 10) // 2 = 11
+    want = (1 - 2.3 * g).clamp(0, 1)
+    assert zeroed["patch_factor"] == pytest.approx(float(want.mean()), abs=1e-6) and zeroed["patch_zeroed"] > 0.5
