@@ -43,7 +43,7 @@ demo-tomm: install  ## TOMM 2022 Table 6 at demo scale (Fashion-MNIST, LeNet, fi
 	$(BIN)/patchbench reproduce tomm2022 --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
 ifeq ($(AUDIT),autoattack)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m patchbench.audit.autoattack --preset demo-tomm-fmnist --results $(RESULTS) $(if $(AUDIT_N),--n $(AUDIT_N))
+	$(BIN)/python -m patchbench.runner.autoattack --preset demo-tomm-fmnist --results $(RESULTS) $(if $(AUDIT_N),--n $(AUDIT_N))
 endif
 
 demo-bmvc: install  ## BMVC 2023 Table 2 (top, bottom), Fig. 2, Fig. 3 at demo scale (Fashion-MNIST 32 px, volumetric small_vgg, CPU)

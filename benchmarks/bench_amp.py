@@ -26,10 +26,10 @@ from peers import machine, row, write_rows  # noqa: E402
 
 from patchbench.devices import resolve_device  # noqa: E402
 
-from patchbench.run import sweep  # noqa: E402
+from patchbench.runner.sweep import sweep  # noqa: E402
 from patchbench.presets import load_preset  # noqa: E402
-from patchbench.columns import key_columns  # noqa: E402
-from patchbench.results import ResultStore  # noqa: E402
+from patchbench.store.columns import key_columns  # noqa: E402
+from patchbench.store.results import ResultStore  # noqa: E402
 
 
 def agreement(store: ResultStore, cells: pd.DataFrame, amp: str) -> pd.DataFrame:

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import machine, row, write_rows  # noqa: E402
 
 from patchbench.audit.probes import PatchedImages, gradient_probes  # noqa: E402
-from patchbench.audit.runner import _indices, _jobs, patch_files  # noqa: E402
+from patchbench.sections.audit import _indices, _jobs, patch_files  # noqa: E402
 from patchbench.cache.models import ensure_model  # noqa: E402
 from patchbench.data import iterate, load_split  # noqa: E402
 from patchbench.devices import resolve_device  # noqa: E402
 from patchbench.presets import load_preset  # noqa: E402
-from patchbench.results import ResultStore, one_precision  # noqa: E402
+from patchbench.store.results import ResultStore, one_precision  # noqa: E402
 
 
 def best(fn, repeat: int) -> tuple[float, object]:

@@ -93,7 +93,7 @@ def demo_model_and_images(results: str, n: int, device: torch.device):
     from patchbench.cache.models import ensure_model
     from patchbench.data import eval_indices, load_split
     from patchbench.presets import load_preset
-    from patchbench.results import NotCached, ResultStore
+    from patchbench.store.results import NotCached, ResultStore
 
     preset = load_preset(PRESET)
     d = preset.data

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from patchbench.attacks import ATTACKS, AdaptiveLaVAN, Placement
 from patchbench.data import get_dataset_info
-from patchbench.defense_config import resolve_defense
+from patchbench.evaluation.defense_params import resolve_defense
 from patchbench.defenses import NoDefense
 from patchbench.models import build_classifier
 from patchbench.presets import load_preset

@@ -33,7 +33,7 @@ from patchbench.attacks import attack_class
 from patchbench.attacks.patch import Placement
 from patchbench.presets import load_preset
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split
-from patchbench.results import ResultStore
+from patchbench.store.results import ResultStore
 
 
 def reference_patch(model, images, labels, target, size, steps, batch, lr, seed, random_location, test_offset, kind):

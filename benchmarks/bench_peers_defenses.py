@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lgs_notebook import lgs as notebook_lgs  # noqa: E402
 from peers import machine, row, timeit_pair, write_rows  # noqa: E402
 
-from patchbench import compiling  # noqa: E402
+from patchbench.defenses import compiling  # noqa: E402
 from patchbench.defenses import build_defense  # noqa: E402
 
 

@@ -31,9 +31,9 @@ torch.set_num_threads({threads})
 from patchbench.data import eval_indices, load_split
 from patchbench.defenses.base import NoDefense
 from patchbench.defenses.lgs import LGS
-from patchbench.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
 from patchbench.models import build_classifier
-from patchbench.results import ResultStore
+from patchbench.store.results import ResultStore
 n, size = {n}, {size}
 source = load_split("fashion-mnist", None, "test", size)
 model = build_classifier("small_vgg", "fashion-mnist", None, size).eval().requires_grad_(False)

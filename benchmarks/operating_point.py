@@ -31,7 +31,7 @@ from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import train_patch
 from patchbench.data import eval_indices, iterate, load_split
 from patchbench.presets import load_preset, validate
-from patchbench.results import ResultStore
+from patchbench.store.results import ResultStore
 
 
 def verdicts(meta: dict) -> tuple[bool, bool | None]:

@@ -9,7 +9,7 @@ cached artifacts and evaluation grids, stored results and the columns a plugin a
 (``declare_columns``), and the table helpers.
 """
 
-from patchbench.adaptive import AdaptiveConfig, check_adaptive, curves, run_adaptive, run_adaptive_section  # noqa: F401
+from patchbench.sections.adaptive import AdaptiveConfig, check_adaptive, curves, run_adaptive, run_adaptive_section  # noqa: F401
 from patchbench.attacks import (  # noqa: F401
     ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
 )
@@ -20,36 +20,37 @@ from patchbench.claims import (  # noqa: F401
     largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
     smallest_size,
 )
-from patchbench.certified import (  # noqa: F401
+from patchbench.sections.certified import (  # noqa: F401
     CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
 )
 from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
 )
-from patchbench.columns import Column, declare_columns  # noqa: F401
+from patchbench.store.columns import Column, declare_columns  # noqa: F401
 from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash, validate_train,
-    validate_volumize,
+    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash,
 )
 from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
 from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL  # noqa: F401
 from patchbench.data.imagenet_patch import ImageNetPatchSet, candidates as imagenet_patch_candidates  # noqa: F401
 from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch  # noqa: F401
-from patchbench.defense_config import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
+from patchbench.evaluation.defense_params import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
 from patchbench.defenses import DEFENSES, Defense, NoDefense  # noqa: F401
-from patchbench.engine import Condition, DefenseRun  # noqa: F401
+from patchbench.evaluation.engine import Condition, DefenseRun  # noqa: F401
 from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa: F401
-from patchbench.experiments import Experiment, refuse_grid_options  # noqa: F401
-from patchbench.grid import evaluate_conditions  # noqa: F401
+from patchbench.evaluation.experiments import Experiment, refuse_grid_options  # noqa: F401
+from patchbench.evaluation.grid import evaluate_conditions  # noqa: F401
 from patchbench.models import MODELS  # noqa: F401
+from patchbench.models.checks import validate_volumize  # noqa: F401
 from patchbench.paper import Figure, Paper  # noqa: F401
-from patchbench.results import ResultStore, wilson_ci  # noqa: F401
+from patchbench.store.results import ResultStore, wilson_ci  # noqa: F401
 from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section  # noqa: F401
 from patchbench.sections.optimality_table import build_optimality  # noqa: F401
-from patchbench.tables import (  # noqa: F401
+from patchbench.table import (  # noqa: F401
     Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells,
     spread_note,
 )
+from patchbench.training.checks import validate_train  # noqa: F401
 from patchbench.util import atomic_write, console, save_png  # noqa: F401
 from patchbench.volumization import METRICS  # noqa: F401

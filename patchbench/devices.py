@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from patchbench.defenses import compiling
 from patchbench.errors import PatchbenchError
-
 
 STRICT = {"on": False}  # set by `patchbench --deterministic`
 
@@ -55,7 +55,6 @@ def machine() -> dict:
     whether the defenses' inner loops were compiled (``patchbench --compile``: other kernels, equal up to
     rounding). Every stored cell carries it (columns ``cpu``, ``threads``, ``torch``, ``compiled``) and
     every table prints it."""
-    from patchbench import compiling
 
     return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "compiled": compiling.enabled()}

@@ -25,6 +25,10 @@ import traceback
 from contextlib import contextmanager
 from typing import Any, Callable
 
+import typer
+
+from patchbench.errors import PatchbenchError
+
 RESUME = "rerun the same command: finished cells, models, patches and training epochs are kept"
 
 DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
@@ -75,9 +79,6 @@ def disk_line(exc: OSError) -> str:
 
 def ending(exc: BaseException) -> tuple[str, int] | None:
     """(the one line, the exit code) for an exception a command ended with; None for a bug (its traceback stays)."""
-    import typer
-
-    from patchbench.errors import PatchbenchError
 
     if isinstance(exc, PatchbenchError):
         return f"error: {' '.join(str(exc).split())}", 2

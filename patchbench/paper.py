@@ -42,8 +42,8 @@ class Paper:
     """One paper's plugin.
 
     * ``presets``: preset names per scale (``demo``, ``paper``) that ``reproduce`` runs;
-    * ``tables``: :class:`patchbench.tables.Table` per name; ``figures``: :class:`Figure` per name;
-    * ``experiments``: experiment kinds only this paper runs (name -> :class:`patchbench.experiments.Experiment`);
+    * ``tables``: :class:`patchbench.table.Table` per name; ``figures``: :class:`Figure` per name;
+    * ``experiments``: experiment kinds only this paper runs (name -> :class:`patchbench.evaluation.experiments.Experiment`);
     * ``sections``: extra top-level preset keys this paper understands -> their dataclass
       (stored in ``Preset.extra``); ``validate(preset)`` checks them;
     * ``extra_steps(preset, store, device, progress)``: work ``reproduce`` does after the

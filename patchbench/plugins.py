@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from patchbench.errors import PatchbenchError
+from patchbench.paper import Paper
 
 if TYPE_CHECKING:
     from patchbench.registry import Registry
@@ -59,9 +60,8 @@ def _classes(module: ModuleType, name: str, key: str, base: type) -> list[type]:
 
 def load_plugin(name: str, papers: Registry) -> ModuleType:
     """Import plugin ``name`` and register what it declares (``PAPER`` into ``papers``)."""
-    from patchbench.attacks import ATTACKS, Attack, register_attack  # here, not above: the CLI imports this
-    from patchbench.defenses import DEFENSES, Defense, register_defense  # module at start, before it needs torch
-    from patchbench.paper import Paper
+    from patchbench.attacks import ATTACKS, Attack, register_attack  # reason: the CLI imports this module at start, before torch
+    from patchbench.defenses import DEFENSES, Defense, register_defense  # reason: as above
 
     module = _import(name)
     paper = getattr(module, "PAPER", None)

@@ -17,15 +17,28 @@ import yaml
 from patchbench.attacks import attack_class
 from patchbench.attacks.placement import PLACEMENTS
 from patchbench.config import (
-    AMP_DTYPES, AttackConfig, AuditConfig, DataConfig, DefenseConfig, EvasionConfig, ModelConfig, PatchFile, Preset, TrainConfig,
+    AMP_DTYPES,
+    AttackConfig,
+    AuditConfig,
+    DataConfig,
+    DefenseConfig,
+    EvasionConfig,
+    ModelConfig,
+    PatchFile,
+    Preset,
+    TrainConfig,
     VolumizeConfig,
-    apply_overrides, build_dataclass, parse_lambdas, validate_train, validate_volumize,
+    apply_overrides,
+    build_dataclass,
+    parse_lambdas,
 )
 from patchbench.data import DATASETS
 from patchbench.defenses import DEFENSES
 from patchbench.errors import PatchbenchError, check, is_int
 from patchbench.models import MODELS
+from patchbench.models.checks import validate_volumize
 from patchbench.papers import PAPERS, all_experiments, get_paper
+from patchbench.training.checks import validate_train
 from patchbench.training.objectives import check_objective
 
 

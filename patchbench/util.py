@@ -4,9 +4,11 @@ stderr console and its progress bars."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ def progress_bar(iterable=None, enabled: bool = True, **kw):
     """A tqdm bar on stderr. On a terminal it redraws in place; into a log (stderr not a terminal)
     it writes at most one line every :data:`LOG_INTERVAL_S` seconds and its final state, so a
     150-step patch does not write 150 lines into a pipe. ``enabled=False``: no bar at all."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # reason: tqdm.auto probes for notebooks; only a progress bar needs it
 
     tty = sys.stderr.isatty()
     kw.setdefault("leave", not tty)
@@ -73,7 +75,6 @@ def remove_stale_temps(folder: Path, stale_after_s: float = STALE_AFTER_S) -> No
     """Delete the leftovers of killed :func:`atomic_write` calls in ``folder``: this host's temps whose
     writer is no longer running, and any temp older than ``stale_after_s`` — never the temp file of a
     writer that is still at work (concurrent shards writing into one results directory)."""
-    import time
 
     now = time.time()
     for tmp in folder.glob(".*.tmp*"):
@@ -118,9 +119,8 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 def save_png(fig, out: str | Path) -> Path:
     """Write a matplotlib figure as PNG atomically and close it."""
-    import io
 
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # reason: matplotlib takes a second to import; only a figure needs it
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks import ATTACKS, LaVAN
-from patchbench.attacks.adaptive import AdaptiveLaVAN
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.attacks.patch import Placement, paste
 from patchbench.defenses import build_defense
 from patchbench.models import Classifier
@@ -131,11 +131,11 @@ def test_no_defense_is_plain_lavan():
 @needs_fmnist
 @pytest.mark.slow
 def test_run_adaptive_end_to_end(tmp_path, monkeypatch):
-    from patchbench.adaptive import curves, run_adaptive
+    from patchbench.sections.adaptive import curves, run_adaptive
     from patchbench.presets import load_preset
     from patchbench.models import build_classifier
     from patchbench.cache.models import LoadedModel, state_id
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
 
     preset = load_preset(str(tiny_preset(tmp_path / "tiny.yaml", data__eval_n=200)))
     store = ResultStore(tmp_path / "res")

@@ -8,11 +8,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.attacks import PGD
-from patchbench.config import TrainConfig, validate_train
+from patchbench.config import TrainConfig
+from patchbench.training.checks import validate_train
 from patchbench.presets import load_preset
 from patchbench.data import TensorImages
 from patchbench.errors import PatchbenchError
-from patchbench.gradcam import GradCAM
+from patchbench.models.gradcam import GradCAM
 from patchbench.models import Classifier
 from patchbench.training import train as train_adversarial
 from patchbench.training.loop import build_optimizer, build_schedule

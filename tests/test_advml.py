@@ -93,7 +93,7 @@ def test_background_attack_on_a_random_weight_inception_keeps_every_box(tmp_path
         assert col in table
     assert "| file" in (out / "background-attack.md").read_text()
     # the box, scaled from 48 to 96 px, is unchanged in every written image (within PNG rounding of equal values)
-    from patchbench.background import load_batch, read_boxes
+    from patchbench.imagefiles.background import load_batch, read_boxes
 
     boxes = read_boxes(folder, csv, 1000)
     x, _, allowed = load_batch(boxes, 96, 3)

@@ -9,9 +9,9 @@ from PIL import Image
 from patchbench.presets import load_preset
 from patchbench.data import FolderImages, iterate
 from patchbench.defenses.base import NoDefense
-from patchbench.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
 from patchbench.errors import PatchbenchError
-from patchbench.results import ResultStore, one_precision, run_id
+from patchbench.store.results import ResultStore, one_precision, run_id
 from patchbench.cache.models import model_config_hash
 from tests.conftest import make_image_folder, run_cli
 from tests.test_results_engine import tiny_setup

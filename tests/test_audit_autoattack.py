@@ -1,4 +1,4 @@
-"""The AutoAttack cross-check (patchbench.audit.autoattack): an inflated robust accuracy is flagged,
+"""The AutoAttack cross-check (patchbench.runner.autoattack): an inflated robust accuracy is flagged,
 an honest one is not; a missing torchattacks is one line; a rerun reads the cache; a missing model
 is an error, never a training.
 
@@ -23,7 +23,7 @@ from conftest import quadrant_data, write_idx
 from patchbench.audit import AUDIT_AUTOATTACK_GAP, INDICATORS
 from patchbench.errors import PatchbenchError
 
-aa = pytest.importorskip("patchbench.audit.autoattack")
+aa = pytest.importorskip("patchbench.runner.autoattack")
 pytest.importorskip("torchattacks")
 
 
@@ -90,10 +90,10 @@ def tiny(tmp_path_factory):
     """(preset YAML, results): two untrained LeNets (raw, madry) stored as cached models, their
     cells (clean + FGSM/PGD at ε 0.3, PGD at ε 0.05) on 12 synthetic test images."""
     from patchbench.cache.models import model_path, state_id, with_training
-    from patchbench.grid import run_evasion_grid
+    from patchbench.evaluation.grid import run_evasion_grid
     from patchbench.models import build_classifier
     from patchbench.presets import load_preset
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
     from patchbench.util import atomic_write
 
     base = tmp_path_factory.mktemp("aa")

@@ -39,15 +39,15 @@ from patchbench.audit.indicators import (
     INDICATORS,
     TRANSFER,
 )
-from patchbench.audit.runner import audit_cells, remedies
+from patchbench.sections.audit import audit_cells, remedies
 from patchbench.audit.runs import cell_runs, read_patch_metas
 from patchbench.audit.traces import block_means, minibatch_incomplete_optimization, minibatch_silent_success
 from patchbench.audit.verdicts import NOTES, cell_verdicts
-from patchbench.columns import column_names
 from patchbench.defenses import DEFENSES
 from patchbench.defenses.base import Defense
-from patchbench.results import ResultStore, wilson_ci
-from patchbench.tables import audit_legend, audit_mark
+from patchbench.store.columns import column_names
+from patchbench.store.results import ResultStore, wilson_ci
+from patchbench.table import audit_legend, audit_mark
 
 N = 1000
 _ids = itertools.count()
@@ -360,7 +360,7 @@ def stored(store: ResultStore, acc: float, defense: str, patch: str, params: str
     """``cell`` as the store holds one (with its predictions), written to ``store``."""
     row = {**cell(acc, defense, patch=patch, **kw), "placement": "top-left+5", "defense_params": params,
            "attack_params": None, "created": "2024-01-01T00:00:00+00:00", "target": None}
-    # the columns every stored cell holds (a cell file without them is not read: patchbench.columns.REQUIRED)
+    # the columns every stored cell holds (a cell file without them is not read: patchbench.store.columns.REQUIRED)
     row = {"dataset": "synthetic", "split": "test", "eval_n": 8, "model": "m", "correct": round(acc * 8), **row}
     pd.DataFrame([row]).to_parquet(store.cells_dir / f"{row['run_id']}.parquet")
     pd.DataFrame({"index": range(8), "label": 0, "pred": 0}).to_parquet(store.pred_dir / f"{row['run_id']}.parquet")

@@ -278,7 +278,7 @@ def test_tvm_gray_matches_skimage():
 def test_tvm_compiled_matches_skimage(monkeypatch):
     """``patchbench --compile``: the fused iteration, really compiled (a fallback to eager would warn),
     stops where skimage stops and returns its u."""
-    from patchbench import compiling
+    from patchbench.defenses import compiling
 
     monkeypatch.setitem(compiling.SWITCH, "on", True)
     x = images(3, 3, 30, 34, dtype=torch.float64)

@@ -54,7 +54,7 @@ def stand_in_demo_model(results: Path) -> None:
     """A random-init small_vgg cached where the demo preset's trained one goes (the cost does not depend on the weights)."""
     from patchbench.cache.models import fresh_model, model_path
     from patchbench.presets import load_preset
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
 
     preset = load_preset(bench_certify.PRESET)
     path = model_path(preset, ResultStore(results))

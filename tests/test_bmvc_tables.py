@@ -13,7 +13,7 @@ from patchbench.papers import get_paper
 from patchbench.papers.bmvc2023.cells import DATASETS, PAPER_ARCHS, REFERENCE, method_label
 from patchbench.papers.bmvc2023.experiment import VolumetricSection
 from patchbench.papers.bmvc2023.tables import TABLES
-from patchbench.tables import TableContext
+from patchbench.table import TableContext
 
 PRESETS = {"bmvc2023-cifar10": "cifar10", "bmvc2023-imagenet": "imagenet"}
 PAPER_MODELS = {"small_vgg": "vgg16", "inception_v3": "inception_v3"}

@@ -7,13 +7,13 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from patchbench import columns
+from patchbench.store import columns
 from patchbench.cache.models import model_config_hash
 from patchbench.cache.patches import patch_stem
-from patchbench.columns import Column, declare_columns
+from patchbench.store.columns import Column, declare_columns
 from patchbench.config import AttackConfig, ModelConfig, TrainConfig, VolumizeConfig, keys
 from patchbench.presets import load_preset
-from patchbench.results import ResultStore, run_id
+from patchbench.store.results import ResultStore, run_id
 
 CELL = {"dataset": "d", "split": "test", "eval_n": 10, "model_id": "m", "defense": "lgs", "lam": 2.3, "condition": "clean"}
 

@@ -16,16 +16,16 @@ import pytest
 from conftest import run_cli, tiny_preset
 
 from patchbench.claims import Cells, Claim, largest_size
-from patchbench.claims.check import claim_verdict
+from patchbench.reporting.claim_checks import claim_verdict
 from patchbench.claims.pairs import pair_cells, side_cells
 from patchbench.claims.render import note
 from patchbench.claims.spec import PAIR_BY
 from patchbench.claims.stats import bootstrap_effects, holm, mcnemar_exact, paired_test
-from patchbench.claims.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_COMPUTED, UNRELIABLE, judge
+from patchbench.claims.rules import CONTRADICTED, HOLDS, INCONCLUSIVE, NOT_COMPUTED, UNRELIABLE, judge
 from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS
 from patchbench.presets import load_preset
-from patchbench.results import ResultStore, run_id
+from patchbench.store.results import ResultStore, run_id
 
 N = 400  # evaluation images of the synthetic cells
 

@@ -322,7 +322,7 @@ def registry(what: str) -> list[str]:
     from patchbench.models import MODELS
     from patchbench.papers import PAPERS
     from patchbench.presets import preset_names
-    from patchbench.reporting import all_tables
+    from patchbench.reporting.lookup import all_tables
     from patchbench.training.objectives import objective_names
 
     return {"models": list(MODELS), "attacks": list(ATTACKS), "defenses": list(DEFENSES), "datasets": list(DATASETS),

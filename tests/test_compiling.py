@@ -9,8 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from patchbench import compiling, devices
-from patchbench.cli import app
+from patchbench import devices
+from patchbench.defenses import compiling
+from patchbench.cli.app import app
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from patchbench.config import TrainConfig, validate_train
+from patchbench.config import TrainConfig
 from patchbench.errors import PatchbenchError
 from patchbench.models import Classifier
+from patchbench.training.checks import validate_train
 from patchbench.training.cutout import PAPER_FRACTION, CutoutMasks, cutout_keep, hole_length, holes_keep
 from patchbench.training.objectives import check_objective, objective_names
 
@@ -129,7 +130,7 @@ def test_finetuned_model_starts_from_the_base_weights_and_is_cached(tmp_path, mo
 
     from patchbench.cache import models as cache_models
     from patchbench.presets import load_preset
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
 
     preset = load_preset(str(tiny_preset(tmp_path / "tiny.yaml")))
     preset = replace(preset, model=replace(preset.model, train=replace(preset.model.train, train_n=200)))
@@ -150,7 +151,7 @@ def test_finetuned_model_starts_from_the_base_weights_and_is_cached(tmp_path, mo
 def test_certified_cells_split_into_the_preset_model_and_the_finetuned_one():
     import pandas as pd
 
-    from patchbench.certified import split_models
+    from patchbench.sections.certified import split_models
 
     df = pd.DataFrame({"model_id": ["old", "base", "base", "ft0", "ft"], "training": [None, None, "raw", "cutout", "cutout"],
                        "x": range(5)})
@@ -163,13 +164,13 @@ def test_certified_cells_split_into_the_preset_model_and_the_finetuned_one():
 def test_certified_table_prints_both_models_clean_accuracy(tmp_path):
     """The undefended classifier's rows beside the fine-tuned one's: its own no-defense row and the
     PatchCleanser rows, clean accuracy of both in the caption."""
-    from patchbench.certified import build_certified
+    from patchbench.sections.certified import build_certified
     from patchbench.data import TensorImages
     from patchbench.defenses.base import NoDefense
     from patchbench.defenses.patchcleanser import PatchCleanser
-    from patchbench.engine import Condition, DefenseRun, evaluate
-    from patchbench.results import ResultStore
-    from patchbench.tables import TableContext
+    from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+    from patchbench.store.results import ResultStore
+    from patchbench.table import TableContext
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(30, 1, 12, 12, generator=gen)

@@ -83,7 +83,7 @@ def _train_model_writes(results: Path) -> list[str]:
     files this rank wrote."""
     from patchbench.cache import models as model_cache
     from patchbench.presets import load_preset
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
 
     g = torch.Generator().manual_seed(2)
     src = TensorImages((torch.rand(128, 1, 32, 32, generator=g) * 255).to(torch.uint8), torch.randint(0, 10, (128,), generator=g))

@@ -30,7 +30,7 @@ import yaml
 
 from conftest import CliResult, run_cli, tiny_preset, write_cifar, write_cifar100, write_idx
 from patchbench.errors import PatchbenchError
-from patchbench.results import ResultStore
+from patchbench.store.results import ResultStore
 
 VOLATILE = ["created", "seconds"]  # when and how long: the only columns a rerun may change
 RESUME = "rerun the same command: finished cells, models, patches and training epochs are kept"

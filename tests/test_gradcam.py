@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.errors import PatchbenchError
-from patchbench.gradcam import GradCAM, attention_area, gradcam_for, masked_image
+from patchbench.models.gradcam import GradCAM, attention_area, gradcam_for, masked_image
 from patchbench.models import MODELS, Classifier, build_classifier
 from patchbench.training.objectives import preservation_loss
 

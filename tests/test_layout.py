@@ -13,7 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "patchbench"
 PAPERS = PACKAGE / "papers"
 MODEL_DEFINITIONS = PACKAGE / "models"  # network definitions may be long; everything else stays small
 MAX_LINES = 300
-CLI_MAX_LINES = 250
+CLI_MAX_LINES = 250  # a command module parses, calls and prints: shorter still
+CLI = PACKAGE / "cli"
+MAX_ROOT_MODULES = 12
 
 
 def module_name(path: Path) -> str:
@@ -54,9 +56,9 @@ GRAPH = {name: imported_modules(name) for name in MODULES}
 def test_graph_sees_imports():
     """The walker finds what it must (so an empty graph cannot pass the circle test)."""
     assert "patchbench.api" in GRAPH["patchbench.papers.icaart2022"]
-    assert "patchbench.presets" in GRAPH["patchbench.reporting"]
+    assert "patchbench.presets" in GRAPH["patchbench.reporting.lookup"]
     assert "patchbench.papers" in GRAPH["patchbench.presets"]  # a module-level import
-    assert "patchbench.run" in GRAPH["patchbench.scaleout"]  # an import inside a function
+    assert "patchbench.runner.sweep" in GRAPH["patchbench.runner.scaleout"]  # an import inside a function
 
 
 def test_no_import_circles():
@@ -89,7 +91,7 @@ def test_api_does_not_import_the_plugins():
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_stay_small(path):
     lines = len(path.read_text().splitlines())
-    limit = CLI_MAX_LINES if path.name == "cli.py" else MAX_LINES
+    limit = CLI_MAX_LINES if CLI in path.parents else MAX_LINES
     assert lines <= limit, f"{path.relative_to(PACKAGE)} has {lines} lines (> {limit}): split it by job"
 
 
@@ -109,31 +111,85 @@ AUDIT_LOWER_LAYERS = ("patchbench.defenses", "patchbench.attacks", "patchbench.e
 
 def test_audit_imports_only_the_lower_layers():
     """``patchbench.audit`` reads models, defenses and what attacks record: it stands on the
-    defenses, attacks, errors and util only, so whatever runs the audit later (the grid, a report,
-    a paper) can import it without a circle. One module that runs an evaluation itself
-    (:data:`AUDIT_RUNNERS`) may stand higher."""
+    defenses, attacks, errors and util only, so whatever runs the audit (the preset's ``audit:`` section,
+    :mod:`patchbench.sections.audit`; the AutoAttack cross-check, :mod:`patchbench.runner.autoattack`), the
+    tables and the leaderboard can import it from above."""
     audit = [n for n in MODULES if n == "patchbench.audit" or n.startswith("patchbench.audit.")]
     assert "patchbench.audit.gradients" in audit
     for name in audit:
-        allowed = ("patchbench.audit",) + AUDIT_LOWER_LAYERS + AUDIT_RUNNERS.get(name, ())
+        allowed = ("patchbench.audit",) + AUDIT_LOWER_LAYERS
         bad = {m for m in GRAPH[name] if not any(m == a or m.startswith(a + ".") for a in allowed)}
         assert not bad, f"{name} imports {sorted(bad)}, above the audit's layer"
 
 
-# The exceptions, kept to two modules: the AutoAttack cross-check and the per-cell audit of a preset
-# *run* an evaluation (its stored cells, its cached models, its evaluation images, the table renderer,
-# the preset loader for a `python -m` entry point), so they stand on the store, the model cache, the
-# data and the presets. Each stays a leaf: nothing else in patchbench.audit imports it (next test), so
-# the rest of the package can still be imported from below (by the grid, a report) without a circle.
-AUDIT_RUNNERS = {
-    "patchbench.audit.autoattack": ("patchbench.cache", "patchbench.config", "patchbench.data", "patchbench.devices",
-                                    "patchbench.papers", "patchbench.presets", "patchbench.results", "patchbench.tables"),
-    "patchbench.audit.runner": ("patchbench.cache", "patchbench.config", "patchbench.data", "patchbench.results"),
+def place(module: str) -> str:
+    """A module's place in the house: the wing (subfolder of the package) it stands in, or the module itself at
+    the package root: ``patchbench.audit.comparisons`` -> ``audit/``, ``patchbench.presets`` -> ``presets.py``."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "patchbench"
+    return parts[1] + "/" if (PACKAGE / parts[1]).is_dir() else parts[1] + ".py"
+
+
+PLACES = {}
+for _name, _deps in GRAPH.items():
+    PLACES.setdefault(place(_name), set()).update(place(d) for d in _deps if place(d) != place(_name))
+
+
+def test_places_see_imports():
+    """The folder graph keeps what the module graph has, function-local imports included."""
+    assert "papers/" in PLACES["presets.py"] and "api.py" in PLACES["papers/"]
+    assert "runner/" in PLACES["cli/"]  # the commands import their jobs inside the functions
+
+
+def test_no_loops_between_folders():
+    """No two wings import each other, directly or around a loop, counting imports inside functions (a
+    lazy import still ties two folders together): data flows one way through the house."""
+    try:
+        order = list(graphlib.TopologicalSorter(PLACES).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail("folder-level loop: " + " -> ".join(exc.args[1]))
+    assert "cli/" in order and "evaluation/" in order
+
+
+def test_the_root_holds_few_modules():
+    """The package root keeps the contracts and the helpers every wing uses; the rest stands in its wing."""
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules at the package root (> {MAX_ROOT_MODULES}): {root}"
+
+
+def test_local_imports_say_why():
+    """An import inside a function hides an edge of the graph from a reader: it stays only to defer a heavy
+    or optional dependency (torch before ``--help``, torchvision, matplotlib, torchattacks), with its reason
+    on its line (``# reason: ...``)."""
+    silent = []
+    for name, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                silent += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in ast.walk(fn)
+                           if isinstance(n, (ast.Import, ast.ImportFrom)) and "# reason: " not in lines[n.end_lineno - 1]]
+    assert not silent, "function-local imports without a reason:\n" + "\n".join(sorted(set(silent)))
+
+
+# Names that repeat because their modules play one role in sibling wings.
+SAME_ROLE = {
+    "base.py": "the contract of a registry's entries (attacks/, defenses/)",
+    "registry.py": "a wing's registry (data/, models/) and the Registry class registries are made of (root)",
+    "checks.py": "a wing's range checks of its preset section (training/, models/)",
 }
 
 
-def test_audit_runners_are_leaves_of_the_audit_package():
-    for runner in AUDIT_RUNNERS:
-        assert runner in MODULES
-        importers = {n for n, deps in GRAPH.items() if runner in deps and n.startswith("patchbench.audit")}
-        assert not importers, f"{sorted(importers)} import {runner}: only the CLI (above) may"
+def test_a_module_name_says_one_thing():
+    """No two modules share a name unless they play one role: in sibling wings (:data:`SAME_ROLE`) or in
+    sibling paper plugins (``papers/*/tables.py``); a plugin's module never takes a generic module's name."""
+    generic, plugin = {}, {}
+    for p in PACKAGE.rglob("*.py"):
+        rel = p.relative_to(PACKAGE)
+        if p.name == "__init__.py":
+            continue
+        (plugin if rel.parts[0] == "papers" and len(rel.parts) > 2 else generic).setdefault(p.name, []).append(str(rel))
+    repeated = {n: ps for n, ps in generic.items() if len(ps) > 1 and n not in SAME_ROLE}
+    assert not repeated, f"modules sharing a name: {repeated}"
+    taken = {n: plugin[n] + generic[n] for n in plugin if n in generic}
+    assert not taken, f"plugin modules named like generic ones: {taken}"

@@ -1,4 +1,4 @@
-"""`patchbench leaderboard` (patchbench.report.leaderboard) on synthetic cells whose answer is known:
+"""`patchbench leaderboard` (patchbench.reporting.leaderboard) on synthetic cells whose answer is known:
 the strongest attack per defended model within the threat model, clean and certified accuracy, the
 audit's flags, JSON that merges across machines, and the report's section."""
 
@@ -10,8 +10,8 @@ import pytest
 
 from conftest import run_cli
 from patchbench.errors import PatchbenchError
-from patchbench.report.leaderboard import entries, frame, merge, read_board, to_json
-from patchbench.results import ResultStore, wilson_ci
+from patchbench.reporting.leaderboard import entries, frame, merge, read_board, to_json
+from patchbench.store.results import ResultStore, wilson_ci
 
 N = 1000
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import trapezoid
 
-from patchbench.audit.cells import half_image_side, unconstrained_failure_by_area
+from patchbench.audit.comparisons import half_image_side, unconstrained_failure_by_area
 from patchbench.errors import PatchbenchError
 from patchbench.sections.optimality_metric import (
     curve_area, first_fooling_area, global_optimality, optimality, ranks, robust_accuracy,

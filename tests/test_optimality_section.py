@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from patchbench.results import ResultStore, wilson_ci
+from patchbench.store.results import ResultStore, wilson_ci
 from patchbench.sections.optimality_cells import evaluate_targets, read_manifest, write_manifest, write_verdicts
 from patchbench.sections.optimality_table import build_optimality
-from patchbench.tables import TableContext
+from patchbench.table import TableContext
 
 from conftest import needs_fmnist, tiny_preset
 

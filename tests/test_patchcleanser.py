@@ -248,8 +248,8 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     from patchbench.attacks.patch import Patch
     from patchbench.data import TensorImages
     from patchbench.defenses.base import NoDefense
-    from patchbench.engine import Condition, DefenseRun, evaluate
-    from patchbench.results import ResultStore
+    from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+    from patchbench.store.results import ResultStore
 
     model, x, y = striped_model
     source = TensorImages((x * 255).round().to(torch.uint8), y)
@@ -278,8 +278,8 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
                      torch.device("cpu"), progress=False, extra={"preset": "stripes"})
     assert sorted(again["created"]) == sorted(rows["created"])  # resumed: nothing recomputed
     # the table: clean and certified accuracy of the PatchCleanser row, no certified image flipped
-    from patchbench.certified import build_certified
-    from patchbench.tables import TableContext
+    from patchbench.sections.certified import build_certified
+    from patchbench.table import TableContext
 
     table, caption = build_certified(None, store.load_cells(), TableContext("stripes", {}, lambda name: None))
     r = table.set_index("Defense").loc["PatchCleanser 4 px (k=3, fill 0.5)"]
@@ -441,7 +441,7 @@ def test_certified_n_is_checked_before_any_work(n, ok):
     """``certified.n`` (PatchCleanser on the first n evaluation images) is an integer >= 1 or absent."""
     from dataclasses import replace as dc_replace
 
-    from patchbench.certified import check_certified
+    from patchbench.sections.certified import check_certified
     from patchbench.presets import load_preset
 
     preset = load_preset("demo-fmnist")

@@ -12,7 +12,7 @@ from patchbench.attacks.a3 import A3, PGDA3
 from patchbench.attacks.cw import cw_margin_loss
 from patchbench.attacks.linf import default_step_size
 from patchbench.errors import PatchbenchError
-from patchbench.gradcam import attention_area
+from patchbench.models.gradcam import attention_area
 from patchbench.models import Classifier
 from conftest import quadrant_data
 

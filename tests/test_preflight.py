@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import make_image_folder, needs_fmnist, run_cli, write_cifar, write_cifar100, write_idx
-from patchbench import preflight
+from patchbench.runner import preflight
 from patchbench.errors import PatchbenchError
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset
-from patchbench.reproduce import paper_names
+from patchbench.runner.reproduce import paper_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

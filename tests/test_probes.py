@@ -146,7 +146,7 @@ def test_order_probe_counts_on_a_tiny_volumetric_model():
 
 def test_first_plateau_and_held_out_indices():
     from patchbench.data import eval_indices
-    from patchbench.training.stopping import first_plateau, held_out_indices
+    from patchbench.runner.stopping import first_plateau, held_out_indices
 
     assert first_plateau([0.5, 0.4, 0.35]) is None
     assert first_plateau([0.5, 0.4, 0.41, 0.3]) == 3

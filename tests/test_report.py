@@ -1,4 +1,4 @@
-"""``patchbench.report.write_report`` on a toy paper registered for the test (two presets, one with
+"""``patchbench.reporting.report.write_report`` on a toy paper registered for the test (two presets, one with
 stored cells, a table with Δ and one without, a figure, an extra markdown table, a CSV next to the
 reports): every table and figure present with its id, figures inlined, nothing external, the
 deviations, the provenance (or the line saying there is none), presets not run yet, and the error
@@ -20,9 +20,9 @@ from patchbench.claims import Cells, Claim
 from patchbench.errors import PatchbenchError
 from patchbench.paper import Figure, Paper
 from patchbench.papers import PAPERS
-from patchbench.report import write_report
-from patchbench.results import ResultStore
-from patchbench.tables import Table
+from patchbench.reporting.report import write_report
+from patchbench.store.results import ResultStore
+from patchbench.table import Table
 
 TOY = "toyreport"
 PRESET = """name: {name}
@@ -235,14 +235,14 @@ def test_every_registered_paper_in_registry_order_and_the_error_without_cells(to
 
 def test_markdown_tables_keep_the_sign_of_a_difference():
     """tabulate parses a column of numbers and drops the '+' of a positive Δ unless told not to."""
-    from patchbench.tables import render
+    from patchbench.table import render
 
     text = render(pd.DataFrame({"Δ": ["+1.23", "-2.00"], "ours": ["50.0", "7"]}), "t", "markdown")
     assert "+1.23" in text and "-2.00" in text and "| 7 " in text.replace("  ", " ")
 
 
 def test_machine_note_names_each_machine_and_the_cells_from_before_it():
-    from patchbench.tables import machine_note
+    from patchbench.table import machine_note
 
     one = pd.DataFrame({"cpu": ["AMD EPYC"] * 2, "threads": [2, 2], "torch": ["2.14.1"] * 2, "device": ["cpu"] * 2})
     assert machine_note(one) == "Computed on AMD EPYC, 2 torch threads, torch 2.14.1."
@@ -260,7 +260,7 @@ def test_machine_note_names_each_machine_and_the_cells_from_before_it():
 
 def test_the_leaderboard_closes_the_report_and_is_written_as_json(toy, tmp_path):
     """An attacked cell of a preset of the scale makes a leaderboard: the last section of both pages,
-    linked from the contents, and leaderboard.json beside them (patchbench.report.leaderboard)."""
+    linked from the contents, and leaderboard.json beside them (patchbench.reporting.leaderboard)."""
     results = tmp_path / "results"
     store_cells(results)
     row = {"run_id": "toy-att", "preset": "toy-ran+patch-optimality", "dataset": "fashion-mnist", "model": "lenet",

@@ -8,9 +8,9 @@ from patchbench.attacks.patch import Patch
 from patchbench.data import TensorImages
 from patchbench.defenses.base import NoDefense
 from patchbench.defenses.lgs import LGS
-from patchbench.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
 from patchbench.models import Classifier
-from patchbench.results import ResultStore, run_id, wilson_ci
+from patchbench.store.results import ResultStore, run_id, wilson_ci
 
 
 def test_wilson_against_known_values():
@@ -154,7 +154,7 @@ def test_concurrent_writers_temp_files_are_left_alone(tmp_path):
 @pytest.fixture
 def declared(monkeypatch):
     """Column declarations made in a test are undone after it."""
-    from patchbench import columns
+    from patchbench.store import columns
 
     monkeypatch.setattr(columns, "_DECLARED", dict(columns._DECLARED))
 

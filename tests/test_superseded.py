@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 
-from patchbench import reporting
-from patchbench.superseded import current_params, drop_superseded
-from patchbench.tables import Table
+from patchbench.reporting import lookup
+from patchbench.reporting.superseded import current_params, drop_superseded
+from patchbench.table import Table
 
 PRESET = "demo-bmvc-fmnist"  # grid defenses lgs and dw
 
@@ -57,9 +57,9 @@ def test_build_table_builds_from_the_current_cells_and_prints_the_note(monkeypat
         return pd.DataFrame({"n": [len(cells)]}), "caption"
 
     fake = Table("fake-table", "bmvc2023", "fake", build, (), PRESET)
-    monkeypatch.setattr(reporting, "all_tables", lambda: {"fake-table": fake})
+    monkeypatch.setattr(lookup, "all_tables", lambda: {"fake-table": fake})
     now = current_params(PRESET)["dw"]
-    table, _ = reporting.build_table("fake-table", cells_of([now, older(now, inpaint_tol=0.0)]), PRESET)
+    table, _ = lookup.build_table("fake-table", cells_of([now, older(now, inpaint_tol=0.0)]), PRESET)
     assert list(seen["cells"]["defense_params"]) == [now]
     assert table.attrs["warnings"] == [f"Left out: 1 dw cell of {PRESET} computed with other parameters than the "
                                        "preset's (inpaint_tol 0.0 → 1e-06)."]

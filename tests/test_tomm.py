@@ -71,7 +71,7 @@ def test_shared_trajectory_equals_separate_attacks():
     import torch
 
     from patchbench.config import EvasionConfig
-    from patchbench.grid import build_evasion, evasion_conditions
+    from patchbench.evaluation.grid import build_evasion, evasion_conditions
     from conftest import corner_model
 
     torch.manual_seed(0)

@@ -23,8 +23,8 @@ from patchbench.config import apply_overrides, parse_lambdas, parse_params
 from patchbench.presets import load_preset, preset_from_dict
 from patchbench.defenses import DEFENSES, build_defense
 from patchbench.errors import PatchbenchError
-from patchbench.imageio import read_image
-from patchbench.results import parse_shard
+from patchbench.imagefiles.imageio import read_image
+from patchbench.store.results import parse_shard
 
 PROPS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
@@ -70,7 +70,7 @@ def test_results_below_a_regular_file_fails_before_training(tmp_path):
 
 
 def test_tables_read_a_read_only_results_directory(tmp_path):
-    from patchbench.results import ResultStore
+    from patchbench.store.results import ResultStore
 
     ro = tmp_path / "archive"
     ro.mkdir()
@@ -159,7 +159,7 @@ def test_defend_fuzz_every_small_image_and_defense(tmp_path_factory, kind, h, w,
     """Random small images of every kind through `patchbench defend` (the CLI's path): every kind
     and size is supported, so a PNG of the input's size and channel count comes out holding T(x)
     of the image as read (8-bit rounding), and nothing else is written."""
-    from patchbench.defend import defend_files
+    from patchbench.imagefiles.defend import defend_files
 
     d = tmp_path_factory.mktemp("fuzz")
     src = _write(d / "img", kind, h, w, np.random.default_rng(seed))

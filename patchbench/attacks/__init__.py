@@ -2,7 +2,7 @@
 one entry in the listing below (or :func:`register_attack` from a plugin), and a name is taken once."""
 
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
-from patchbench.attacks.adaptive import AdaptiveLaVAN
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
 from patchbench.attacks.base import Attack
 from patchbench.attacks.cw import CW

@@ -2,7 +2,7 @@
 
 The attention attack loss (Eq. 11) compares the clean image's binarized attention area
 ``Att(x)`` (Eq. 3, fixed before the attack starts) with the current adversarial image's Grad-CAM
-map ``g(x_adv)`` (differentiable, :mod:`patchbench.gradcam`):
+map ``g(x_adv)`` (differentiable, :mod:`patchbench.models.gradcam`):
 
     D(x_adv) = ‖Att(x) − g(x_adv)‖₁
 
@@ -36,7 +36,7 @@ from patchbench.attacks.base import Attack
 from patchbench.attacks.linf import LinfAttack, check_nonnegative
 from patchbench.attacks.pgd import PGD
 from patchbench.attacks.stepll import IterStepLL, StepLL
-from patchbench.gradcam import GradCAM, attention_area, gradcam_for
+from patchbench.models.gradcam import GradCAM, attention_area, gradcam_for
 from patchbench.util import eval_mode
 
 SIGMA = 10.0  # Sec. 5.6
@@ -46,7 +46,7 @@ class A3(Attack):
     """Wrap an L∞ attack: its objective J becomes J + σ·‖Att(x) − g(x_adv)‖₁ (Eq. 11–13).
 
     ``cam``: a :class:`GradCAM` for the attacked model, or a layer name, or None for the model's
-    registered ``cam_layer`` (:func:`patchbench.gradcam.gradcam_for`).
+    registered ``cam_layer`` (:func:`patchbench.models.gradcam.gradcam_for`).
     """
 
     def __init__(self, attack: LinfAttack, sigma: float = SIGMA, kappa: str | float = "mean",

@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn as nn
 
+from patchbench.errors import check, is_int, is_number
+
 
 class Attack(ABC):
     """``attack(images, labels) -> adversarial images`` in [0, 1], on the images' device."""
@@ -55,7 +57,6 @@ class Attack(ABC):
         """Check an :class:`~patchbench.config.EvasionConfig` naming this attack: ε in (0, 1],
         integer steps, and only parameters the constructor takes (``image_size`` is for attacks
         whose parameters depend on it). One-line PatchbenchError."""
-        from patchbench.errors import check, is_int, is_number
 
         check(is_number(cfg.eps) and 0 < cfg.eps <= 1,
               f"{where}.eps must be a number in (0, 1] (pixel scale; 8/255 = 0.0314), got {cfg.eps!r}")

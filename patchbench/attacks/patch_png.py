@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from patchbench.errors import PatchbenchError
 
@@ -67,8 +69,6 @@ def lean_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 def encode(pixels: torch.Tensor, mask: torch.Tensor, content_id: str, meta: dict[str, Any]) -> bytes:
     """The PNG bytes: the 8-bit picture plus the exact tensors and metadata in the ``patchbench:patch`` chunk."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
 
     payload = {"format": FORMAT, "content_id": content_id, "pixels_shape": list(pixels.shape),
                "mask_shape": list(mask.shape), "pixels": _pack(pixels), "mask": _pack(mask), "meta": lean_meta(meta)}
@@ -81,7 +81,6 @@ def encode(pixels: torch.Tensor, mask: torch.Tensor, content_id: str, meta: dict
 
 def decode(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any] | None, str | None]:
     """(pixels C×s×s, mask 1×s×s, the chunk's metadata or None, its content id or None) of a PNG."""
-    from PIL import Image, UnidentifiedImageError
 
     where = str(path)
     try:

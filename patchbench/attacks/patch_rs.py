@@ -29,7 +29,7 @@ entry's settings) it spends LaVAN's number of queries with that entry: ``steps``
 forward pass of a fixed batch of ``batch_size × restarts`` training images (the first ``restarts``
 batches of the stream, the images LaVAN's k restarts see at one step), forward only: no gradient.
 Carlini et al. 2019's checklist asks for such a search beside the gradient attack, at equal queries
-(:func:`patchbench.audit.cells.random_beats_gradient`).
+(:func:`patchbench.audit.comparisons.random_beats_gradient`).
 """
 
 from __future__ import annotations

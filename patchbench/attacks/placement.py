@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from patchbench.attacks.regions import protocol_regions
 from patchbench.errors import PatchbenchError, check
 
 CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left", "center")
@@ -60,7 +62,6 @@ def uniforms(seed: int, indices: torch.Tensor, stream: int) -> torch.Tensor:
 
 
 def _file_mask(path: Path, image_size: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise PatchbenchError(f"placement region: no such mask file {path} (or use box:T,L,H,W / quadrant:NAME)")
@@ -88,7 +89,6 @@ def _mask(spec: str, image_size: int, _stamp) -> torch.Tensor:
         m[top:top + h, left:left + w] = True
         return m
     if spec.startswith("quadrant:"):
-        from patchbench.attacks.regions import protocol_regions
 
         name = spec.split(":", 1)[1]
         check(name in QUADRANTS, f"placement region {spec!r}: quadrant must be one of {', '.join(QUADRANTS)}")

@@ -4,7 +4,8 @@ Pure, batched torch functions, one indicator each (Pintor et al. 2022's six indi
 failure, adapted to patches, two checks of Carlini et al. 2019's checklist, and the AutoAttack gap
 of Croce & Hein 2020), and the registry of what each means and what to run instead
 (:data:`INDICATORS`, result columns :data:`AUDIT_COLUMNS`). Above the defenses and attacks; the
-tables read its registry, and two runner modules (not imported here) run it on stored results.
+tables read its registry; the preset's ``audit:`` section (:mod:`patchbench.sections.audit`) and the
+AutoAttack cross-check (:mod:`patchbench.runner.autoattack`) run it on stored results.
 
 =========================  ========================  ============================================
 module                     functions                 reads
@@ -13,7 +14,7 @@ module                     functions                 reads
 :mod:`.stability`          unstable_predictions      model, defense, images (random probes)
 :mod:`.traces`             silent_success,           what the attack recorded per step
                            incomplete_optimization
-:mod:`.cells`              transfer_failure,         accuracies of the cell and its neighbours
+:mod:`.comparisons`        transfer_failure,         accuracies of the cell and its neighbours
                            unconstrained_failure,
                            non_monotonic,
                            random_beats_gradient,
@@ -26,18 +27,10 @@ module                     functions                 reads
 :mod:`.probes`             gradient_probes,          model, defenses, patches, images (batched
                            stability_probes          gradient and instability probes)
 :mod:`.incremental`        input_key, reusable       the stored verdicts: which cells to probe again
-:mod:`.runner`             audit_preset, audit_cells a preset's stored cells, cached model, patches
-                           explain                   and evaluation images (per-cell audit)
-:mod:`.autoattack`         autoattack_check          a preset's stored cells, cached models and
-                                                     evaluation images (runs AutoAttack)
 =========================  ========================  ============================================
-
-:mod:`.runner` and :mod:`.autoattack` stand above the store, the model cache and the presets; they
-are not imported here (``import patchbench.audit.runner``), so the rest of the package stays
-importable from below.
 """
 
-from patchbench.audit.cells import (  # noqa: F401
+from patchbench.audit.comparisons import (  # noqa: F401
     UNCONSTRAINED_THRESHOLD,
     autoattack_gap,
     non_monotonic,

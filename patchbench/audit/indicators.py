@@ -5,7 +5,7 @@ Six indicators of attack failure from Pintor et al. 2022 ("Indicators of Attack 
 Debugging and Improving Optimization of Adversarial Examples", NeurIPS 2022; reference code
 pralab/IndicatorsOfAttackFailure), two checks from Carlini et al. 2019's checklist ("On
 Evaluating Adversarial Robustness") and the AutoAttack cross-check of ε-bounded cells (Croce &
-Hein 2020, ICML; run by :mod:`patchbench.audit.autoattack`). Each column is True where the indicator fires: the number
+Hein 2020, ICML; run by :mod:`patchbench.runner.autoattack`). Each column is True where the indicator fires: the number
 the cell reports is then an over-estimate of robustness until the remedy has been run.
 
 What to run instead depends on the cell (:func:`cell_kind`): a patch optimised without the defense
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from patchbench.audit.cells import UNCONSTRAINED_THRESHOLD
+from patchbench.audit.comparisons import UNCONSTRAINED_THRESHOLD
 from patchbench.audit.gradients import ZERO_GRAD_ATOL
 from patchbench.audit.stability import UNSTABLE_N, UNSTABLE_SIGMA, UNSTABLE_THRESHOLD
 from patchbench.audit.traces import INCOMPLETE_LAST, INCOMPLETE_TOLERANCE

@@ -8,6 +8,7 @@ patches, cells), so one call covers a batch of traces.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import torch
 
@@ -98,7 +99,7 @@ def incomplete_optimization(loss_trace: torch.Tensor, last: int | float = INCOMP
     rescales to all zeros and reads as *complete*. Running-minimum rescaling
     measures the progress still being made relative to the progress made; with none made there is
     nothing to measure. Those failures are what :func:`~patchbench.audit.gradients.unavailable_gradients`
-    and the unbounded-attack check (:func:`~patchbench.audit.cells.unconstrained_failure`) catch.
+    and the unbounded-attack check (:func:`~patchbench.audit.comparisons.unconstrained_failure`) catch.
     """
     check(isinstance(loss_trace, torch.Tensor) and loss_trace.dim() >= 1 and loss_trace.shape[-1] >= 2,
           "loss_trace must be a tensor with at least 2 attack steps on its last axis")
@@ -174,7 +175,6 @@ def minibatch_silent_success(hit_trace: torch.Tensor, final_success, batch: int,
     an earlier iterate hit more images than the one returned. For a patch trained at random places
     (EoT) the trace's success is at random places and the final rate at the test place: the test
     then compares different things and reads as a lower bound."""
-    from statistics import NormalDist
 
     check(is_int(batch) and batch >= 1, f"batch must be the images per step (>= 1), got {batch!r}")
     check(final_n is None or (is_int(final_n) and final_n >= 1), f"final_n must be a count >= 1, got {final_n!r}")

@@ -5,7 +5,7 @@ One row per attacked cell (``run_id``): each indicator's column (:data:`AUDIT_CO
 it fires, False where it was checked and holds, missing (``pd.NA``) where it does not apply or was
 not run, and ``audit_notes``: one sentence per firing indicator, with the numbers behind it.
 
-How the cell-level indicators of :mod:`.cells` read a patch grid (ours; each a parameter below):
+How the cell-level indicators of :mod:`.comparisons` read a patch grid (ours; each a parameter below):
 
 * *transfer failure* (Pintor et al. 2022): a non-adaptive defended cell evaluates a patch optimised
   on the undefended model (the surrogate) through the defense (the target). Pintor's indicator
@@ -49,7 +49,7 @@ import math
 import pandas as pd
 import torch
 
-from patchbench.audit.cells import non_monotonic, transfer_failure
+from patchbench.audit.comparisons import non_monotonic, transfer_failure
 from patchbench.audit.indicators import (
     AUDIT_ATTACK_FAILED,
     AUDIT_COLUMNS,

@@ -23,8 +23,8 @@ from patchbench.cache.models import ensure_model, model_config_hash
 from patchbench.cache.patches import attack_entry, train_patch
 from patchbench.config import Preset
 from patchbench.errors import PatchbenchError, check_writable_dir
-from patchbench.provenance import config_hash
-from patchbench.results import NotCached, ResultStore, git_sha, now_utc
+from patchbench.config.keys import config_hash
+from patchbench.store.results import NotCached, ResultStore, git_sha, now_utc
 from patchbench.util import atomic_write
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from patchbench.config import Preset, TrainConfig, cache_hash, key_fields, validate_train
+from patchbench.config import Preset, TrainConfig, cache_hash, key_fields
 from patchbench.data import eval_indices, load_split
 from patchbench.errors import PatchbenchError
 from patchbench.models import MODELS, Classifier, build_classifier
-from patchbench.results import ResultStore, now_utc
+from patchbench.store.results import ResultStore, now_utc
 from patchbench.training import correct_count, distributed, train
+from patchbench.training.checks import validate_train
 from patchbench.util import atomic_write, console, tensors_id
 
 

@@ -18,7 +18,7 @@ from patchbench.cache.models import LoadedModel
 from patchbench.config import AttackConfig, PatchFile, Preset, cache_hash, key_fields
 from patchbench.data import ImageSource, get_dataset_info, iterate, load_split
 from patchbench.errors import PatchbenchError, check, is_int
-from patchbench.results import ResultStore, now_utc
+from patchbench.store.results import ResultStore, now_utc
 from patchbench.util import console
 
 

@@ -10,14 +10,14 @@ module                 job
                        pickers that read a filter value from the preset ("its largest LaVAN size")
 :mod:`.stats`          the paired tests: exact McNemar, the paired bootstrap over images and
                        replicates (patch seeds, regions) with the effect's interval, Holm
-:mod:`.verdicts`       the verdict rules, Holm across a paper's claims, the audit's indicators
+:mod:`.rules`          the verdict rules, Holm across a paper's claims, the audit's indicators
 :mod:`.pairs`          stored cells -> each side's cells -> pairs -> per-image outcomes
-:mod:`.check`          every paper's claims at a scale from a results directory (above the papers)
 :mod:`.render`         the verdict table: rich, markdown, JSON
 =====================  ===========================================================================
 
-Only :mod:`.spec` is imported here (the public api re-exports it for plugins); :mod:`.check` stands above
-the paper registry and is imported by the CLI and the report only.
+Only :mod:`.spec` is imported here (the public api re-exports it for plugins). Checking every paper's claims
+at a scale from a results directory stands above the paper registry, in
+:mod:`patchbench.reporting.claim_checks` (imported by the CLI and the report only).
 """
 
 from patchbench.claims.spec import (  # noqa: F401

@@ -2,7 +2,7 @@
 side pairs with which of the other, and the per-image outcomes of each pair on the images both saw.
 
 Each failure is a one-line :class:`~patchbench.errors.PatchbenchError` saying what is missing; the claim is
-then *not computed* (:mod:`.check` adds the command that computes it).
+then *not computed* (:mod:`patchbench.reporting.claim_checks` adds the command that computes it).
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ import json
 from collections import Counter
 
 import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
 
 from patchbench.claims.spec import METRICS
-from patchbench.claims.verdicts import HOLDS, VERDICTS, Verdict, tally
+from patchbench.claims.rules import HOLDS, VERDICTS, Verdict, tally
 from patchbench.errors import PatchbenchError
 
 FORMATS = ("rich", "markdown", "json")
@@ -117,9 +119,6 @@ def render_claims(verdicts: list[Verdict], fmt: str, scale: str) -> str | None:
     if fmt == "markdown":
         body = frame.astype(str).map(lambda s: s.replace("|", "\\|")).to_markdown(index=False, disable_numparse=True)
         return f"**{caption}**\n\n{body}\n\n" + "".join(f"- {t}\n" for t in tallies(verdicts)) + f"\n_{RULE}_\n"
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
     t = RichTable(title=caption, title_justify="left", show_lines=True, caption="\n".join(tallies(verdicts) + [RULE]),
                   caption_justify="left")
     for col in frame.columns:

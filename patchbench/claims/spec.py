@@ -6,7 +6,7 @@ A side's ``where`` maps result columns to values: a literal (``"lgs"``, ``2.3``;
 a claim survives a preset whose patch sizes, λ, steps or seeds change ("the preset's largest LaVAN size",
 not "10 px"). The pickers below cover the shipped papers; a plugin may write its own ``Pick(text, value)``.
 
-The test and the verdict rules are :mod:`patchbench.claims.stats` and :mod:`patchbench.claims.verdicts`.
+The test and the verdict rules are :mod:`patchbench.claims.stats` and :mod:`patchbench.claims.rules`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from patchbench.errors import PatchbenchError
+from patchbench.evaluation.defense_params import DEFAULT_LAMBDA
 
 METRICS = {  # what a side measures per image, from its cell's predictions (index, label, pred[, certified][, loss])
     "correct": "accuracy",  # pred == label
@@ -176,9 +177,8 @@ def section_value(section: str, name: str, default=None) -> Pick:
 
 
 def adaptive_lambda(defense: str) -> Pick:
-    """The λ the preset's adaptive attack runs ``defense`` at (:mod:`patchbench.adaptive`: ``adaptive.lam``, else
+    """The λ the preset's adaptive attack runs ``defense`` at (:mod:`patchbench.sections.adaptive`: ``adaptive.lam``, else
     the defense's largest λ); without an ``adaptive:`` section, the defenses' default λ (2.3)."""
-    from patchbench.defense_config import DEFAULT_LAMBDA
 
     def value(p, _c):
         sec = p.extra.get("adaptive")
@@ -192,7 +192,7 @@ def adaptive_lambda(defense: str) -> Pick:
 
 def adaptive_size() -> Pick:
     """The patch side of the preset's adaptive attack: ``adaptive.size``, else the largest size of its first
-    ``lavan`` entry (else its first attack entry), as :mod:`patchbench.adaptive` picks it."""
+    ``lavan`` entry (else its first attack entry), as :mod:`patchbench.sections.adaptive` picks it."""
     def value(p, _c):
         sec = p.extra.get("adaptive")
         if sec is None or not sec.defenses:

@@ -49,7 +49,7 @@ class PairedResult:
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float, float, float]:
     """Exact McNemar test of paired 0/1 outcomes. Returns (n10, n01, p two-sided, p for a > b, p for a < b),
     n10 = images ``a`` gets right and ``b`` wrong, n01 the reverse; no discordant pair: every p is 1."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # reason: scipy.stats takes a second to import; only the exact McNemar test needs it
 
     a, b = np.asarray(a, bool).ravel(), np.asarray(b, bool).ravel()
     n10, n01 = int((a & ~b).sum()), int((~a & b).sum())

@@ -62,3 +62,9 @@ def key_fields(cfg: Any) -> dict[str, Any]:
 def cache_hash(parts: dict[str, Any], n: int = 16) -> str:
     """The hash naming a cached artifact made from ``parts`` (identities and plain values)."""
     return stable_hash({"cache_schema": CACHE_SCHEMA, **parts}, n)
+
+
+def config_hash(preset) -> str:
+    """A preset's whole configuration, hashed (what a reader compares between two reports, and what an
+    exported patch names as its preset): every field, not only the key fields."""
+    return stable_hash(preset.to_dict())

@@ -16,6 +16,7 @@ from typing import Any
 
 from patchbench.config.keys import key_when, not_key
 
+AMP_DTYPES = {None: None, "bf16": "bfloat16", "fp16": "float16"}  # model.amp -> torch dtype name
 
 @dataclass
 class DataConfig:
@@ -210,7 +211,7 @@ class EvasionConfig:
 
 @dataclass
 class AuditConfig:
-    """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.audit.runner`):
+    """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.sections.audit`):
     ``n`` evaluation images per cell for the input-level indicators, ``probes`` random perturbations
     per image for unstable predictions (Pintor et al. 2022 use γ = 100). No artifact is named by it:
     the verdicts record both, and a cell audited with other values is probed again."""

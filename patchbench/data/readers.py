@@ -11,9 +11,11 @@ import gzip
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from patchbench.data.registry import DatasetInfo, NotOfficial, register_dataset
+from patchbench.data.safe_pickle import safe_load
 from patchbench.data.sources import FolderImages, ImageSource, TensorImages
 from patchbench.errors import PatchbenchError
 from patchbench.util import atomic_write
@@ -45,7 +47,7 @@ def _find_idx_dir(candidates: list[Path], split: str) -> Path | None:
 
 def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
     """Read an IDX file with torchvision's reader, gunzipping Debian's ``.gz`` into the cache."""
-    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor  # reason: torchvision is slow to import
 
     plain = directory / name
     if not plain.exists():
@@ -98,7 +100,7 @@ def _mnist_like(name: str, tv_class: str, debian_dir: str | None):
         candidates = _idx_candidates(name, root, debian_dir)
         found = _find_idx_dir(candidates, split)
         if found is None and root is None:
-            import torchvision
+            import torchvision  # reason: torchvision takes seconds to import; only this reader needs it
 
             try:  # last resort: torchvision's own download into the cache
                 getattr(torchvision.datasets, tv_class)(str(cache_dir() / name), train=split == "train", download=True)
@@ -132,9 +134,6 @@ def _read_cifar(folder: Path, name: str, split: str) -> ImageSource:
     """The python-pickle batches of the official archive (torchvision's layout), read directly, through the
     restricted unpickler: a batch holds a dict of a uint8 array and a list of labels, and nothing in a
     file can run code (a refused global is one line naming the file)."""
-    import numpy as np
-
-    from patchbench.data.safe_pickle import safe_load
 
     _, files, label_key = CIFAR_LAYOUT[name]
     data, labels = [], []
@@ -157,8 +156,8 @@ def _cifar_verify(tv_class: str, name: str):
     with torchvision's ``check_integrity`` before anything is unpickled. A missing folder is left to the
     loader (torchvision's download checks its archive); a missing file to the reader's one-line error."""
     def verify(root: str | None, split: str) -> None:
-        import torchvision.datasets
-        from torchvision.datasets.utils import check_integrity
+        import torchvision.datasets  # reason: torchvision takes seconds to import; only this reader needs it
+        from torchvision.datasets.utils import check_integrity  # reason: as above
 
         _, folder = _cifar_folder(name, root)
         tv = getattr(torchvision.datasets, tv_class)
@@ -208,7 +207,7 @@ def _cifar(tv_class: str, name: str):
         base, folder = _cifar_folder(name, root)
         folder_name = folder.name
         if not folder.is_dir() and root is None:
-            import torchvision
+            import torchvision  # reason: torchvision takes seconds to import; only this reader needs it
 
             try:  # torchvision's download (and checksum) into the cache
                 getattr(torchvision.datasets, tv_class)(str(base), train=split == "train", download=True)

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from patchbench.errors import PatchbenchError
 
@@ -53,7 +54,7 @@ class FolderImages(ImageSource):
     """
 
     def __init__(self, root: Path, size: int):
-        from torchvision import datasets, transforms
+        from torchvision import datasets, transforms  # reason: torchvision takes seconds to import; only ImageFolder sets need it
 
         tf = transforms.Compose([
             transforms.Resize((size, size), antialias=True),
@@ -68,7 +69,6 @@ class FolderImages(ImageSource):
 
 
 def _rgb_loader(path: str):
-    from PIL import Image
 
     with open(path, "rb") as f:
         return Image.open(f).convert("RGB")

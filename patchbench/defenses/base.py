@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from patchbench.defenses.gradcheck import probe_at_registration
 from patchbench.errors import check
 
 GRADIENTS = ("exact", "bpda", "partial")
@@ -198,6 +199,4 @@ def check_defense_class(cls) -> None:
     else:
         check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
     if not cls.__module__.startswith(SHIPPED):  # the shipped listing: tests/test_defense_contract.py probes it
-        from patchbench.defenses.gradcheck import probe_at_registration
-
         probe_at_registration(cls)

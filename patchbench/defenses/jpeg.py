@@ -8,6 +8,7 @@ Pillow in ``tests/test_baseline_defenses.py``. No smoothing factor: the output i
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import torch
@@ -33,7 +34,7 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int = 75, backend: str = "auto") ->
     to the CPU codec where the device has none (e.g. 1-channel images on CUDA); ``"cpu"`` always
     uses libjpeg, bit-compatible with Pillow up to the libjpeg-turbo version.
     """
-    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # reason: torchvision takes seconds to import; only JPEG needs it
 
     n, c = x.shape[:2]
     mode = ImageReadMode.GRAY if c == 1 else ImageReadMode.RGB
@@ -66,7 +67,6 @@ _POOL: list = []
 def _codec_pool(workers: int):
     """A thread pool for the CPU codec, ``workers`` threads running torch with one thread each
     (made once, remade when the count changes)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     if not _POOL or _POOL[0][0] != workers:
         if _POOL:

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from patchbench import compiling
+from patchbench.defenses import compiling
 from patchbench.defenses.base import OUT, Defense
 from patchbench.errors import is_int, is_number
 
@@ -38,7 +38,7 @@ from patchbench.errors import is_int, is_number
 def _primal(x: torch.Tensor, ph: torch.Tensor, pw: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """u = x + d with d = -div p, into ``u``'s top-left H×W; returns Σ d² per (image, channel).
 
-    Plain tensor algebra for ``torch.compile`` to fuse into one kernel (:mod:`patchbench.compiling`),
+    Plain tensor algebra for ``torch.compile`` to fuse into one kernel (:mod:`patchbench.defenses.compiling`),
     on padded buffers so that no slice needs a mask: ``ph`` is (H+1)×W with a zero first row (p's row
     -1), ``pw`` H×(W+1) with a zero first column, ``u`` (H+1)×(W+1). (With ``F.pad`` instead, inductor
     built every vector load with a bounds mask, and both kernels ran 2.5-3× slower.)"""

@@ -3,8 +3,12 @@ or its volumetric counterpart behind a volumizer (BMVC 2023)."""
 
 from __future__ import annotations
 
+from patchbench.data import get_dataset_info
 from patchbench.errors import PatchbenchError
 from patchbench.models.registry import MODELS
+from patchbench.models.volumetric import to_volumetric
+from patchbench.models.wrapper import Classifier, VolumetricClassifier
+from patchbench.volumization import Volumizer
 
 
 def build_classifier(arch: str, dataset: str, weights: str | None = None, image_size: int | None = None,
@@ -16,8 +20,6 @@ def build_classifier(arch: str, dataset: str, weights: str | None = None, image_
     :class:`~patchbench.config.VolumizeConfig`): the volumetric counterpart g of the (2-D, possibly
     pretrained) ``arch`` behind a volumizer (BMVC 2023), a :class:`VolumetricClassifier`.
     """
-    from patchbench.data import get_dataset_info
-    from patchbench.models.wrapper import Classifier
 
     if arch not in MODELS:
         raise PatchbenchError(f"unknown model {arch!r}; known: {', '.join(MODELS)}")
@@ -26,9 +28,6 @@ def build_classifier(arch: str, dataset: str, weights: str | None = None, image_
     net, class_names = spec.build(num_classes=info.num_classes, in_channels=info.channels, weights=weights)
     class_names = class_names or list(info.classes) or [str(i) for i in range(info.num_classes)]
     if volumize is not None:
-        from patchbench.models.volumetric import to_volumetric
-        from patchbench.models.wrapper import VolumetricClassifier
-        from patchbench.volumization import Volumizer
 
         v = volumize
         net3d = to_volumetric(net, v.patch, info.channels, depth_kernel=v.depth_kernel, depth_pool=v.depth_pool,

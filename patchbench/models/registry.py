@@ -17,7 +17,7 @@ class ModelSpec:
     build: Callable[..., nn.Module]
     pretrained: bool  # True: ImageNet weights through torchvision; False: trained by patchbench
     description: str
-    # Grad-CAM layer (patchbench.gradcam): a dotted module name inside the built network (not the
+    # Grad-CAM layer (patchbench.models.gradcam): a dotted module name inside the built network (not the
     # Classifier wrapper), the last convolutional activation as in Selvaraju et al.; None = none
     cam_layer: str | None = None
 

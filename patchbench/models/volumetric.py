@@ -108,6 +108,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchbench.errors import PatchbenchError, check, is_int
+from patchbench.models.registry import MODELS
 
 DEFAULT_DEPTH_KERNEL = 3
 INFLATE = ("center", "repeat", "none")
@@ -359,7 +360,7 @@ def _convert_bn(m: nn.BatchNorm2d) -> nn.BatchNorm3d:
 
 def _is_stochastic_depth(m: nn.Module) -> bool:
     try:
-        from torchvision.ops import StochasticDepth
+        from torchvision.ops import StochasticDepth  # reason: torchvision takes seconds to import; only torchvision nets need it
     except ImportError:  # pragma: no cover - torchvision is a dependency
         return False
     return isinstance(m, StochasticDepth)
@@ -598,12 +599,11 @@ def build_2d(arch: str, *, in_channels: int = 3, num_classes: int = 10, device: 
     """A randomly initialised 2-D network by name: a registered torchvision classifier (the four of
     Sec. 4.2; Inception-v3 without the auxiliary classifier) or a patchbench model; on the meta
     device by default (shapes only, nothing allocated)."""
-    from patchbench.models.registry import MODELS
 
     check(arch in MODELS, f"unknown model {arch!r}; known: {', '.join(sorted(MODELS))}")
     with torch.device(device):
         if MODELS[arch].pretrained:  # a torchvision classifier
-            import torchvision
+            import torchvision  # reason: as above
 
             check(in_channels == 3, f"{arch} takes 3 input channels, got {in_channels}")
             kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}

@@ -8,6 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from patchbench.data import get_dataset_info
+from patchbench.errors import PatchbenchError
+from patchbench.models.volumetric import aggregate
+
 
 class Classifier(nn.Module):
     def __init__(self, net: nn.Module, mean, std, name: str, class_names: list[str], image_size: int | None = None):
@@ -50,13 +54,11 @@ class Normalizer(nn.Module):
 
     @classmethod
     def for_dataset(cls, dataset: str) -> "Normalizer":
-        from patchbench.data import get_dataset_info
 
         info = get_dataset_info(dataset)
         return cls(info.mean, info.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from patchbench.errors import PatchbenchError
 
         raise PatchbenchError("this defense needs the classifier itself (saliency); normalization alone is not enough")
 
@@ -82,6 +84,5 @@ class VolumetricClassifier(Classifier):
         return self.net((volume - self.mean.unsqueeze(2)) / self.std.unsqueeze(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from patchbench.models.volumetric import aggregate
 
         return aggregate(self.per_patch_logits(x), self.aggregation)

@@ -4,7 +4,7 @@ when this registry is built (:mod:`patchbench.plugins`, docs/EXTENDING.md)."""
 
 from __future__ import annotations
 
-from patchbench.experiments import GENERIC, Experiment  # noqa: F401
+from patchbench.evaluation.experiments import GENERIC, Experiment  # noqa: F401
 from patchbench.papers import advml2019, bmvc2023, icaart2022, imagenet_patch2023, patchcleanser2022, tomm2022
 from patchbench.paper import Figure, Paper  # noqa: F401
 from patchbench.plugins import load_plugins

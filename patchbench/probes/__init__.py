@@ -12,6 +12,8 @@ module                     measures
 :mod:`.mask_coverage`      the share of a patch's pixels a masking defense marks (and of the
                            rest of the image), per defense parameter
 :mod:`.npixel_drop`        the undefended model's accuracy drop per N of an N-pixel attack
+:mod:`.lgs_factor`         how much of a stored patch LGS's factor clip(1 − λ·g, 0, 1) keeps,
+                           on the patch and on the rest of the image
 =========================  ===================================================================
 
 Each module runs as ``python -m patchbench.probes.<module> --preset P --results DIR``.

@@ -32,9 +32,12 @@ import torch
 from patchbench.attacks import ATTACKS
 from patchbench.cache.models import ensure_model, with_training
 from patchbench.data import eval_indices, load_split
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check, is_int
-from patchbench.gradcam import gradcam_for
-from patchbench.results import NotCached, ResultStore
+from patchbench.models.gradcam import gradcam_for
+from patchbench.presets import load_preset
+from patchbench.store.results import NotCached, ResultStore
+from patchbench.util import console
 
 CELLS = (5, 10, 20, 30)
 
@@ -105,10 +108,6 @@ def attention_report(preset, results: Path, device, n: int = 500) -> pd.DataFram
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
-    from patchbench.util import console
-
     ap = argparse.ArgumentParser(prog="python -m patchbench.probes.attention", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="demo-tomm-fmnist")
     ap.add_argument("--results", default="results")

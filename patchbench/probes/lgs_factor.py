@@ -26,7 +26,10 @@ import torch
 from patchbench.attacks.patch import Patch
 from patchbench.data import eval_indices, load_split
 from patchbench.defenses import build_defense
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check
+from patchbench.presets import load_preset
+from patchbench.util import console
 
 
 def lgs_factor(defense, x: torch.Tensor, patch: Patch, lam: float) -> dict:
@@ -41,10 +44,6 @@ def lgs_factor(defense, x: torch.Tensor, patch: Patch, lam: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
-    from patchbench.util import console
-
     ap = argparse.ArgumentParser(prog="python -m patchbench.probes.lgs_factor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True)
     ap.add_argument("--patch", action="append", required=True, help="a stored patch (.pt); repeat for several")

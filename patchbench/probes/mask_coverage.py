@@ -32,10 +32,13 @@ from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import ensure_patches
 from patchbench.config import parse_params
 from patchbench.data import eval_indices, load_split
-from patchbench.defense_config import defense_params
 from patchbench.defenses import DEFENSES
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check
-from patchbench.results import NotCached, ResultStore
+from patchbench.evaluation.defense_params import defense_params
+from patchbench.presets import load_preset
+from patchbench.store.results import NotCached, ResultStore
+from patchbench.util import console
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 
@@ -85,10 +88,6 @@ def mask_coverage(defense_name: str, base: dict, grid: dict[str, list], model, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
-    from patchbench.util import console
-
     ap = argparse.ArgumentParser(prog="python -m patchbench.probes.mask_coverage", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True)
     ap.add_argument("--results", default="results")

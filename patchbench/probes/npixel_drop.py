@@ -25,8 +25,11 @@ from patchbench.attacks import ATTACKS
 from patchbench.attacks.regions import attacked_accuracy, npixel_extent, protocol_regions
 from patchbench.cache.models import ensure_model
 from patchbench.data import eval_indices, load_split
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check, is_int
-from patchbench.results import NotCached, ResultStore
+from patchbench.presets import load_preset
+from patchbench.store.results import NotCached, ResultStore
+from patchbench.util import console
 
 DEFAULT_NS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -58,10 +61,6 @@ def npixel_drops(model, x: torch.Tensor, y: torch.Tensor, image_size: int, ns=DE
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
-    from patchbench.util import console
-
     ap = argparse.ArgumentParser(prog="python -m patchbench.probes.npixel_drop", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True)
     ap.add_argument("--results", default="results")

@@ -31,11 +31,14 @@ import torch
 from patchbench.attacks.regions import npixel_extent, protocol_regions
 from patchbench.cache.models import ensure_model
 from patchbench.data import eval_indices, load_split
+from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check
 from patchbench.models.volumetric import aggregate
+from patchbench.presets import load_preset
 from patchbench.probes.npixel_drop import foolbox_attack
-from patchbench.results import NotCached, ResultStore
-from patchbench.volumization.patches import split_patches
+from patchbench.store.results import NotCached, ResultStore
+from patchbench.util import console
+from patchbench.volumization.split import split_patches
 
 
 def logits_in_order(g, x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -95,10 +98,6 @@ def volumetric_presets(preset) -> list[tuple[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patchbench.devices import resolve_device
-    from patchbench.presets import load_preset
-    from patchbench.util import console
-
     ap = argparse.ArgumentParser(prog="python -m patchbench.probes.volume_order", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True)
     ap.add_argument("--results", default="results")

@@ -13,11 +13,11 @@ grid of patch sides (``sizes``, default every size of the preset's attacks), eac
   trained on the undefended model at every size with one seed (``seed``), and ``patch_rs`` (the
   gradient-free random search, :mod:`patchbench.attacks.patch_rs`) built from the preset's LaVAN entry,
   so it spends LaVAN's queries; each evaluated undefended and through every defense;
-* ``lavan-adaptive``: LaVAN trained through each defense at every size (:func:`patchbench.adaptive.run_adaptive`
+* ``lavan-adaptive``: LaVAN trained through each defense at every size (:func:`patchbench.sections.adaptive.run_adaptive`
   with the preset's ``adaptive:`` settings, so the adaptive section's own run is reused at its size;
   only the last step is evaluated at the other sizes);
 * ``unbounded: true`` (the default): every attack once more with a patch of half the image
-  (:func:`patchbench.audit.cells.half_image_side`, 45 px at 64 px), Pintor et al.'s unconstrained
+  (:func:`patchbench.audit.comparisons.half_image_side`, 45 px at 64 px), Pintor et al.'s unconstrained
   attack; it is not part of the curves.
 
 Cells the sweep already stored are reused (same run id); the cells this step adds carry the preset
@@ -37,20 +37,20 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 import torch
 
-from patchbench.adaptive import run_adaptive
+from patchbench.sections.adaptive import run_adaptive
 from patchbench.attacks import ATTACKS, PatchAttack
-from patchbench.audit.cells import half_image_side
+from patchbench.audit.comparisons import half_image_side
 from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import check_target, train_patch
 from patchbench.config import AttackConfig, Preset
-from patchbench.defense_config import resolve_defense
+from patchbench.evaluation.defense_params import resolve_defense
 from patchbench.defenses import DEFENSES, NoDefense
-from patchbench.engine import Condition, DefenseRun
+from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.errors import check, is_int, is_number
-from patchbench.grid import evaluate_conditions
-from patchbench.results import ResultStore
+from patchbench.evaluation.grid import evaluate_conditions
+from patchbench.store.results import ResultStore
 from patchbench.sections.optimality_cells import ADAPTIVE, RANDOM_SEARCH, SECTION, write_manifest, write_verdicts
-from patchbench.stages import stage
+from patchbench.evaluation.stages import stage
 from patchbench.util import console
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchbench.audit.cells import random_beats_gradient, unconstrained_failure_by_area
+from patchbench.audit.comparisons import random_beats_gradient, unconstrained_failure_by_area
 from patchbench.audit.indicators import AUDIT_RANDOM_BEATS_GRADIENT, AUDIT_UNCONSTRAINED_FAILURE
 from patchbench.errors import PatchbenchError
-from patchbench.results import ResultStore
+from patchbench.store.results import ResultStore
 from patchbench.sections.optimality_metric import Optimality, first_fooling_area, optimality
 from patchbench.util import atomic_write, console
 

@@ -34,7 +34,11 @@ before. Per-step loss terms shown and kept in the history are averaged over the 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -68,9 +72,6 @@ def _die_with_parent() -> None:
     ``train-model --nproc``) would leave the workers training on as orphans — and finishing, or
     racing a rerun for the checkpoint. On Linux each worker asks the kernel for SIGKILL when its
     parent dies (prctl PR_SET_PDEATHSIG), and exits at once if the parent is already gone."""
-    import ctypes
-    import signal
-    import sys
 
     if not sys.platform.startswith("linux"):
         return
@@ -205,7 +206,6 @@ def check_launch(nproc: int, batch_size: int, device: torch.device) -> None:
 def relaunch_args(nproc: int, argv: list[str]) -> list[str]:
     """The torchrun command that runs ``argv`` (patchbench's own arguments, ``--nproc`` dropped: the
     children are the K processes) in ``nproc`` processes."""
-    import sys
 
     for i, a in enumerate(argv):
         if a == "--nproc":
@@ -221,7 +221,6 @@ def relaunch_args(nproc: int, argv: list[str]) -> list[str]:
 def relaunch(nproc: int, argv: list[str], batch_size: int, device: torch.device) -> int:
     """Run this command again under torchrun in ``nproc`` processes (checked first: fail here, not in
     K tracebacks); returns torchrun's exit code."""
-    import subprocess
 
     check_launch(nproc, batch_size, device)
     return subprocess.call(relaunch_args(nproc, argv))

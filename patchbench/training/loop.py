@@ -23,10 +23,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from patchbench.config import TrainConfig, validate_train
+from patchbench.config import TrainConfig
 from patchbench.data import ImageSource, iterate
 from patchbench.errors import PatchbenchError
+from patchbench.models.gradcam import GradCAM, gradcam_for
+from patchbench.training import distributed
+from patchbench.training.checks import validate_train
 from patchbench.training.objectives import build_objective, minibatch_loss
+from patchbench.training.syllabus import epoch_syllabus
 from patchbench.util import atomic_write, progress_bar, tensors_id
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +91,6 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
 def syllabus_order(order: torch.Tensor, source: ImageSource, image_size: int, cfg: TrainConfig,
                    device: torch.device) -> torch.Tensor:
     """The epoch's random order rearranged by the curriculum syllabus (BMVC 2023 Sec. 4.3, Eq. 11-13)."""
-    from patchbench.training.syllabus import epoch_syllabus
 
     return epoch_syllabus(order, source, image_size, cfg, device)
 
@@ -104,9 +107,6 @@ def train(model: nn.Module, source: ImageSource, indices: torch.Tensor, image_si
     (:mod:`patchbench.training.syllabus`). Returns stats (final loss terms, per-epoch history,
     optimizer, final learning rate, seconds, steps).
     """
-    from patchbench.gradcam import GradCAM, gradcam_for
-
-    from patchbench.training import distributed
 
     validate_train(cfg, where="train")
     objective = build_objective(cfg.training)

@@ -59,8 +59,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.pgd import PGD
 from patchbench.errors import PatchbenchError
+from patchbench.models.gradcam import attention_area, masked_image
 from patchbench.registry import Registry, own_name
+from patchbench.training.cutout import CutoutMasks
 
 # --------------------------------------------------------------------------------------------
 # loss terms
@@ -84,7 +87,6 @@ def rectification_distance(model: nn.Module, x: torch.Tensor, logits: torch.Tens
 
     ``g`` is the map at the CAM grid; the mask thresholds it upsampled (bilinear) to the image.
     """
-    from patchbench.gradcam import attention_area, masked_image
 
     g_img = F.interpolate(g.detach()[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
     x_m = masked_image(x, attention_area(g_img, kappa))
@@ -115,7 +117,6 @@ class Objective(ABC):
         """The attack that makes x_adv while training (None for non-adversarial objectives)."""
         if not self.adversarial:
             return None
-        from patchbench.attacks.pgd import PGD
 
         return PGD(model, cfg.eps, cfg.attack_steps, cfg.attack_step_size, random_start=True, seed=cfg.seed,
                    **self.attack_region(cfg))
@@ -203,8 +204,6 @@ class Cutout(Madry):
     augmentation = True
 
     def make_attack(self, model: nn.Module, cfg):
-        from patchbench.training.cutout import CutoutMasks
-
         return CutoutMasks(model, cfg.cutout_holes, cfg.cutout_fraction, seed=cfg.seed)
 
 

@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from patchbench.data import iterate
 from patchbench.errors import check, is_int
 from patchbench.volumization import ORDERS, rank, scores
 
@@ -81,7 +82,6 @@ def epoch_syllabus(order: torch.Tensor, source, image_size: int, cfg, device) ->
     ``cfg.syllabus_order`` and ``cfg.syllabus_bins``; each window's images are loaded at
     ``image_size`` on ``device`` and scored by :func:`image_scores` (distance metrics against the
     window's lowest-entropy image)."""
-    from patchbench.data import iterate
 
     def window_scores(idx: torch.Tensor) -> torch.Tensor:
         _, images, _ = next(iterate(source, idx, image_size, idx.numel(), device))

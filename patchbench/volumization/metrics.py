@@ -40,7 +40,7 @@ import torch
 
 from patchbench.errors import check, is_int, is_number
 from patchbench.registry import Registry
-from patchbench.volumization.patches import shape_of
+from patchbench.volumization.split import shape_of
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # pixel pairs sorted at once by the joint entropy (auto chunk)
 

@@ -14,7 +14,7 @@ import torch
 
 from patchbench.errors import PatchbenchError, check
 from patchbench.volumization.metrics import check_bins, check_chunk, entropy, get_metric
-from patchbench.volumization.patches import shape_of
+from patchbench.volumization.split import shape_of
 
 ORDERS = ("ascending", "descending")
 REFERENCES = ("lowest-entropy",)

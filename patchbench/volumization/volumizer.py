@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from patchbench.errors import PatchbenchError, check, is_number
 from patchbench.volumization.metrics import check_bins, check_chunk, get_metric
-from patchbench.volumization.patches import PADS, as_patch_size, merge_patches, shape_of, split_patches
+from patchbench.volumization.split import PADS, as_patch_size, merge_patches, shape_of, split_patches
 from patchbench.volumization.ranking import ORDERS, REFERENCES, rank, scores
 
 

@@ -45,10 +45,10 @@ def histories(cells: pd.DataFrame, preset: str) -> dict[tuple[str, str], list[di
 
 
 def training_curves(cells: pd.DataFrame, preset: str, out: Path, paper_models: dict | None = None) -> Path:
-    import matplotlib
+    import matplotlib  # reason: matplotlib takes a second to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # reason: as above
 
     hist = histories(cells, preset)
     archs = list(dict.fromkeys(a for a, _ in hist))
@@ -99,10 +99,10 @@ def robustness_data(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
 
 
 def robustness(cells: pd.DataFrame, preset: str, out: Path, paper_models: dict | None = None) -> Path:
-    import matplotlib
+    import matplotlib  # reason: matplotlib takes a second to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # reason: as above
 
     data = robustness_data(cells, preset)
     if data.empty:

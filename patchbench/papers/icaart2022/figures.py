@@ -52,10 +52,10 @@ def lambda_curve_data(cells: pd.DataFrame, preset: str, attack: str = "lavan", p
 def lambda_curve(cells: pd.DataFrame, preset: str, out: str | Path, attack: str = "lavan",
                  patch_px: int | None = None) -> Path:
     """Write ICAART Fig. 5 for ``preset`` to ``out`` (PNG, atomically); returns the path."""
-    import matplotlib
+    import matplotlib  # reason: matplotlib takes a second to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # reason: as above
 
     data = lambda_curve_data(cells, preset, attack, patch_px)
     px = int(data["patch_px"].iloc[0])
@@ -95,10 +95,10 @@ def adaptive_table(cells: pd.DataFrame, preset: str) -> pd.DataFrame:
 
 def adaptive_curve(cells: pd.DataFrame, preset: str, out: str | Path) -> Path:
     """ICAART Fig. 10: success rate of the white-box adaptive LaVAN (Eq. 13) vs training step."""
-    import matplotlib
+    import matplotlib  # reason: matplotlib takes a second to import; only a figure needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # reason: as above
 
     table = adaptive_table(cells, preset)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)

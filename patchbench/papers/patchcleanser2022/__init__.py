@@ -2,7 +2,7 @@
 of a given size by double masking, beside the empirical defenses under our strongest attacks.
 
 The defense is ``patchbench/defenses/patchcleanser.py``, the ``certified:`` preset section and the
-``certified`` table are generic (:mod:`patchbench.certified`, through :mod:`patchbench.api`). Here:
+``certified`` table are generic (:mod:`patchbench.sections.certified`, through :mod:`patchbench.api`). Here:
 the paper-scale presets (ImageNet 224 px, ResNet-50 and ViT-B/16 through the torchvision weights
 API, a 32 px patch = 2 % of the image, k = 6 masks per axis, the paper's headline setting), so that
 ``patchbench reproduce patchcleanser2022 --preset-scale paper`` runs them on a GPU. At demo scale

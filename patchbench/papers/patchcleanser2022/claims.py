@@ -14,7 +14,7 @@ TWO_PCT = certified_size(2.0)
 
 
 def _adaptive_side(preset, _cells):
-    """The side the certified section trains its adaptive LaVAN at (:mod:`patchbench.certified`): the adaptive
+    """The side the certified section trains its adaptive LaVAN at (:mod:`patchbench.sections.certified`): the adaptive
     section's size if it is certified, else the largest certified size."""
     cfg = preset.extra["certified"]
     sizes = sorted(set(cfg.sizes or [s for a in preset.attacks for s in a.sizes]))
