@@ -234,12 +234,16 @@ def _after_first_cell(monkeypatch, fault) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_mid_sweep_then_resume(preset, clean, tmp_path, monkeypatch, sig):
     results = with_artifacts(clean, tmp_path / "results")
+    # a shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT: give this
+    # process Python's own Ctrl-C handler, as an interactive run of patchbench has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     _after_first_cell(monkeypatch, lambda store: os.kill(os.getpid(), sig))
     r = sweep(preset, results, check=False)
     one_line(r, 128 + sig, f"aborted: {sig.name} received;", RESUME)
     whole_files(results)
     assert len(list((results / "cells").glob("*.parquet"))) == 1  # the finished cell is kept
     monkeypatch.undo()
+    signal.signal(signal.SIGINT, previous)
     sweep(preset, results)
     same_as_clean(results, clean)
 
