@@ -23,8 +23,9 @@ from conftest import quadrant_data, write_idx
 from patchbench.audit import AUDIT_AUTOATTACK_GAP, INDICATORS
 from patchbench.errors import PatchbenchError
 
-aa = pytest.importorskip("patchbench.runner.autoattack")
-pytest.importorskip("torchattacks")
+import patchbench.runner.autoattack as aa  # noqa: E402  (our own module: a failing import must fail, never skip)
+
+pytest.importorskip("torchattacks", reason="AutoAttack comes from torchattacks, the bench extra (`pip install -e '.[bench]'`)")
 
 
 def quadrant_model(size=12):
