@@ -95,6 +95,7 @@ ListWhat = Annotated[str, typer.Argument(help="models, attacks, defenses, datase
 DefendInputs = Annotated[List[Path], typer.Argument(help="PNG/JPEG files or directories (every image inside).")]
 TableName = Annotated[str, typer.Argument(help="Table to rebuild (see `patchbench list tables`).")]
 ReproducePaper = Annotated[List[str], typer.Argument(help="Papers to reproduce (see `patchbench list papers`), or all.")]
+ReproduceOnly = Annotated[Optional[List[str]], typer.Option("--only", help="Run only these presets of the papers' scale (repeatable), e.g. --only demo-fmnist; default: all of them.")]
 ClaimsPaper = Annotated[Optional[str], typer.Argument(help="One paper (see `patchbench list papers`); omitted: every paper.", show_default=False)]
 PlotName = Annotated[str, typer.Argument(help="Figure (see `patchbench list figures`), e.g. lambda-curve or adaptive.")]
 PlotParams = Annotated[Optional[List[str]], typer.Option("--param", help="Figure option key=value, e.g. --param patch_px=8.")]

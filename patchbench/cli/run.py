@@ -100,7 +100,8 @@ def status_cmd(preset: opt.Preset = "demo-fmnist", results: opt.Results = Path("
 
 def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetScale = "demo", results: opt.Results = Path("results"),
                   out_dir: opt.ReproduceOutDir = None, device: opt.Device = None, data_root: opt.DataRoot = None,
-                  amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True, allow_cpu: opt.AllowCpu = False):
+                  amp: opt.Amp = None, sets: opt.Set = None, progress: opt.Progress = True, allow_cpu: opt.AllowCpu = False,
+                  only: opt.ReproduceOnly = None):
     """Train, sweep and report everything a paper's (or all papers') tables and figures need; resumable.
 
     A preflight (GPU, datasets, weight files, disk) first names each missing piece with its fix and writes
@@ -109,7 +110,8 @@ def reproduce_cmd(paper: opt.ReproducePaper, preset_scale: opt.ReproducePresetSc
     from patchbench.config import option_overrides  # reason: deferred: `patchbench --help` imports no torch
     from patchbench.runner.reproduce import reproduce  # reason: deferred: `patchbench --help` imports no torch
 
-    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress, allow_cpu=allow_cpu)
+    reproduce(paper, preset_scale, results, out_dir, option_overrides(sets, device=device, data_root=data_root, amp=amp), progress, allow_cpu=allow_cpu,
+              only=only)
 
 
 def evaluate_cmd(preset: opt.Preset = "demo-fmnist", patch: opt.EvaluatePatch = None, placement: opt.EvaluatePlacement = None,

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from patchbench.devices import resolve_device
+from patchbench.errors import check
 from patchbench.evaluation.stages import stage, summary, take
 from patchbench.papers import PAPERS, get_paper
 from patchbench.presets import load_preset
@@ -47,13 +48,26 @@ def default_out(results: Path, scale: str) -> Path:
 
 
 def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | None, overrides: list[str] | None = None,
-              progress: bool = True, print_tables: bool = True, allow_cpu: bool = False) -> list[Path]:
-    """Run and report ``paper`` (names, or ``all``) at ``scale`` (paper | demo); returns the files written."""
+              progress: bool = True, print_tables: bool = True, allow_cpu: bool = False,
+              only: list[str] | None = None) -> list[Path]:
+    """Run and report ``paper`` (names, or ``all``) at ``scale`` (paper | demo); returns the files written.
+
+    ``only``: run just these presets of the papers' scale (``make demo`` runs the ICAART demo's main
+    model, ``demo-fmnist``, inside its time budget); a name that is none of them is an error, before any work.
+    """
 
     names = paper_names(paper)
-    plan = {n: [load_preset(p, overrides) for p in get_paper(n).scale(scale)] for n in names}
+    chosen = {n: list(get_paper(n).scale(scale)) for n in names}
+    if only:
+        known = [p for ps in chosen.values() for p in ps]
+        unknown = [p for p in only if p not in known]
+        check(not unknown, f"--only {', '.join(unknown)}: not a {scale}-scale preset of {', '.join(names)} "
+                           f"(these are: {', '.join(known) or 'none'})")
+        chosen = {n: [p for p in ps if p in only] for n, ps in chosen.items()}
+    plan = {n: [load_preset(p, overrides) for p in ps] for n, ps in chosen.items()}
     for n in [n for n, presets in plan.items() if not presets]:  # e.g. PatchCleanser's demo is the ICAART demo's table
-        console.print(f"{n} has no {scale}-scale preset of its own; skipped")
+        if not only:
+            console.print(f"{n} has no {scale}-scale preset of its own; skipped")
         del plan[n]
     preflight(plan, scale, Path(results), allow_cpu)  # every missing piece named, before anything is written
     out = Path(out) if out is not None else default_out(results, scale)

@@ -25,9 +25,9 @@ def _adaptive_side(preset, _cells):
 ADAPTIVE_SIDE = Pick("the certified side of the adaptive LaVAN through PatchCleanser", _adaptive_side)
 
 # Why a claim may not hold at demo scale (docs/OPERATING_POINTS.md, PatchCleanser)
-FEW_IMAGES = ("budget, not yet tested: certified.n = 200 images (k = 6 costs 13 min per 1000-image cell on the 2-core "
-              "development machine), so the 95 % interval (about ±6 pp certified, ±2.5 pp clean) straddles the claim's "
-              "margin; the next step is the same cells on all 1000 evaluation images")
+FEW_IMAGES = ("budget, not yet tested: certified.n = 200 images (k = 6: 666 masked images per image; the demo's time "
+              "budget, preset notes), so the 95 % interval (about ±6 pp certified, ±2.5 pp clean) straddles the claim's "
+              "margin; the next step is the same cells on all the preset's evaluation images")
 
 
 def clean(side, metric: str, label: str) -> Cells:
