@@ -23,7 +23,7 @@ from patchbench.claims import (  # noqa: F401
 from patchbench.sections.certified import (  # noqa: F401
     CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
 )
-from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
+from patchbench.cache.models import LoadedModel, ensure_model, trained_model_metas, with_training  # noqa: F401
 from patchbench.cache.patches import (  # noqa: F401
     check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
 )
