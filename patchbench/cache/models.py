@@ -3,7 +3,6 @@ under ``<results>/artifacts/models``."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -69,9 +68,7 @@ def needs_training(preset: Preset) -> bool:
 
 def with_training(preset: Preset, training: str) -> Preset:
     """A copy of ``preset`` whose model is trained with objective ``training``."""
-    p = copy.deepcopy(preset)
-    p.model.train.training = training
-    return p
+    return preset.with_train(training=training)
 
 
 def fresh_model(preset: Preset, device: torch.device) -> Classifier:

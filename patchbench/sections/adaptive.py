@@ -65,7 +65,7 @@ from patchbench.store.results import ResultStore
 console = Console(stderr=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdaptiveConfig:
     """The preset's ``adaptive:`` section. Empty ``defenses`` = not part of this preset.
     ``lam`` None: each defense's largest preset λ; ``size`` None: the largest size of the
