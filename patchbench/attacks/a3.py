@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.linf import LinfAttack, check_nonnegative
 from patchbench.attacks.pgd import PGD
 from patchbench.attacks.stepll import IterStepLL, StepLL
@@ -81,6 +81,7 @@ class A3(Attack):
         return f"A3({self.attack!r}, sigma={self.sigma:g}, kappa={self.kappa!r})"
 
 
+@register_attack
 class PGDA3(A3):
     """PGD + A3 ("pgd+a3")."""
 
@@ -92,6 +93,7 @@ class PGDA3(A3):
         super().__init__(PGD(model, eps, steps, step_size, random_start, seed), sigma, kappa, cam)
 
 
+@register_attack
 class StepLLA3(A3):
     """StepLL + A3 ("stepll+a3"), Eq. 12–13 literally."""
 
@@ -102,6 +104,7 @@ class StepLLA3(A3):
         super().__init__(StepLL(model, eps), sigma, kappa, cam)
 
 
+@register_attack
 class IterStepLLA3(A3):
     """Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10)."""
 

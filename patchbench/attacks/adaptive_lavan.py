@@ -27,12 +27,14 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Patch, Placement, paste
 from patchbench.defenses.base import Defense, NoDefense
 from patchbench.errors import PatchbenchError
 
 
+@register_attack
 class AdaptiveLaVAN(LaVAN):
     """LaVAN optimized through the defense T at a fixed λ (ICAART Eq. 13).
 

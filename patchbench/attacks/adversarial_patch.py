@@ -21,6 +21,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Placement
 from patchbench.attacks.placement import eot_footprint, region_mask
@@ -58,6 +59,7 @@ def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_de
     return (1 - m) * x + m * d
 
 
+@register_attack
 class AdversarialPatch(LaVAN):
     """Targeted universal patch with EoT (Brown et al. 2017; ICAART Eq. 2).
 

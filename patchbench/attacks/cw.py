@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import check_nonnegative
 from patchbench.attacks.pgd import PGD
 
@@ -23,6 +24,7 @@ def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 50
     return torch.clamp(z_y - others.amax(1), min=-kappa)
 
 
+@register_attack
 class CW(PGD):
     """CW-k of Table 6: PGD under the same ε-ball on the Carlini–Wagner margin loss
     (:func:`cw_margin_loss`, descended, i.e. its negative ascended) instead of CE."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 
 
+@register_attack
 class FGSM(LinfAttack):
     """Goodfellow et al. 2015: x_adv = x + ε · sign ∇_x CE(f(x), y)."""
 

@@ -30,12 +30,14 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES, patch_optimizer
 from patchbench.attacks.patch import Patch, PatchAttack, Placement, paste
 from patchbench.errors import PatchbenchError
 from patchbench.util import progress_bar
 
 
+@register_attack
 class LaVAN(PatchAttack):
     name = "lavan"
 

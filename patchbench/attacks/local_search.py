@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.pixel_search import region_of
 from patchbench.attacks.single_pixel import PixelAttack, check_region
 from patchbench.errors import check, is_int, is_number
@@ -48,6 +49,7 @@ from patchbench.util import eval_mode
 SUBSET = 128  # Foolbox: "random subset for efficiency", at most 128 locations per round
 
 
+@register_attack
 class LocalSearch(PixelAttack):
     """Foolbox 2's LocalSearchAttack, batched (see the module docstring)."""
 

@@ -33,12 +33,14 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.pixel_search import first_adversarial, region_of
 from patchbench.attacks.single_pixel import PixelAttack, check_region
 from patchbench.errors import check, is_int
 from patchbench.util import eval_mode
 
 
+@register_attack
 class MultiplePixels(PixelAttack):
     """Foolbox 2's MultiplePixelsAttack, batched (see the module docstring). After a call:
     ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""

@@ -49,7 +49,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.evolution import bound, crossover, initial_population, mutate, paint
 from patchbench.attacks.regions import Box
 from patchbench.errors import PatchbenchError, check, is_int, is_number
@@ -101,6 +101,7 @@ def check_params(who: str = "npixel", *, pixels=1, population=400, iterations=10
 # the attack
 
 
+@register_attack
 class NPixel(Attack):
     """N-pixel attack of Su et al. (untargeted), batched DE/rand/1; see the module docstring.
 

@@ -40,6 +40,7 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Patch, paste
 from patchbench.util import progress_bar
@@ -55,6 +56,7 @@ def window_share(it: int, iterations: int, p_init: float = 0.8) -> float:
     return next((p_init / div for past, div in P_SCHEDULE if scaled > past), p_init)
 
 
+@register_attack
 class PatchRS(LaVAN):
     """Universal targeted patch by random search (see the module docstring); LaVAN's loss, success
     criterion, placement and metadata, with the optimisation loop replaced."""

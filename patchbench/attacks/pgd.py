@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 from patchbench.errors import PatchbenchError, is_number
 from patchbench.util import eval_mode
@@ -45,6 +46,7 @@ def check_region(region, keep_box, mask_threshold, who: str) -> None:
         raise PatchbenchError(f"{who}: mask_threshold must be in [0, 1), got {mask_threshold!r}")
 
 
+@register_attack
 class PGD(LinfAttack):
     """Madry et al. 2018: a uniform random start in the ε-ball, then ``steps`` sign-gradient
     ascent steps on CE(f(x_adv), y), each projected back onto the ε-ball and [0, 1].

@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.pixel_search import first_adversarial, random_order, region_of
 from patchbench.errors import check, is_int
 from patchbench.util import eval_mode
@@ -79,6 +79,7 @@ class PixelAttack(Attack):
         return cls(model, **cls._kwargs(cfg), seed=cfg.seed)
 
 
+@register_attack
 class SinglePixel(PixelAttack):
     """Foolbox 2's SinglePixelAttack, batched (see the module docstring). After a call:
     ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""

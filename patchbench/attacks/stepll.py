@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 from patchbench.util import eval_mode
 
@@ -17,6 +18,7 @@ def least_likely_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmin(1)
 
 
+@register_attack
 class StepLL(LinfAttack):
     """Eq. 4 (Kurakin et al. 2017; Tramèr et al. 2018): x_adv = x − ε · sign ∇_x CE(f(x), y_LL),
     y_LL the least-likely class of the clean image; ascends ``-CE(·, y_LL)``. ``labels`` unused
@@ -36,6 +38,7 @@ class StepLL(LinfAttack):
         return self.sign_ascent(x, x, y_ll, objective or self.objective, 1, self.eps)
 
 
+@register_attack
 class IterStepLL(StepLL):
     """Iterative StepLL (Kurakin et al. 2017): ``steps`` steps of Eq. 4 of size ``step_size``
     toward the clean image's least-likely class, each projected onto the ε-ball and [0, 1]; no

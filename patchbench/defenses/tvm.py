@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from patchbench.defenses import compiling
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.errors import is_int, is_number
 
 
@@ -185,6 +185,7 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
     return result
 
 
+@register_defense
 @dataclasses.dataclass
 class TVM(Defense):
     """Total-variation denoising, Chambolle's algorithm as in scikit-image (ICAART Fig. 9 "TVM").
