@@ -4,7 +4,7 @@ A cell names its patch by content (``patch_id``, a hash of the pixels, part of t
 Two runs can produce the same pixels: every adaptive run of a seed starts from the same seeded
 patch, so the step-0 snapshots of its runs through LGS, SLGS and WLGS are one content id, and a run
 whose patch never moved ends on that content id too. Found by its pixels, a trace is then another
-run's (issue 33: one run's flat trace flagged another run's cells). Here a cell is matched to the
+run's (one run's flat trace would flag another run's cells). Here a cell is matched to the
 patch files whose *run* agrees with the cell's own columns:
 
 * an adaptive snapshot (its ``attack_params`` hold the run's ``run_hash`` and the ``step``): the file

@@ -91,9 +91,9 @@ def _eager_stepper(x: torch.Tensor, weight: float):
     into zeros, ``norm = sqrt((g**2).sum(0))``, ``E += weight * norm.sum()``, ``norm *= tau / weight``,
     ``norm += 1``, ``p -= tau * g``, ``p /= norm`` — each statement one pass over the batch (16 per
     iteration) and one parallel region; on a CPU each fresh full-size buffer costs its page faults, so
-    d lives in u's buffer and there is no output clone. (Updating both components of p in one call
-    over the stacked buffer was measured 1.8× slower with 2 threads: the broadcast of norm over the
-    component axis.)
+    d lives in u's buffer and there is no output clone. The two components of p are updated one by
+    one, not in one call over the stacked buffer: the broadcast of norm over the component axis made
+    that slower (docs/BENCHMARKS.md).
     """
     n, c, h, w = x.shape
     # The dual field p = (ph, pw) in one buffer with a leading zero row and column: p[-1] = 0, so

@@ -1,5 +1,5 @@
 """Training length by a stopping rule: train a preset's model epoch by epoch and stop once its loss
-on held-out images stops improving (AdvML 2019's demo sets its length so, issue 33).
+on held-out images stops improving (AdvML 2019's demo sets its length so).
 
 :func:`plateau_epochs` trains ``epochs = 1, 2, ...`` through the training loop's per-epoch
 checkpoint (each call resumes after the last finished epoch, so the model after epoch E is the one
