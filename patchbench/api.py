@@ -1,56 +1,98 @@
-"""The public surface for plugins: everything a paper folder (``patchbench/papers/<paper>/``, or a
-plugin package outside patchbench, see :mod:`patchbench.plugins`) may import, in one place (a
-test holds the shipped papers to it). Anything else is internal and may move.
+"""The public surface for plugins: what a paper folder (``patchbench/papers/<paper>/``, or a plugin
+package outside patchbench, see :mod:`patchbench.plugins`) may import, and nothing else
+(``tests/test_layout.py`` holds the shipped papers to it; ``__all__`` is the list). Anything not
+here is internal and may move.
 
-Grouped by job: the plugin contract (with its claims: :mod:`patchbench.claims.spec`), presets and errors, data, models and attacks (with the bases
-a plugin's attack derives from), defenses (with their base), the adaptive attack, the certified
-baseline and the patch-optimality section as preset steps,
-cached artifacts and evaluation grids, stored results and the columns a plugin adds to them
-(``declare_columns``), and the table helpers.
+Grouped by what a plugin does with it:
+
+* **declare a paper**: the contracts (:class:`Paper`, :class:`Figure`, :class:`Table`,
+  :class:`TableContext`, :class:`Experiment`), its claims (:class:`Claim`, :class:`Cells`,
+  :class:`Pick` and the picks that read a value from the preset), the result columns it adds
+  (:func:`declare_columns`);
+* **register a defense or an attack**: the bases a class derives from (:class:`Defense`,
+  :class:`Attack`, :class:`LinfAttack`, :class:`PatchAttack`, :class:`LaVAN`), listed in the plugin's
+  ``DEFENSES`` / ``ATTACKS``; the registries to read (``ATTACKS``, ``DEFENSES``, ``MODELS``,
+  ``METRICS``);
+* **check a preset**: the schema's values a section reads, :class:`PatchbenchError` and the checks;
+* **run the generic sections** a paper declares (adaptive attack, certified baseline, patch
+  optimality): each its config, its check, its runner and, where it has one, its table builder;
+* **run an experiment of its own**: the cached model and patches, the evaluation of conditions ×
+  defenses into the store, the data it reads;
+* **build a table or figure**: the formatting and audit helpers, the store's Wilson interval, PNG
+  writing.
 """
 
-from patchbench.sections.adaptive import AdaptiveConfig, check_adaptive, curves, run_adaptive, run_adaptive_section  # noqa: F401
-from patchbench.attacks import (  # noqa: F401
-    ATTACKS, AdaptiveLaVAN, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack, Placement, attack_class,
-)
-from patchbench.attacks.affine_placement import AffinePlacement  # noqa: F401
-from patchbench.attacks.regions import npixel_extent, protocol_regions  # noqa: F401
-from patchbench.claims import (  # noqa: F401
+# declare a paper: the contracts, claims and columns
+from patchbench.paper import Figure, Paper
+from patchbench.table import Table, TableContext
+from patchbench.evaluation.experiments import Experiment, refuse_grid_options
+from patchbench.claims import (
     Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
-    largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
-    smallest_size,
+    largest_size, last, longest_evasion, nearest_lambda, shortest_evasion, smallest_certified, smallest_size,
 )
-from patchbench.sections.certified import (  # noqa: F401
+from patchbench.store.columns import Column, declare_columns
+
+# register a defense or an attack: the bases, the registries
+from patchbench.defenses import DEFENSES, Defense, NoDefense
+from patchbench.attacks import ATTACKS, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack
+from patchbench.models import MODELS
+from patchbench.volumization import METRICS
+
+# check a preset
+from patchbench.config import AttackConfig, Preset, TrainConfig, VolumizeConfig
+from patchbench.errors import PatchbenchError, check, is_int, is_number
+from patchbench.models.checks import validate_volumize
+from patchbench.training.checks import validate_train
+
+# run the generic sections a paper declares
+from patchbench.sections.adaptive import AdaptiveConfig, check_adaptive, run_adaptive_section
+from patchbench.sections.certified import (
     CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
 )
-from patchbench.cache.models import LoadedModel, ensure_model, with_training  # noqa: F401
-from patchbench.cache.patches import (  # noqa: F401
-    check_target, ensure_patches, patch_batches, patch_candidates, selection_indices,
+from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section
+from patchbench.sections.optimality_table import build_optimality
+
+# run an experiment of its own: models, patches, placements, data, conditions into the store
+from patchbench.cache.models import ensure_model, trained_model_metas
+from patchbench.cache.patches import ensure_patches
+from patchbench.attacks.affine_placement import AffinePlacement
+from patchbench.attacks.regions import npixel_extent, protocol_regions
+from patchbench.data import eval_indices, get_dataset_info, load_split
+from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL
+from patchbench.data.imagenet_patch import candidates as imagenet_patch_candidates
+from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch
+from patchbench.evaluation.defense_params import defense_runs
+from patchbench.evaluation.engine import Condition, DefenseRun
+from patchbench.evaluation.grid import evaluate_conditions
+from patchbench.store.results import ResultStore, wilson_ci
+
+# build a table or figure
+from patchbench.table import (
+    audit_legend, audit_mark, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells, spread_note,
 )
-from patchbench.store.columns import Column, declare_columns  # noqa: F401
-from patchbench.config import (  # noqa: F401
-    AttackConfig, Preset, TrainConfig, VolumizeConfig, cache_hash, key_fields, stable_hash,
-)
-from patchbench.data import eval_indices, get_dataset_info, iterate, load_split  # noqa: F401
-from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL  # noqa: F401
-from patchbench.data.imagenet_patch import ImageNetPatchSet, candidates as imagenet_patch_candidates  # noqa: F401
-from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch  # noqa: F401
-from patchbench.evaluation.defense_params import DEFAULT_LAMBDA, defense_runs, resolve_defense  # noqa: F401
-from patchbench.defenses import DEFENSES, Defense, NoDefense  # noqa: F401
-from patchbench.evaluation.engine import Condition, DefenseRun  # noqa: F401
-from patchbench.errors import PatchbenchError, check, is_int, is_number  # noqa: F401
-from patchbench.evaluation.experiments import Experiment, refuse_grid_options  # noqa: F401
-from patchbench.evaluation.grid import evaluate_conditions  # noqa: F401
-from patchbench.models import MODELS  # noqa: F401
-from patchbench.models.checks import validate_volumize  # noqa: F401
-from patchbench.paper import Figure, Paper  # noqa: F401
-from patchbench.store.results import ResultStore, wilson_ci  # noqa: F401
-from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section  # noqa: F401
-from patchbench.sections.optimality_table import build_optimality  # noqa: F401
-from patchbench.table import (  # noqa: F401
-    Table, TableContext, audit_legend, audit_mark, fmt_acc_ci, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells,
-    spread_note,
-)
-from patchbench.training.checks import validate_train  # noqa: F401
-from patchbench.util import atomic_write, console, save_png  # noqa: F401
-from patchbench.volumization import METRICS  # noqa: F401
+from patchbench.util import atomic_write, console, save_png
+
+__all__ = [
+    # declare a paper
+    "Figure", "Paper", "Table", "TableContext", "Experiment", "refuse_grid_options",
+    "Cells", "Claim", "Pick", "adaptive_lambda", "adaptive_size", "certified_size", "largest_certified",
+    "largest_lambda", "largest_size", "last", "longest_evasion", "nearest_lambda", "shortest_evasion", "smallest_certified", "smallest_size", "Column", "declare_columns",
+    # register a defense or an attack
+    "DEFENSES", "Defense", "NoDefense", "ATTACKS", "Attack", "LaVAN", "LinfAttack", "NPixel", "Patch",
+    "PatchAttack", "MODELS", "METRICS",
+    # check a preset
+    "AttackConfig", "Preset", "TrainConfig", "VolumizeConfig", "PatchbenchError", "check", "is_int", "is_number",
+    "validate_volumize", "validate_train",
+    # run the generic sections
+    "AdaptiveConfig", "check_adaptive", "run_adaptive_section", "CertifiedConfig", "build_certified",
+    "check_certified", "run_certified_section", "split_models", "OptimalityConfig", "check_optimality",
+    "run_optimality_section", "build_optimality",
+    # run an experiment of its own
+    "ensure_model", "trained_model_metas", "ensure_patches", "AffinePlacement", "npixel_extent",
+    "protocol_regions", "eval_indices", "get_dataset_info", "load_split", "IMAGENET_PATCH_URL",
+    "imagenet_patch_candidates", "find_imagenet_patch", "read_imagenet_patch", "defense_runs", "Condition",
+    "DefenseRun", "evaluate_conditions", "ResultStore", "wilson_ci",
+    # build a table or figure
+    "audit_legend", "audit_mark", "fmt_delta", "fmt_pct", "lam_match", "machine_note",
+    "preset_cells", "spread_note", "atomic_write", "console", "save_png",
+]

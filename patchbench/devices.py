@@ -50,7 +50,7 @@ def cpu_name() -> str:
 
 
 def machine() -> dict:
-    """What a number depends on beyond the code and the seeds (issue 25): the CPU, torch's thread count
+    """What a number depends on beyond the code and the seeds: the CPU, torch's thread count
     (a float sum split over another number of threads adds in another order), torch's version and
     whether the defenses' inner loops were compiled (``patchbench --compile``: other kernels, equal up to
     rounding). Every stored cell carries it (columns ``cpu``, ``threads``, ``torch``, ``compiled``) and

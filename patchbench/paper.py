@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import yaml
 
 from patchbench.claims.spec import Claim
 from patchbench.errors import PatchbenchError
@@ -59,7 +60,9 @@ class Paper:
       (its source, statement, the paper's numbers, the preset per scale), checked by ``patchbench claims``;
     * ``spread``: per scale, one sentence with the measured spread of that scale's numbers between two
       runs that differ only in the machine (or in what a machine changes: the float order), printed
-      under every table of the scale beside the machine the cells came from (issue 25).
+      under every table of the scale beside the machine the cells came from. A measurement is data:
+      a paper leaves ``spread`` out and keeps it in ``measurements.yaml`` beside its presets
+      (``spread: {demo: "..."}``), which :meth:`spread_of` reads.
     """
 
     name: str
@@ -99,6 +102,19 @@ class Paper:
         if not path.is_file():
             raise PatchbenchError(f"paper {self.name} has no reference table {name!r}")
         return pd.read_csv(path)
+
+    def spread_of(self, scale: str | None) -> str | None:
+        """The measured spread sentence of ``scale``: ``spread``'s, else ``measurements.yaml``'s (None: not measured)."""
+        if scale in self.spread:
+            return self.spread[scale]
+        path = self.folder / "measurements.yaml"
+        if scale is None or not path.is_file():
+            return None
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise PatchbenchError(f"paper {self.name}: {path} is not valid YAML ({exc})") from None
+        return (data.get("spread") or {}).get(scale)
 
     def scale(self, scale: str) -> tuple[str, ...]:
         if scale not in self.presets:

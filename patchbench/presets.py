@@ -10,6 +10,7 @@ registries; each attack and defense checks its own parameters (``check_config`` 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -117,7 +118,7 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     audit = build_dataclass(AuditConfig, raw.pop("audit", {}) or {}, "audit")
     preset = build_dataclass(Preset, {**raw, "data": data, "model": model, "attacks": attacks, "audit": audit,
                                       "defenses": defenses, "evasion": evasion, "patches": patches, "extra": extra}, "preset")
-    preset.source = source
+    preset = replace(preset, source=source)
     validate(preset)
     return preset
 

@@ -152,10 +152,10 @@ def machine_note(cells: pd.DataFrame) -> str:
 
 
 def spread_note(paper, preset: str) -> str:
-    """``paper``'s measured machine-to-machine spread (:attr:`patchbench.paper.Paper.spread`) for the scale
+    """``paper``'s measured machine-to-machine spread (:meth:`patchbench.paper.Paper.spread_of`) for the scale
     that ``preset`` belongs to."""
     scale = next((s for s, names in paper.presets.items() if preset in names), None)
-    return paper.spread.get(scale) or (f"Machine-to-machine spread of {preset}: not measured. For scale: the ICAART 2022 "
+    return paper.spread_of(scale) or (f"Machine-to-machine spread of {preset}: not measured. For scale: the ICAART 2022 "
                                        "demo moved by up to 12 pp between two CPUs, inside its 95 % intervals.")
 
 

@@ -40,7 +40,8 @@ from patchbench.audit.indicators import (
     TRANSFER,
 )
 from patchbench.sections.audit import audit_cells, remedies
-from patchbench.audit.runs import cell_runs, read_patch_metas
+from patchbench.audit.runs import cell_runs
+from patchbench.cache.patch_cache import PatchCache
 from patchbench.audit.traces import block_means, minibatch_incomplete_optimization, minibatch_silent_success
 from patchbench.audit.verdicts import NOTES, cell_verdicts
 from patchbench.defenses import DEFENSES
@@ -279,7 +280,7 @@ def test_runs_from_the_same_seeded_patch_do_not_share_a_trace(tmp_path):
     cells = [snapshot(a0, "lgs", "aaa", 0, 0.9), snapshot(a_last, "lgs", "aaa", 100, 0.9),
              snapshot(b0, "slgs", "bbb", 0, 0.9), snapshot(b_last, "slgs", "bbb", 100, 0.2)]
     frame = pd.DataFrame(cells)
-    runs = cell_runs(frame, read_patch_metas(store.root))
+    runs = cell_runs(frame, PatchCache(store.root).entries())
     assert runs[cells[1]["run_id"]]["run_hash"] == "aaa" and runs[cells[3]["run_id"]]["run_hash"] == "bbb"
     v = cell_verdicts(frame, runs)
     io = v[AUDIT_INCOMPLETE_OPTIMIZATION]
@@ -287,7 +288,7 @@ def test_runs_from_the_same_seeded_patch_do_not_share_a_trace(tmp_path):
     assert pd.isna(io[cells[0]["run_id"]]) and pd.isna(io[cells[2]["run_id"]])  # step 0: not the run's result
     # what the lookup by pixels did (the last file with the cell's content id, in path order: run A's
     # last snapshot): B's step-0 cell judged by A's flat trace
-    last_file = {m["content_id"]: m for _, m in read_patch_metas(store.root)}
+    last_file = {m["content_id"]: m for _, m in PatchCache(store.root).entries()}
     by_pixels = {c["run_id"]: last_file[c["patch_id"]] for c in cells}
     assert cell_verdicts(frame, by_pixels)[AUDIT_INCOMPLETE_OPTIMIZATION][cells[2]["run_id"]] == True  # noqa: E712
 

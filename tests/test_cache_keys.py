@@ -22,7 +22,7 @@ def with_new_field(obj, name="new_knob", value=None):
     """``obj`` as an instance of a subclass of its config class that adds field ``name`` (default
     0.5), set to ``value`` when given: what adding a defaulted field to the schema does."""
     cls = dataclasses.make_dataclass(type(obj).__name__ + "Plus", [(name, float, dataclasses.field(default=0.5))],
-                                     bases=(type(obj),))
+                                     bases=(type(obj),), frozen=True)  # configs are frozen values
     fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     return cls(**fields) if value is None else cls(**fields, **{name: value})
 
@@ -42,21 +42,16 @@ def test_a_new_defaulted_field_renames_nothing_and_a_changed_key_value_does(tmp_
     store = ResultStore(tmp_path)
     p = load_preset("demo-fmnist")
     if section == "volumize":
-        p.model.volumize = VolumizeConfig(metric="mi")
+        p = replace(p, model=replace(p.model, volumize=VolumizeConfig(metric="mi")))
     a = p.attacks[0]
     before = keys_of(p, a, store)
 
     def put(value=None, **changes):
-        q = replace(p, model=replace(p.model, train=replace(p.model.train)))
-        target = {"train": q.model.train, "model": q.model, "volumize": q.model.volumize, "attack": a}[section]
+        target = {"train": p.model.train, "model": p.model, "volumize": p.model.volumize, "attack": a}[section]
         new = with_new_field(replace(target, **changes), value=value)
-        if section == "train":
-            q.model.train = new
-        elif section == "model":
-            q.model = new
-        elif section == "volumize":
-            q.model.volumize = new
-        return keys_of(q, new if section == "attack" else a, store)
+        model = {"train": lambda: replace(p.model, train=new), "model": lambda: new,
+                 "volumize": lambda: replace(p.model, volumize=new), "attack": lambda: p.model}[section]()
+        return keys_of(replace(p, model=model), new if section == "attack" else a, store)
 
     assert put() == before  # the field exists at its default: same model, same patch
     changed = put(value=0.25)  # set away from its default: a new artifact

@@ -1,39 +1,33 @@
-"""Attack registry: the class's ``name`` -> class. One file per attack; a new attack is one file +
-one entry in the listing below (or :func:`register_attack` from a plugin), and a name is taken once."""
+"""Attack registry: the class's ``name`` -> class. One file per attack, its class registered where it is
+defined (``@register_attack`` above it, timm's pattern; a name is taken once), and one import below,
+which sets the listing's order (``patchbench list attacks``). A plugin outside the package declares its
+classes instead (``ATTACKS = [...]``; :mod:`patchbench.plugins` registers them the same way)."""
 
-from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
-from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
-from patchbench.attacks.adversarial_patch import AdversarialPatch
-from patchbench.attacks.base import Attack
-from patchbench.attacks.cw import CW
-from patchbench.attacks.fgsm import FGSM
-from patchbench.attacks.lavan import LaVAN
+from patchbench.attacks.base import ATTACKS, Attack, register_attack  # noqa: F401
 from patchbench.attacks.linf import LinfAttack  # noqa: F401
-from patchbench.attacks.local_search import LocalSearch
-from patchbench.attacks.multiple_pixels import MultiplePixels
-from patchbench.attacks.npixel import NPixel
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
-from patchbench.attacks.patch_rs import PatchRS
-from patchbench.attacks.pgd import PGD
-from patchbench.attacks.single_pixel import SinglePixel
-from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
-from patchbench.registry import Registry, own_name
 
-ATTACKS: Registry = Registry("attack", name_of=own_name).register_all([
-    # patch attacks: fit(batches) -> Patch
-    LaVAN,
-    AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
-    AdversarialPatch,
-    PatchRS,  # gradient-free random search for a universal patch (Sparse-RS, Croce et al. 2022), LaVAN's queries
-    # pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
-    FGSM, PGD, CW, StepLL, IterStepLL, PGDA3, StepLLA3, IterStepLLA3,
-    # L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
-    NPixel,
-    # L0 black-box, Foolbox 2's N-pixel family (BMVC 2023 Sec. 4 ran Foolbox's): min/max pixels, local search
-    SinglePixel, MultiplePixels, LocalSearch,
-])
-register_attack = ATTACKS.register  # an attack from outside the listing (a plugin)
+# the listing, in order (each module registers its classes when imported)
+# patch attacks: fit(batches) -> Patch
+from patchbench.attacks.lavan import LaVAN  # noqa: F401
+# white-box LaVAN through any defense (ICAART Eq. 13)
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN  # noqa: F401
+from patchbench.attacks.adversarial_patch import AdversarialPatch  # noqa: F401
+# gradient-free random search for a universal patch (Sparse-RS, Croce et al. 2022), LaVAN's queries
+from patchbench.attacks.patch_rs import PatchRS  # noqa: F401
+# pixel-space L∞ evasion attacks and their A3 variants (TOMM 2022 Eq. 4, 11-13)
+from patchbench.attacks.fgsm import FGSM  # noqa: F401
+from patchbench.attacks.pgd import PGD  # noqa: F401
+from patchbench.attacks.cw import CW  # noqa: F401
+from patchbench.attacks.stepll import IterStepLL, StepLL  # noqa: F401
+from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3  # noqa: F401
+# L0 black-box: differential evolution on N pixels (Su et al. 2019; BMVC 2023 Sec. 5)
+from patchbench.attacks.npixel import NPixel  # noqa: F401
+# L0 black-box, Foolbox 2's N-pixel family (BMVC 2023 Sec. 4 ran Foolbox's): min/max pixels, local search
+from patchbench.attacks.single_pixel import SinglePixel  # noqa: F401
+from patchbench.attacks.multiple_pixels import MultiplePixels  # noqa: F401
+from patchbench.attacks.local_search import LocalSearch  # noqa: F401
 
 
 def attack_class(name: str, patch: bool) -> type[Attack]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.linf import LinfAttack, check_nonnegative
 from patchbench.attacks.pgd import PGD
 from patchbench.attacks.stepll import IterStepLL, StepLL
@@ -81,8 +81,35 @@ class A3(Attack):
         return f"A3({self.attack!r}, sigma={self.sigma:g}, kappa={self.kappa!r})"
 
 
+@register_attack
 class PGDA3(A3):
-    """PGD + A3 ("pgd+a3")."""
+    r"""PGD + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
+    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
+    clean image's (module docstring).
+
+    Distance Measure : Linf
+
+    PGD + A3 ("pgd+a3").
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        steps, step_size, random_start, seed: as :class:`~patchbench.attacks.pgd.PGD`'s.
+        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
+        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
+            (per image) or a number. (Default: ``mean``)
+        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
+            model's registered CAM layer). (Default: None)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = PGDA3(model, eps=8/255, steps=10, sigma=10)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "pgd+a3"
 
@@ -92,8 +119,36 @@ class PGDA3(A3):
         super().__init__(PGD(model, eps, steps, step_size, random_start, seed), sigma, kappa, cam)
 
 
+@register_attack
 class StepLLA3(A3):
-    """StepLL + A3 ("stepll+a3"), Eq. 12–13 literally."""
+    r"""StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
+    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
+    clean image's (module docstring).
+
+    Distance Measure : Linf
+
+    Eq. 12–13 literally.
+
+    StepLL + A3 ("stepll+a3"), Eq. 12–13 literally.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
+        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
+            (per image) or a number. (Default: ``mean``)
+        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
+            model's registered CAM layer). (Default: None)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = StepLLA3(model, eps=4/255, sigma=10)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "stepll+a3"
 
@@ -102,8 +157,37 @@ class StepLLA3(A3):
         super().__init__(StepLL(model, eps), sigma, kappa, cam)
 
 
+@register_attack
 class IterStepLLA3(A3):
-    """Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10)."""
+    r"""Iter-StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
+    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
+    clean image's (module docstring).
+
+    Distance Measure : Linf
+
+    TOMM 2022 Table 7 uses ε = 4/255, 3 iterations, σ = 10.
+
+    Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        steps, step_size: as :class:`~patchbench.attacks.stepll.IterStepLL`'s.
+        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
+        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
+            (per image) or a number. (Default: ``mean``)
+        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
+            model's registered CAM layer). (Default: None)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = IterStepLLA3(model, eps=4/255, steps=3, sigma=10)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "iter-stepll+a3"
 

@@ -27,20 +27,53 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Patch, Placement, paste
 from patchbench.defenses.base import Defense, NoDefense
 from patchbench.errors import PatchbenchError
 
 
+@register_attack
 class AdaptiveLaVAN(LaVAN):
-    """LaVAN optimized through the defense T at a fixed λ (ICAART Eq. 13).
+    r"""Adaptive LaVAN, the white-box attack of ICAART 2022 on its defenses (SLGS, WLGS; Sec. 4.3,
+    Eq. 13, Fig. 10): LaVAN optimized through the defense T at a fixed λ, logits M(·|T(x')).
+
+    Distance Measure : L0 (a square patch)
 
     Same optimizer, initialization (seeded uniform δ), loss (Eq. 3) and placements as
     :class:`LaVAN`; only the logits are ``model(T(paste(x, δ)))``. ``defense=None`` means no
     defense (plain LaVAN, the reference). ``fit`` keeps ``self.history`` (one dict per recorded
     step) and ``self.snapshots`` (one :class:`Patch` per recorded step, meta with ``step``).
     Recorded steps: 0 (the initial δ), every ``record_every`` steps, and the last step.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        size (int): the patch's side s in pixels.
+        target (int | None): the target class ȳ (None: untargeted, any wrong class).
+        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
+        image_size (int): the images' side H = W.
+        defense (Defense | None): the defense T trained through, differentiated as it declares
+            (``gradient``); None: plain LaVAN, the reference. (Default: None)
+        lam (float | None): T's λ (None for a defense without one). (Default: None)
+        grad_options (dict | None): choices among the gradients T declares, e.g.
+            ``{"keep_grad": "straight-through"}``. (Default: None)
+        record_every (int | None): steps between snapshots of δ (None: step 0 and the last). (Default: 25)
+        eval_chunk (int): images per forward pass of the held-out success rate. (Default: 256)
+        **lavan_kwargs: :class:`LaVAN`'s optimizer settings (``steps``, ``lr``, ...).
+
+    Shape:
+        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
+          one batch per step.
+        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
+          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
+        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
+        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+
+    Examples::
+        >>> attack = AdaptiveLaVAN(model, 8, 0, Placement("top-right", 2), 64, defense=LGS(), lam=2.3, steps=10)
+        >>> patch = attack.fit(itertools.repeat((images, labels)), channels=images.shape[1])
+        >>> adv_images = attack(images, labels)  # the patch pasted at its placement
     """
 
     name = "lavan-adaptive"

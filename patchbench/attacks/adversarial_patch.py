@@ -21,6 +21,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Placement
 from patchbench.attacks.placement import eot_footprint, region_mask
@@ -58,13 +59,44 @@ def eot_paste(x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor, angle_de
     return (1 - m) * x + m * d
 
 
+@register_attack
 class AdversarialPatch(LaVAN):
-    """Targeted universal patch with EoT (Brown et al. 2017; ICAART Eq. 2).
+    r"""Adversarial Patch in the paper 'Adversarial Patch' [https://arxiv.org/abs/1712.09665]
+    (Brown, Mané, Roy, Abadi & Gilmer, 2017), as ICAART 2022 Eq. 2 writes it: a targeted universal
+    patch trained with expectation over transformations.
+
+    Distance Measure : L0 (a square patch)
+
+    Targeted universal patch with EoT (Brown et al. 2017; ICAART Eq. 2).
 
     Differences from :class:`LaVAN`: the loss is −log Pr(target) (Eq. 2) instead of the logit
     difference of Eq. 3, and each training image draws a random location (``random_placement``),
     a rotation in ±``rotation`` degrees and a scale in ``scale_range`` (uniform). SGD with
     momentum on δ ∈ [0, 1] like LaVAN; the optimizer settings come from the preset.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        size (int): the patch's side s in pixels.
+        target (int | None): the target class ȳ (None: untargeted, any wrong class).
+        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
+        image_size (int): the images' side H = W.
+        rotation (float): max |angle| in degrees of each training image's random rotation. (Default: 0.0)
+        scale_range (iterable of float): (low, high) of the random scale of the side. (Default: (1.0, 1.0))
+        **kw: :class:`LaVAN`'s optimizer settings (``steps``, ``lr``, ``random_placement`` ...).
+
+    Shape:
+        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
+          one batch per step.
+        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
+          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
+        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
+        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+
+    Examples::
+        >>> attack = AdversarialPatch(model, 8, 0, Placement("top-right", 2), 64, rotation=22.5, scale_range=(0.9, 1.1),
+        ...                            random_placement=True, steps=20)
+        >>> patch = attack.fit(itertools.repeat((images, labels)), channels=images.shape[1])
+        >>> adv_images = attack(images, labels)  # the patch pasted at its placement
     """
 
     name = "adversarial_patch"

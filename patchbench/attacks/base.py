@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from patchbench.errors import check, is_int, is_number
+from patchbench.registry import Registry, own_name
 
 
 class Attack(ABC):
@@ -81,3 +82,7 @@ class Attack(ABC):
             if getattr(cfg, key) is not None and key in accepted:
                 kwargs[key] = getattr(cfg, key)
         return cls(model, **kwargs)
+
+
+ATTACKS: Registry = Registry("attack", name_of=own_name)  # name -> class, in registration order
+register_attack = ATTACKS.register  # a class decorator (timm's pattern): @register_attack above the class

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import check_nonnegative
 from patchbench.attacks.pgd import PGD
 
@@ -23,9 +24,36 @@ def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 50
     return torch.clamp(z_y - others.amax(1), min=-kappa)
 
 
+@register_attack
 class CW(PGD):
-    """CW-k of Table 6: PGD under the same ε-ball on the Carlini–Wagner margin loss
-    (:func:`cw_margin_loss`, descended, i.e. its negative ascended) instead of CE."""
+    r"""CW-k: PGD on the margin loss of the paper 'Towards Evaluating the Robustness of Neural
+    Networks' [https://arxiv.org/abs/1608.04644] (Carlini & Wagner, IEEE S&P 2017), as TOMM 2022
+    Table 6 runs it: the L∞ ball of PGD, the loss Carlini and Wagner's.
+
+    Distance Measure : Linf
+
+    CW-k of Table 6: PGD under the same ε-ball on the Carlini–Wagner margin loss
+    (:func:`cw_margin_loss`, descended, i.e. its negative ascended) instead of CE.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        steps (int): number of steps. (Default: 10)
+        step_size (float | None): step size α (None: 2.5 · ε / steps). (Default: None)
+        random_start (bool): start at a uniform point of the ε-ball. (Default: True)
+        seed (int): seed of the random start. (Default: 0)
+        kappa (float): the margin's confidence κ. (Default: 50.0)
+        region, keep_box, mask_threshold: as :class:`PGD`'s.
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = CW(model, eps=8/255, steps=10, kappa=50)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "cw"
 

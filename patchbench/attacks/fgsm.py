@@ -5,11 +5,32 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 
 
+@register_attack
 class FGSM(LinfAttack):
-    """Goodfellow et al. 2015: x_adv = x + ε · sign ∇_x CE(f(x), y)."""
+    r"""FGSM in the paper 'Explaining and Harnessing Adversarial Examples'
+    [https://arxiv.org/abs/1412.6572] (Goodfellow, Shlens & Szegedy, ICLR 2015).
+
+    Distance Measure : Linf
+
+    Goodfellow et al. 2015: x_adv = x + ε · sign ∇_x CE(f(x), y).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = FGSM(model, eps=8/255)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "fgsm"
 

@@ -30,13 +30,56 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.optimizers import OPTIMIZERS, SCHEDULES, patch_optimizer
 from patchbench.attacks.patch import Patch, PatchAttack, Placement, paste
 from patchbench.errors import PatchbenchError
 from patchbench.util import progress_bar
 
 
+@register_attack
 class LaVAN(PatchAttack):
+    r"""LaVAN in the paper 'LaVAN: Localized and Visible Adversarial Noise'
+    [https://arxiv.org/abs/1801.02608] (Karmon, Zoran & Goldberg, ICML 2018), as ICAART 2022 Eq. 3
+    writes it: x' = (1 − m) ⊙ x + m ⊙ δ, δ maximizing M(ȳ|x') − M(ŷ|x') (pre-softmax logits).
+
+    Distance Measure : L0 (a square patch of ``size`` × ``size`` pixels, any values in [0, 1])
+
+    The one patch-optimisation loop every patch attack of patchbench derives from: a variant
+    overrides ``loss``, ``training_images``, ``transform``, ``begin`` or ``after_step`` (module
+    docstring: optimizers, schedules, restarts).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        size (int): the patch's side s in pixels.
+        target (int | None): the target class ȳ (None: untargeted, any wrong class).
+        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
+        image_size (int): the images' side H = W.
+        steps (int): optimizer steps, one batch each. (Default: 200)
+        lr (float): step size. (Default: 0.05)
+        momentum (float): SGD momentum. (Default: 0.9)
+        lr_milestones (iterable of int): steps at which lr is multiplied by ``lr_gamma``. (Default: ())
+        lr_gamma (float): the multistep factor. (Default: 0.1)
+        random_placement (bool): train at random locations (tested at ``placement``). (Default: False)
+        seed (int): seed of the initial δ and of the random locations. (Default: 0)
+        progress (bool): show a progress bar. (Default: True)
+        optimizer (str): ``sgd`` | ``adam`` | ``sign``. (Default: ``sgd``)
+        schedule (str): ``multistep`` | ``cosine``. (Default: ``multistep``)
+        restarts (int): random starts optimised together, the best kept on ``fit``'s holdout. (Default: 1)
+
+    Shape:
+        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
+          one batch per step.
+        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
+          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
+        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
+        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+
+    Examples::
+        >>> attack = LaVAN(model, size=8, target=0, placement=Placement("top-right", 2), image_size=64, steps=20)
+        >>> patch = attack.fit(itertools.repeat((images, labels)), channels=images.shape[1])
+        >>> adv_images = attack(images, labels)  # the patch pasted at its placement
+    """
     name = "lavan"
 
     def __init__(self, model, size: int, target: int, placement: Placement, image_size: int, *,

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.pixel_search import region_of
 from patchbench.attacks.single_pixel import PixelAttack, check_region
 from patchbench.errors import check, is_int, is_number
@@ -48,8 +49,36 @@ from patchbench.util import eval_mode
 SUBSET = 128  # Foolbox: "random subset for efficiency", at most 128 locations per round
 
 
+@register_attack
 class LocalSearch(PixelAttack):
-    """Foolbox 2's LocalSearchAttack, batched (see the module docstring)."""
+    r"""LocalSearchAdv in the paper 'Simple Black-Box Adversarial Perturbations for Deep Networks'
+    [https://arxiv.org/abs/1612.06299] (Narodytska & Kasiviswanathan, CVPR-W 2017), as Foolbox 2's
+    LocalSearchAttack writes it (module docstring).
+
+    Distance Measure : L0 (the pixels of ``rounds`` rounds, ``t`` each)
+
+    Foolbox 2's LocalSearchAttack, batched (see the module docstring).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        r (float): the perturbation factor of a chosen pixel (r · I, cyclic). (Default: 1.5)
+        p (float): the probe value p · sign(I) a candidate pixel is scored at. (Default: 10.0)
+        d (int): the next round's neighbourhood: pixels within d of the chosen ones. (Default: 5)
+        t (int): pixels chosen per round. (Default: 5)
+        rounds (int): rounds R. (Default: 150)
+        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
+        seed (int): seed of the random locations. (Default: 0)
+        eval_batch (int): images per forward pass. (Default: 256)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = LocalSearch(model, rounds=150)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "local_search"
     steps_param = "rounds"

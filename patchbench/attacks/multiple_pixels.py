@@ -33,15 +33,40 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.pixel_search import first_adversarial, region_of
 from patchbench.attacks.single_pixel import PixelAttack, check_region
 from patchbench.errors import check, is_int
 from patchbench.util import eval_mode
 
 
+@register_attack
 class MultiplePixels(PixelAttack):
-    """Foolbox 2's MultiplePixelsAttack, batched (see the module docstring). After a call:
-    ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""
+    r"""Foolbox 2's MultiplePixelsAttack (Rauber, Brendel & Bethge 2017,
+    [https://arxiv.org/abs/1707.04131]): N pixels set to the min or the max, one by one (module docstring).
+
+    Distance Measure : L0 (N pixels)
+
+    Foolbox 2's MultiplePixelsAttack, batched (see the module docstring). After a call:
+    ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        pixels (int): N, the most pixels an iteration changes (one more per try). (Default: 1000)
+        iterations (int): tries per image. (Default: 1)
+        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
+        seed (int): seed of the pixels' order. (Default: 0)
+        eval_batch (int): images per forward pass. (Default: 256)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = MultiplePixels(model, pixels=4, iterations=1)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "multiple_pixels"
     steps_param = "iterations"

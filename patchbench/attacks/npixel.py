@@ -49,7 +49,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.evolution import bound, crossover, initial_population, mutate, paint
 from patchbench.attacks.regions import Box
 from patchbench.errors import PatchbenchError, check, is_int, is_number
@@ -101,14 +101,45 @@ def check_params(who: str = "npixel", *, pixels=1, population=400, iterations=10
 # the attack
 
 
+@register_attack
 class NPixel(Attack):
-    """N-pixel attack of Su et al. (untargeted), batched DE/rand/1; see the module docstring.
+    r"""N-pixel attack in the paper 'One Pixel Attack for Fooling Deep Neural Networks'
+    [https://arxiv.org/abs/1710.08864] (Su, Vargas & Sakurai, IEEE TEVC 2019), untargeted, batched
+    DE/rand/1 (module docstring).
+
+    Distance Measure : L0 (N pixels)
+
+    N-pixel attack of Su et al. (untargeted), batched DE/rand/1; see the module docstring.
 
     ``forward(images, labels)`` returns the adversarial images and leaves, for that call,
     ``last_success`` (bool, B: the returned image is misclassified, so also True for images
     the model got wrong to begin with), ``last_queries`` (images through the model per image,
     the clean check included) and ``last_generations`` (generations run per image) on the attack.
     Successive calls continue the seeded random stream (a fresh attack repeats a call exactly).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        pixels (int): N, the pixels changed. (Default: 1)
+        population (int): individuals per image. (Default: 400)
+        iterations (int): generations. (Default: 100)
+        f (float): the mutation's scale F. (Default: 0.5)
+        crossover (float | None): binomial crossover rate CR (None: none, Su et al.). (Default: None)
+        early_stop (float | None): stop an image once its true-class probability falls below this. (Default: 0.05)
+        stop_on_success (bool): stop an image once it is misclassified. (Default: True)
+        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
+        init (str): ``gaussian`` (Su et al.) | ``uniform`` colours of the first population. (Default: ``gaussian``)
+        out_of_bounds (str): ``clip`` | ``resample`` coordinates that leave the image. (Default: ``clip``)
+        seed (int): seed of the random stream. (Default: 0)
+        eval_batch (int): images per forward pass. (Default: 256)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = NPixel(model, pixels=3, population=400, iterations=100)
+        >>> adv_images = attack(images, labels)
     """
 
     name = "npixel"

@@ -40,6 +40,7 @@ from typing import Iterable
 
 import torch
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.lavan import LaVAN
 from patchbench.attacks.patch import Patch, paste
 from patchbench.util import progress_bar
@@ -55,9 +56,40 @@ def window_share(it: int, iterations: int, p_init: float = 0.8) -> float:
     return next((p_init / div for past, div in P_SCHEDULE if scaled > past), p_init)
 
 
+@register_attack
 class PatchRS(LaVAN):
-    """Universal targeted patch by random search (see the module docstring); LaVAN's loss, success
-    criterion, placement and metadata, with the optimisation loop replaced."""
+    r"""Patch-RS, the universal-patch attack of the paper 'Sparse-RS: a versatile framework for
+    query-efficient sparse black-box adversarial attacks' [https://arxiv.org/abs/2006.12834]
+    (Croce, Andriushchenko, Singh, Flammarion & Hein, AAAI 2022): random search, no gradient.
+
+    Distance Measure : L0 (a square patch)
+
+    Universal targeted patch by random search (see the module docstring); LaVAN's loss, success
+    criterion, placement and metadata, with the optimisation loop replaced.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        size (int): the patch's side s in pixels.
+        target (int | None): the target class ȳ (None: untargeted, any wrong class).
+        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
+        image_size (int): the images' side H = W.
+        p_init (float): the share of the patch the first candidates change (then halved on
+            Sparse-RS's schedule). (Default: 0.8)
+        **lavan_kwargs: :class:`LaVAN`'s settings (``steps`` = iterations, ``random_placement``, ``seed``).
+
+    Shape:
+        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
+          one batch per step.
+        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
+          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
+        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
+        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+
+    Examples::
+        >>> attack = PatchRS(model, 8, 0, Placement("top-right", 2), 64, steps=40)
+        >>> patch = attack.fit(itertools.repeat((images, labels)), channels=images.shape[1])
+        >>> adv_images = attack(images, labels)  # the patch pasted at its placement
+    """
 
     name = "patch_rs"
 

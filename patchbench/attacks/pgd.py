@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 from patchbench.errors import PatchbenchError, is_number
 from patchbench.util import eval_mode
@@ -45,13 +46,39 @@ def check_region(region, keep_box, mask_threshold, who: str) -> None:
         raise PatchbenchError(f"{who}: mask_threshold must be in [0, 1), got {mask_threshold!r}")
 
 
+@register_attack
 class PGD(LinfAttack):
-    """Madry et al. 2018: a uniform random start in the ε-ball, then ``steps`` sign-gradient
+    r"""PGD in the paper 'Towards Deep Learning Models Resistant to Adversarial Attacks'
+    [https://arxiv.org/abs/1706.06083] (Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018).
+
+    Distance Measure : Linf
+
+    Madry et al. 2018: a uniform random start in the ε-ball, then ``steps`` sign-gradient
     ascent steps on CE(f(x_adv), y), each projected back onto the ε-ball and [0, 1].
 
     Localized PGD (AdvML 2019 Algorithm 1, lines 5-9): ``region`` other than ``all`` makes ε a
     per-pixel matrix, epmatrix = ε · :func:`allowed_pixels` (ε where a pixel may change, 0 where it
     may not); the random start and every projection use it, so a pixel with ε = 0 never changes.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        steps (int): number of steps. (Default: 10)
+        step_size (float | None): step size α (None: 2.5 · ε / steps). (Default: None)
+        random_start (bool): start at a uniform point of the ε-ball. (Default: True)
+        seed (int): seed of the random start. (Default: 0)
+        region (str): where pixels may change: ``all`` | ``background`` | ``mask`` (AdvML 2019). (Default: ``all``)
+        keep_box (float): ``background``: side of the kept centred box, a fraction of the image side. (Default: 0.5)
+        mask_threshold (float): ``mask``: pixels brighter than this are the object, kept. (Default: 0.1)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = PGD(model, eps=8/255, steps=10, random_start=True)
+        >>> adv_images = attack(images, labels)
     """
 
     name = "pgd"

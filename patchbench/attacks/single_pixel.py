@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import Attack, register_attack
 from patchbench.attacks.pixel_search import first_adversarial, random_order, region_of
 from patchbench.errors import check, is_int
 from patchbench.util import eval_mode
@@ -79,9 +79,33 @@ class PixelAttack(Attack):
         return cls(model, **cls._kwargs(cfg), seed=cfg.seed)
 
 
+@register_attack
 class SinglePixel(PixelAttack):
-    """Foolbox 2's SinglePixelAttack, batched (see the module docstring). After a call:
-    ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success)."""
+    r"""Foolbox 2's SinglePixelAttack (Foolbox: 'Foolbox: A Python toolbox to benchmark the robustness
+    of machine learning models' [https://arxiv.org/abs/1707.04131], Rauber, Brendel & Bethge, 2017),
+    the N-pixel attack BMVC 2023 ran: one pixel set to the min or the max (module docstring).
+
+    Distance Measure : L0 (one pixel)
+
+    Foolbox 2's SinglePixelAttack, batched (see the module docstring). After a call:
+    ``last_success`` (B,) and ``last_queries`` (B,: the clean check plus the tries up to the success).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        max_pixels (int): pixels tried per image, each at 0 then 1. (Default: 1000)
+        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
+        seed (int): seed of the pixels' order. (Default: 0)
+        eval_batch (int): images per forward pass. (Default: 256)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = SinglePixel(model, max_pixels=1000)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "single_pixel"
     pixels = 1  # one pixel per try; every try starts from the clean image

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from patchbench.attacks.base import register_attack
 from patchbench.attacks.linf import LinfAttack, Objective
 from patchbench.util import eval_mode
 
@@ -17,10 +18,31 @@ def least_likely_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmin(1)
 
 
+@register_attack
 class StepLL(LinfAttack):
-    """Eq. 4 (Kurakin et al. 2017; Tramèr et al. 2018): x_adv = x − ε · sign ∇_x CE(f(x), y_LL),
+    r"""StepLL (the least-likely class method) in the paper 'Adversarial Machine Learning at Scale'
+    [https://arxiv.org/abs/1611.01236] (Kurakin, Goodfellow & Bengio, ICLR 2017), as TOMM 2022 Eq. 4
+    (after Tramèr et al. 2018) writes it.
+
+    Distance Measure : Linf
+
+    Eq. 4 (Kurakin et al. 2017; Tramèr et al. 2018): x_adv = x − ε · sign ∇_x CE(f(x), y_LL),
     y_LL the least-likely class of the clean image; ascends ``-CE(·, y_LL)``. ``labels`` unused
-    (an A3 wrapper uses them for its attention maps)."""
+    (an A3 wrapper uses them for its attention maps).
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = StepLL(model, eps=8/255)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "stepll"
 
@@ -36,10 +58,32 @@ class StepLL(LinfAttack):
         return self.sign_ascent(x, x, y_ll, objective or self.objective, 1, self.eps)
 
 
+@register_attack
 class IterStepLL(StepLL):
-    """Iterative StepLL (Kurakin et al. 2017): ``steps`` steps of Eq. 4 of size ``step_size``
+    r"""Iter-StepLL (the iterative least-likely class method) in the paper 'Adversarial examples in the
+    physical world' [https://arxiv.org/abs/1607.02533] (Kurakin, Goodfellow & Bengio, ICLR-W 2017).
+
+    Distance Measure : Linf
+
+    Iterative StepLL (Kurakin et al. 2017): ``steps`` steps of Eq. 4 of size ``step_size``
     toward the clean image's least-likely class, each projected onto the ε-ball and [0, 1]; no
-    random start. Default step size 2.5·ε/steps as for PGD."""
+    random start. Default step size 2.5·ε/steps as for PGD.
+
+    Arguments:
+        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
+        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        steps (int): number of steps. (Default: 10)
+        step_size (float | None): step size α (None: 2.5 · ε / steps). (Default: None)
+
+    Shape:
+        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
+        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
+        - output: :math:`(N, C, H, W)`, in [0, 1].
+
+    Examples::
+        >>> attack = IterStepLL(model, eps=4/255, steps=3)
+        >>> adv_images = attack(images, labels)
+    """
 
     name = "iter-stepll"
 

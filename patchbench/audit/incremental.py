@@ -1,5 +1,5 @@
 """A rerun recomputes nothing: which attacked cells the per-cell audit must probe, and which of its
-stored verdicts it keeps (issue 36).
+stored verdicts it keeps.
 
 Verdict rows are keyed by the cell's run id and the audit's own version (:data:`~patchbench.audit.indicators.AUDIT_VERSION`,
 stored in each row as ``audit_version``). The two kinds of verdict follow two rules:

@@ -70,7 +70,7 @@ AUDIT_ROW_COLUMNS: tuple[str, ...] = (AUDIT_NOTES, AUDIT_VERSION_COLUMN, AUDIT_K
 # The audit's own version, stored in every verdict row: bump it whenever a change to the audit's
 # logic can change a verdict, so the next sweep re-audits every cell once (rows of an older version
 # are recomputed; rows of this version whose inputs are unchanged are reused as they are).
-# 1: verdicts by content id, no version column (before issue 33/36); 2: traces keyed by run, unstable
+# 1: verdicts by content id, no version column; 2: traces keyed by run, unstable
 # predictions conditioned on the attack's outcome and relative to the undefended pipeline, remedies by kind.
 AUDIT_VERSION = 2
 

@@ -4,7 +4,7 @@ A cell names its patch by content (``patch_id``, a hash of the pixels, part of t
 Two runs can produce the same pixels: every adaptive run of a seed starts from the same seeded
 patch, so the step-0 snapshots of its runs through LGS, SLGS and WLGS are one content id, and a run
 whose patch never moved ends on that content id too. Found by its pixels, a trace is then another
-run's (issue 33: one run's flat trace flagged another run's cells). Here a cell is matched to the
+run's (one run's flat trace would flag another run's cells). Here a cell is matched to the
 patch files whose *run* agrees with the cell's own columns:
 
 * an adaptive snapshot (its ``attack_params`` hold the run's ``run_hash`` and the ``step``): the file
@@ -16,6 +16,9 @@ patch files whose *run* agrees with the cell's own columns:
 
 Where the matching files disagree on the traces (two runs, one cell), the cell's run cannot be told
 and its traces are not read — the verdict stays missing rather than borrowed.
+
+The stored patches come from the patch cache (:meth:`patchbench.cache.patch_cache.PatchCache.entries`):
+this module matches, it does not look for files.
 """
 
 from __future__ import annotations
@@ -27,22 +30,6 @@ import pandas as pd
 
 IDENTITY = ("model_id", "attack", "patch_px", "target", "placement", "attack_seed", "attack_params")
 TRACE_KEYS = ("loss_trace", "hit_trace", "batch_size", "train_success_rate", "success_n", "random_placement")
-
-
-def read_patch_metas(results) -> list[tuple[Path, dict]]:
-    """(the patch's .pt, its saved meta) for every whole patch under ``<results>/artifacts/patches``."""
-    found = []
-    for meta in sorted((Path(results) / "artifacts" / "patches").rglob("*.json")):
-        pt = meta.with_suffix(".pt")
-        if meta.name == "history.json" or not pt.exists():
-            continue
-        try:
-            m = json.loads(meta.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(m, dict) and m.get("content_id"):
-            found.append((pt, m))
-    return found
 
 
 def _adaptive_run(attack_params) -> tuple[str, int] | None:

@@ -20,6 +20,7 @@ from patchbench import __version__
 from patchbench.attacks.patch import Patch
 from patchbench.attacks.patch_png import lean_meta
 from patchbench.cache.models import ensure_model, model_config_hash
+from patchbench.cache.patch_cache import PatchCache
 from patchbench.cache.patches import attack_entry, train_patch
 from patchbench.config import Preset
 from patchbench.errors import PatchbenchError, check_writable_dir
@@ -89,15 +90,10 @@ def export(patch: Patch, out: Path, preset: Preset | None = None) -> tuple[Path,
 
 def artifact(given: str | Path, results: Path) -> Path:
     """``--from``: a cached artifact's ``.pt``, or its name or cache key (``lavan-8px-t0-top-right-27cabbc09547``,
-    ``27cabbc09547``) looked up under ``RESULTS/artifacts/patches`` (one match)."""
+    ``27cabbc09547``) looked up in the patch cache of ``results`` (one match)."""
     if Path(given).is_file():
         return Path(given)
-    key = Path(given).name.removesuffix(".pt")
-    found = sorted((Path(results) / "artifacts" / "patches").rglob(f"*{key}*.pt")) if key else []
-    if len(found) != 1:
-        raise PatchbenchError(f"--from {given}: {'no' if not found else len(found)} cached patch artifact(s) match under "
-                              f"{Path(results) / 'artifacts' / 'patches'}" + ("" if not found else ": give more of the name"))
-    return found[0]
+    return PatchCache(results).find(str(given))
 
 
 def export_cached_file(given: str | Path, out: Path, results: Path) -> tuple[Path, Path]:

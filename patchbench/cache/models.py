@@ -3,7 +3,6 @@ under ``<results>/artifacts/models``."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -46,6 +45,20 @@ def model_path(preset: Preset, store: ResultStore) -> Path:
     return store.artifacts / "models" / f"{kind}-{d.dataset}-{d.image_size}px-{model_config_hash(preset)}.pt"
 
 
+def trained_model_metas(results: str | Path) -> list[dict]:
+    """The metadata of every classifier cached in the results directory ``results`` (its
+    ``model_id``, ``history`` per epoch, ``train`` config ...), in file order; unreadable ones are left out."""
+    found = []
+    for meta_file in sorted((Path(results) / "artifacts" / "models").glob("*.json")):
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            found.append(meta)
+    return found
+
+
 def needs_training(preset: Preset) -> bool:
     """Small nets are trained by patchbench; pretrained ones only for a non-raw objective."""
     w = preset.model.weights
@@ -55,9 +68,7 @@ def needs_training(preset: Preset) -> bool:
 
 def with_training(preset: Preset, training: str) -> Preset:
     """A copy of ``preset`` whose model is trained with objective ``training``."""
-    p = copy.deepcopy(preset)
-    p.model.train.training = training
-    return p
+    return preset.with_train(training=training)
 
 
 def fresh_model(preset: Preset, device: torch.device) -> Classifier:

@@ -1,5 +1,6 @@
 """Patches of the preset's attacks: trained on training images (never evaluation images) or
-loaded from ``<results>/artifacts/patches``; patch files given by a user, checked against the preset."""
+loaded from the patch cache (:mod:`patchbench.cache.patch_cache`); patch files given by a user,
+checked against the preset."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from patchbench.attacks.patch_files import load_patch_file
 from patchbench.attacks.affine_placement import AffinePlacement
 from patchbench.attacks.placement import PLACEMENTS, Placement, region_id
 from patchbench.cache.models import LoadedModel
+from patchbench.cache.patch_cache import PatchCache, PatchKey
 from patchbench.config import AttackConfig, PatchFile, Preset, cache_hash, key_fields
 from patchbench.data import ImageSource, get_dataset_info, iterate, load_split
 from patchbench.errors import PatchbenchError, check, is_int
@@ -29,11 +31,16 @@ def patch_key(attack: AttackConfig, size: int) -> dict:
     return key if attack.region is None else {**key, "region_id": region_id(attack.region)}
 
 
-def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
+def cache_key(attack: AttackConfig, size: int, preset: Preset, model_id: str) -> PatchKey:
+    """The patch cache's key of ``attack``'s patch at ``size`` against model ``model_id``."""
     cfg = {**patch_key(attack, size), "model_id": model_id, "image_size": preset.data.image_size}
-    return store.artifacts / "patches" / (
-        f"{attack.name}-{size}px-{'untargeted' if attack.target is None else f't{attack.target}'}-{attack.placement}-"
-        f"{cache_hash(cfg, 12)}")
+    aim = "untargeted" if attack.target is None else f"t{attack.target}"
+    return PatchKey.of(f"{attack.name}-{size}px-{aim}-{attack.placement}", cfg)
+
+
+def patch_stem(attack: AttackConfig, size: int, preset: Preset, model_id: str, store: ResultStore) -> Path:
+    """Where that patch is cached, without the suffix."""
+    return PatchCache(store.root).path(cache_key(attack, size, preset, model_id)).with_suffix("")
 
 
 def patch_batches(source: ImageSource, pool: torch.Tensor, image_size: int, batch_size: int,
@@ -85,10 +92,12 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
     cls = attack_class(attack.name, patch=True)
     one_size = replace(attack, sizes=[size])
     cls.check_config(one_size, preset.data.image_size)
-    stem = Path(out).with_suffix("") if out else patch_stem(attack, size, preset, loaded.model_id, store)
-    if stem.with_suffix(".pt").exists() and not force and out is None:
-        return Patch.load(stem.with_suffix(".pt"))
-    store.require_cached(f"patch {attack.name} {size}px seed {attack.seed}", stem.with_suffix(".pt"))
+    cache, key = PatchCache(store.root), cache_key(attack, size, preset, loaded.model_id)
+    cached = cache.load(key) if out is None and not force else None
+    if cached is not None:
+        return cached
+    store.require_cached(f"patch {attack.name} {size}px seed {attack.seed}",
+                         Path(out).with_suffix(".pt") if out else cache.path(key))
     d = preset.data
     info = get_dataset_info(d.dataset)
     check_target(preset, attack.target)
@@ -113,7 +122,7 @@ def train_patch(preset: Preset, attack: AttackConfig, size: int, loaded: LoadedM
         "batch_size": attack.batch_size, "train_pool": len(pool), "preset": preset.name,
         "config_hash": cache_hash(patch_key(attack, size)), "created": now_utc(),
     })
-    pt = patch.save(stem)
+    pt = patch.save(Path(out).with_suffix("")) if out else cache.save(key, patch)
     aim = "untargeted" if target_name is None else f"target {target_name!r}"
     console.print(f"  {attack.name} {size}px ({patch.meta['area_pct']}% of the image) -> {aim}: "
                   f"success {rate:.1%} on {len(success_idx)} training images -> {pt}")

@@ -81,7 +81,7 @@ class Claim:
     margin: float = 0.0
     pair_by: tuple = PAIR_BY
     explained: dict = field(default_factory=dict)  # scale -> the controlled experiment and its conclusion, shown
-    #   when the claim does not hold there (issue 33 item 4: scale, budget or defect, where it is documented)
+    #   when the claim does not hold there (scale, budget or defect, where it is documented)
 
     def __post_init__(self):
         where = f"claim {self.id!r}"

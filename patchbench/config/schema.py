@@ -1,4 +1,9 @@
-"""The preset schema: plain dataclasses, no I/O and no validation (see :mod:`.loading`).
+"""The preset schema: frozen dataclasses, no I/O and no validation (see :mod:`.parsing`).
+
+A preset is a value: a changed one is a new one, made with :func:`dataclasses.replace`
+(``replace(preset, data=replace(preset.data, eval_n=100))``; :meth:`Preset.with_train` for the
+model's training settings), never by assigning to a field — a preset handed to one step cannot be
+changed under another.
 
 A preset says which paper and which experiment it belongs to (``paper``, ``experiment``); the
 generic fields below describe data, model, training, attacks and defenses. Every field of a
@@ -18,7 +23,7 @@ from patchbench.config.keys import key_when, not_key
 
 AMP_DTYPES = {None: None, "bf16": "bfloat16", "fp16": "float16"}  # model.amp -> torch dtype name
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str = "fashion-mnist"
     root: str | None = None  # None: the dataset's own search order (see patchbench.data)
@@ -46,7 +51,7 @@ def _cutout(t: "TrainConfig") -> bool:
     return str(t.training) == "cutout"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Classifier training by the one loop of :mod:`patchbench.training` (every objective).
 
@@ -92,7 +97,7 @@ class TrainConfig:
     cutout_fraction: float = key_when(_cutout, default=128 / 224)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VolumizeConfig:
     """A volumetric model g (BMVC 2023 Sec. 4): the image is volumized (Eq. 3-4) and classified by the
     3-D counterpart of ``model.arch`` (Eq. 5-9) with one output per patch, aggregated per image.
@@ -111,7 +116,7 @@ class VolumizeConfig:
     aggregation: str = "mean-log-prob"  # per-patch outputs -> one prediction: mean-log-prob | mean-prob | vote
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     arch: str = "small_vgg"
     # torchvision weights name ("DEFAULT", "IMAGENET1K_V1"), a path to a state dict, or None.
@@ -127,7 +132,7 @@ class ModelConfig:
     volumize: VolumizeConfig | None = None  # set: the volumetric counterpart g of arch (BMVC 2023)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AttackConfig:
     """A patch attack trained against the preset's classifier (x' = (1 - m) ⊙ x + m ⊙ δ)."""
 
@@ -161,7 +166,7 @@ class AttackConfig:
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # random factor on the side
 
 
-@dataclass
+@dataclass(frozen=True)
 class PatchFile:
     """An external patch (a PNG or a tensor file, :mod:`patchbench.attacks.patch_files`) a sweep applies:
     an entry of a preset's ``patches:`` list (or a bare path), or ``evaluate --patch`` with its options.
@@ -175,14 +180,14 @@ class PatchFile:
     seed: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DefenseConfig:
     name: str = "lgs"
     params: dict[str, Any] = field(default_factory=dict)
     lambdas: list[float] = field(default_factory=lambda: [2.3])
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvasionConfig:
     """A pixel-space L∞ evasion attack column (FGSM, PGD-k, CW-k, StepLL, A3, ...).
 
@@ -209,7 +214,7 @@ class EvasionConfig:
         return f"{base}{self.steps}" if self.steps and self.name in ("pgd", "cw") else base
 
 
-@dataclass
+@dataclass(frozen=True)
 class AuditConfig:
     """The attack-failure audit run after every patch-defense sweep (:mod:`patchbench.sections.audit`):
     ``n`` evaluation images per cell for the input-level indicators, ``probes`` random perturbations
@@ -220,7 +225,7 @@ class AuditConfig:
     probes: int = not_key(default=20)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Preset:
     name: str
     paper: str  # a key of patchbench.papers.PAPERS
@@ -246,6 +251,11 @@ class Preset:
     def seeds_of(self, training: str) -> list[int]:
         """The training seeds of ``training``'s models (evasion): ``training_seeds``, else model.train.seed."""
         return list(self.training_seeds.get(training) or [self.model.train.seed])
+
+    def with_train(self, **changes) -> "Preset":
+        """This preset with ``model.train``'s fields ``changes`` replaced."""
+        return dataclasses.replace(self, model=dataclasses.replace(
+            self.model, train=dataclasses.replace(self.model.train, **changes)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -1,35 +1,22 @@
-"""Defense registry: name -> class. One file per defense; a new defense is one file plus one entry
-in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`), or,
-from a plugin outside the package, :func:`register_defense` (:mod:`patchbench.plugins` calls it)."""
+"""Defense registry: name -> class. One file per defense, its class registered where it is defined
+(``@register_defense`` above its ``@dataclass``, timm's pattern: the registry checks the class against
+the contract of :mod:`patchbench.defenses.base` and takes its ``name`` once), and one import below,
+which sets the listing's order (``patchbench list defenses``). A plugin outside the package declares
+its classes instead (``DEFENSES = [...]``; :mod:`patchbench.plugins` registers them the same way)."""
 
-from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, check_defense_class  # noqa: F401
-from patchbench.defenses.bilateral import BilateralFilter
-from patchbench.defenses.dw import DigitalWatermarking
+# the listing, in order (each module registers its class when imported)
+from patchbench.defenses.base import DEFENSES, GRADIENTS, Defense, NoDefense, check_defense_class, register_defense  # noqa: F401
+from patchbench.defenses.lgs import LGS  # noqa: F401
+from patchbench.defenses.slgs import SLGS  # noqa: F401
+from patchbench.defenses.wlgs import WLGS  # noqa: F401
+from patchbench.defenses.jpeg import JPEG  # noqa: F401
+from patchbench.defenses.gaussian import GaussianFilter  # noqa: F401
+from patchbench.defenses.median import MedianFilter  # noqa: F401
+from patchbench.defenses.bilateral import BilateralFilter  # noqa: F401
+from patchbench.defenses.tvm import TVM  # noqa: F401
+from patchbench.defenses.dw import DigitalWatermarking  # noqa: F401
+from patchbench.defenses.patchcleanser import PatchCleanser  # noqa: F401
 from patchbench.defenses.gradcheck import probe_at_build
-from patchbench.defenses.gaussian import GaussianFilter
-from patchbench.defenses.jpeg import JPEG
-from patchbench.defenses.lgs import LGS
-from patchbench.defenses.median import MedianFilter
-from patchbench.defenses.patchcleanser import PatchCleanser
-from patchbench.defenses.slgs import SLGS
-from patchbench.defenses.tvm import TVM
-from patchbench.defenses.wlgs import WLGS
-from patchbench.registry import Registry, own_name
-
-DEFENSES: Registry = Registry("defense", check_defense_class, own_name).register_all([
-    NoDefense,
-    LGS,
-    SLGS,
-    WLGS,
-    JPEG,
-    GaussianFilter,
-    MedianFilter,
-    BilateralFilter,
-    TVM,
-    DigitalWatermarking,
-    PatchCleanser,
-])
-register_defense = DEFENSES.register  # a defense from outside the listing (a plugin), checked the same way
 
 
 def build_defense(name: str, params: dict | None = None, model=None) -> Defense:

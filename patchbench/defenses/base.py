@@ -49,6 +49,7 @@ import torch
 
 from patchbench.defenses.gradcheck import probe_at_registration
 from patchbench.errors import check
+from patchbench.registry import Registry, own_name
 
 GRADIENTS = ("exact", "bpda", "partial")
 OUT = "out"  # the key under which a λ-free defense's maps hold its output
@@ -200,3 +201,8 @@ def check_defense_class(cls) -> None:
         check(not options, f"{where}: a {cls.gradient!r} gradient has no choices, but declares grad_options {options!r}")
     if not cls.__module__.startswith(SHIPPED):  # the shipped listing: tests/test_defense_contract.py probes it
         probe_at_registration(cls)
+
+
+DEFENSES: Registry = Registry("defense", check_defense_class, own_name)  # name -> class, in registration order
+register_defense = DEFENSES.register  # a class decorator (timm's pattern): @register_defense above @dataclass
+register_defense(NoDefense)  # the identity first: the undefended row of every table

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.defenses.padding import NUMPY_MODES, pad2d
 from patchbench.errors import is_int, is_number
 
@@ -109,6 +109,7 @@ def bilateral_filter(x: torch.Tensor, win_size: int | None = None, sigma_color: 
     return torch.where(constant, x, num / den)
 
 
+@register_defense
 @dataclasses.dataclass
 class BilateralFilter(Defense):
     """Bilateral filter (ICAART Fig. 9 "BF", scikit-image's ``denoise_bilateral``).

@@ -2,13 +2,12 @@
 
 An iterative defense written as eager torch ops makes one pass over the batch per op: TVM's Chambolle
 iteration is 16 of them. ``torch.compile`` (inductor: C++/OpenMP on a CPU, Triton on a GPU) fuses
-them into two kernels that read each buffer once: TVM at 4×3×224×224 runs 5.1-6.4× scikit-image's
-speed instead of 2.8-3.0× (docs/BENCHMARKS.md). The results equal the eager ones up to float
-rounding (another summation order: ~1e-7 in float32).
+them into two kernels that read each buffer once (docs/BENCHMARKS.md has the measured speed-ups).
+The results equal the eager ones up to float rounding (another summation order: ~1e-7 in float32).
 
-Off by default, because the first call per input shape compiles: 11 s with an empty inductor
-cache, ~3 s with a warm one (measured on the 2-core development machine, TVM at 4×3×224×224). That
-pays off on a long sweep or a benchmark, not on a one-image ``defend``. Switched on by ``patchbench
+Off by default, because the first call per input shape compiles, which takes seconds
+(docs/BENCHMARKS.md, "Where the time goes"). That pays off on a long sweep or a benchmark, not on
+a one-image ``defend``. Switched on by ``patchbench
 --compile`` or ``PATCHBENCH_COMPILE=1``; each stored cell records it (column ``compiled``). Where
 compiling fails (no C++ compiler, an unsupported platform), the defense warns once and runs eager.
 """

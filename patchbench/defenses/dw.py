@@ -44,7 +44,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.defenses.morphology import dilate, erode
 from patchbench.defenses.saliency import saliency_map
 from patchbench.errors import check, is_int, is_number
@@ -176,6 +176,7 @@ def harmonic_inpaint(x: torch.Tensor, mask: torch.Tensor, iterations: int = 300,
     return u_full.index_copy_(0, sel, u_sel)
 
 
+@register_defense
 @dataclasses.dataclass
 class DigitalWatermarking(Defense):
     """Hayes 2018's saliency-mask + inpainting defense ("DW"); see the module docstring."""

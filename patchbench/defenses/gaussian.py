@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.defenses.padding import SCIPY_MODES, pad2d
 from patchbench.errors import is_number
 
@@ -43,6 +43,7 @@ def gaussian_filter(x: torch.Tensor, sigma: float = 1.0, truncate: float = 4.0, 
     return sum(k[i] * y[..., :, i:i + w] for i in range(2 * r + 1))
 
 
+@register_defense
 @dataclasses.dataclass
 class GaussianFilter(Defense):
     """Gaussian filter (Xu et al. 2017 feature squeezing; ICAART Fig. 9 "GF").

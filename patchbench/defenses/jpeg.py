@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.errors import check, is_int
 
 
@@ -76,6 +76,7 @@ def _codec_pool(workers: int):
     return _POOL[0][1]
 
 
+@register_defense
 @dataclasses.dataclass
 class JPEG(Defense):
     """JPEG compression (Das et al. 2018; ICAART Fig. 9 "JPEG compression from Pillow").

@@ -53,7 +53,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from patchbench.defenses.base import Defense
+from patchbench.defenses.base import Defense, register_defense
 from patchbench.defenses.saliency import saliency_map
 from patchbench.errors import check, is_int, is_number
 
@@ -165,6 +165,7 @@ def gradient_map(x: torch.Tensor, window: int = 15, overlap: int = 5, threshold:
     return gx.mul_(factor) if not gx.requires_grad else gx * factor
 
 
+@register_defense
 @dataclasses.dataclass
 class LGS(Defense):
     """Local Gradients Smoothing, T(x) = x ⊙ clip(1 - λ·g(x), 0, 1) (ICAART Eq. 5).

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.defenses.padding import SCIPY_MODES, border_index, pad2d
 from patchbench.errors import is_int, is_number
 
@@ -131,6 +131,7 @@ def median_filter(x: torch.Tensor, size: int = 3, mode: str = "reflect", cval: f
     return windows.reshape(n, c, h, w, size * size).median(-1).values
 
 
+@register_defense
 @dataclasses.dataclass
 class MedianFilter(Defense):
     """Median filter (Xu et al. 2017 feature squeezing; ICAART Fig. 9 "MF").

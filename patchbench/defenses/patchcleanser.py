@@ -67,7 +67,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import CERTIFIED, OUT, Defense
+from patchbench.defenses.base import CERTIFIED, OUT, Defense, register_defense
 from patchbench.defenses.mask_pairs import MaskedLabels
 from patchbench.errors import check, is_int, is_number
 
@@ -121,6 +121,7 @@ def second_round_order(first: torch.Tensor, margin: torch.Tensor, di: torch.Tens
     return order[:, :m - 1]
 
 
+@register_defense
 @dataclasses.dataclass
 class PatchCleanser(Defense):
     """Double masking with certification (Xiang et al. 2022); see the module docstring."""

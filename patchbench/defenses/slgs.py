@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import torch
 
+from patchbench.defenses.base import register_defense
 from patchbench.defenses.lgs import SaliencyLGS
 from patchbench.defenses.morphology import dilate, erode
 from patchbench.errors import is_int
@@ -25,6 +26,7 @@ def saliency_mask(saliency: torch.Tensor, erosions: int = 2, dilations: int = 3)
     return dilate(erode(mask, erosions, border="ignore"), dilations)
 
 
+@register_defense
 @dataclasses.dataclass
 class SLGS(SaliencyLGS):
     """Saliency-map-based LGS, T(x) = x ⊙ clip(1 - λ·D(x) ⊙ g(x), 0, 1) (ICAART Eq. 10).

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from patchbench.defenses import compiling
-from patchbench.defenses.base import OUT, Defense
+from patchbench.defenses.base import OUT, Defense, register_defense
 from patchbench.errors import is_int, is_number
 
 
@@ -91,9 +91,9 @@ def _eager_stepper(x: torch.Tensor, weight: float):
     into zeros, ``norm = sqrt((g**2).sum(0))``, ``E += weight * norm.sum()``, ``norm *= tau / weight``,
     ``norm += 1``, ``p -= tau * g``, ``p /= norm`` — each statement one pass over the batch (16 per
     iteration) and one parallel region; on a CPU each fresh full-size buffer costs its page faults, so
-    d lives in u's buffer and there is no output clone. (Updating both components of p in one call
-    over the stacked buffer was measured 1.8× slower with 2 threads: the broadcast of norm over the
-    component axis.)
+    d lives in u's buffer and there is no output clone. The two components of p are updated one by
+    one, not in one call over the stacked buffer: the broadcast of norm over the component axis made
+    that slower (docs/BENCHMARKS.md).
     """
     n, c, h, w = x.shape
     # The dual field p = (ph, pw) in one buffer with a leading zero row and column: p[-1] = 0, so
@@ -185,6 +185,7 @@ def tv_chambolle(x: torch.Tensor, weight: float = 0.1, eps: float = 2e-4, max_it
     return result
 
 
+@register_defense
 @dataclasses.dataclass
 class TVM(Defense):
     """Total-variation denoising, Chambolle's algorithm as in scikit-image (ICAART Fig. 9 "TVM").

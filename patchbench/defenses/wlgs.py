@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from patchbench.defenses.base import register_defense
 from patchbench.defenses.lgs import KEEP_GRADS, SaliencyLGS, minmax_per_image
 
 
+@register_defense
 @dataclasses.dataclass
 class WLGS(SaliencyLGS):
     """Weighted LGS, T(x) = x ⊙ clip(1 - λ·W(x) ⊙ g(x), 0, 1) (ICAART Eq. 11-12).

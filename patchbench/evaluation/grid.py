@@ -93,10 +93,9 @@ def run_evasion_grid(preset: Preset, training: str, store: ResultStore, device: 
     preset's model.train.seed) and evaluate clean + every evasion attack; cells carry ``train_seed``."""
     p = with_training(preset, training)
     if seed is not None:
-        p.model.train.seed = seed
+        p = p.with_train(seed=seed)
     loaded = ensure_model(p, store, device, progress=progress)
     conditions = [Condition(None)] + evasion_conditions(p.evasion, loaded.model, training, p.data.image_size)
-    p.data.ssim_n = 0
-    return evaluate_conditions(p, loaded, conditions, [DefenseRun(NoDefense(), [None])], store, device,
+    return evaluate_conditions(replace(p, data=replace(p.data, ssim_n=0)), loaded, conditions, [DefenseRun(NoDefense(), [None])], store, device,
                                progress, training=training, train_seed=p.model.train.seed)
 

@@ -1,5 +1,5 @@
 """Probes: controlled measurements that decide why a paper's claim does not show at a scale
-(issue 33 item 4) — each reads a preset's cached models (never trains) and prints numbers that
+— each reads a preset's cached models (never trains) and prints numbers that
 tell scale, budget and defect apart.
 
 =========================  ===================================================================

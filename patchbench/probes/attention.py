@@ -92,8 +92,7 @@ def attention_report(preset, results: Path, device, n: int = 500) -> pd.DataFram
     rows = []
     for training in preset.trainings or [preset.model.train.training]:
         for seed in preset.seeds_of(training):
-            p = with_training(preset, training)
-            p.model.train.seed = seed
+            p = with_training(preset, training).with_train(seed=seed)
             try:
                 loaded = ensure_model(p, store, device, progress=False)
             except NotCached:  # plan-only store: a model not trained yet has nothing to measure

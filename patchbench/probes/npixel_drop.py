@@ -1,6 +1,7 @@
 """The undefended model's accuracy drop per N of Foolbox's N-pixel attacks, under the 5-region
 protocol (:mod:`patchbench.attacks.regions`): what sets a preset's N so that the attack is strong
-enough to show a defense (issue 33: "N set so the undefended model loses at least 30 pp").
+enough to show a defense (the presets' operating-point rule: N set so the undefended model loses
+at least 30 pp).
 
 For N = 1 the attack is Foolbox's ``single_pixel`` (``max_pixels`` 1000, Foolbox's default), for
 N > 1 ``multiple_pixels`` with N pixels (``iterations`` 1, Foolbox's default); each image is

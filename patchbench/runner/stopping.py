@@ -1,5 +1,5 @@
 """Training length by a stopping rule: train a preset's model epoch by epoch and stop once its loss
-on held-out images stops improving (AdvML 2019's demo sets its length so, issue 33).
+on held-out images stops improving (AdvML 2019's demo sets its length so).
 
 :func:`plateau_epochs` trains ``epochs = 1, 2, ...`` through the training loop's per-epoch
 checkpoint (each call resumes after the last finished epoch, so the model after epoch E is the one
@@ -16,8 +16,8 @@ prints one line per epoch and the chosen epoch count.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -83,8 +83,7 @@ def plateau_epochs(preset, results: Path, device, held_out: int = 1000, max_epoc
     losses: list[float] = []
     seconds = 0.0
     for epoch in range(1, max_epochs + 1):
-        cfg = copy.deepcopy(t)
-        cfg.epochs = epoch
+        cfg = replace(t, epochs=epoch)
         stats = train(model, train_src, idx, d.image_size, cfg, device, progress, checkpoint=ckpt)
         seconds += stats["train_seconds"]
         losses.append(mean_loss(model, test_src, held, d.image_size, d.batch_size, device))
@@ -105,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="preset override, as patchbench's --set")
     args = ap.parse_args(argv)
     try:
-        preset = load_preset(args.preset, args.set)
-        preset.model.train.training = args.training
+        preset = load_preset(args.preset, args.set).with_train(training=args.training)
         out = plateau_epochs(preset, Path(args.results), resolve_device(preset.device), args.held_out, args.max_epochs)
     except PatchbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

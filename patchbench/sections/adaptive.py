@@ -30,18 +30,17 @@ Choices (all parameters, the preset's ``adaptive:`` section):
   it); the stored cells use the preset's evaluation set.
 * ``record_every`` default: steps // 8 (9 points: step 0, 8 intermediate, the last).
 
-Caching: each training run is a folder ``<results>/artifacts/patches/adaptive/<name>-<hash>/``
-holding one patch per recorded step (``step00025.pt/.png/.json``) and ``history.json``, written
-last (atomically) as the marker that the run is complete. The hash covers everything that changes
-δ (attack config, size, steps, record_every, defense + params, λ, gradient options, model id,
-holdout). A rerun loads the snapshots and finds every cell stored: no training, no evaluation.
+Caching: each training run is one entry of the patch cache (:class:`~patchbench.cache.patch_cache.PatchCache`,
+which owns where it lies), its snapshots and history stored and looked up by a key whose hash covers
+everything that changes δ (attack config, size, steps, record_every, defense + params, λ, gradient
+options, model id, holdout). A rerun loads the snapshots and finds every cell stored: no training,
+no evaluation.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -49,10 +48,11 @@ import torch
 from rich.console import Console
 
 from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
-from patchbench.attacks.patch import Patch, Placement
+from patchbench.attacks.patch import Placement
 from patchbench.cache.models import LoadedModel, ensure_model
+from patchbench.cache.patch_cache import PatchCache, PatchKey
 from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices
-from patchbench.config import AttackConfig, Preset, cache_hash, key_fields
+from patchbench.config import AttackConfig, Preset, key_fields
 from patchbench.data import get_dataset_info, iterate, load_split
 from patchbench.defenses import DEFENSES, NoDefense
 from patchbench.errors import PatchbenchError, check, is_int, is_number
@@ -61,12 +61,11 @@ from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.evaluation.grid import evaluate_conditions
 from patchbench.evaluation.stages import stage
 from patchbench.store.results import ResultStore
-from patchbench.util import atomic_write
 
 console = Console(stderr=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdaptiveConfig:
     """The preset's ``adaptive:`` section. Empty ``defenses`` = not part of this preset.
     ``lam`` None: each defense's largest preset λ; ``size`` None: the largest size of the
@@ -110,21 +109,6 @@ def _defense_and_lam(preset: Preset, name: str, model, lam, defense_params: dict
     return defense, float(lam if lam is not None else max(lambdas))
 
 
-def _load_run(folder: Path) -> tuple[list[Patch], list[dict]] | None:
-    marker = folder / "history.json"
-    if not marker.is_file():
-        return None
-    try:
-        info = json.loads(marker.read_text())
-        files = [folder / f"step{s:05d}.pt" for s in info["steps"]]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise PatchbenchError(f"adaptive run record {marker} is damaged; clear it with `rm -r '{folder}'` and rerun "
-                              "(the adaptive attack is trained again)") from None
-    if not all(f.is_file() for f in files):
-        return None
-    return [Patch.load(f) for f in files], info["history"]
-
-
 def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device: torch.device,
                  defense_names: list[str], lam: float | dict[str, float] | None = None,
                  sizes: list[int] | None = None, steps: int | None = None, record_every: int | None = None,
@@ -150,6 +134,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
         place.check(d.image_size, s, "adaptive")
     built = [(name, *_defense_and_lam(preset, name, loaded.model, lam, defense_params)) for name in defense_names]
 
+    cache = PatchCache(store.root)
     train_src = None
     pool = hold_idx = None
     frames: list[pd.DataFrame] = []
@@ -160,11 +145,10 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                    "record_every": record_every, "defense": name, "defense_params": defense.params(),
                    "lam": lam_d, "grad_options": options, "model_id": loaded.model_id,
                    "image_size": d.image_size, "holdout_n": holdout_n}
-            run_hash = cache_hash(cfg, 12)
             lam_tag = "" if lam_d is None else f"-lam{lam_d:g}"
-            folder = store.artifacts / "patches" / "adaptive" / (
-                f"lavan-adaptive-{name}{lam_tag}-{size}px-t{attack.target}-{attack.placement}-{run_hash}")
-            cached = _load_run(folder)
+            key = PatchKey.of(f"lavan-adaptive-{name}{lam_tag}-{size}px-t{attack.target}-{attack.placement}", cfg, run=True)
+            run_hash = key.digest
+            cached = cache.load_run(key)
             if cached is not None:
                 snapshots, history = cached
             else:
@@ -189,10 +173,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                     p.meta.update({"run_hash": run_hash, "model": preset.model.arch, "model_id": loaded.model_id,
                                    "dataset": d.dataset, "preset": preset.name, "batch_size": attack.batch_size,
                                    "train_pool": len(pool)})
-                    p.save(folder / f"step{p.meta['step']:05d}")
-                atomic_write(folder / "history.json", json.dumps(
-                    {"steps": [p.meta["step"] for p in snapshots], "history": history, "config": cfg},
-                    indent=2, default=str))
+                folder = cache.save_run(key, snapshots, history, cfg)
                 last = history[-1]
                 console.print(f"  lavan-adaptive through {name}{'' if lam_d is None else f' λ={lam_d:g}'} {size}px: "
                               f"held-out success {last['success_rate']:.1%} after {last['step']} steps "

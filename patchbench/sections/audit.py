@@ -60,9 +60,10 @@ from patchbench.audit.indicators import (
     cell_kind,
 )
 from patchbench.audit.probes import Job, PatchedImages, grad_options, gradient_probes, stability_probes
-from patchbench.audit.runs import cell_runs, patch_paths, read_patch_metas
+from patchbench.audit.runs import cell_runs, patch_paths
 from patchbench.audit.verdicts import NOTES, cell_verdicts, mark, unstable_verdicts
 from patchbench.cache.models import ensure_model
+from patchbench.cache.patch_cache import PatchCache
 from patchbench.config import AuditConfig, Preset
 from patchbench.data import iterate, load_split
 from patchbench.errors import check, is_int
@@ -75,8 +76,8 @@ PROBES = AuditConfig.probes  # random probes per image for unstable predictions 
 
 
 def patch_files(results: Path) -> dict[str, Path]:
-    """content id -> a .pt with those pixels, for every patch under ``<results>/artifacts/patches``."""
-    return patch_paths(read_patch_metas(results))
+    """content id -> a .pt with those pixels, for every patch in the patch cache of ``results``."""
+    return patch_paths(PatchCache(results).entries())
 
 
 def _jobs(cells: pd.DataFrame, files: dict[str, Path]) -> list[Job]:
@@ -173,7 +174,7 @@ def audit_cells(cells: pd.DataFrame, store: ResultStore, name: str, model: torch
     (:mod:`.incremental`; ``rerun``: probe every cell)."""
     t0 = time.perf_counter()
     cells = cells.assign(**{c: None for c in ("attack_params", "attack_through", "created") if c not in cells})
-    patches = read_patch_metas(store.root)
+    patches = PatchCache(store.root).entries()
     files = patch_paths(patches)
     out = cell_verdicts(cells, cell_runs(cells, patches))
     idx = _indices(store, cells[cells["patch_id"].notna()], n)

@@ -65,7 +65,7 @@ from patchbench.util import console
 ATTACK_LABELS = {"lavan": "LaVAN", "adversarial_patch": "Adv. Patch"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class CertifiedConfig:
     """The preset's ``certified:`` section (see the module docstring). Empty ``sizes``: every patch
     size of the preset's attacks; ``k`` masks per axis (the paper's 6)."""

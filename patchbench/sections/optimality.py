@@ -54,7 +54,7 @@ from patchbench.evaluation.stages import stage
 from patchbench.util import console
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimalityConfig:
     """The preset's ``patch-optimality:`` section (see the module docstring). Empty ``sizes``: every
     patch size of the preset's attacks; empty ``attacks``: the preset's patch attacks, ``patch_rs`` and

@@ -101,7 +101,7 @@ declare_columns(
     Column("condition", "str", key=True), Column("amp", "str", key=True),
     *_core("str", "preset training attack_label"),
     # evasion: the training seed of the cell's model (several seeds per objective: Preset.training_seeds;
-    # the model_id already tells the models apart; missing in cells older than issue 33)
+    # the model_id already tells the models apart; missing in cells written before the column existed)
     Column("train_seed", "int"),
     # the patch's training seed, the optimisation step a snapshot patch was taken at and the defense
     # it was optimised through (adaptive attacks; None for ordinary patches)
@@ -120,7 +120,7 @@ declare_columns(
     # the cell's images, in %; None for a defense without a mask
     Column("masked_pct", "float"),
     *_core("str", "device run_id git_sha version created"),
-    # the machine the cell was computed on (patchbench.devices.machine; missing in cells older than issue 25)
+    # the machine the cell was computed on (patchbench.devices.machine; missing in cells written before it)
     Column("cpu", "str"), Column("threads", "int"), Column("torch", "str"),
     # True where the defenses' inner loops ran compiled (``patchbench --compile``; missing in older cells)
     Column("compiled", "bool"),

@@ -39,9 +39,4 @@ PAPER = Paper(
     tables=TABLES,
     claims=CLAIMS,
     deviations=DEVIATIONS,
-    spread={"demo": "Spread of this demo (measured 3 Dec 2026 on one machine, issue 25; no second machine here): a rerun "
-                    "with one torch thread instead of two, which changes the order of float sums as another CPU does, "
-                    "moved accuracies by up to 1.7 pp (natural model, background attack: 34.9 vs 36.6 %; median 0.7 pp) "
-                    "and losses by up to 3.5 %; another CPU may move them more. On one machine, `patchbench "
-                    "--deterministic` reruns are bit-identical."},
 )

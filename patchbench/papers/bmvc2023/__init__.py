@@ -88,11 +88,4 @@ PAPER = Paper(
     experiments={"volumization": VOLUMIZATION},
     report=report,
     deviations=DEVIATIONS,
-    spread={"demo": "Spread of this demo (measured 3 Dec 2026 on one machine, issue 25; no second machine here): a rerun "
-                    "from empty with one torch thread instead of two, which changes the order of float sums as another "
-                    "CPU does, moved Table 2 top by at most 0.35 pp and Table 2 bottom by up to 2.0 pp (MI/Ours α "
-                    "68.3 vs 70.3 %); single cells moved by up to 12.7 pp (a retrained 16 px Adversarial Patch against "
-                    "the PAL model, 300 images; median 1.0 pp over the 260 cells), which the table's pooling over "
-                    "placements averages down. Another CPU may move them more. On one machine, `patchbench "
-                    "--deterministic` reruns are bit-identical."},
 )

@@ -55,7 +55,6 @@ correctly" and "classified as the target" are the same for them.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -76,7 +75,7 @@ REGION_PLACEMENTS = ("top-left", "top-right", "bottom-left", "bottom-right", "ce
 LABELS = {"entropy": "H", "mi": "MI", "kl": "KL", "psnr": "PSNR", "max_norm": "MN", "joint_entropy": "JE", "mse": "MSE"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyllabusSpec:
     metric: str  # a metric of patchbench.volumization.METRICS (Table 1)
     order: str = "ascending"  # simple -> complex (Eq. 11-13)
@@ -88,7 +87,7 @@ class SyllabusSpec:
         return (self.label or LABELS.get(self.metric, self.metric)).lower()
 
 
-@dataclass
+@dataclass(frozen=True)
 class VolumetricSection:
     """The preset section ``volumetric:`` (see the module docstring)."""
 
@@ -120,9 +119,7 @@ def architectures(preset: Preset) -> list[str]:
 
 
 def for_arch(preset: Preset, arch: str) -> Preset:
-    p = copy.deepcopy(preset)
-    p.model.arch = arch
-    return p
+    return dataclasses.replace(preset, model=dataclasses.replace(preset.model, arch=arch))
 
 
 def section(preset: Preset) -> VolumetricSection:
@@ -189,14 +186,12 @@ def check_preset(p: Preset) -> None:
 def g_preset(preset: Preset, spec: SyllabusSpec) -> Preset:
     """The preset of the volumetric model g for ``spec``: volumized ``arch``, PAL, the syllabus."""
     sec = section(preset)
-    p = copy.deepcopy(preset)
-    p.model.volumize = VolumizeConfig(**{**sec.volumize, "metric": spec.metric, "order": spec.order})
-    p.model.channels_last = False
+    volumize = VolumizeConfig(**{**sec.volumize, "metric": spec.metric, "order": spec.order})
     train = {**dataclasses.asdict(preset.model.train), "training": "pal", **sec.train}
     if spec.curriculum:
         train.update(syllabus=spec.metric, syllabus_order=spec.order)
-    p.model.train = TrainConfig(**train)
-    return p
+    model = dataclasses.replace(preset.model, volumize=volumize, channels_last=False, train=TrainConfig(**train))
+    return dataclasses.replace(preset, model=model)
 
 
 def validation_hook(preset: Preset, device: torch.device):

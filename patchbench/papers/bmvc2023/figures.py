@@ -12,12 +12,11 @@ the architecture and, given the preset's ``paper_models``, the paper's net it st
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from patchbench.api import PatchbenchError, save_png
+from patchbench.api import PatchbenchError, save_png, trained_model_metas
 from patchbench.papers.bmvc2023.cells import arch_label, archs_of, pixel_counts, volumization_cells
 
 
@@ -34,8 +33,7 @@ def histories(cells: pd.DataFrame, preset: str) -> dict[tuple[str, str], list[di
     df = cells[(cells["preset"] == preset) & cells.get("method", pd.Series(index=cells.index, dtype=object)).notna()]
     wanted = dict(zip(df["model_id"], zip(df["model"], df["method"])))
     out = {}
-    for meta_file in sorted((Path(root) / "artifacts" / "models").glob("*.json")):
-        meta = json.loads(meta_file.read_text())
+    for meta in trained_model_metas(root):
         if meta.get("model_id") in wanted and meta.get("history"):
             out[wanted[meta["model_id"]]] = meta["history"]
     if not out:

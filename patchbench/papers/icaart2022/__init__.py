@@ -115,10 +115,6 @@ PAPER = Paper(
     },
     sections={"adaptive": AdaptiveConfig, "sanity": SanityConfig, "certified": CertifiedConfig,
               "patch-optimality": OptimalityConfig},
-    spread={"demo": "Machine-to-machine spread of this demo (measured, issue 25): the committed tables of 22 Nov 2026 and a "
-                    "fresh run on another CPU differed by up to 12 pp in a cell (LaVAN 8 px undefended 71.9 ± 23.1 vs "
-                    "59.6 ± 8.5; clean LGS λ 2.3 69.7 vs 71.8), inside the 95 % intervals: expect differences of that size "
-                    "on another machine; on one machine `patchbench --deterministic` reruns are bit-identical."},
     validate=validate,
     extra_steps=extra_steps,
     report=report,

@@ -43,7 +43,7 @@ def select_cells(cells: pd.DataFrame, preset: str, attack: str) -> pd.DataFrame:
     return df.drop_duplicates(["defense", "lam_key", "condition", "px_key", "seed_key"], keep="last")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SanityConfig:
     """The preset's ``sanity:`` section: when a table's footnote warns about the attack.
 

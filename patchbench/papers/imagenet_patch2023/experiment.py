@@ -14,9 +14,8 @@ optimised them on an ensemble of other models).
 
 from __future__ import annotations
 
-import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +31,7 @@ declare_columns("imagenet_patch2023", Column("patch_index", "int", patch_meta="p
 ATTACK = "imagenet-patch"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageNetPatchSection:
     """The ``imagenet_patch:`` preset section."""
 
@@ -76,9 +75,7 @@ def architectures(preset: Preset) -> list[str]:
 
 
 def for_arch(preset: Preset, arch: str) -> Preset:
-    p = copy.deepcopy(preset)
-    p.model.arch = arch
-    return p
+    return replace(preset, model=replace(preset.model, arch=arch))
 
 
 def published_patches(preset: Preset) -> list[Patch]:

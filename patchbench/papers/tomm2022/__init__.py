@@ -37,9 +37,4 @@ PAPER = Paper(
     tables=TABLES,
     claims=CLAIMS,
     deviations=DEVIATIONS,
-    spread={"demo": "Spread of this demo (measured 3 Dec 2026 on one machine, issue 25; no second machine here): a rerun "
-                    "from empty with one torch thread instead of two, which changes the order of float sums as another "
-                    "CPU does, moved accuracies by up to 1.5 pp (RAW under PGD-10: 15.9 vs 14.4 %; median 0.3 pp over "
-                    "the 50 cells); another CPU may move them more. On one machine, `patchbench --deterministic` "
-                    "reruns are bit-identical."},
 )
