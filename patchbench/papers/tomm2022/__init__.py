@@ -17,7 +17,7 @@ DEVIATIONS = (
     "Demo: Fashion-MNIST, ε = 0.1, 2 epochs on a 10000-image subset with 5-step training PGD (paper: MNIST, "
     "ε = 0.3, 5 epochs on the whole set, Madry et al.'s 40 steps): the demo's budget holds 1/15 of the paper's "
     "image-epochs per model.",
-    "Demo: the adversarial trainings run with training seeds 0 and 1 on 500 evaluation images (RAW: seed 0); "
+    "Demo: the adversarial trainings run with training seeds 0, 1 and 2 on 500 evaluation images (RAW: seed 0); "
     "Table 6 pools each row's seeds.",
     "Demo: L_c is cross entropy (paper: multi-label soft margin, which the paper-scale presets use).",
     "Demo: PGD-k and CW-k take Madry et al.'s fixed step ε/30 for every k, the paper's 'same settings as Madry "
