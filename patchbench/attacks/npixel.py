@@ -132,10 +132,7 @@ class NPixel(Attack):
         seed (int): seed of the random stream. (Default: 0)
         eval_batch (int): images per forward pass. (Default: 256)
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = NPixel(model, pixels=3, population=400, iterations=100)
