@@ -83,9 +83,7 @@ class A3(Attack):
 
 @register_attack
 class PGDA3(A3):
-    r"""PGD + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""PGD + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
 
@@ -115,9 +113,7 @@ class PGDA3(A3):
 
 @register_attack
 class StepLLA3(A3):
-    r"""StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
 
@@ -145,9 +141,7 @@ class StepLLA3(A3):
 
 @register_attack
 class IterStepLLA3(A3):
-    r"""Iter-StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""Iter-StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
 

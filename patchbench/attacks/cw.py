@@ -44,8 +44,7 @@ class CW(PGD):
     Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = CW(model, eps=8/255, steps=10, kappa=50)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = CW(model, eps=8/255, steps=10, kappa=50)(images, labels)
     """
 
     name = "cw"

@@ -25,8 +25,7 @@ class FGSM(LinfAttack):
     Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = FGSM(model, eps=8/255)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = FGSM(model, eps=8/255)(images, labels)
     """
 
     name = "fgsm"

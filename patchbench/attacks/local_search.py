@@ -71,8 +71,7 @@ class LocalSearch(PixelAttack):
     Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = LocalSearch(model, rounds=150)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = LocalSearch(model, rounds=150)(images, labels)
     """
 
     name = "local_search"
