@@ -83,9 +83,7 @@ class A3(Attack):
 
 @register_attack
 class PGDA3(A3):
-    r"""PGD + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""PGD + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
 
@@ -95,16 +93,10 @@ class PGDA3(A3):
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
         eps (float): maximum perturbation ε, in [0, 1] pixel units.
         steps, step_size, random_start, seed: as :class:`~patchbench.attacks.pgd.PGD`'s.
-        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
-        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
-            (per image) or a number. (Default: ``mean``)
-        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
-            model's registered CAM layer). (Default: None)
+        sigma, kappa, cam: σ, the weight of D (Eq. 12; default 10); κ, the threshold of Att(x) (Eq. 3: ``mean`` per image,
+            or a number); the Grad-CAM g(x_adv) is read from, or its layer's name (None: the model's CAM layer).
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = PGDA3(model, eps=8/255, steps=10, sigma=10)
@@ -121,29 +113,19 @@ class PGDA3(A3):
 
 @register_attack
 class StepLLA3(A3):
-    r"""StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
-
-    Eq. 12–13 literally.
 
     StepLL + A3 ("stepll+a3"), Eq. 12–13 literally.
 
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
         eps (float): maximum perturbation ε, in [0, 1] pixel units.
-        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
-        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
-            (per image) or a number. (Default: ``mean``)
-        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
-            model's registered CAM layer). (Default: None)
+        sigma, kappa, cam: σ, the weight of D (Eq. 12; default 10); κ, the threshold of Att(x) (Eq. 3: ``mean`` per image,
+            or a number); the Grad-CAM g(x_adv) is read from, or its layer's name (None: the model's CAM layer).
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = StepLLA3(model, eps=4/255, sigma=10)
@@ -159,13 +141,9 @@ class StepLLA3(A3):
 
 @register_attack
 class IterStepLLA3(A3):
-    r"""Iter-StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13): the base
-    attack's objective plus σ · ‖Att(x) − g(x_adv)‖₁, the Grad-CAM attention pushed away from the
-    clean image's (module docstring).
+    r"""Iter-StepLL + A3, the attention-augmented attack of TOMM 2022 (Sec. 4.3, Eq. 11–13; module docstring).
 
     Distance Measure : Linf
-
-    TOMM 2022 Table 7 uses ε = 4/255, 3 iterations, σ = 10.
 
     Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10).
 
@@ -173,20 +151,13 @@ class IterStepLLA3(A3):
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
         eps (float): maximum perturbation ε, in [0, 1] pixel units.
         steps, step_size: as :class:`~patchbench.attacks.stepll.IterStepLL`'s.
-        sigma (float): the weight σ of the attention deviation D (Eq. 12). (Default: 10.0)
-        kappa (str | float): the threshold κ of the clean attention area Att(x) (Eq. 3): ``mean``
-            (per image) or a number. (Default: ``mean``)
-        cam (GradCAM | str | None): the Grad-CAM to read g(x_adv) from, or its layer's name (None: the
-            model's registered CAM layer). (Default: None)
+        sigma, kappa, cam: σ, the weight of D (Eq. 12; default 10); κ, the threshold of Att(x) (Eq. 3: ``mean`` per image,
+            or a number); the Grad-CAM g(x_adv) is read from, or its layer's name (None: the model's CAM layer).
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = IterStepLLA3(model, eps=4/255, steps=3, sigma=10)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = IterStepLLA3(model, eps=4/255, steps=3, sigma=10)(images, labels)  # Table 7's setting
     """
 
     name = "iter-stepll+a3"

@@ -48,11 +48,7 @@ class AdaptiveLaVAN(LaVAN):
     Recorded steps: 0 (the initial δ), every ``record_every`` steps, and the last step.
 
     Arguments:
-        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        size (int): the patch's side s in pixels.
-        target (int | None): the target class ȳ (None: untargeted, any wrong class).
-        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
-        image_size (int): the images' side H = W.
+        model, size, target, placement, image_size: as :class:`~patchbench.attacks.lavan.LaVAN`'s.
         defense (Defense | None): the defense T trained through, differentiated as it declares
             (``gradient``); None: plain LaVAN, the reference. (Default: None)
         lam (float | None): T's λ (None for a defense without one). (Default: None)
@@ -62,13 +58,7 @@ class AdaptiveLaVAN(LaVAN):
         eval_chunk (int): images per forward pass of the held-out success rate. (Default: 256)
         **lavan_kwargs: :class:`LaVAN`'s optimizer settings (``steps``, ``lr``, ...).
 
-    Shape:
-        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
-          one batch per step.
-        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
-          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
-        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
-        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+    Shape: ``fit``: batches of (:math:`(B, C, H, W)`, :math:`(B)`) -> a Patch of :math:`(C, s, s)` pixels; ``forward``: :math:`(N, C, H, W)` kept.
 
     Examples::
         >>> attack = AdaptiveLaVAN(model, 8, 0, Placement("top-right", 2), 64, defense=LGS(), lam=2.3, steps=10)

@@ -37,22 +37,14 @@ class CW(PGD):
 
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        eps (float): maximum perturbation ε, in [0, 1] pixel units.
-        steps (int): number of steps. (Default: 10)
-        step_size (float | None): step size α (None: 2.5 · ε / steps). (Default: None)
-        random_start (bool): start at a uniform point of the ε-ball. (Default: True)
-        seed (int): seed of the random start. (Default: 0)
+        eps, steps, step_size, random_start, seed: the ε-ball and the steps, as :class:`~patchbench.attacks.pgd.PGD`'s.
         kappa (float): the margin's confidence κ. (Default: 50.0)
         region, keep_box, mask_threshold: as :class:`PGD`'s.
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = CW(model, eps=8/255, steps=10, kappa=50)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = CW(model, eps=8/255, steps=10, kappa=50)(images, labels)
     """
 
     name = "cw"

@@ -20,16 +20,12 @@ class FGSM(LinfAttack):
 
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        eps (float): the one sign step's size ε, in [0, 1] pixel units (also the L∞ budget).
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = FGSM(model, eps=8/255)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = FGSM(model, eps=8/255)(images, labels)
     """
 
     name = "fgsm"

@@ -67,13 +67,7 @@ class LaVAN(PatchAttack):
         schedule (str): ``multistep`` | ``cosine``. (Default: ``multistep``)
         restarts (int): random starts optimised together, the best kept on ``fit``'s holdout. (Default: 1)
 
-    Shape:
-        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
-          one batch per step.
-        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
-          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
-        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
-        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+    Shape: ``fit``: batches of (:math:`(B, C, H, W)`, :math:`(B)`) -> a Patch of :math:`(C, s, s)` pixels; ``forward``: :math:`(N, C, H, W)` kept.
 
     Examples::
         >>> attack = LaVAN(model, size=8, target=0, placement=Placement("top-right", 2), image_size=64, steps=20)

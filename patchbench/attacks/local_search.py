@@ -66,18 +66,12 @@ class LocalSearch(PixelAttack):
         d (int): the next round's neighbourhood: pixels within d of the chosen ones. (Default: 5)
         t (int): pixels chosen per round. (Default: 5)
         rounds (int): rounds R. (Default: 150)
-        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
-        seed (int): seed of the random locations. (Default: 0)
-        eval_batch (int): images per forward pass. (Default: 256)
+        region, seed, eval_batch: the pixels' box (top, left, height, width), the seed of their order, images per forward pass.
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
-        >>> attack = LocalSearch(model, rounds=150)
-        >>> adv_images = attack(images, labels)
+        >>> adv_images = LocalSearch(model, rounds=150)(images, labels)
     """
 
     name = "local_search"

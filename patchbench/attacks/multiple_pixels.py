@@ -54,14 +54,9 @@ class MultiplePixels(PixelAttack):
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
         pixels (int): N, the most pixels an iteration changes (one more per try). (Default: 1000)
         iterations (int): tries per image. (Default: 1)
-        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
-        seed (int): seed of the pixels' order. (Default: 0)
-        eval_batch (int): images per forward pass. (Default: 256)
+        region, seed, eval_batch: the pixels' box (top, left, height, width), the seed of their order, images per forward pass.
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = MultiplePixels(model, pixels=4, iterations=1)

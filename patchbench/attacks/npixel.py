@@ -109,8 +109,6 @@ class NPixel(Attack):
 
     Distance Measure : L0 (N pixels)
 
-    N-pixel attack of Su et al. (untargeted), batched DE/rand/1; see the module docstring.
-
     ``forward(images, labels)`` returns the adversarial images and leaves, for that call,
     ``last_success`` (bool, B: the returned image is misclassified, so also True for images
     the model got wrong to begin with), ``last_queries`` (images through the model per image,
@@ -119,23 +117,14 @@ class NPixel(Attack):
 
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        pixels (int): N, the pixels changed. (Default: 1)
-        population (int): individuals per image. (Default: 400)
-        iterations (int): generations. (Default: 100)
-        f (float): the mutation's scale F. (Default: 0.5)
-        crossover (float | None): binomial crossover rate CR (None: none, Su et al.). (Default: None)
-        early_stop (float | None): stop an image once its true-class probability falls below this. (Default: 0.05)
-        stop_on_success (bool): stop an image once it is misclassified. (Default: True)
+        pixels, population, iterations: N, the pixels changed (1); individuals per image (400); generations (100).
+        f, crossover: the mutation's scale F (0.5) and the binomial crossover rate CR (None: none, as Su et al.).
+        early_stop, stop_on_success: stop an image once its true-class probability is below this (0.05) / it is misclassified.
         region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
-        init (str): ``gaussian`` (Su et al.) | ``uniform`` colours of the first population. (Default: ``gaussian``)
-        out_of_bounds (str): ``clip`` | ``resample`` coordinates that leave the image. (Default: ``clip``)
-        seed (int): seed of the random stream. (Default: 0)
-        eval_batch (int): images per forward pass. (Default: 256)
+        init, out_of_bounds: the first colours ``gaussian`` (Su et al.) | ``uniform``; coordinates off the image ``clip`` | ``resample``.
+        seed, eval_batch: the random stream's seed (0); images per forward pass (256).
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = NPixel(model, pixels=3, population=400, iterations=100)

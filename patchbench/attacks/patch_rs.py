@@ -68,22 +68,12 @@ class PatchRS(LaVAN):
     criterion, placement and metadata, with the optimisation loop replaced.
 
     Arguments:
-        model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        size (int): the patch's side s in pixels.
-        target (int | None): the target class ȳ (None: untargeted, any wrong class).
-        placement (Placement): where the patch is tested (a corner with a margin, ``center``, ``random``).
-        image_size (int): the images' side H = W.
+        model, size, target, placement, image_size: as :class:`~patchbench.attacks.lavan.LaVAN`'s.
         p_init (float): the share of the patch the first candidates change (then halved on
             Sparse-RS's schedule). (Default: 0.8)
         **lavan_kwargs: :class:`LaVAN`'s settings (``steps`` = iterations, ``random_placement``, ``seed``).
 
-    Shape:
-        - batches (``fit``): an iterable of (images :math:`(B, C, H, W)` in [0, 1], labels :math:`(B)`),
-          one batch per step.
-        - patch (``fit``'s result): :class:`~patchbench.attacks.patch.Patch`, pixels
-          :math:`(C, s, s)` in [0, 1], mask :math:`(1, s, s)`, s = ``size``.
-        - images, labels (``forward``): :math:`(N, C, H, W)` in [0, 1], :math:`(N)`.
-        - output: :math:`(N, C, H, W)`, the images with the patch pasted, in [0, 1].
+    Shape: ``fit``: batches of (:math:`(B, C, H, W)`, :math:`(B)`) -> a Patch of :math:`(C, s, s)` pixels; ``forward``: :math:`(N, C, H, W)` kept.
 
     Examples::
         >>> attack = PatchRS(model, 8, 0, Placement("top-right", 2), 64, steps=40)

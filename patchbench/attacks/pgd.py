@@ -71,10 +71,7 @@ class PGD(LinfAttack):
         keep_box (float): ``background``: side of the kept centred box, a fraction of the image side. (Default: 0.5)
         mask_threshold (float): ``mask``: pixels brighter than this are the object, kept. (Default: 0.1)
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = PGD(model, eps=8/255, steps=10, random_start=True)

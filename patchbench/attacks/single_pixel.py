@@ -93,14 +93,9 @@ class SinglePixel(PixelAttack):
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
         max_pixels (int): pixels tried per image, each at 0 then 1. (Default: 1000)
-        region (sequence of int | None): (top, left, height, width) the pixels stay in. (Default: None)
-        seed (int): seed of the pixels' order. (Default: 0)
-        eval_batch (int): images per forward pass. (Default: 256)
+        region, seed, eval_batch: the pixels' box (top, left, height, width), the seed of their order, images per forward pass.
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = SinglePixel(model, max_pixels=1000)

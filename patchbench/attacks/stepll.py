@@ -32,12 +32,9 @@ class StepLL(LinfAttack):
 
     Arguments:
         model (nn.Module): the classifier, [0, 1] images in, logits out (normalization inside).
-        eps (float): maximum perturbation ε, in [0, 1] pixel units.
+        eps (float): the step ε away from the least-likely class's loss, in [0, 1] pixel units.
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = StepLL(model, eps=8/255)
@@ -75,10 +72,7 @@ class IterStepLL(StepLL):
         steps (int): number of steps. (Default: 10)
         step_size (float | None): step size α (None: 2.5 · ε / steps). (Default: None)
 
-    Shape:
-        - images: :math:`(N, C, H, W)`, N images of C channels, H × W pixels, in [0, 1].
-        - labels: :math:`(N)`, each :math:`0 \le y_i <` the number of classes.
-        - output: :math:`(N, C, H, W)`, in [0, 1].
+    Shape: images :math:`(N, C, H, W)` in [0, 1] and labels :math:`(N)` (class indices) -> adversarial images :math:`(N, C, H, W)`.
 
     Examples::
         >>> attack = IterStepLL(model, eps=4/255, steps=3)

@@ -27,30 +27,26 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def ours(v: Verdict) -> str:
+def _shown(v: Verdict, binary, other=None) -> str:
+    """A verdict's result as text: empty without one; ``binary(result)`` for a claim on a 0/1 metric
+    (in percent), else ``other(result)`` (default: the same)."""
     r = v.result
     if r is None:
         return ""
-    if v.claim.binary:
-        return f"{_pct(r.mean_a)} vs {_pct(r.mean_b)} %"
-    return f"{r.mean_a:.4g} vs {r.mean_b:.4g}"
+    return binary(r) if v.claim.binary or other is None else other(r)
+
+
+def ours(v: Verdict) -> str:
+    return _shown(v, lambda r: f"{_pct(r.mean_a)} vs {_pct(r.mean_b)} %", lambda r: f"{r.mean_a:.4g} vs {r.mean_b:.4g}")
 
 
 def effect(v: Verdict) -> str:
-    r = v.result
-    if r is None:
-        return ""
-    if v.claim.binary:
-        return f"{100 * r.effect:+.1f} pp [{100 * r.low:+.1f}, {100 * r.high:+.1f}]"
-    return f"{r.effect:+.4g} [{r.low:+.4g}, {r.high:+.4g}]"
+    return _shown(v, lambda r: f"{100 * r.effect:+.1f} pp [{100 * r.low:+.1f}, {100 * r.high:+.1f}]",
+                  lambda r: f"{r.effect:+.4g} [{r.low:+.4g}, {r.high:+.4g}]")
 
 
 def test_text(v: Verdict) -> str:
-    r = v.result
-    if r is None:
-        return ""
-    what = "McNemar" if r.test == "exact McNemar" else "bootstrap"
-    return f"{what}, {r.n_images} img × {r.n_replicates}"
+    return _shown(v, lambda r: f"{'McNemar' if r.test == 'exact McNemar' else 'bootstrap'}, {r.n_images} img × {r.n_replicates}")
 
 
 def verdict_frame(verdicts: list[Verdict]) -> pd.DataFrame:

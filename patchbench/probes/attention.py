@@ -22,8 +22,6 @@ The attack is the preset's first PGD column (its ε, steps and step size) on the
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -33,11 +31,11 @@ from patchbench.attacks import ATTACKS
 from patchbench.cache.models import ensure_model, with_training
 from patchbench.data import eval_indices, load_split
 from patchbench.devices import resolve_device
-from patchbench.errors import PatchbenchError, check, is_int
+from patchbench.errors import check, is_int
 from patchbench.models.gradcam import gradcam_for
 from patchbench.presets import load_preset
+from patchbench.probes import command
 from patchbench.store.results import NotCached, ResultStore
-from patchbench.util import console
 
 CELLS = (5, 10, 20, 30)
 
@@ -107,21 +105,16 @@ def attention_report(preset, results: Path, device, n: int = 500) -> pd.DataFram
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m patchbench.probes.attention", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="demo-tomm-fmnist")
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--set", action="append", default=[], help="preset override, as patchbench's --set")
+    ap = command.parser("attention", __doc__, preset="demo-tomm-fmnist", n=500)
     args = ap.parse_args(argv)
-    try:
+
+    def probe() -> pd.DataFrame:
         preset = load_preset(args.preset, args.set)
         df = attention_report(preset, Path(args.results), resolve_device(preset.device), args.n)
-    except PatchbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    check(not df.empty, "no cached model of the preset in the results directory")
-    console.print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return 0
+        check(not df.empty, "no cached model of the preset in the results directory")
+        return df
+
+    return command.run(probe, digits=4)
 
 
 if __name__ == "__main__":

@@ -16,20 +16,17 @@ No accuracy is read: it says whether an adaptive patch beats LGS by making its o
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from patchbench.attacks.patch import Patch
-from patchbench.data import eval_indices, load_split
 from patchbench.defenses import build_defense
 from patchbench.devices import resolve_device
-from patchbench.errors import PatchbenchError, check
+from patchbench.errors import check
 from patchbench.presets import load_preset
-from patchbench.util import console
+from patchbench.probes import command
 
 
 def lgs_factor(defense, x: torch.Tensor, patch: Patch, lam: float) -> dict:
@@ -44,32 +41,26 @@ def lgs_factor(defense, x: torch.Tensor, patch: Patch, lam: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m patchbench.probes.lgs_factor", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True)
+    ap = command.parser("lgs_factor", __doc__, n=200, results=False, sets=False)
     ap.add_argument("--patch", action="append", required=True, help="a stored patch (.pt); repeat for several")
     ap.add_argument("--defense", default="lgs", help="an LGS-family defense of the preset (its parameters are used)")
     ap.add_argument("--lam", type=float, default=2.3)
-    ap.add_argument("--n", type=int, default=200, help="the first N evaluation images")
     args = ap.parse_args(argv)
-    try:
+
+    def probe() -> pd.DataFrame:
         p = load_preset(args.preset)
         spec = [d for d in p.defenses if d.name == args.defense]
         check(len(spec) == 1, f"preset {p.name} has no defense {args.defense!r}")
-        params = {k: v for k, v in spec[0].params.items() if k != "lambdas"}
-        defense = build_defense(args.defense, params)
-        d = p.data
-        source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-        idx = eval_indices(len(source), d.eval_n, d.eval_seed)[: args.n]
-        x = source.batch(idx, d.image_size, resolve_device("cpu"))
+        defense = build_defense(args.defense, {k: v for k, v in spec[0].params.items() if k != "lambdas"})
+        source, idx = command.eval_images(p, args.n)
+        x = source.batch(idx, p.data.image_size, resolve_device("cpu"))
         rows = []
         for f in args.patch:
             check(Path(f).is_file(), f"no patch file {f}")
             rows.append({"patch": Path(f).parent.name[:40] + "/" + Path(f).stem, **lgs_factor(defense, x, Patch.load(f), args.lam)})
-    except PatchbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    console.print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+        return pd.DataFrame(rows)
+
+    return command.run(probe, digits=3)
 
 
 if __name__ == "__main__":

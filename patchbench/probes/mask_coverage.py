@@ -18,9 +18,7 @@ No accuracy is read: the probe sets a defense's operating point from what its ma
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -31,14 +29,13 @@ from patchbench.attacks.regions import protocol_regions
 from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import ensure_patches
 from patchbench.config import parse_params
-from patchbench.data import eval_indices, load_split
 from patchbench.defenses import DEFENSES
 from patchbench.devices import resolve_device
-from patchbench.errors import PatchbenchError, check
+from patchbench.errors import check
 from patchbench.evaluation.defense_params import defense_params
 from patchbench.presets import load_preset
-from patchbench.store.results import NotCached, ResultStore
-from patchbench.util import console
+from patchbench.probes import command
+from patchbench.store.results import ResultStore
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 
@@ -88,15 +85,12 @@ def mask_coverage(defense_name: str, base: dict, grid: dict[str, list], model, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m patchbench.probes.mask_coverage", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True)
-    ap.add_argument("--results", default="results")
+    ap = command.parser("mask_coverage", __doc__)
     ap.add_argument("--defense", default="dw")
     ap.add_argument("--grid", action="append", default=[], help="name=v1,v2,... (every combination is measured)")
-    ap.add_argument("--n", type=int, default=None, help="the first N evaluation images (default: all)")
-    ap.add_argument("--set", action="append", default=[], help="preset override, as patchbench's --set")
     args = ap.parse_args(argv)
-    try:
+
+    def probe() -> pd.DataFrame:
         p = load_preset(args.preset, args.set)
         check(args.defense in DEFENSES, f"unknown defense {args.defense!r}")
         base, _ = defense_params(p, args.defense)
@@ -105,22 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             name, _, values = item.partition("=")
             grid[name] = [parse_params([f"{name}={v}"])[name] for v in values.split(",")]
         device = resolve_device(p.device)
-        store = ResultStore(Path(args.results))
-        loaded = ensure_model(p, ResultStore(Path(args.results), plan_only=True), device, progress=False)
-        patches = ensure_patches(p, loaded, store, device, progress=False)
-        d = p.data
-        source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-        idx = eval_indices(len(source), d.eval_n, d.eval_seed)[: args.n]
-        df = mask_coverage(args.defense, base, grid, loaded.model, patches,
-                           source.batch(idx, d.image_size, device))
-    except NotCached as exc:
-        print(f"error: {exc}; run `patchbench reproduce` (or sweep) for the preset first (probes never train a model)", file=sys.stderr)
-        return 2
-    except PatchbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    console.print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 0
+        loaded = ensure_model(p, command.model_store(args.results), device, progress=False)
+        patches = ensure_patches(p, loaded, ResultStore(Path(args.results)), device, progress=False)
+        source, idx = command.eval_images(p, args.n)
+        return mask_coverage(args.defense, base, grid, loaded.model, patches, source.batch(idx, p.data.image_size, device))
+
+    return command.run(probe, digits=2)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ whose drop reaches it.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -25,12 +22,10 @@ import torch
 from patchbench.attacks import ATTACKS
 from patchbench.attacks.regions import attacked_accuracy, npixel_extent, protocol_regions
 from patchbench.cache.models import ensure_model
-from patchbench.data import eval_indices, load_split
 from patchbench.devices import resolve_device
-from patchbench.errors import PatchbenchError, check, is_int
+from patchbench.errors import check, is_int
 from patchbench.presets import load_preset
-from patchbench.store.results import NotCached, ResultStore
-from patchbench.util import console
+from patchbench.probes import command
 
 DEFAULT_NS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -62,31 +57,20 @@ def npixel_drops(model, x: torch.Tensor, y: torch.Tensor, image_size: int, ns=DE
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m patchbench.probes.npixel_drop", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True)
-    ap.add_argument("--results", default="results")
+    ap = command.parser("npixel_drop", __doc__)
     ap.add_argument("--ns", default=",".join(map(str, DEFAULT_NS)))
     ap.add_argument("--stop-at", type=float, default=None, help="end at the first N whose drop reaches this many pp")
-    ap.add_argument("--n", type=int, default=None, help="the first N evaluation images (default: all)")
-    ap.add_argument("--set", action="append", default=[], help="preset override, as patchbench's --set")
     args = ap.parse_args(argv)
-    try:
+
+    def probe() -> pd.DataFrame:
         p = load_preset(args.preset, args.set)
         device = resolve_device(p.device)
-        d = p.data
-        source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-        idx = eval_indices(len(source), d.eval_n, d.eval_seed)[: args.n]
-        model = ensure_model(p, ResultStore(Path(args.results), plan_only=True), device, progress=False).model
-        df = npixel_drops(model, source.batch(idx, d.image_size, device), source.labels[idx].to(device), d.image_size,
-                          [int(v) for v in args.ns.split(",")], args.stop_at)
-    except NotCached as exc:
-        print(f"error: {exc}; run `patchbench reproduce` (or sweep) for the preset first (probes never train a model)", file=sys.stderr)
-        return 2
-    except (PatchbenchError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    console.print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 0
+        source, idx = command.eval_images(p, args.n)
+        model = ensure_model(p, command.model_store(args.results), device, progress=False).model
+        return npixel_drops(model, source.batch(idx, p.data.image_size, device), source.labels[idx].to(device),
+                            p.data.image_size, [int(v) for v in args.ns.split(",")], args.stop_at)
+
+    return command.run(probe, digits=2, errors=(ValueError,))  # ValueError: --ns not a list of integers
 
 
 if __name__ == "__main__":

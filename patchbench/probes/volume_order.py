@@ -21,23 +21,18 @@ protocol, pooled over the boxes:
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from patchbench.attacks.regions import npixel_extent, protocol_regions
 from patchbench.cache.models import ensure_model
-from patchbench.data import eval_indices, load_split
 from patchbench.devices import resolve_device
-from patchbench.errors import PatchbenchError, check
+from patchbench.errors import check
 from patchbench.models.volumetric import aggregate
 from patchbench.presets import load_preset
+from patchbench.probes import command
 from patchbench.probes.npixel_drop import foolbox_attack
-from patchbench.store.results import NotCached, ResultStore
-from patchbench.util import console
 from patchbench.volumization.split import split_patches
 
 
@@ -98,31 +93,21 @@ def volumetric_presets(preset) -> list[tuple[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m patchbench.probes.volume_order", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", required=True)
-    ap.add_argument("--results", default="results")
+    ap = command.parser("volume_order", __doc__)
     ap.add_argument("--pixels", type=int, default=1)
-    ap.add_argument("--n", type=int, default=None, help="the first N evaluation images (default: all)")
-    ap.add_argument("--set", action="append", default=[], help="preset override, as patchbench's --set")
     args = ap.parse_args(argv)
-    try:
+
+    def probe() -> pd.DataFrame:
         p = load_preset(args.preset, args.set)
         device = resolve_device(p.device)
-        d = p.data
-        source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
-        idx = eval_indices(len(source), d.eval_n, d.eval_seed)[: args.n]
-        x, y = source.batch(idx, d.image_size, device), source.labels[idx].to(device)
-        store = ResultStore(Path(args.results), plan_only=True)
-        rows = [{"model": label, **order_probe(ensure_model(gp, store, device, progress=False).model, x, y, d.image_size,
-                                                 args.pixels)} for label, gp in volumetric_presets(p)]
-    except NotCached as exc:
-        print(f"error: {exc}; run `patchbench reproduce` (or sweep) for the preset first (probes never train a model)", file=sys.stderr)
-        return 2
-    except PatchbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    console.print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 0
+        source, idx = command.eval_images(p, args.n)
+        x, y = source.batch(idx, p.data.image_size, device), source.labels[idx].to(device)
+        store = command.model_store(args.results)
+        return pd.DataFrame([{"model": label, **order_probe(ensure_model(gp, store, device, progress=False).model, x, y,
+                                                              p.data.image_size, args.pixels)}
+                             for label, gp in volumetric_presets(p)])
+
+    return command.run(probe, digits=2)
 
 
 if __name__ == "__main__":
