@@ -4,7 +4,7 @@ one entry in the listing below (or :func:`register_attack` from a plugin), and a
 from patchbench.attacks.a3 import IterStepLLA3, PGDA3, StepLLA3
 from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.attacks.adversarial_patch import AdversarialPatch
-from patchbench.attacks.base import Attack
+from patchbench.attacks.base import NO_ATTACK, Attack, check_attack_class  # noqa: F401
 from patchbench.attacks.cw import CW
 from patchbench.attacks.fgsm import FGSM
 from patchbench.attacks.lavan import LaVAN
@@ -20,7 +20,7 @@ from patchbench.attacks.stepll import IterStepLL, StepLL
 from patchbench.errors import PatchbenchError
 from patchbench.registry import Registry, own_name
 
-ATTACKS: Registry = Registry("attack", name_of=own_name).register_all([
+ATTACKS: Registry = Registry("attack", check_attack_class, own_name).register_all([
     # patch attacks: fit(batches) -> Patch
     LaVAN,
     AdaptiveLaVAN,  # white-box LaVAN through any defense (ICAART Eq. 13)
@@ -43,3 +43,12 @@ def attack_class(name: str, patch: bool) -> type[Attack]:
         kind = "patch attack" if patch else "evasion attack"
         raise PatchbenchError(f"unknown {kind} {name!r}; known: {', '.join(names)}")
     return ATTACKS[name]
+
+
+def evasion_label(cfg) -> str:
+    """The table column of an :class:`~patchbench.config.EvasionConfig`: its ``column``, else its attack's
+    :meth:`~patchbench.attacks.base.Attack.column_label` at its steps (``PGD10``, ``CW100``, ``FGSM``)."""
+    if cfg.column:
+        return cfg.column
+    cls = ATTACKS.get(cfg.name)
+    return cfg.name if cls is None else cls.column_label(cfg.steps)

@@ -85,6 +85,7 @@ class PGDA3(A3):
     """PGD + A3 ("pgd+a3")."""
 
     name = "pgd+a3"
+    display_name = "PGD+A3"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, *, sigma: float = SIGMA, kappa: str | float = "mean",
@@ -96,6 +97,7 @@ class StepLLA3(A3):
     """StepLL + A3 ("stepll+a3"), Eq. 12–13 literally."""
 
     name = "stepll+a3"
+    display_name = "StepLL+A3"
 
     def __init__(self, model: nn.Module, eps: float, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
@@ -106,6 +108,7 @@ class IterStepLLA3(A3):
     """Iter-StepLL + A3 ("iter-stepll+a3"; Table 7 uses ε = 4/255, 3 iterations, σ = 10)."""
 
     name = "iter-stepll+a3"
+    display_name = "Iter-StepLL+A3"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  sigma: float = SIGMA, kappa: str | float = "mean", cam: GradCAM | str | None = None):

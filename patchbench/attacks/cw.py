@@ -28,6 +28,7 @@ class CW(PGD):
     (:func:`cw_margin_loss`, descended, i.e. its negative ascended) instead of CE."""
 
     name = "cw"
+    display_name = "CW"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, kappa: float = 50.0, region: str = "all",

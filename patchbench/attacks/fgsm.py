@@ -12,6 +12,7 @@ class FGSM(LinfAttack):
     """Goodfellow et al. 2015: x_adv = x + ε · sign ∇_x CE(f(x), y)."""
 
     name = "fgsm"
+    display_name = "FGSM"
 
     def __init__(self, model: nn.Module, eps: float):
         super().__init__(model, eps, steps=1, step_size=eps)

@@ -23,6 +23,7 @@ class StepLL(LinfAttack):
     (an A3 wrapper uses them for its attention maps)."""
 
     name = "stepll"
+    display_name = "StepLL"
 
     def __init__(self, model: nn.Module, eps: float):
         super().__init__(model, eps, steps=1, step_size=eps)
@@ -42,6 +43,7 @@ class IterStepLL(StepLL):
     random start. Default step size 2.5·ε/steps as for PGD."""
 
     name = "iter-stepll"
+    display_name = "Iter-StepLL"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None):
         LinfAttack.__init__(self, model, eps, steps, step_size)

@@ -2,7 +2,8 @@
 in the listing below (its name is the class's ``name``; see :mod:`patchbench.defenses.base`), or,
 from a plugin outside the package, :func:`register_defense` (:mod:`patchbench.plugins` calls it)."""
 
-from patchbench.defenses.base import GRADIENTS, Defense, NoDefense, check_defense_class  # noqa: F401
+from patchbench.defenses.base import (  # noqa: F401
+    GRADIENTS, UNDEFENDED, Defense, NoDefense, check_defense_class, is_undefended)
 from patchbench.defenses.bilateral import BilateralFilter
 from patchbench.defenses.dw import DigitalWatermarking
 from patchbench.defenses.gradcheck import probe_at_build
@@ -39,3 +40,10 @@ def build_defense(name: str, params: dict | None = None, model=None) -> Defense:
     defense = cls.from_params(params or {}, model=model)
     probe_at_build(defense)  # a registered class its registration could not probe (no defaults)
     return defense
+
+
+def certifies(name: str) -> bool:
+    """Whether the registered defense ``name`` certifies (``Defense.certifies``); a name not registered
+    now (a stored cell of a plugin not loaded) does not."""
+    cls = DEFENSES.get(name)
+    return cls is not None and cls.certifies

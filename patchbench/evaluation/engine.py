@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from patchbench import __version__
+from patchbench.attacks import NO_ATTACK, evasion_label
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
-from patchbench.defenses.base import CERTIFIED, Defense
+from patchbench.defenses.base import CERTIFIED, MASK, Defense
 from patchbench.devices import machine
 from patchbench.evaluation.ssim import ssim_per_image
 from patchbench.store.columns import check_row, patch_meta_columns
@@ -46,11 +47,11 @@ class Condition:
         if self.attack is not None:
             c = self.attack_config
             params = {"eps": c.eps, "steps": c.steps, "step_size": c.step_size, "seed": c.seed, **c.params}
-            return {"attack": c.name, "attack_params": json.dumps(params, sort_keys=True), "attack_label": c.label(),
+            return {"attack": c.name, "attack_params": json.dumps(params, sort_keys=True), "attack_label": evasion_label(c),
                     "patch_px": None, "target": None, "placement": None, "patch_id": None,
                     "patch_area_pct": None, "condition": "attacked"}
         if self.patch is None:
-            return {"attack": "none", "attack_params": None, "patch_px": None, "target": None, "placement": None,
+            return {"attack": NO_ATTACK, "attack_params": None, "patch_px": None, "target": None, "placement": None,
                     "patch_id": None, "patch_area_pct": None, "condition": "clean"}
         p = self.patch
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
@@ -195,12 +196,12 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                 maps = dr.defense.maps(xc, model)
                 _sync(device)
                 t_maps = (time.perf_counter() - t0) / len(cs)
-                share = float(maps["mask"].flatten(1).float().mean(1).sum()) if "mask" in maps else None
+                share = float(maps[MASK].flatten(1).float().mean(1).sum()) if MASK in maps else None
                 for cell in cs:
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         xd = dr.defense.apply(xc, maps, cell.lam)
-                        undefended_clean = clean_logits is not None and cond.name == "clean" and dr.defense.name == "none"
+                        undefended_clean = clean_logits is not None and cond.name == "clean" and dr.defense.is_identity
                         if undefended_clean:
                             logits = clean_logits
                         else:
@@ -219,7 +220,7 @@ def _run(model, source, indices, image_size, batch_size, todo, store, device, nu
                     if share is not None:
                         masked[cell.rid] = (masked[cell.rid] or 0.0) + share
                     k = min(b, ssim_n - pos)
-                    if k > 0 and cond.patch is None and dr.defense.name != "none":
+                    if k > 0 and cond.patch is None and not dr.defense.is_identity:
                         ssim_sum[cell.rid] += float(ssim_per_image(xc[:k], xd[:k]).sum())
                         ssim_count[cell.rid] += k
         pos += b

@@ -70,12 +70,13 @@ def build_evasion(cfg, model: Classifier, image_size: int):
 
 
 def evasion_conditions(evasion, model: Classifier, training: str, image_size: int) -> list[Condition]:
-    """One Condition per evasion config; fixed-step PGD/CW configs that differ only in their
-    number of steps share one trajectory (:class:`SharedTrajectory`)."""
+    """One Condition per evasion config; configs of an attack that shares its trajectory across steps
+    (PGD, CW) with a fixed step size that differ only in their number of steps share one run
+    (:class:`SharedTrajectory`)."""
     configs = [e for e in evasion if not e.trainings or training in e.trainings]
     groups: dict[str, list] = {}
     for e in configs:
-        if e.name in ("pgd", "cw") and e.steps and e.step_size is not None:
+        if attack_class(e.name, patch=False).shares_trajectory_across_steps and e.steps and e.step_size is not None:
             key = json.dumps([e.name, e.eps, e.step_size, e.seed, e.params], sort_keys=True, default=str)
             groups.setdefault(key, []).append(e)
     shared = {}
