@@ -31,7 +31,7 @@ torch.set_num_threads({threads})
 from patchbench.data import eval_indices, load_split
 from patchbench.defenses.base import NoDefense
 from patchbench.defenses.lgs import LGS
-from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
 from patchbench.models import build_classifier
 from patchbench.store.results import ResultStore
 n, size = {n}, {size}
@@ -42,8 +42,8 @@ ctx = {{"dataset": "fashion-mnist", "split": "test", "eval_seed": 0, "image_size
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with tempfile.TemporaryDirectory() as d:
     t0 = time.perf_counter()
-    evaluate(model, source, eval_indices(len(source), n, 0), size, 64, [Condition(None)], runs, ResultStore(d), ctx,
-             torch.device("cpu"), progress=False)
+    evaluate(EvalContext(model, source, eval_indices(len(source), n, 0), size, 64, ResultStore(d), torch.device("cpu"), ctx,
+                         progress=False), [Condition(None)], runs)
     seconds = time.perf_counter() - t0
 print(json.dumps({{"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "before_mb": before / 1024}}))

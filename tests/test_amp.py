@@ -9,7 +9,7 @@ from PIL import Image
 from patchbench.presets import load_preset
 from patchbench.data import FolderImages, iterate
 from patchbench.defenses.base import NoDefense
-from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
 from patchbench.errors import PatchbenchError
 from patchbench.store.results import ResultStore, one_precision, run_id
 from patchbench.cache.models import model_config_hash
@@ -41,11 +41,11 @@ def test_engine_predicts_under_autocast_and_stores_separate_cells(tmp_path, amp,
     store = ResultStore(tmp_path)
     conds, runs = [Condition(None), Condition(patch)], [DefenseRun(NoDefense(), [None])]
     idx = torch.arange(50)
-    fp32 = evaluate(model, source, idx, 16, 25, conds, runs, store, CTX, torch.device("cpu"), progress=False)
+    fp32 = evaluate(EvalContext(model, source, idx, 16, 25, store, torch.device("cpu"), CTX, progress=False), conds, runs)
     assert set(seen) == {torch.float32}
     seen.clear()
-    low = evaluate(model, source, idx, 16, 25, conds, runs, store, {**CTX, "amp": amp}, torch.device("cpu"),
-                   progress=False, amp=amp)
+    low = evaluate(EvalContext(model, source, idx, 16, 25, store, torch.device("cpu"), {**CTX, "amp": amp},
+                               progress=False, amp=amp), conds, runs)
     assert set(seen) == {dtype}  # every prediction pass ran in the autocast dtype
     assert set(low["amp"]) == {amp} and fp32["amp"].isna().all()
     assert not set(low["run_id"]) & set(fp32["run_id"])

@@ -168,7 +168,7 @@ def test_certified_table_prints_both_models_clean_accuracy(tmp_path):
     from patchbench.data import TensorImages
     from patchbench.defenses.base import NoDefense
     from patchbench.defenses.patchcleanser import PatchCleanser
-    from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+    from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
     from patchbench.store.results import ResultStore
     from patchbench.table import TableContext
 
@@ -191,8 +191,8 @@ def test_certified_table_prints_both_models_clean_accuracy(tmp_path):
                                 ("ft", model(1.0), [DefenseRun(NoDefense(), [None]), DefenseRun(PatchCleanser(patch_px=3, k=2))],
                                  {"training": "cutout"})):
         ctx = {"dataset": "halves", "split": "test", "eval_seed": 0, "image_size": 12, "model": "halves", "model_id": mid}
-        evaluate(m, source, idx, 12, 30, [Condition(None)], runs, store, ctx, cpu, progress=False,
-                 extra={"preset": "halves", **extra})
+        evaluate(EvalContext(m, source, idx, 12, 30, store, cpu, ctx, {"preset": "halves", **extra}, progress=False),
+                 [Condition(None)], runs)
     cells = store.load_cells()
     table, caption = build_certified(None, cells, TableContext("halves", {}, lambda name: None))
     rows = table.set_index("Defense")

@@ -193,3 +193,13 @@ def test_a_module_name_says_one_thing():
     assert not repeated, f"modules sharing a name: {repeated}"
     taken = {n: plugin[n] + generic[n] for n in plugin if n in generic}
     assert not taken, f"plugin modules named like generic ones: {taken}"
+
+
+ENGINE_MAX_FUNCTION_LINES = 60  # the engine is read as named parts: plan, context, accumulator, pass
+
+
+@pytest.mark.parametrize("module", ["patchbench.evaluation.engine", "patchbench.evaluation.accumulator"])
+def test_engine_functions_stay_short(module):
+    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in ast.walk(ast.parse(MODULES[module].read_text()))
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.end_lineno - fn.lineno + 1 > ENGINE_MAX_FUNCTION_LINES]
+    assert not long, f"{module}: functions over {ENGINE_MAX_FUNCTION_LINES} lines: {long}"

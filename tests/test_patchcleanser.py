@@ -248,7 +248,7 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     from patchbench.attacks.patch import Patch
     from patchbench.data import TensorImages
     from patchbench.defenses.base import NoDefense
-    from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+    from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
     from patchbench.store.results import ResultStore
 
     model, x, y = striped_model
@@ -260,8 +260,8 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     d = PatchCleanser(patch_px=4, k=3, fill=0.5)
     runs = [DefenseRun(NoDefense(), [None]), DefenseRun(d, [None])]
     idx = torch.arange(len(y))
-    rows = evaluate(model, source, idx, 16, 16, [Condition(None), Condition(patch)], runs, store, ctx,
-                    torch.device("cpu"), progress=False, extra={"preset": "stripes"})
+    setup = EvalContext(model, source, idx, 16, 16, store, torch.device("cpu"), ctx, {"preset": "stripes"}, progress=False)
+    rows = evaluate(setup, [Condition(None), Condition(patch)], runs)
     pc = rows[rows["defense"] == "patchcleanser"].set_index("condition")
     none = rows[rows["defense"] == "none"]
     assert none["n_certified"].isna().all()  # only a certifying defense fills the columns
@@ -274,8 +274,7 @@ def test_the_engine_stores_the_certificate_per_image_and_per_cell(tmp_path, stri
     # certified images keep their label under the patch (4 px, the certified size), cell for cell
     attacked = store.load_predictions(pc.loc["attacked", "run_id"])
     assert (attacked["pred"][clean["certified"]] == attacked["label"][clean["certified"]]).all()
-    again = evaluate(model, source, idx, 16, 16, [Condition(None), Condition(patch)], runs, store, ctx,
-                     torch.device("cpu"), progress=False, extra={"preset": "stripes"})
+    again = evaluate(setup, [Condition(None), Condition(patch)], runs)
     assert sorted(again["created"]) == sorted(rows["created"])  # resumed: nothing recomputed
     # the table: clean and certified accuracy of the PatchCleanser row, no certified image flipped
     from patchbench.sections.certified import build_certified

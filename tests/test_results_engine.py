@@ -8,7 +8,7 @@ from patchbench.attacks.patch import Patch
 from patchbench.data import TensorImages
 from patchbench.defenses.base import NoDefense
 from patchbench.defenses.lgs import LGS
-from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
 from patchbench.models import Classifier
 from patchbench.store.results import ResultStore, run_id, wilson_ci
 
@@ -52,7 +52,7 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
     ctx = {"dataset": "synthetic", "split": "test", "eval_seed": 0, "image_size": 16, "model": "tiny", "model_id": "x"}
     CountingLGS.calls = 0
     idx = torch.arange(50)
-    rows = evaluate(model, source, idx, 16, 20, conds, runs, store, ctx, torch.device("cpu"), progress=False)
+    rows = evaluate(EvalContext(model, source, idx, 16, 20, store, torch.device("cpu"), ctx, progress=False), conds, runs)
     assert len(rows) == 2 * (1 + 3) and rows["run_id"].is_unique
     assert CountingLGS.calls == 2 * 3  # 2 conditions x 3 batches, not x 3 lambdas
 
@@ -80,7 +80,7 @@ def test_engine_grid_amortizes_maps_and_resumes(tmp_path):
         assert preds["loss"].to_numpy() == pytest.approx(per_image.detach().numpy(), rel=1e-5, abs=1e-6)
 
     CountingLGS.calls = 0
-    again = evaluate(model, source, idx, 16, 20, conds, runs, store, ctx, torch.device("cpu"), progress=False)
+    again = evaluate(EvalContext(model, source, idx, 16, 20, store, torch.device("cpu"), ctx, progress=False), conds, runs)
     assert CountingLGS.calls == 0  # everything stored: no work
     pd.testing.assert_frame_equal(rows, again)
     assert len(list((tmp_path / "cells").iterdir())) == 8
@@ -109,8 +109,9 @@ def test_targeted_defense_success_leaves_out_the_target_class(tmp_path):
     for target, n_base, kept in ((1, 5, 0), (None, 8, 3)):
         patch = Patch(white, torch.ones(1, 2, 2), {"attack": "adversarial_patch", "target": target, "placement": "top-right",
                                                     "margin": 0})
-        rows = evaluate(CornerReader(), source, torch.arange(8), 8, 4, [Condition(patch)], [DefenseRun(NoDefense(), [None])],
-                        ResultStore(tmp_path / str(target)), ctx, torch.device("cpu"), progress=False)
+        setup = EvalContext(CornerReader(), source, torch.arange(8), 8, 4, ResultStore(tmp_path / str(target)),
+                            torch.device("cpu"), ctx, progress=False)
+        rows = evaluate(setup, [Condition(patch)], [DefenseRun(NoDefense(), [None])])
         r = rows.iloc[0]
         assert (r["n_clean_correct"], r["kept_correct"], r["correct"]) == (n_base, kept, 3)
         assert r["defense_success_rate"] == kept / n_base
@@ -172,8 +173,8 @@ def test_a_plugin_declared_column_round_trips_through_the_store(tmp_path, declar
     conds, runs, idx = [Condition(None), Condition(patch)], [DefenseRun(NoDefense(), [None])], torch.arange(20)
 
     def grid(**extra):
-        return evaluate(model, source, idx, 16, 20, conds, runs, store, CTX, torch.device("cpu"), progress=False,
-                        extra=extra)
+        return evaluate(EvalContext(model, source, idx, 16, 20, store, torch.device("cpu"), CTX, extra, progress=False),
+                        conds, runs)
 
     a = grid(toy_score=0.25, toy_variant="a")
     b = grid(toy_score=0.5, toy_variant="b")  # a key column: its own cells, not a resumed "a"
@@ -196,8 +197,8 @@ def test_an_undeclared_or_mistyped_column_is_refused_not_dropped(tmp_path, decla
     store = ResultStore(tmp_path)
     with pytest.raises(PatchbenchError, match=r"^result column 'toy_bogus' is not declared; declare it with "
                                               r"patchbench\.api\.declare_columns"):
-        evaluate(model, source, torch.arange(20), 16, 20, [Condition(None)], [DefenseRun(NoDefense(), [None])],
-                 store, CTX, torch.device("cpu"), progress=False, extra={"toy_bogus": 1})
+        evaluate(EvalContext(model, source, torch.arange(20), 16, 20, store, torch.device("cpu"), CTX, {"toy_bogus": 1},
+                             progress=False), [Condition(None)], [DefenseRun(NoDefense(), [None])])
     assert not (tmp_path / "cells").exists() or not list((tmp_path / "cells").iterdir())
     with pytest.raises(PatchbenchError, match="'toy_bogus' is not declared"):
         store.write({"run_id": "r1", "toy_bogus": 1}, pd.DataFrame({"index": [0]}))
@@ -222,8 +223,8 @@ def test_a_defense_mask_is_measured_per_cell(tmp_path):
     dw = DigitalWatermarking(threshold=1.0, erosions=0, dilations=0)  # marks some pixels of these images
     ctx = {"dataset": "synthetic", "split": "test", "eval_seed": 0, "image_size": 16, "model": "tiny", "model_id": "x"}
     idx = torch.arange(50)
-    rows = evaluate(model, source, idx, 16, 20, [Condition(patch)], [DefenseRun(NoDefense(), [None]), DefenseRun(dw, [None])],
-                    ResultStore(tmp_path), ctx, torch.device("cpu"), progress=False)
+    rows = evaluate(EvalContext(model, source, idx, 16, 20, ResultStore(tmp_path), torch.device("cpu"), ctx, progress=False),
+                    [Condition(patch)], [DefenseRun(NoDefense(), [None]), DefenseRun(dw, [None])])
     x = patch.apply(source.batch(idx, 16, torch.device("cpu")))
     want = 100 * float(dw.mask(x, model).double().mean())
     got = rows.set_index("defense")["masked_pct"]

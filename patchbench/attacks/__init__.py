@@ -3,7 +3,7 @@ defined (``@register_attack`` above it, timm's pattern; a name is taken once), a
 which sets the listing's order (``patchbench list attacks``). A plugin outside the package declares its
 classes instead (``ATTACKS = [...]``; :mod:`patchbench.plugins` registers them the same way)."""
 
-from patchbench.attacks.base import ATTACKS, Attack, register_attack  # noqa: F401
+from patchbench.attacks.base import ATTACKS, NO_ATTACK, Attack, check_attack_class, register_attack  # noqa: F401
 from patchbench.attacks.linf import LinfAttack  # noqa: F401
 from patchbench.attacks.patch import Patch, PatchAttack, Placement  # noqa: F401
 from patchbench.errors import PatchbenchError
@@ -37,3 +37,12 @@ def attack_class(name: str, patch: bool) -> type[Attack]:
         kind = "patch attack" if patch else "evasion attack"
         raise PatchbenchError(f"unknown {kind} {name!r}; known: {', '.join(names)}")
     return ATTACKS[name]
+
+
+def evasion_label(cfg) -> str:
+    """The table column of an :class:`~patchbench.config.EvasionConfig`: its ``column``, else its attack's
+    :meth:`~patchbench.attacks.base.Attack.column_label` at its steps (``PGD10``, ``CW100``, ``FGSM``)."""
+    if cfg.column:
+        return cfg.column
+    cls = ATTACKS.get(cfg.name)
+    return cfg.name if cls is None else cls.column_label(cfg.steps)

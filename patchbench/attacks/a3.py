@@ -104,6 +104,7 @@ class PGDA3(A3):
     """
 
     name = "pgd+a3"
+    display_name = "PGD+A3"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, *, sigma: float = SIGMA, kappa: str | float = "mean",
@@ -133,6 +134,7 @@ class StepLLA3(A3):
     """
 
     name = "stepll+a3"
+    display_name = "StepLL+A3"
 
     def __init__(self, model: nn.Module, eps: float, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
@@ -161,6 +163,7 @@ class IterStepLLA3(A3):
     """
 
     name = "iter-stepll+a3"
+    display_name = "Iter-StepLL+A3"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  sigma: float = SIGMA, kappa: str | float = "mean", cam: GradCAM | str | None = None):

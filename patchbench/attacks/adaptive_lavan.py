@@ -163,3 +163,9 @@ class AdaptiveLaVAN(LaVAN):
         self.snapshots[-1].meta.update(loss_trace=traced.meta["loss_trace"], hit_trace=traced.meta["hit_trace"])
         self.patch = self.snapshots[-1]
         return self.patch
+
+
+def settings_entry(entries: list):
+    """The preset attack entry (``attacks:``) whose settings the adaptive attack takes: the first entry of
+    the attack it extends (LaVAN), else the first entry (None: no entry)."""
+    return next((a for a in entries if a.name == LaVAN.name), entries[0] if entries else None)

@@ -25,11 +25,23 @@ import torch.nn as nn
 from patchbench.errors import check, is_int, is_number
 from patchbench.registry import Registry, own_name
 
+NO_ATTACK = "none"  # the ``attack`` of a clean cell in stored results
+
 
 class Attack(ABC):
-    """``attack(images, labels) -> adversarial images`` in [0, 1], on the images' device."""
+    """``attack(images, labels) -> adversarial images`` in [0, 1], on the images' device.
+
+    Capabilities generic code asks instead of comparing names: ``display_name`` (the tables' name, a
+    class's own: a subclass does not inherit it; default ``name``), ``steps_in_label`` (its columns
+    carry the step count: PGD10, CW100) and ``shares_trajectory_across_steps`` (``forward_at(images,
+    labels, ks)`` gives the k-step attack for every k in ks from one run, so the grid runs PGD-10/20/40
+    once; :class:`~patchbench.evaluation.grid.SharedTrajectory`).
+    """
 
     name = "attack"
+    display_name: str | None = None
+    steps_in_label: bool = False
+    shares_trajectory_across_steps: bool = False
 
     def __init__(self, model: nn.Module, targeted: bool = False, target: int | None = None):
         self.model = model
@@ -46,6 +58,12 @@ class Attack(ABC):
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.forward(images, labels)
+
+    @classmethod
+    def column_label(cls, steps: int | None = None) -> str:
+        """The table column of the attack at ``steps`` steps: ``PGD10``, ``FGSM``, ``npixel``."""
+        base = vars(cls).get("display_name") or cls.name
+        return f"{base}{steps}" if steps and cls.steps_in_label else base
 
     # ---- configuration (an attack checks its own preset entry, as a defense checks its params)
 
@@ -84,5 +102,12 @@ class Attack(ABC):
         return cls(model, **kwargs)
 
 
-ATTACKS: Registry = Registry("attack", name_of=own_name)  # name -> class, in registration order
+def check_attack_class(cls) -> None:
+    """Refuse an attack class whose declared capabilities it cannot keep (one-line PatchbenchError)."""
+    check(isinstance(cls, type) and issubclass(cls, Attack), f"{cls!r} is not an Attack subclass")
+    check(not cls.shares_trajectory_across_steps or callable(getattr(cls, "forward_at", None)),
+          f"attack class {cls.__name__} shares a trajectory across steps, so it must define forward_at(images, labels, ks)")
+
+
+ATTACKS: Registry = Registry("attack", check_attack_class, own_name)  # name -> class, in registration order
 register_attack = ATTACKS.register  # a class decorator (timm's pattern): @register_attack above the class

@@ -48,6 +48,7 @@ class CW(PGD):
     """
 
     name = "cw"
+    display_name = "CW"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, kappa: float = 50.0, region: str = "all",

@@ -29,6 +29,7 @@ class FGSM(LinfAttack):
     """
 
     name = "fgsm"
+    display_name = "FGSM"
 
     def __init__(self, model: nn.Module, eps: float):
         super().__init__(model, eps, steps=1, step_size=eps)

@@ -79,6 +79,9 @@ class PGD(LinfAttack):
     """
 
     name = "pgd"
+    display_name = "PGD"
+    steps_in_label = True  # PGD10, PGD100: the columns differ by k
+    shares_trajectory_across_steps = True  # forward_at
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, region: str = "all", keep_box: float = 0.5,

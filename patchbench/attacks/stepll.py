@@ -42,6 +42,7 @@ class StepLL(LinfAttack):
     """
 
     name = "stepll"
+    display_name = "StepLL"
 
     def __init__(self, model: nn.Module, eps: float):
         super().__init__(model, eps, steps=1, step_size=eps)
@@ -80,6 +81,7 @@ class IterStepLL(StepLL):
     """
 
     name = "iter-stepll"
+    display_name = "Iter-StepLL"
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None):
         LinfAttack.__init__(self, model, eps, steps, step_size)

@@ -29,6 +29,7 @@ from patchbench.audit.comparisons import UNCONSTRAINED_THRESHOLD
 from patchbench.audit.gradients import ZERO_GRAD_ATOL
 from patchbench.audit.stability import UNSTABLE_N, UNSTABLE_SIGMA, UNSTABLE_THRESHOLD
 from patchbench.audit.traces import INCOMPLETE_LAST, INCOMPLETE_TOLERANCE
+from patchbench.defenses.base import is_undefended
 
 # what to run instead (Athalye et al. 2018's names for the first three)
 ADAPTIVE = "adaptive"  # white-box through the defense with its declared gradient (lavan-adaptive)
@@ -84,9 +85,9 @@ CELL_KINDS = (UNDEFENDED, TRANSFER, ADAPTIVE_CELL)
 def cell_kind(defense, attack_through) -> str:
     """:data:`ADAPTIVE_CELL` where the patch was optimised through this cell's defense, :data:`UNDEFENDED`
     where the cell has no defense, else :data:`TRANSFER`."""
-    if isinstance(attack_through, str) and attack_through == defense and defense != "none":
+    if isinstance(attack_through, str) and attack_through == defense and not is_undefended(defense):
         return ADAPTIVE_CELL
-    return UNDEFENDED if defense == "none" else TRANSFER
+    return UNDEFENDED if is_undefended(defense) else TRANSFER
 
 
 @dataclass(frozen=True)

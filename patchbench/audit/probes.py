@@ -27,7 +27,7 @@ import torch
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.audit.gradients import AS_WRITTEN, DECLARED, unavailable_gradients
 from patchbench.audit.stability import unstable_prediction_scores
-from patchbench.defenses import NoDefense, build_defense
+from patchbench.defenses import NoDefense, build_defense, is_undefended
 
 GRADIENT_CHUNK = 256  # images per gradient batch (several patches' copies of the n images)
 
@@ -132,7 +132,7 @@ def stability_probes(jobs: dict[str, Job], patched: PatchedImages, model: torch.
             gen.manual_seed(0)
             undefended[tag] = unstable_prediction_scores(model, NoDefense(), images, labels, n=probes, mask=region,
                                                          generator=gen)
-        if job.defense == "none":
+        if is_undefended(job.defense):
             out[key] = 0.0
             continue
         gen.manual_seed(0)  # the same probes as the undefended pipeline's

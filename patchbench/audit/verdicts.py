@@ -62,6 +62,7 @@ from patchbench.audit.indicators import (
 )
 from patchbench.audit.stability import UNSTABLE_THRESHOLD
 from patchbench.audit.traces import minibatch_incomplete_optimization, minibatch_silent_success, silent_success
+from patchbench.defenses.base import UNDEFENDED, is_undefended
 
 NOTES = AUDIT_NOTES
 
@@ -105,8 +106,8 @@ def transfer_verdicts(cells: pd.DataFrame, out: pd.DataFrame) -> None:
     att = cells[cells["condition"] == "attacked"]
     adaptive = att["attack_through"].notna()
     plain = att[~adaptive]
-    undefended = plain[plain["defense"] == "none"].drop_duplicates("patch_id", keep="last").set_index("patch_id")
-    for r in plain[plain["defense"] != "none"].itertuples():
+    undefended = plain[plain["defense"] == UNDEFENDED].drop_duplicates("patch_id", keep="last").set_index("patch_id")
+    for r in plain[plain["defense"] != UNDEFENDED].itertuples():
         if r.patch_id not in undefended.index:
             continue
         u = undefended.loc[r.patch_id]
@@ -225,12 +226,12 @@ def outcome_verdicts(cells: pd.DataFrame, out: pd.DataFrame) -> dict[str, tuple[
     """``audit_attack_failed`` per attacked cell through a defense (module docstring); returns, per
     such cell, (its accuracy, the baseline's, the interval, what the baseline is) for the notes."""
     att = cells[cells["condition"] == "attacked"]
-    undefended = att[att["defense"] == "none"]
+    undefended = att[att["defense"] == UNDEFENDED]
     twins = {_twin_key(r): r for r in undefended.itertuples()}  # the last stored one per patch (and run)
     plain_und = undefended[undefended["attack_through"].isna()]
     plain = {k: g for k, g in plain_und.groupby(["model_id", "attack", "patch_px"])}
     found: dict[str, tuple[float, float, float, str]] = {}
-    for r in att[att["defense"] != "none"].itertuples():
+    for r in att[att["defense"] != UNDEFENDED].itertuples():
         twin = twins.get(_twin_key(r))
         own = None if twin is None else (float(twin.accuracy), (twin.ci_high - twin.ci_low) / 2)
         if isinstance(r.attack_through, str) and r.attack_through == r.defense:  # adaptive
@@ -261,7 +262,7 @@ def unstable_verdicts(cells: pd.DataFrame, out: pd.DataFrame, excess: dict[str, 
         r = att.loc[rid]
         failed = out.loc[rid, AUDIT_ATTACK_FAILED]
         noisy = float(e) > UNSTABLE_THRESHOLD
-        fired = bool(noisy and r["defense"] != "none" and not pd.isna(failed) and bool(failed))
+        fired = bool(noisy and not is_undefended(r["defense"]) and not pd.isna(failed) and bool(failed))
         if fired and rid in outcomes:
             acc, base, hw, what = outcomes[rid]
             failure = f"the attack failed ({r_pct(acc)} vs {r_pct(base)} for {what}, beyond {100 * hw:.1f} pp)"

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from patchbench.attacks import evasion_label
+from patchbench.attacks.adaptive_lavan import settings_entry
 from patchbench.errors import PatchbenchError
 from patchbench.evaluation.defense_params import DEFAULT_LAMBDA
 
@@ -199,14 +201,14 @@ def adaptive_size() -> Pick:
             raise PatchbenchError("the preset has no adaptive: section")
         if sec.size is not None:
             return int(sec.size)
-        entry = next((a for a in p.attacks if a.name == "lavan"), p.attacks[0] if p.attacks else None)
+        entry = settings_entry(p.attacks)
         return max(_need(entry.sizes if entry else [], "patch attack"))
     return Pick("the preset's adaptive attack size", value)
 
 
 def _evasion(preset, name: str, pick) -> str:
     entries = _need([e for e in preset.evasion if e.name == name and not e.trainings], f"{name} evasion column")
-    return pick(entries, key=lambda e: (e.steps or 0)).label()
+    return evasion_label(pick(entries, key=lambda e: (e.steps or 0)))
 
 
 def longest_evasion(name: str) -> Pick:

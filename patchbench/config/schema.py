@@ -193,7 +193,8 @@ class EvasionConfig:
 
     ``name`` is an attack of the registry; ``eps`` in [0, 1] pixel units; ``steps``/``step_size``
     for iterative attacks (None: the attack's default); ``params`` any other constructor argument
-    (sigma, ...); ``column`` the table's column label (default: derived, e.g. PGD10);
+    (sigma, ...); ``column`` the table's column label (default: the attack's, e.g. PGD10:
+    :func:`patchbench.attacks.evasion_label`);
     ``trainings``: evaluate only these models (empty: all).
     """
 
@@ -205,13 +206,6 @@ class EvasionConfig:
     column: str | None = None
     seed: int = 0
     trainings: list[str] = field(default_factory=list)
-
-    def label(self) -> str:
-        if self.column:
-            return self.column
-        base = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW", "stepll": "StepLL", "iter-stepll": "Iter-StepLL",
-                "pgd+a3": "PGD+A3", "stepll+a3": "StepLL+A3", "iter-stepll+a3": "Iter-StepLL+A3"}.get(self.name, self.name)
-        return f"{base}{self.steps}" if self.steps and self.name in ("pgd", "cw") else base
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ which sets the listing's order (``patchbench list defenses``). A plugin outside 
 its classes instead (``DEFENSES = [...]``; :mod:`patchbench.plugins` registers them the same way)."""
 
 # the listing, in order (each module registers its class when imported)
-from patchbench.defenses.base import DEFENSES, GRADIENTS, Defense, NoDefense, check_defense_class, register_defense  # noqa: F401
+from patchbench.defenses.base import (  # noqa: F401
+    DEFENSES, GRADIENTS, UNDEFENDED, Defense, NoDefense, check_defense_class, is_undefended, register_defense)
 from patchbench.defenses.lgs import LGS  # noqa: F401
 from patchbench.defenses.slgs import SLGS  # noqa: F401
 from patchbench.defenses.wlgs import WLGS  # noqa: F401
@@ -26,3 +27,10 @@ def build_defense(name: str, params: dict | None = None, model=None) -> Defense:
     defense = cls.from_params(params or {}, model=model)
     probe_at_build(defense)  # a registered class its registration could not probe (no defaults)
     return defense
+
+
+def certifies(name: str) -> bool:
+    """Whether the registered defense ``name`` certifies (``Defense.certifies``); a name not registered
+    now (a stored cell of a plugin not loaded) does not."""
+    cls = DEFENSES.get(name)
+    return cls is not None and cls.certifies

@@ -10,7 +10,14 @@ other maps worth keeping, and they leave ``apply`` to the base, which returns ``
 A map under ``"mask"`` (N×1×H×W, the pixels the defense acts on: DW's inpainted region, SLGS's
 smoothed one) is measured by the engine: each cell's ``masked_pct`` is its mean share, in %.
 A defense with a smoothing factor (``uses_lambda = True``) overrides ``apply``. A certifying
-defense (PatchCleanser) also puts under :data:`CERTIFIED` the label it certifies for each image.
+defense (PatchCleanser; ``certifies = True``) also puts under :data:`CERTIFIED` the label it certifies
+for each image.
+
+Generic code decides by the capabilities a class declares, never by its name: ``is_identity`` (the
+undefended baseline, :class:`NoDefense`: the engine reuses the undefended clean pass for it and
+measures no SSIM), ``certifies`` (its cells may carry a certificate), ``uses_lambda`` and ``gradient``.
+Stored cells name the undefended baseline :data:`UNDEFENDED` (the identity defense's registry name);
+code reading cells asks :func:`is_undefended`.
 
 Every defense also declares how an adaptive (white-box) attacker differentiates it
 (Athalye et al. 2018's taxonomy), so an adaptive attack works through any registered defense
@@ -56,6 +63,13 @@ OUT = "out"  # the key under which a λ-free defense's maps hold its output
 # the key under which a certifying defense's maps hold, per image, the label it certifies robust (int64,
 # -1: none); the engine stores per image whether it equals the true label (PatchCleanser)
 CERTIFIED = "certified"
+MASK = "mask"  # the key of the pixels a defense acts on (N×1×H×W); the engine reports their share (masked_pct)
+UNDEFENDED = "none"  # the identity defense's name: the ``defense`` of every undefended cell in stored results
+
+
+def is_undefended(defense: str) -> bool:
+    """Whether a stored cell's ``defense`` is the undefended baseline (:class:`NoDefense`)."""
+    return defense == UNDEFENDED
 
 
 def choices(options) -> str:
@@ -70,6 +84,8 @@ class Defense(ABC):
     gradient: ClassVar[str] = "bpda"
     grad_options: ClassVar[dict[str, tuple[str, ...]]] = {}
     saved_maps: ClassVar[tuple[str, ...]] = ()  # maps worth an image of their own (`defend --save-maps`)
+    is_identity: ClassVar[bool] = False  # changes nothing: the undefended baseline (NoDefense)
+    certifies: ClassVar[bool] = False  # its maps may hold CERTIFIED labels (certified accuracy, PatchCleanser)
 
     @abstractmethod
     def maps(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
@@ -154,9 +170,10 @@ class Defense(ABC):
 class NoDefense(Defense):
     """Identity: the undefended baseline row of every table."""
 
-    name: ClassVar[str] = "none"
+    name: ClassVar[str] = UNDEFENDED
     uses_lambda: ClassVar[bool] = False
     gradient: ClassVar[str] = "exact"
+    is_identity: ClassVar[bool] = True
 
     def maps(self, x, model=None):
         return {OUT: x}
@@ -184,7 +201,8 @@ def check_defense_class(cls) -> None:
     check("name" in vars(cls) and isinstance(cls.name, str) and cls.name != "",
           f"{where} must declare its own name (a non-empty string)")
     check(cls.gradient in GRADIENTS, f"{where}: gradient must be {choices(GRADIENTS)}, got {cls.gradient!r}")
-    check(isinstance(cls.uses_lambda, bool), f"{where}: uses_lambda must be a bool, got {cls.uses_lambda!r}")
+    for flag in ("uses_lambda", "is_identity", "certifies"):
+        check(isinstance(getattr(cls, flag), bool), f"{where}: {flag} must be a bool, got {getattr(cls, flag)!r}")
     check(not cls.uses_lambda or cls.apply is not Defense.apply,
           f"{where} uses λ, so it must override apply (the base's apply returns maps['{OUT}'])")
     check(isinstance(cls.saved_maps, tuple) and all(isinstance(s, str) for s in cls.saved_maps),

@@ -44,7 +44,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import OUT, Defense, register_defense
+from patchbench.defenses.base import MASK, OUT, Defense, register_defense
 from patchbench.defenses.morphology import dilate, erode
 from patchbench.defenses.saliency import saliency_map
 from patchbench.errors import check, is_int, is_number
@@ -219,4 +219,4 @@ class DigitalWatermarking(Defense):
         with torch.no_grad():
             omega = self.omega if self.omega == "auto" else float(self.omega)
             out = harmonic_inpaint(x.detach(), mask, self.inpaint_iter, omega, float(self.inpaint_tol)).clamp(0, 1)
-        return {OUT: out, "mask": mask}
+        return {OUT: out, MASK: mask}

@@ -130,6 +130,7 @@ class PatchCleanser(Defense):
     uses_lambda: ClassVar[bool] = False
     gradient: ClassVar[str] = "exact"  # x ⊙ chosen mask: the mask is piecewise constant in x
     saved_maps: ClassVar[tuple[str, ...]] = ()
+    certifies: ClassVar[bool] = True  # maps[CERTIFIED] when ``certify`` (the clean cells)
 
     patch_px: int = 32  # side of the square patch the masks must cover (the paper's 2 % of 224 px: 32)
     k: int = 6  # masks per axis (the paper's default: 6, i.e. 36 masks)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from patchbench.defenses.base import register_defense
+from patchbench.defenses.base import MASK, register_defense
 from patchbench.defenses.lgs import SaliencyLGS
 from patchbench.defenses.morphology import dilate, erode
 from patchbench.errors import is_int
@@ -56,4 +56,4 @@ class SLGS(SaliencyLGS):
     def differentiable_maps(self, x, model=None, keep_grad: str = "constant", **_):
         m = self._saliency(x, model)  # detached
         d = saliency_mask(m, self.erosions, self.dilations)
-        return {"g": self._g(x, keep_grad) * d, "mask": d, "saliency": m}
+        return {"g": self._g(x, keep_grad) * d, MASK: d, "saliency": m}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from patchbench.config import Preset
 from patchbench.defenses import DEFENSES, build_defense
-from patchbench.defenses.base import Defense, NoDefense
+from patchbench.defenses.base import Defense, NoDefense, is_undefended
 from patchbench.evaluation.engine import DefenseRun
 from patchbench.errors import PatchbenchError
 from patchbench.models import Classifier
@@ -34,7 +34,7 @@ def defense_runs(preset: Preset, model: Classifier, names: list[str] | None, lam
     """``none`` plus the named defenses (default: the preset's), each with its λ list."""
     runs = [DefenseRun(NoDefense(), [None])] if include_none else []
     for name in names if names is not None else [d.name for d in preset.defenses]:
-        if name == "none":
+        if is_undefended(name):  # the first run already
             continue
         defense, lams = resolve_defense(preset, name, model, overrides)
         runs.append(DefenseRun(defense, list(lambdas) if lambdas is not None else lams))

@@ -4,6 +4,11 @@ Per batch (docs/ARCHITECTURE.md): the clean images and each attacked version are
 defense its λ-independent maps are computed once; then each λ costs one cheap ``apply`` and one
 forward pass. Everything stays on the device; only predictions go back to the host.
 Cells already in the store are skipped (resume); a grid with nothing missing does no work.
+
+Its parts: :func:`plan` (conditions × defenses × λ -> :class:`Cell`, each with its run id), an
+:class:`EvalContext` (the model, the images, the store and the columns every cell carries), a
+:class:`CellAccumulator` per cell (updated with each batch's logits, it produces the cell's row and
+predictions) and :func:`evaluate`, which runs the missing cells of a grid.
 """
 
 from __future__ import annotations
@@ -16,16 +21,16 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from patchbench import __version__
+from patchbench.attacks import NO_ATTACK, evasion_label
 from patchbench.attacks.patch import Patch
 from patchbench.data import ImageSource, iterate
-from patchbench.defenses.base import CERTIFIED, Defense
+from patchbench.defenses.base import CERTIFIED, MASK, Defense
 from patchbench.devices import machine
+from patchbench.evaluation.accumulator import CellAccumulator
 from patchbench.evaluation.ssim import ssim_per_image
 from patchbench.store.columns import check_row, patch_meta_columns
-from patchbench.store.results import ResultStore, git_sha, now_utc, run_id, wilson_ci
+from patchbench.store.results import ResultStore, run_id
 from patchbench.util import progress_bar
 
 
@@ -46,11 +51,11 @@ class Condition:
         if self.attack is not None:
             c = self.attack_config
             params = {"eps": c.eps, "steps": c.steps, "step_size": c.step_size, "seed": c.seed, **c.params}
-            return {"attack": c.name, "attack_params": json.dumps(params, sort_keys=True), "attack_label": c.label(),
+            return {"attack": c.name, "attack_params": json.dumps(params, sort_keys=True), "attack_label": evasion_label(c),
                     "patch_px": None, "target": None, "placement": None, "patch_id": None,
                     "patch_area_pct": None, "condition": "attacked"}
         if self.patch is None:
-            return {"attack": "none", "attack_params": None, "patch_px": None, "target": None, "placement": None,
+            return {"attack": NO_ATTACK, "attack_params": None, "patch_px": None, "target": None, "placement": None,
                     "patch_id": None, "patch_area_pct": None, "condition": "clean"}
         p = self.patch
         return {"attack": p.meta.get("attack", "patch"), "attack_params": None, "patch_px": p.size,
@@ -96,40 +101,56 @@ def plan(context: dict[str, Any], conditions: list[Condition], defenses: list[De
     return cells
 
 
-def evaluate(
-    model: torch.nn.Module,
-    source: ImageSource,
-    indices: torch.Tensor,
-    image_size: int,
-    batch_size: int,
-    conditions: list[Condition],
-    defenses: list[DefenseRun],
-    store: ResultStore,
-    context: dict[str, Any],
-    device: torch.device,
-    num_workers: int = 0,
-    progress: bool = True,
-    extra: dict[str, Any] | None = None,
-    ssim_n: int = 0,
-    amp: str | None = None,
-) -> pd.DataFrame:
-    """Compute every missing cell of conditions × defenses × λ; return all the grid's rows.
+@dataclass
+class EvalContext:
+    """What one evaluation runs on: the model, its evaluation images (``indices`` of ``source``, at
+    ``image_size`` px, ``batch_size`` at a time on ``device``), the store its cells go to, and the
+    columns every cell carries (``columns``: dataset, split, model_id, ...; ``extra``: the preset's name,
+    a plugin's, ...; a declared key column among ``extra`` is part of each cell's run id).
 
     ``ssim_n`` > 0: for clean cells with a defense, also the mean SSIM between the input and the
     defended image over the first ``ssim_n`` evaluation images (ICAART Sec. 4.2). ``amp`` (bf16 |
     fp16): the classifier's prediction passes run under ``torch.autocast`` (logits cast back to fp32
     for the loss); the attacks and the defenses' own model passes stay fp32.
     """
-    extra = extra or {}
-    check_row({**context, **extra})  # an undeclared column fails before any work
-    # a declared key column among ``extra`` (e.g. a plugin's) is part of each cell's run id
-    context = {**context, **extra, "eval_n": len(indices)}
-    cells = plan(context, conditions, defenses)
+
+    model: torch.nn.Module
+    source: ImageSource
+    indices: torch.Tensor
+    image_size: int
+    batch_size: int
+    store: ResultStore
+    device: torch.device
+    columns: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    progress: bool = True
+    ssim_n: int = 0
+    amp: str | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.indices)
+
+    def key(self) -> dict[str, Any]:
+        """The key columns every cell of the grid shares."""
+        return {**self.columns, **self.extra, "eval_n": self.n}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's fp32 logits on ``x`` (under ``amp`` if set)."""
+        with predict_context(self.device, self.amp):
+            return self.model(x).float()
+
+
+def evaluate(ctx: EvalContext, conditions: list[Condition], defenses: list[DefenseRun]) -> pd.DataFrame:
+    """Compute every missing cell of conditions × defenses × λ; return all the grid's rows."""
+    check_row({**ctx.columns, **ctx.extra})  # an undeclared column fails before any work
+    cells = plan(ctx.key(), conditions, defenses)
+    store = ctx.store
     store.planned.extend(c.rid for c in cells)
     todo = [c for c in cells if not store.has(c.rid) and store.owns(c.rid)]
     if todo:
-        _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress,
-             extra, ssim_n, amp)
+        _run(ctx, todo)
     # a shard returns the grid's stored cells (its own and any other shard's finished ones)
     return pd.DataFrame([store.read_cell(c.rid) for c in cells if store.has(c.rid)])
 
@@ -148,119 +169,99 @@ def predict_context(device: torch.device, amp: str | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _run(model, source, indices, image_size, batch_size, todo, store, device, num_workers, progress, extra, ssim_n,
-         amp=None):
+@dataclass
+class Batch:
+    """One batch of evaluation images: ``x``, ``y``, their dataset ``indices``, where they start in the
+    evaluation order (``pos``), and the undefended model's logits on ``x`` (None: no cell needs them)."""
 
-    n = len(indices)
-    ssim_sum = {c.rid: 0.0 for c in todo}
-    ssim_count = {c.rid: 0 for c in todo}
-    preds = {c.rid: torch.empty(n, dtype=torch.int64) for c in todo}
-    loss_sum = {c.rid: 0.0 for c in todo}  # cross-entropy summed over the images (AdvML 2019 reports losses)
-    loss_sq = {c.rid: 0.0 for c in todo}  # and its squares, for the per-image standard deviation
-    # and the values themselves, in the predictions: claims on losses pair two cells image by image
-    losses = {c.rid: torch.empty(n, dtype=torch.float32) for c in todo}
-    seconds = {c.rid: 0.0 for c in todo}
-    # a certifying defense (maps[CERTIFIED]): per image, whether the certified label is the true one
-    certified: dict[str, torch.Tensor] = {}
-    masked = {c.rid: None for c in todo}  # Σ over images of the share of pixels maps["mask"] marks
-    labels_all = torch.empty(n, dtype=torch.int64)
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor
+    pos: int
+    clean_logits: torch.Tensor | None
+
+
+Groups = dict[int, tuple[Condition, dict[int, tuple[DefenseRun, list[Cell]]]]]
+
+
+def _group(todo: list[Cell]) -> Groups:
+    """condition -> defense run -> cells, so the maps are computed once per batch and defense."""
+    groups: Groups = {}
+    for c in todo:
+        _, by_def = groups.setdefault(id(c.condition), (c.condition, {}))
+        by_def.setdefault(id(c.defense_run), (c.defense_run, []))[1].append(c)
+    return groups
+
+
+def _run(ctx: EvalContext, todo: list[Cell]) -> None:
+    """Compute the cells ``todo`` in one pass over the images and store each cell's row."""
+    n = ctx.n
+    accs = {c.rid: CellAccumulator(c, n) for c in todo}
+    labels = torch.empty(n, dtype=torch.int64)
     # the undefended model on the clean images: the base of each attacked cell's defense success rate,
     # computed once per batch and reused as the clean, undefended cell's own forward pass
     clean_correct = torch.zeros(n, dtype=torch.bool)
     any_attacked = any(c.condition.name == "attacked" for c in todo)
-    # group: condition -> defense run -> cells (so maps are computed once per batch and defense)
-    groups: dict[int, tuple[Condition, dict[int, tuple[DefenseRun, list[Cell]]]]] = {}
-    for c in todo:
-        _, by_def = groups.setdefault(id(c.condition), (c.condition, {}))
-        by_def.setdefault(id(c.defense_run), (c.defense_run, []))[1].append(c)
-
-    model.eval()
+    groups = _group(todo)
+    ctx.model.eval()
     pos = 0
-    bar = progress_bar(None, progress, total=n, desc=f"evaluate {len(todo)} cells", unit="img")
-    for batch_idx, x, y in iterate(source, indices, image_size, batch_size, device, num_workers):
+    bar = progress_bar(None, ctx.progress, total=n, desc=f"evaluate {len(todo)} cells", unit="img")
+    for batch_idx, x, y in iterate(ctx.source, ctx.indices, ctx.image_size, ctx.batch_size, ctx.device, ctx.num_workers):
         b = len(y)
-        labels_all[pos:pos + b] = y.cpu()
+        labels[pos:pos + b] = y.cpu()
         clean_logits = None
         if any_attacked:
-            with torch.no_grad(), predict_context(device, amp):
-                clean_logits = model(x).float()
+            with torch.no_grad():
+                clean_logits = ctx.predict(x)
             clean_correct[pos:pos + b] = (clean_logits.argmax(1) == y).cpu()
+        batch = Batch(x, y, batch_idx, pos, clean_logits)
         for cond, by_def in groups.values():
-            t0 = time.perf_counter()
-            xc = cond.build(x, y, batch_idx)
-            _sync(device)
-            t_cond = (time.perf_counter() - t0) / sum(len(cs) for _, cs in by_def.values())
-            for dr, cs in by_def.values():
-                t0 = time.perf_counter()
-                maps = dr.defense.maps(xc, model)
-                _sync(device)
-                t_maps = (time.perf_counter() - t0) / len(cs)
-                share = float(maps["mask"].flatten(1).float().mean(1).sum()) if "mask" in maps else None
-                for cell in cs:
-                    t0 = time.perf_counter()
-                    with torch.no_grad():
-                        xd = dr.defense.apply(xc, maps, cell.lam)
-                        undefended_clean = clean_logits is not None and cond.name == "clean" and dr.defense.name == "none"
-                        if undefended_clean:
-                            logits = clean_logits
-                        else:
-                            with predict_context(device, amp):
-                                logits = model(xd).float()
-                        p = logits.argmax(1)
-                        per_image = F.cross_entropy(logits.float(), y, reduction="none").double()
-                        loss_sum[cell.rid] += float(per_image.sum())
-                        loss_sq[cell.rid] += float(per_image.square().sum())
-                    preds[cell.rid][pos:pos + b] = p.cpu()
-                    losses[cell.rid][pos:pos + b] = per_image.float().cpu()
-                    if CERTIFIED in maps:
-                        certified.setdefault(cell.rid, torch.zeros(n, dtype=torch.bool))[pos:pos + b] = (
-                            maps[CERTIFIED].cpu() == y.cpu())
-                    seconds[cell.rid] += time.perf_counter() - t0 + t_maps + t_cond
-                    if share is not None:
-                        masked[cell.rid] = (masked[cell.rid] or 0.0) + share
-                    k = min(b, ssim_n - pos)
-                    if k > 0 and cond.patch is None and dr.defense.name != "none":
-                        ssim_sum[cell.rid] += float(ssim_per_image(xc[:k], xd[:k]).sum())
-                        ssim_count[cell.rid] += k
+            _condition_batch(ctx, batch, cond, list(by_def.values()), accs)
         pos += b
         bar.update(b)
     bar.close()
+    _store_rows(ctx, list(accs.values()), labels, clean_correct)
 
-    idx = indices.cpu()
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+def _condition_batch(ctx: EvalContext, batch: Batch, cond: Condition, runs: list[tuple[DefenseRun, list[Cell]]],
+                     accs: dict[str, CellAccumulator]) -> None:
+    """One condition on one batch: its images built once, then each defense's maps once."""
+    t0 = time.perf_counter()
+    xc = cond.build(batch.x, batch.y, batch.indices)
+    _sync(ctx.device)
+    t_cond = (time.perf_counter() - t0) / sum(len(cs) for _, cs in runs)
+    for dr, cs in runs:
+        t0 = time.perf_counter()
+        maps = dr.defense.maps(xc, ctx.model)
+        _sync(ctx.device)
+        overhead = (time.perf_counter() - t0) / len(cs) + t_cond
+        for cell in cs:
+            _cell_batch(ctx, batch, xc, maps, cell, accs[cell.rid], overhead)
+
+
+def _cell_batch(ctx: EvalContext, batch: Batch, xc: torch.Tensor, maps: dict[str, torch.Tensor], cell: Cell,
+                acc: CellAccumulator, overhead: float) -> None:
+    """One cell on one batch: the defense at the cell's λ, one prediction pass (none for the identity
+    defense on clean images: the undefended pass is reused), the accumulator updated."""
+    defense, y = cell.defense_run.defense, batch.y
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        xd = defense.apply(xc, maps, cell.lam)
+        reuse = batch.clean_logits is not None and cell.condition.name == "clean" and defense.is_identity
+        logits = batch.clean_logits if reuse else ctx.predict(xd)
+    share = float(maps[MASK].flatten(1).float().mean(1).sum()) if MASK in maps else None
+    certified = maps[CERTIFIED].cpu() == y.cpu() if CERTIFIED in maps else None
+    acc.update(batch.pos, y, logits, certified, share)
+    acc.seconds += time.perf_counter() - t0 + overhead
+    k = min(len(y), ctx.ssim_n - batch.pos)
+    if k > 0 and cell.condition.patch is None and not defense.is_identity:
+        acc.add_ssim(float(ssim_per_image(xc[:k], xd[:k]).sum()), k)
+
+
+def _store_rows(ctx: EvalContext, accs: list[CellAccumulator], labels: torch.Tensor, clean_correct: torch.Tensor) -> None:
+    idx = ctx.indices.cpu()
+    dev = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
     host = machine()
-    for cell in todo:
-        p = preds[cell.rid]
-        correct = int((p == labels_all).sum())
-        row = {**cell.key, **cell.condition.fields(), **extra, "lam": cell.lam}
-        mean_loss = loss_sum[cell.rid] / n
-        row.update(n=n, correct=correct, accuracy=correct / n, loss=mean_loss,
-                   loss_std=max(loss_sq[cell.rid] / n - mean_loss ** 2, 0.0) ** 0.5)
-        row["ci_low"], row["ci_high"] = wilson_ci(correct, n)
-        target = cell.key.get("target")
-        attacked_images = clean_correct
-        if target is not None:
-            # targeted success is measured on images whose true class is not the target
-            nontarget = labels_all != int(target)
-            row["n_nontarget"] = int(nontarget.sum())
-            row["target_hits"] = int(((p == int(target)) & nontarget).sum())
-            row["attack_success_rate"] = row["target_hits"] / max(row["n_nontarget"], 1)
-            attacked_images = clean_correct & nontarget  # on an image of the target class "correct" = "target"
-        if cell.condition.name == "attacked":
-            # defense success rate (BMVC 2023 α/β): of the images the undefended model gets right when
-            # clean (a targeted attack: those whose class is not the target), the share still classified
-            # correctly under the attack (and the defense, if any)
-            row["n_clean_correct"] = int(attacked_images.sum())
-            row["kept_correct"] = int(((p == labels_all) & attacked_images).sum())
-            row["defense_success_rate"] = row["kept_correct"] / max(row["n_clean_correct"], 1)
-        row.update(ssim=ssim_sum[cell.rid] / ssim_count[cell.rid] if ssim_count[cell.rid] else None,
-                   ssim_n=ssim_count[cell.rid] or None, seconds=round(seconds[cell.rid], 4),
-                   masked_pct=None if masked[cell.rid] is None else 100 * masked[cell.rid] / n, device=dev, run_id=cell.rid,
-                   git_sha=git_sha(), version=__version__, created=now_utc(), **host)
-        pred_df = pd.DataFrame({"index": idx.numpy(), "label": labels_all.numpy(), "pred": p.numpy(),
-                                "loss": losses[cell.rid].numpy()})
-        if cell.rid in certified:  # certified accuracy: certified for the true label (PatchCleanser)
-            pred_df["certified"] = certified[cell.rid].numpy()
-            row["n_certified"] = int(certified[cell.rid].sum())
-            row["certified_accuracy"] = row["n_certified"] / n
-        store.write(row, pred_df)
+    for acc in accs:
+        row, pred_df = acc.row(labels, clean_correct, idx, ctx.extra, dev, host)
+        ctx.store.write(row, pred_df)

@@ -15,12 +15,13 @@ from patchbench.cache.models import LoadedModel, ensure_model, with_training
 from patchbench.config import Preset
 from patchbench.data import eval_indices, load_split
 from patchbench.defenses.base import NoDefense
-from patchbench.evaluation.engine import Condition, DefenseRun, evaluate
+from patchbench.evaluation.engine import Condition, DefenseRun, EvalContext, evaluate
 from patchbench.models import Classifier
 from patchbench.store.results import ResultStore
 
 
-def eval_context(preset: Preset, loaded: LoadedModel) -> dict:
+def eval_columns(preset: Preset, loaded: LoadedModel) -> dict:
+    """The columns every cell of the preset's grids on ``loaded`` carries."""
     d = preset.data
     return {"dataset": d.dataset, "split": d.eval_split, "eval_seed": d.eval_seed, "image_size": d.image_size,
             "model": preset.model.arch, "model_id": loaded.model_id, "amp": preset.model.amp}
@@ -32,9 +33,9 @@ def evaluate_conditions(preset: Preset, loaded: LoadedModel, conditions: list[Co
     d = preset.data
     source = load_split(d.dataset, d.root, d.eval_split, d.image_size, verify=d.verify)
     idx = eval_indices(len(source), d.eval_n, d.eval_seed)
-    return evaluate(loaded.model, source, idx, d.image_size, d.batch_size, conditions, runs, store,
-                    eval_context(preset, loaded), device, d.num_workers, progress,
-                    extra={"preset": preset.name, **extra}, ssim_n=d.ssim_n, amp=preset.model.amp)
+    ctx = EvalContext(loaded.model, source, idx, d.image_size, d.batch_size, store, device, eval_columns(preset, loaded),
+                      {"preset": preset.name, **extra}, d.num_workers, progress, d.ssim_n, preset.model.amp)
+    return evaluate(ctx, conditions, runs)
 
 
 def run_grid(preset: Preset, loaded: LoadedModel, patches: list[Patch], runs: list[DefenseRun],
@@ -70,12 +71,13 @@ def build_evasion(cfg, model: Classifier, image_size: int):
 
 
 def evasion_conditions(evasion, model: Classifier, training: str, image_size: int) -> list[Condition]:
-    """One Condition per evasion config; fixed-step PGD/CW configs that differ only in their
-    number of steps share one trajectory (:class:`SharedTrajectory`)."""
+    """One Condition per evasion config; configs of an attack that shares its trajectory across steps
+    (PGD, CW) with a fixed step size that differ only in their number of steps share one run
+    (:class:`SharedTrajectory`)."""
     configs = [e for e in evasion if not e.trainings or training in e.trainings]
     groups: dict[str, list] = {}
     for e in configs:
-        if e.name in ("pgd", "cw") and e.steps and e.step_size is not None:
+        if attack_class(e.name, patch=False).shares_trajectory_across_steps and e.steps and e.step_size is not None:
             key = json.dumps([e.name, e.eps, e.step_size, e.seed, e.params], sort_keys=True, default=str)
             groups.setdefault(key, []).append(e)
     shared = {}

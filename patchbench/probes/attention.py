@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from patchbench.attacks import ATTACKS
+from patchbench.attacks import PGD
 from patchbench.cache.models import ensure_model, with_training
 from patchbench.data import eval_indices, load_split
 from patchbench.devices import resolve_device
@@ -80,7 +80,7 @@ def training_terms(meta: dict) -> dict:
 def attention_report(preset, results: Path, device, n: int = 500) -> pd.DataFrame:
     """One row per cached model of ``preset`` (objective × training seed); models not trained yet are skipped."""
     check(is_int(n) and n >= 1, f"n must be a positive number of images, got {n!r}")
-    pgd = next((e for e in preset.evasion if e.name == "pgd"), None)
+    pgd = next((e for e in preset.evasion if e.name == PGD.name), None)
     check(pgd is not None, f"preset {preset.name} has no pgd evasion column to attack the maps with")
     d = preset.data
     source = load_split(d.dataset, d.root, d.eval_split, d.image_size)
@@ -95,7 +95,7 @@ def attention_report(preset, results: Path, device, n: int = 500) -> pd.DataFram
                 loaded = ensure_model(p, store, device, progress=False)
             except NotCached:  # plan-only store: a model not trained yet has nothing to measure
                 continue
-            attack = ATTACKS["pgd"].from_config(loaded.model, pgd, d.image_size)
+            attack = PGD.from_config(loaded.model, pgd, d.image_size)
             x_adv = torch.cat([attack(x[i:i + d.batch_size], y[i:i + d.batch_size]) for i in range(0, len(x), d.batch_size)])
             with torch.no_grad():
                 acc_adv = float((loaded.model(x_adv).argmax(1) == y).float().mean())

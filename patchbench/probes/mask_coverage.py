@@ -30,6 +30,7 @@ from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import ensure_patches
 from patchbench.config import parse_params
 from patchbench.defenses import DEFENSES
+from patchbench.defenses.base import MASK
 from patchbench.devices import resolve_device
 from patchbench.errors import check
 from patchbench.evaluation.defense_params import defense_params
@@ -75,7 +76,7 @@ def mask_coverage(defense_name: str, base: dict, grid: dict[str, list], model, p
         for patch in patches:
             for where in placements_for(patch, x.shape[-1]):
                 xp = patch.apply(x, where)
-                mask = defense.maps(xp, model)["mask"]
+                mask = defense.maps(xp, model)[MASK]
                 check(mask is not None, f"defense {defense_name} has no mask")
                 parts.append(coverage(mask.bool(), patch_region(patch, x, where)))
         row = {k: v for k, v in zip(keys, values)}

@@ -40,6 +40,7 @@ import pandas as pd
 
 from patchbench.attacks import ATTACKS
 from patchbench.audit.indicators import INDICATORS
+from patchbench.defenses import certifies
 from patchbench.errors import PatchbenchError, check
 from patchbench.store.results import ResultStore, one_precision
 from patchbench.util import stable_hash
@@ -206,7 +207,7 @@ def frame(board: list[dict]) -> pd.DataFrame:
             ("" if s["through"] is None else f" via {s['through']}") + ("" if s["step"] is None else f" step {s['step']}") + \
             ("" if s["seed"] is None else f" seed {s['seed']}")
         defense = e["defense"] + ("" if e["lam"] is None else f" λ={e['lam']:g}")
-        if e["defense"] == "patchcleanser" and e["certified_patch_px"] is not None:
+        if certifies(e["defense"]) and e["certified_patch_px"] is not None:
             defense += f" ({e['certified_patch_px']} px)"
         machines = sorted({p["cpu"] for p in e["provenance"] if p["cpu"]})
         rows.append({"dataset": f"{e['dataset']} {e['image_size']}px", "model": e["model"] + ("" if not e["training"] else f" ({e['training']})"),

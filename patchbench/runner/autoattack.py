@@ -37,12 +37,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from patchbench.attacks import LinfAttack, attack_class
+from patchbench.attacks import LinfAttack, attack_class, evasion_label
 from patchbench.audit.comparisons import autoattack_gap
 from patchbench.audit.indicators import AUDIT_AUTOATTACK_GAP, INDICATORS
 from patchbench.cache.models import ensure_model, model_path, needs_training, with_training
 from patchbench.config import Preset
 from patchbench.data import iterate, load_split
+from patchbench.defenses.base import UNDEFENDED
 from patchbench.devices import resolve_device
 from patchbench.errors import PatchbenchError, check, check_writable_dir, is_int, is_number
 from patchbench.papers import get_paper
@@ -141,7 +142,7 @@ def stored_cells(preset: Preset, results: Path) -> pd.DataFrame:
     check(bool(rows), f"preset {preset.name} has no L∞ evasion attacks (evasion: FGSM, PGD, CW, ...) to cross-check")
     c = one_precision(ResultStore(results, read_only=True).load_cells())
     if len(c):
-        c = c[(c["preset"] == preset.name) & (c["condition"] == "attacked") & (c["defense"] == "none")
+        c = c[(c["preset"] == preset.name) & (c["condition"] == "attacked") & (c["defense"] == UNDEFENDED)
               & (c["dataset"] == d.dataset) & (c["split"] == d.eval_split) & (c["image_size"] == d.image_size)
               & (c["eval_n"] == d.eval_n) & (c["eval_seed"] == d.eval_seed)].copy()
         c["eps"] = [json.loads(p).get("eps") if isinstance(p, str) else None for p in c["attack_params"]]
@@ -149,7 +150,7 @@ def stored_cells(preset: Preset, results: Path) -> pd.DataFrame:
     if c.empty:
         raise PatchbenchError(f"no stored L∞ evasion cells of preset {preset.name} in {results}; run "
                               f"`patchbench reproduce {preset.paper}` (or `patchbench sweep --preset {preset.name}`) first")
-    order = {e.label(): i for i, e in reversed(list(enumerate(preset.evasion)))}
+    order = {evasion_label(e): i for i, e in reversed(list(enumerate(preset.evasion)))}
     c = c.assign(eps=c["eps"].astype(float), _order=c["attack_label"].map(order))
     return c.sort_values(["eps", "_order", "created"]).drop(columns="_order")
 

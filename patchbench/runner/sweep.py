@@ -12,6 +12,7 @@ from patchbench.cache.models import ensure_model, model_path, needs_training
 from patchbench.cache.patches import load_patches, preset_patches
 from patchbench.config import PatchFile, Preset, parse_lambdas
 from patchbench.data import load_split
+from patchbench.defenses.base import UNDEFENDED, is_undefended
 from patchbench.devices import resolve_device
 from patchbench.errors import check_limit
 from patchbench.evaluation.defense_params import defense_params, defense_runs
@@ -35,7 +36,7 @@ def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None
     """Every input of a sweep checked before any work: (defense names, λ list, patches)."""
     names = [n.strip() for n in defenses.split(",") if n.strip()] if defenses is not None else None
     for n in names or []:
-        if n != "none":
+        if not is_undefended(n):
             defense_params(preset, n)
     lams = parse_lambdas(lambdas) if lambdas is not None else None
     given = load_patches([f.strip() for item in patch_files or [] for f in item.split(",") if f.strip()], preset)
@@ -44,7 +45,7 @@ def check_sweep_inputs(preset: Preset, defenses: str | None, lambdas: str | None
     conditions = 1 + (len(given) if given else len(own) + sum(len(a.sizes) * max(1, len(a.seeds)) for a in preset.attacks))
     lam_counts = [len(lams) if lams is not None else len(d.lambdas) for d in preset.defenses
                   if names is None or d.name in names] + [len(lams or [1]) for n in names or [] if n not in
-                                                           {d.name for d in preset.defenses} | {"none"}]
+                                                           {d.name for d in preset.defenses} | {UNDEFENDED}]
     check_limit("cells", conditions * (1 + sum(lam_counts)), "the sweep grid")
     check_data(preset)
     return names, lams, given
@@ -94,12 +95,12 @@ def evaluate_one(preset: Preset, results: Path, patch_file: PatchFile | None, de
     """``patchbench evaluate``: one cell (the patch — a PNG or tensor file at its own placement or the
     one ``patch_file`` asks for — or clean images, × defense at λ), stored."""
     patches = load_patches([patch_file], preset) if patch_file is not None else []
-    if defense != "none":
+    if not is_undefended(defense):
         defense_params(preset, defense, overrides)
     check_data(preset)
     store, device = ResultStore(results), resolve_device(preset.device)
     loaded = ensure_model(preset, store, device, progress=progress)
-    runs = defense_runs(preset, loaded.model, [defense], [lam], overrides, include_none=defense == "none")
+    runs = defense_runs(preset, loaded.model, [defense], [lam], overrides, include_none=is_undefended(defense))
     return run_grid(preset, loaded, patches, runs, store, device, include_clean=patch_file is None, progress=progress)
 
 

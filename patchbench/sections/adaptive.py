@@ -47,14 +47,14 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN, settings_entry
 from patchbench.attacks.patch import Placement
 from patchbench.cache.models import LoadedModel, ensure_model
 from patchbench.cache.patch_cache import PatchCache, PatchKey
 from patchbench.cache.patches import check_target, patch_batches, patch_candidates, selection_indices
 from patchbench.config import AttackConfig, Preset, key_fields
 from patchbench.data import get_dataset_info, iterate, load_split
-from patchbench.defenses import DEFENSES, NoDefense
+from patchbench.defenses import DEFENSES, NoDefense, is_undefended
 from patchbench.errors import PatchbenchError, check, is_int, is_number
 from patchbench.evaluation.defense_params import resolve_defense
 from patchbench.evaluation.engine import Condition, DefenseRun
@@ -97,11 +97,11 @@ class AdaptiveCondition(Condition):
 def _pick_attack(preset: Preset) -> AttackConfig:
     if not preset.attacks:
         raise PatchbenchError(f"preset {preset.name} has no attack entry to take LaVAN's settings from")
-    return next((a for a in preset.attacks if a.name == "lavan"), preset.attacks[0])
+    return settings_entry(preset.attacks)
 
 
 def _defense_and_lam(preset: Preset, name: str, model, lam, defense_params: dict | None):
-    if name == "none":
+    if is_undefended(name):
         return NoDefense(), None
     defense, lambdas = resolve_defense(preset, name, model, (defense_params or {}).get(name))
     if isinstance(lam, dict):
@@ -180,7 +180,7 @@ def run_adaptive(preset: Preset, loaded: LoadedModel, store: ResultStore, device
                               f"({last['train_seconds']:.0f} s) -> {folder}")
                 del atk
             runs = [DefenseRun(defense, [lam_d])]
-            if include_undefended and name != "none":
+            if include_undefended and not defense.is_identity:
                 runs.insert(0, DefenseRun(NoDefense(), [None]))
             frames.append(evaluate_conditions(
                 _no_ssim(preset), loaded, [AdaptiveCondition(p) for p in (snapshots[-1:] if last_only else snapshots)],
@@ -199,7 +199,7 @@ def _no_ssim(preset: Preset) -> Preset:
 def curves(rows: pd.DataFrame) -> pd.DataFrame:
     """The success curve: success rate per step (rows) and adaptive defense (columns), the cells
     evaluated through the defense they were trained through."""
-    r = rows[(rows["attack"] == "lavan-adaptive") & (rows["defense"] == rows["attack_through"])]
+    r = rows[(rows["attack"] == AdaptiveLaVAN.name) & (rows["defense"] == rows["attack_through"])]
     return r.pivot_table(index="attack_step", columns=["attack_through", "patch_px"],
                          values="attack_success_rate", aggfunc="first")
 

@@ -46,11 +46,13 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 import torch
 
+from patchbench.attacks.adaptive_lavan import AdaptiveLaVAN
 from patchbench.cache.models import ensure_finetuned, ensure_model
 from patchbench.cache.patches import ensure_patches
 from patchbench.config import Preset, TrainConfig
 from patchbench.config.parsing import build_dataclass
-from patchbench.defenses.base import NoDefense
+from patchbench.defenses import certifies
+from patchbench.defenses.base import UNDEFENDED, NoDefense
 from patchbench.defenses.patchcleanser import PatchCleanser
 from patchbench.errors import check, is_int
 from patchbench.evaluation.engine import Condition, DefenseRun
@@ -152,9 +154,9 @@ def _certified_section(preset: Preset, store: ResultStore, device: torch.device,
         ad = preset.extra.get("adaptive")
         size = ad.size if ad is not None and ad.size in sizes else max(sizes)
         steps = cfg.adaptive_steps or (ad.steps if ad is not None else None)
-        frames.append(run_adaptive(preset, loaded, store, device, ["patchcleanser"], sizes=[size], steps=steps,
+        frames.append(run_adaptive(preset, loaded, store, device, [PatchCleanser.name], sizes=[size], steps=steps,
                                    record_every=steps, progress=progress, include_undefended=False,
-                                   defense_params={"patchcleanser": dict(patch_px=size, k=cfg.k, fill=cfg.fill,
+                                   defense_params={PatchCleanser.name: dict(patch_px=size, k=cfg.k, fill=cfg.fill,
                                                                          certify=False)}, columns=columns))
     rows = pd.concat(frames, ignore_index=True)
     console.print(f"[bold]{preset.name}[/]: {len(rows)} certified-baseline cells")
@@ -208,7 +210,7 @@ def build_certified(table, cells: pd.DataFrame, ctx):
     seed = df["attack_seed"].dropna().min() if "attack_seed" in df and df["attack_seed"].notna().any() else None
     plain = df[df["attack"].isin(list(ATTACK_LABELS)) & ((df["attack_seed"] == seed) if seed is not None else True)]
     attack_cols = sorted({(a, int(s)) for a, s in zip(plain["attack"], plain["patch_px"])}, key=lambda t: (t[1], t[0]))
-    adaptive = df[(df["attack"] == "lavan-adaptive") & (df["defense"] == df["attack_through"])]
+    adaptive = df[(df["attack"] == AdaptiveLaVAN.name) & (df["defense"] == df["attack_through"])]
     adaptive = adaptive[adaptive["attack_step"] == adaptive.groupby("attack_through")["attack_step"].transform("max")]
 
     def pct(rows: pd.DataFrame) -> str:
@@ -231,17 +233,17 @@ def build_certified(table, cells: pd.DataFrame, ctx):
             r["flipped"] = "" if flipped is None else str(flipped)
         return r
 
-    rows = [row("No defense", base[base["defense"] == "none"])]
-    for name in [d for d in dict.fromkeys(base["defense"]) if d not in ("none", "patchcleanser")]:
+    rows = [row("No defense", base[base["defense"] == UNDEFENDED])]
+    for name in [d for d in dict.fromkeys(base["defense"]) if d != UNDEFENDED and not certifies(d)]:
         sel = base[base["defense"] == name]
         if lam is not None and sel["lam"].notna().any():
             sel = sel[(sel["lam"] - lam).abs() < 1e-6]
         rows.append(row(name.upper() + ("" if lam is None or sel["lam"].isna().all() else f" λ={lam:g}"), sel))
     training = None if tuned.empty else str(tuned["training"].iloc[-1])
     if training is not None:
-        tuned_row = row(f"No defense, {training}-tuned", tuned[tuned["defense"] == "none"])
+        tuned_row = row(f"No defense, {training}-tuned", tuned[tuned["defense"] == UNDEFENDED])
         rows.append(tuned_row)
-    pcs = (base if tuned.empty else tuned)[lambda d: d["defense"] == "patchcleanser"]
+    pcs = (base if tuned.empty else tuned)[lambda d: d["defense"].map(certifies).astype(bool)]
     keys = pcs["defense_params"].map(_pc_key)
     for s, k, fill in sorted(set(keys.dropna())):
         sel = pcs[keys == (s, k, fill)]

@@ -39,12 +39,13 @@ import torch
 
 from patchbench.sections.adaptive import run_adaptive
 from patchbench.attacks import ATTACKS, PatchAttack
+from patchbench.attacks.adaptive_lavan import settings_entry
 from patchbench.audit.comparisons import half_image_side
 from patchbench.cache.models import ensure_model
 from patchbench.cache.patches import check_target, train_patch
 from patchbench.config import AttackConfig, Preset
 from patchbench.evaluation.defense_params import resolve_defense
-from patchbench.defenses import DEFENSES, NoDefense
+from patchbench.defenses import DEFENSES, NoDefense, is_undefended
 from patchbench.evaluation.engine import Condition, DefenseRun
 from patchbench.errors import check, is_int, is_number
 from patchbench.evaluation.grid import evaluate_conditions
@@ -95,12 +96,12 @@ def attack_names(preset: Preset, cfg: OptimalityConfig) -> list[str]:
 def defense_names(preset: Preset, cfg: OptimalityConfig) -> list[str]:
     ad = preset.extra.get("adaptive")
     names = cfg.defenses or (list(ad.defenses) if ad is not None else [])
-    return [n for n in dict.fromkeys(names) if n != "none"]
+    return [n for n in dict.fromkeys(names) if not is_undefended(n)]
 
 
 def lavan_entry(preset: Preset) -> AttackConfig:
     """The entry LaVAN-like attacks take their settings from: the first ``lavan`` entry, else the first."""
-    return next((a for a in preset.attacks if a.name == "lavan"), preset.attacks[0])
+    return settings_entry(preset.attacks)
 
 
 def transfer_entry(preset: Preset, cfg: OptimalityConfig, name: str) -> AttackConfig:

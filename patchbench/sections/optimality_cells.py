@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from patchbench.attacks.base import NO_ATTACK
 from patchbench.audit.comparisons import random_beats_gradient, unconstrained_failure_by_area
 from patchbench.audit.indicators import AUDIT_RANDOM_BEATS_GRADIENT, AUDIT_UNCONSTRAINED_FAILURE
 from patchbench.errors import PatchbenchError
@@ -107,7 +108,7 @@ def evaluate_targets(root, manifest: pd.DataFrame) -> list[Target]:
         areas = [s * s / size ** 2 for s in curve]
         half = g.loc[g["role"] == "unbounded", "patch_px"]
         distances, unconstrained, missing = {}, {}, []
-        for attack in [a for a in dict.fromkeys(g["attack"]) if a != "none"]:
+        for attack in [a for a in dict.fromkeys(g["attack"]) if a != NO_ATTACK]:
             mine = g[g["attack"] == attack].set_index("patch_px")["run_id"]
             if any(float(s) not in mine.index for s in curve):
                 missing.append(LABELS.get(attack, attack))

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from patchbench.audit.indicators import INDICATORS
+from patchbench.defenses.base import is_undefended
 from patchbench.errors import PatchbenchError
 from patchbench.sections.optimality_cells import LABELS, SECTION, evaluate_targets, read_manifest
 from patchbench.sections.optimality_metric import global_optimality, ranks
@@ -44,7 +45,7 @@ def build_optimality(table, cells: pd.DataFrame, ctx):
         key = f"{t.model} · {t.defense}{'' if t.lam is None else f' λ={t.lam:g}'}"
         per_target[key] = t.scores.optimality
         rank = ranks(t.scores.optimality)
-        row = {"Model": t.model, "Defense": t.defense.upper() if t.defense != "none" else "none",
+        row = {"Model": t.model, "Defense": t.defense if is_undefended(t.defense) else t.defense.upper(),
                "λ": "" if t.lam is None else f"{t.lam:g}", "clean": f"{100 * t.scores.clean_accuracy:.1f}",
                f"best ≤{largest}px": f"{100 * t.best_at_largest:.1f}"}
         for a in attacks:
