@@ -39,10 +39,10 @@ def case():
 
 
 def evasion_entry(name: str, **changes) -> EvasionConfig:
-    """A small valid entry: 2 steps (the DE iterations of an L0 attack) where it takes any, a
-    4-individual population where it has one."""
+    """A small valid entry: 2 steps (the DE iterations, the local search's rounds of an L0 attack) where
+    it takes any, a 4-individual population where it has one."""
     accepted = ATTACKS[name].accepted_params()
-    steps = 2 if accepted & {"steps", "iterations"} else None
+    steps = 2 if accepted & {"steps", "iterations", "rounds"} else None
     params = {"population": 4, "pixels": 2} if "population" in accepted else {}
     return replace(EvasionConfig(name, EPS, steps=steps, params=params), **changes)
 

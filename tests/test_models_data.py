@@ -78,3 +78,45 @@ def test_imagenet_image_folder_stand_in(tmp_path):
 
     batches = list(iterate(src, torch.arange(6), 64, 4, torch.device("cpu")))
     assert [b[1].shape for b in batches] == [(4, 3, 64, 64), (2, 3, 64, 64)]
+
+
+@pytest.mark.parametrize("dtype, kind", [(">u1", 8), (">i1", 9), (">i2", 11), (">i4", 12), (">f4", 13), (">f8", 14)])
+def test_idx_files_read_as_torchvisions_reader_reads_them(tmp_path, dtype, kind):
+    """Our IDX reader against torchvision's (the reference it replaces) on every value type and rank,
+    a truncated file refused by both."""
+    import numpy as np
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    from patchbench.data.readers import read_idx_file
+
+    rng = np.random.default_rng(kind)
+    for shape in ((7,), (3, 5), (4, 3, 2)):
+        values = (rng.random(shape) * 200 - (0 if dtype == ">u1" else 100)).astype(dtype)
+        path = tmp_path / f"{kind}-{len(shape)}.idx"
+        header = (kind * 256 + len(shape)).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
+        path.write_bytes(header + values.tobytes())
+        ours, theirs = read_idx_file(path), read_sn3_pascalvincent_tensor(str(path), strict=False)
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+        path.write_bytes(header + values.tobytes()[:-1])
+        with pytest.raises(Exception):
+            read_sn3_pascalvincent_tensor(str(path), strict=False)
+        with pytest.raises(Exception):
+            read_idx_file(path)
+
+
+@needs_fmnist
+def test_the_debian_fashion_mnist_files_read_as_torchvision_reads_them(tmp_path):
+    import gzip
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    from conftest import FMNIST_DIR
+    from patchbench.data.readers import read_idx_file
+
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        plain = FMNIST_DIR / name
+        if not plain.exists():
+            plain = tmp_path / name
+            plain.write_bytes(gzip.open(FMNIST_DIR / f"{name}.gz").read())
+        ours, theirs = read_idx_file(plain), read_sn3_pascalvincent_tensor(str(plain), strict=False)
+        assert ours.dtype == theirs.dtype == torch.uint8 and torch.equal(ours, theirs)

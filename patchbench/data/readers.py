@@ -45,10 +45,30 @@ def _find_idx_dir(candidates: list[Path], split: str) -> Path | None:
     return None
 
 
-def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
-    """Read an IDX file with torchvision's reader, gunzipping Debian's ``.gz`` into the cache."""
-    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor  # reason: torchvision is slow to import
+# IDX value types (the magic number's third byte) -> big-endian numpy dtypes: torchvision's
+# SN3_PASCALVINCENT_TYPEMAP (torchvision/datasets/mnist.py), {8: uint8, 9: int8, 11: int16, 12: int32,
+# 13: float32, 14: float64}
+IDX_DTYPES = {8: ">u1", 9: ">i1", 11: ">i2", 12: ">i4", 13: ">f4", 14: ">f8"}
 
+
+def read_idx_file(path: Path) -> torch.Tensor:
+    """An IDX file (LeCun's MNIST format) as a tensor, as torchvision's
+    ``datasets.mnist.read_sn3_pascalvincent_tensor(path, strict=False)`` reads it: a big-endian magic
+    number ``type · 256 + ndim`` (1 <= ndim <= 3), ndim big-endian sizes, then the values, big-endian;
+    the values viewed at those sizes (a truncated file raises). Here rather than torchvision's because
+    importing torchvision takes seconds (it loads torch._dynamo), more than reading the files."""
+    data = Path(path).read_bytes()
+    magic = int.from_bytes(data[:4], "big")
+    ndim, kind = magic % 256, magic // 256
+    if not (1 <= ndim <= 3 and kind in IDX_DTYPES):
+        raise ValueError(f"not an IDX file (magic number {magic:#010x})")
+    shape = [int.from_bytes(data[4 * (i + 1):4 * (i + 2)], "big") for i in range(ndim)]
+    values = np.frombuffer(data, dtype=IDX_DTYPES[kind], offset=4 * (ndim + 1))
+    return torch.from_numpy(values.astype(values.dtype.newbyteorder("="))).view(*shape)
+
+
+def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
+    """Read an IDX file (:func:`read_idx_file`), gunzipping Debian's ``.gz`` into the cache."""
     plain = directory / name
     if not plain.exists():
         unpack_to.mkdir(parents=True, exist_ok=True)
@@ -57,7 +77,7 @@ def _read_idx(directory: Path, name: str, unpack_to: Path) -> torch.Tensor:
             with gzip.open(directory / f"{name}.gz", "rb") as src:
                 atomic_write(plain, src.read())
     try:
-        return read_sn3_pascalvincent_tensor(str(plain), strict=False)
+        return read_idx_file(plain)
     except Exception as exc:  # corrupt or truncated file
         raise PatchbenchError(f"cannot read IDX file {plain}: {exc}") from None
 

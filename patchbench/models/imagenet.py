@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
-from torchvision.models import get_model_weights
 
 from patchbench.errors import PatchbenchError
 from patchbench.models.registry import register_model
@@ -31,6 +29,8 @@ def weights_file(arch: str, weights_name: str) -> Path:
 
 
 def _weights_enum(arch: str, weights_name: str):
+    from torchvision.models import get_model_weights  # reason: torchvision takes seconds to import (it loads torch._dynamo); only named weights need it
+
     try:
         return get_model_weights(arch)[weights_name]
     except KeyError:
@@ -77,6 +77,8 @@ def _torchvision(arch: str):
         if weights is None and kwargs:
             kwargs["init_weights"] = True
             kwargs["transform_input"] = False  # random init: the plain graph, no re-normalization
+        import torchvision.models  # reason: torchvision takes seconds to import; only these architectures need it
+
         net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
         categories = None
         if weights is not None:
