@@ -107,9 +107,10 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     patches = df[df["patch_px"].notna()]
     assert set(zip(patches["patch_px"], patches["target"])) == {(8, 0), (12, 7), (16, 8)}  # one target per size
     npix = df[df["attack"].isin(["single_pixel", "multiple_pixels", "npixel"])]
-    # 3 N-pixel entries (Foolbox's 1 and N pixels, DE's 1) x 5 regions on each of the 3 models; LGS and DW also on f's
-    assert len(npix[npix["defense"] == "none"]) == 3 * 5 * 3
-    assert set(npix["attack"]) == {"single_pixel", "multiple_pixels", "npixel"}
+    # 2 N-pixel entries (Foolbox's 1 and N pixels; the demo leaves out the DE) x 5 regions on each of the 3 models;
+    # LGS and DW also on f's
+    assert len(npix[npix["defense"] == "none"]) == 2 * 5 * 3
+    assert set(npix["attack"]) == {"single_pixel", "multiple_pixels"}
     assert npix["attack_label"].str.endswith(("top-left", "top-right", "bottom-left", "bottom-right", "center")).all()
     attacked = df[df["condition"] == "attacked"]
     assert attacked["defense_success_rate"].between(0, 1).all()
@@ -136,7 +137,7 @@ def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     ("unknown metric", ["--set", "volumetric.syllabi=[{metric: sharpness}]"], "metric must be one of"),
     ("patch does not divide", ["--set", "volumetric.volumize.patch=12"], "does not divide"),
     ("N outside its range", ["--set", "evasion.1.params.pixels=513"], "1..512"),
-    ("N zero", ["--set", "evasion.2.params.pixels=0"], "pixels must be an integer >= 1"),
+    ("N zero", ["--set", "evasion.1.params.pixels=0"], "pixels must be an integer >= 1"),
     ("single_pixel has no N", ["--set", "evasion.0.params.pixels=2"], "no parameter 'pixels'"),
     ("not an N-pixel attack", ["--set", "evasion.0.name=local_search", "--set", "evasion.0.params={}"], "runs the N-pixel attacks"),
     ("patch under 5 %", ["--set", "attacks.0.sizes=[6]"], "5-25 %"),

@@ -27,8 +27,8 @@ DEVIATIONS = (
     "usual reading of a constrained PGD and the stronger one.",
     "Batch 50, Adam 1e-4 and the PGD step (MNIST 0.01, CIFAR-10 2/255) are our choices where the paper is "
     "silent.",
-    "Demo: Fashion-MNIST, ε = 0.1, 2 epochs on 15000 images, 5-step training PGD, 20-step attacks "
-    "(paper: ε = 0.3, 100,000 steps, 100-step PGD).",
+    "Demo: Fashion-MNIST, ε = 0.1, 4 epochs (the stopping rule) on 5000 images (the budget's third of the "
+    "rule's 15000), 5-step training PGD, 20-step attacks (paper: ε = 0.3, 100,000 steps, 100-step PGD).",
 )
 
 PAPER = Paper(
