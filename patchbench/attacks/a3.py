@@ -47,7 +47,17 @@ class A3(Attack):
 
     ``cam``: a :class:`GradCAM` for the attacked model, or a layer name, or None for the model's
     registered ``cam_layer`` (:func:`patchbench.models.gradcam.gradcam_for`).
+
+    A registered A3 attack names the L∞ attack it augments as ``base``; its ``name`` and ``display_name``
+    follow from the base's (``pgd`` -> ``pgd+a3``, ``PGD`` -> ``PGD+A3``), as a wrapped attack's ``name`` does.
     """
+
+    base: type[LinfAttack] | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "base" in vars(cls):
+            cls.name, cls.display_name = f"{cls.base.name}+a3", f"{cls.base.column_label()}+A3"
 
     def __init__(self, attack: LinfAttack, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
@@ -103,13 +113,12 @@ class PGDA3(A3):
         >>> adv_images = attack(images, labels)
     """
 
-    name = "pgd+a3"
-    display_name = "PGD+A3"
+    base = PGD
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None,
                  random_start: bool = True, seed: int = 0, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
-        super().__init__(PGD(model, eps, steps, step_size, random_start, seed), sigma, kappa, cam)
+        super().__init__(self.base(model, eps, steps, step_size, random_start, seed), sigma, kappa, cam)
 
 
 @register_attack
@@ -133,12 +142,11 @@ class StepLLA3(A3):
         >>> adv_images = attack(images, labels)
     """
 
-    name = "stepll+a3"
-    display_name = "StepLL+A3"
+    base = StepLL
 
     def __init__(self, model: nn.Module, eps: float, *, sigma: float = SIGMA, kappa: str | float = "mean",
                  cam: GradCAM | str | None = None):
-        super().__init__(StepLL(model, eps), sigma, kappa, cam)
+        super().__init__(self.base(model, eps), sigma, kappa, cam)
 
 
 @register_attack
@@ -162,9 +170,8 @@ class IterStepLLA3(A3):
         >>> adv_images = IterStepLLA3(model, eps=4/255, steps=3, sigma=10)(images, labels)  # Table 7's setting
     """
 
-    name = "iter-stepll+a3"
-    display_name = "Iter-StepLL+A3"
+    base = IterStepLL
 
     def __init__(self, model: nn.Module, eps: float, steps: int = 10, step_size: float | None = None, *,
                  sigma: float = SIGMA, kappa: str | float = "mean", cam: GradCAM | str | None = None):
-        super().__init__(IterStepLL(model, eps, steps, step_size), sigma, kappa, cam)
+        super().__init__(self.base(model, eps, steps, step_size), sigma, kappa, cam)

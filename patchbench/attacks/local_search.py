@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from patchbench.attacks.base import register_attack
 from patchbench.attacks.pixel_search import region_of
-from patchbench.attacks.single_pixel import PixelAttack, check_region
+from patchbench.attacks.single_pixel import PixelAttack
 from patchbench.errors import check, is_int, is_number
 from patchbench.util import eval_mode
 
@@ -84,19 +84,14 @@ class LocalSearch(PixelAttack):
 
     def __init__(self, model: nn.Module, r: float = 1.5, p: float = 10.0, d: int = 5, t: int = 5, rounds: int = 150,
                  region: Sequence[int] | None = None, seed: int = 0, eval_batch: int = 256):
-        super().__init__(model)
         who = self.name
         check(is_number(r) and 0 <= r <= 2, f"{who}: r (cyclic perturbation) must be a number in [0, 2], got {r!r}")
         check(is_number(p) and p > 0, f"{who}: p (pixel sensitivity perturbation) must be a number > 0, got {p!r}")
         check(is_int(d) and d >= 0, f"{who}: d (neighbourhood half side) must be an integer >= 0, got {d!r}")
         check(is_int(t) and t >= 1, f"{who}: t (pixels per round) must be an integer >= 1, got {t!r}")
         check(is_int(rounds) and rounds >= 1, f"{who}: rounds (Foolbox's R) must be an integer >= 1, got {rounds!r}")
-        check(is_int(seed), f"{who}: seed must be an integer, got {seed!r}")
-        check(is_int(eval_batch) and eval_batch >= 1, f"{who}: eval_batch must be an integer >= 1, got {eval_batch!r}")
+        super().__init__(model, region, seed, eval_batch)
         self.r, self.p, self.d, self.t, self.rounds = float(r), float(p), d, t, rounds
-        self.region, self.seed, self.eval_batch = check_region(region, who), seed, eval_batch
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_success = self.last_queries = None
 
     def __repr__(self) -> str:
         return (f"LocalSearch(r={self.r:g}, p={self.p:g}, d={self.d}, t={self.t}, rounds={self.rounds}, "

@@ -34,14 +34,14 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import register_attack
-from patchbench.attacks.pixel_search import first_adversarial, region_of
-from patchbench.attacks.single_pixel import PixelAttack, check_region
+from patchbench.attacks.pixel_search import Builder
+from patchbench.attacks.regions import Box
+from patchbench.attacks.single_pixel import CandidateSearch
 from patchbench.errors import check, is_int
-from patchbench.util import eval_mode
 
 
 @register_attack
-class MultiplePixels(PixelAttack):
+class MultiplePixels(CandidateSearch):
     r"""Foolbox 2's MultiplePixelsAttack (Rauber, Brendel & Bethge 2017,
     [https://arxiv.org/abs/1707.04131]): N pixels set to the min or the max, one by one (module docstring).
 
@@ -68,33 +68,25 @@ class MultiplePixels(PixelAttack):
 
     def __init__(self, model: nn.Module, pixels: int = 1000, iterations: int = 1, region: Sequence[int] | None = None,
                  seed: int = 0, eval_batch: int = 256):
-        super().__init__(model)
         check(is_int(pixels) and pixels >= 1, f"{self.name}: pixels must be an integer >= 1, got {pixels!r}")
         check(is_int(iterations) and iterations >= 1, f"{self.name}: iterations must be an integer >= 1, got {iterations!r}")
-        check(is_int(seed), f"{self.name}: seed must be an integer, got {seed!r}")
-        check(is_int(eval_batch) and eval_batch >= 1, f"{self.name}: eval_batch must be an integer >= 1, got {eval_batch!r}")
-        self.pixels, self.iterations, self.region = pixels, iterations, check_region(region, self.name)
+        super().__init__(model, region, seed, eval_batch)
         check(self.region is None or pixels <= self.region[2] * self.region[3],
               f"{self.name}: pixels ({pixels}) must not exceed the region's {self.region and self.region[2] * self.region[3]} pixels")
-        self.seed, self.eval_batch = seed, eval_batch
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_success = self.last_queries = None
+        self.pixels, self.iterations = pixels, iterations
 
     def __repr__(self) -> str:
         return f"MultiplePixels(pixels={self.pixels}, iterations={self.iterations}, region={self.region}, seed={self.seed})"
 
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = images.detach()
-        labels = labels.to(x.device)
-        b, dev = len(x), x.device
-        top, left, h, w = region_of(self.region, x, self.name)
+    def candidates(self, images: torch.Tensor, box: Box) -> tuple[int, Builder]:
+        b, dev = len(images), images.device
+        top, left, h, w = box
         n = min(self.pixels, h * w)  # Foolbox: permutation(h * w)[:num_pixels]
         keys = torch.rand(b, self.iterations, h * w, generator=self.generator)
         # the first N pixels of each iteration's order (the argsort of keys): the N smallest keys, in order
         first = keys.topk(n, dim=2, largest=False, sorted=True).indices.to(dev)  # B×it×N
         coin = torch.randint(0, 2, (b, self.iterations, n), generator=self.generator).to(dev)
-        colour = (coin == 0).to(x.dtype)  # Foolbox's coin: 1 -> min (0), 0 -> max (1)
+        colour = (coin == 0).to(images.dtype)  # Foolbox's coin: 1 -> min (0), 0 -> max (1)
         reach = torch.arange(n, device=dev)
 
         def build(imgs: torch.Tensor, rows: torch.Tensor, tries: torch.Tensor) -> torch.Tensor:
@@ -107,8 +99,4 @@ class MultiplePixels(PixelAttack):
             cand[a_i, k_i, :, top + pix // w, left + pix % w] = colour[sel][a_i, k_i, n_i][:, None]
             return cand
 
-        with eval_mode(self.model):
-            adv, success, queries = first_adversarial(self.model, x, labels, self.iterations * n, build,
-                                                      self.eval_batch)
-        self.last_success, self.last_queries = success.cpu(), queries.cpu()
-        return adv
+        return self.iterations * n, build

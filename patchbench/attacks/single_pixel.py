@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 
 from patchbench.attacks.base import Attack, register_attack
-from patchbench.attacks.pixel_search import first_adversarial, random_order, region_of
+from patchbench.attacks.pixel_search import Builder, first_adversarial, random_order, region_of
+from patchbench.attacks.regions import Box
 from patchbench.errors import check, is_int
 from patchbench.util import eval_mode
 
@@ -51,9 +52,23 @@ class PixelAttack(Attack):
     """Base of the Foolbox-style pixel attacks: an L0 attack without ε (a preset's ``eps`` is
     ignored), no ``step_size``; a preset's ``steps`` set the parameter named by ``steps_param``
     (the attack's loop count) where it has one; ``params`` are constructor parameters
-    (``region`` fitted to the image size). ``pixels``: at most this many pixels change per image."""
+    (``region`` fitted to the image size). ``pixels``: at most this many pixels change per image.
+
+    The parameters every one of them takes are checked and kept here: ``region`` (the pixels' box),
+    ``seed`` (of the CPU ``torch.Generator`` the attack draws from; successive calls continue its
+    stream) and ``eval_batch`` (images per forward pass). After a call, ``last_success`` and
+    ``last_queries`` (B,). A subclass checks its own parameters first, then calls this ``__init__``
+    (so the first wrong parameter in its signature's order is the one reported)."""
 
     steps_param: str | None = None
+
+    def __init__(self, model: nn.Module, region: Sequence[int] | None, seed: int, eval_batch: int):
+        super().__init__(model)
+        check(is_int(seed), f"{self.name}: seed must be an integer, got {seed!r}")
+        check(is_int(eval_batch) and eval_batch >= 1, f"{self.name}: eval_batch must be an integer >= 1, got {eval_batch!r}")
+        self.region, self.seed, self.eval_batch = check_region(region, self.name), seed, eval_batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_success = self.last_queries = None
 
     @classmethod
     def check_config(cls, cfg, image_size: int, where: str = "attack") -> None:
@@ -79,8 +94,28 @@ class PixelAttack(Attack):
         return cls(model, **cls._kwargs(cfg), seed=cfg.seed)
 
 
+class CandidateSearch(PixelAttack):
+    """A min/max pixel attack of Foolbox 2 as a fixed sequence of candidate images per image
+    (:mod:`patchbench.attacks.pixel_search`): a subclass says what the sequence is
+    (:meth:`candidates`); the search returns each image's first misclassified candidate."""
+
+    def candidates(self, images: torch.Tensor, box: Box) -> tuple[int, Builder]:
+        """(tries per image, ``build``) for this call: the random draws are made here, before the search."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = images.detach()
+        labels = labels.to(x.device)
+        n_tries, build = self.candidates(x, region_of(self.region, x, self.name))
+        with eval_mode(self.model):
+            adv, success, queries = first_adversarial(self.model, x, labels, n_tries, build, self.eval_batch)
+        self.last_success, self.last_queries = success.cpu(), queries.cpu()
+        return adv
+
+
 @register_attack
-class SinglePixel(PixelAttack):
+class SinglePixel(CandidateSearch):
     r"""Foolbox 2's SinglePixelAttack (Foolbox: 'Foolbox: A Python toolbox to benchmark the robustness
     of machine learning models' [https://arxiv.org/abs/1707.04131], Rauber, Brendel & Bethge, 2017),
     the N-pixel attack BMVC 2023 ran: one pixel set to the min or the max (module docstring).
@@ -107,23 +142,16 @@ class SinglePixel(PixelAttack):
 
     def __init__(self, model: nn.Module, max_pixels: int = 1000, region: Sequence[int] | None = None, seed: int = 0,
                  eval_batch: int = 256):
-        super().__init__(model)
         check(is_int(max_pixels) and max_pixels >= 1, f"{self.name}: max_pixels must be an integer >= 1, got {max_pixels!r}")
-        check(is_int(seed), f"{self.name}: seed must be an integer, got {seed!r}")
-        check(is_int(eval_batch) and eval_batch >= 1, f"{self.name}: eval_batch must be an integer >= 1, got {eval_batch!r}")
-        self.max_pixels, self.region, self.seed, self.eval_batch = max_pixels, check_region(region, self.name), seed, eval_batch
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_success = self.last_queries = None
+        super().__init__(model, region, seed, eval_batch)
+        self.max_pixels = max_pixels
 
     def __repr__(self) -> str:
         return f"SinglePixel(max_pixels={self.max_pixels}, region={self.region}, seed={self.seed})"
 
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = images.detach()
-        labels = labels.to(x.device)
-        top, left, h, w = region_of(self.region, x, self.name)
-        pixels = random_order(len(x), h * w, self.generator)[:, : self.max_pixels].to(x.device)  # B×n
+    def candidates(self, images: torch.Tensor, box: Box) -> tuple[int, Builder]:
+        top, left, h, w = box
+        pixels = random_order(len(images), h * w, self.generator)[:, : self.max_pixels].to(images.device)  # B×n
         n = pixels.shape[1]
 
         def build(imgs: torch.Tensor, rows: torch.Tensor, tries: torch.Tensor) -> torch.Tensor:
@@ -136,7 +164,4 @@ class SinglePixel(PixelAttack):
             cand.permute(0, 1, 3, 4, 2)[a_idx, k_idx, top + pix // w, left + pix % w] = value[..., None]
             return cand
 
-        with eval_mode(self.model):
-            adv, success, queries = first_adversarial(self.model, x, labels, 2 * n, build, self.eval_batch)
-        self.last_success, self.last_queries = success.cpu(), queries.cpu()
-        return adv
+        return 2 * n, build

@@ -12,7 +12,6 @@ from rich.console import Console
 
 from patchbench import __version__, faults
 from patchbench.cli import catalog, files, run, show
-from patchbench.cli import options as opt
 from patchbench.plugins import plugin_names
 
 app = typer.Typer(
@@ -29,10 +28,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# the app's own options: they go before the command (`patchbench --debug sweep ...`)
+Version = Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Bit-identical reruns on this machine: strict deterministic algorithms and one torch thread (slower on a multi-core CPU; see results/README.md). Goes before the command: patchbench --deterministic reproduce ...")]
+Debug = Annotated[bool, typer.Option("--debug", help="On an error or a fault (disk full, Ctrl-C, ...), show the traceback before the one-line message. Goes before the command.")]
+Compile = Annotated[bool, typer.Option("--compile", help="Fuse the iterative defenses' inner loops (TVM) with torch.compile: faster on long runs, equal up to float rounding; the first call per input shape compiles (3-11 s). Also PATCHBENCH_COMPILE=1. Goes before the command.")]
+
+
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context, version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                                  help="Print the version and exit.")] = False,
-          deterministic: opt.Deterministic = False, compile_: opt.Compile = False, debug: opt.Debug = False):
+def _root(ctx: typer.Context, version: Version = False, deterministic: Deterministic = False, compile_: Compile = False,
+          debug: Debug = False):
     """Benchmark localized adversarial attacks (adversarial patches) and their defenses."""
     faults.debug = debug
     if compile_:

@@ -15,7 +15,7 @@ out = Console(soft_wrap=True)  # a result line is one line, however narrow the p
 
 def defend(inputs: opt.DefendInputs, out_dir: opt.DefendOutDir, defense: opt.DefendDefense = "lgs", lam: opt.Lam = "2.3",
            params: opt.Param = None, preset: opt.DefendPreset = None, save_maps: opt.DefendSaveMaps = False,
-           device: opt.DefendDevice = "auto"):
+           device: opt.AutoDevice = "auto"):
     """Defend image files: write T(x) for each input as PNG, nothing else changed."""
     from patchbench.imagefiles import imageio  # reason: deferred: `patchbench --help` imports no torch
     from patchbench.config import parse_lambda, parse_params  # reason: deferred: `patchbench --help` imports no torch
@@ -33,7 +33,7 @@ def background_attack_cmd(
         images: opt.BgImages, boxes: opt.BgBoxes, out_dir: opt.BgOutDir, model: opt.BgModel = "inception_v3",
         weights: opt.BgWeights = "DEFAULT", dataset: opt.BgDataset = "imagenet", image_size: opt.BgImageSize = 299,
         eps: opt.BgEps = 0.3, steps: opt.BgSteps = 100, step_size: opt.BgStepSize = None, seed: opt.BgSeed = 0,
-        batch_size: opt.BgBatchSize = 8, device: opt.BgDevice = "auto"):
+        batch_size: opt.BgBatchSize = 8, device: opt.AutoDevice = "auto"):
     """AdvML 2019 Sec. 3 (Tables 1-2): PGD on the background only (ε = 0 inside each image's box)
     against a pretrained classifier; writes the adversarial images and the natural-vs-adversarial table."""
     from patchbench.imagefiles import background  # reason: deferred: `patchbench --help` imports no torch

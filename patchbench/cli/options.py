@@ -1,6 +1,7 @@
-"""The command line's options, declared once (Typer's ``Annotated`` style): those several commands
+"""The commands' options, declared once (Typer's ``Annotated`` style): those several commands
 share, then each command's own (named CommandOption), so the command modules read as commands; :func:`load` turns
-the preset options into the :class:`~patchbench.config.Preset` they select."""
+the preset options into the :class:`~patchbench.config.Preset` they select. The options that go before the command
+(``--version``, ``--deterministic``, ...) are the app's own: :mod:`patchbench.cli.app`."""
 
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ Set = Annotated[Optional[List[str]], typer.Option("--set", help="Override any pr
 Param = Annotated[Optional[List[str]], typer.Option("--param", help="Defense parameter key=value (repeatable), e.g. --param window=15 --param space=normalized; see `patchbench list defenses`.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on long steps.")]
 Amp = Annotated[Optional[str], typer.Option("--amp", help="bf16 or fp16: the classifier's prediction passes in evaluation under torch.autocast (attacks, saliency and training stay fp32); stored as separate cells.")]
-Deterministic = Annotated[bool, typer.Option("--deterministic", help="Bit-identical reruns on this machine: strict deterministic algorithms and one torch thread (slower on a multi-core CPU; see results/README.md). Goes before the command: patchbench --deterministic reproduce ...")]
-Debug = Annotated[bool, typer.Option("--debug", help="On an error or a fault (disk full, Ctrl-C, ...), show the traceback before the one-line message. Goes before the command.")]
-Compile = Annotated[bool, typer.Option("--compile", help="Fuse the iterative defenses' inner loops (TVM) with torch.compile: faster on long runs, equal up to float rounding; the first call per input shape compiles (3-11 s). Also PATCHBENCH_COMPILE=1. Goes before the command.")]
 Lam = Annotated[str, typer.Option("--lam", help="Smoothing factor λ >= 0 (ignored by defenses without one).")]
+AutoDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")]  # defend, background-attack: no preset's device
 
 # background-attack (AdvML 2019 Sec. 3)
 BgImages = Annotated[Path, typer.Option("--images", help="Folder of the images (PNG/JPEG).")]
@@ -36,7 +35,6 @@ BgSteps = Annotated[int, typer.Option("--steps", help="PGD steps.")]
 BgStepSize = Annotated[Optional[float], typer.Option("--step-size", help="PGD step (default 2.5·eps/steps).")]
 BgSeed = Annotated[int, typer.Option("--seed")]
 BgBatchSize = Annotated[int, typer.Option("--batch-size")]
-BgDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")]
 
 # sweep: shards and cluster jobs
 Shard = Annotated[Optional[str], typer.Option("--shard", help="i/n: compute only slice i of n of the grid's missing cells (partitioned by run id; run shards in parallel, e.g. as a job array, into one results directory).")]
@@ -62,7 +60,6 @@ DefendOutDir = Annotated[Path, typer.Option("--out", "-o", help="Directory for t
 DefendDefense = Annotated[str, typer.Option("--defense", "-d", help="Defense (see `patchbench list defenses`).")]
 DefendPreset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Take the defense's parameters and the normalization from this preset.")]
 DefendSaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write the gradient map g(x) as DIR/maps/<stem>.png.")]
-DefendDevice = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")]
 EvaluatePatch = Annotated[Optional[Path], typer.Option("--patch", help="Patch file: a PNG (exact when exported by patchbench, else its 8-bit pixels) or a tensor file (.pt/.pth, read with weights_only=True); without it the clean cell is evaluated.")]
 EvaluatePlacement = Annotated[Optional[str], typer.Option("--placement", help="Where the patch goes: top-right, top-left, bottom-right, bottom-left, center, random (per image, seeded) or affine (ImageNet-Patch's random rotation/translation/scale); default: the file's own.")]
 EvaluateMargin = Annotated[Optional[int], typer.Option("--margin", help="Pixels between a corner placement and the image corner (default: the file's own).")]

@@ -6,13 +6,33 @@ defense comparison sees the same patch (pair by patch id), a clean cell pairs wi
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from patchbench.api import Cells, Claim, adaptive_lambda, adaptive_size, largest_lambda, largest_size, last, nearest_lambda
 
 VGG = {"demo": "demo-fmnist", "paper": "icaart2022-vgg16"}
 INCEPTION = {"demo": "demo-fmnist-inception", "paper": "icaart2022-inception_v3"}
-LAVAN = largest_size("lavan")
-PATCH = largest_size("adversarial_patch")
-LGS_23 = nearest_lambda("lgs", 2.3)  # the paper's λ, or the grid's nearest if the preset's grid moves
+
+
+class AttackAt(NamedTuple):
+    """A patch attack at one patch side, and its name in a side's label."""
+    attack: str
+    size: Any
+    label: str
+
+
+class DefenseAt(NamedTuple):
+    """A defense at one λ (None: no λ, the undefended model), and its name in a side's label."""
+    defense: str
+    lam: Any
+    label: str
+
+
+LAVAN = AttackAt("lavan", largest_size("lavan"), "LaVAN (largest)")
+PATCH = AttackAt("adversarial_patch", largest_size("adversarial_patch"), "Adversarial Patch")
+NO_DEFENSE = DefenseAt("none", None, "no defense")
+LGS_23 = DefenseAt("lgs", nearest_lambda("lgs", 2.3), "LGS λ 2.3")  # the paper's λ, or the grid's nearest if the preset's grid moves
+LGS, SLGS, WLGS = (DefenseAt(name, largest_lambda(name), name.upper()) for name in ("lgs", "slgs", "wlgs"))  # the largest λ
 
 # Controlled experiments for the claims that do not hold at demo scale (docs/OPERATING_POINTS.md, ICAART E1-E2)
 SLGS_MASK = ("scale (E1): at 64 px SLGS's mean-binarised saliency mask is speckle; with the demo's one erosion it covers "
@@ -27,52 +47,55 @@ ADAPTIVE = ("not scale or budget (E2): through LGS the adaptive LaVAN's training
             "patch to zero' as Sec. 4.3 expects (probes.lgs_factor)")
 
 
-def attacked(defense: str, attack: str, size, lam=None, label: str = "") -> Cells:
-    where = {"condition": "attacked", "attack": attack, "patch_px": size, "defense": defense}
-    if lam is not None:
-        where["lam"] = lam
-    return Cells(label, where)
+def _with_lam(where: dict, lam) -> dict:
+    return where if lam is None else {**where, "lam": lam}
+
+
+def attacked(defense: DefenseAt, attack: AttackAt) -> Cells:
+    where = {"condition": "attacked", "attack": attack.attack, "patch_px": attack.size, "defense": defense.defense}
+    return Cells(f"{defense.label}, {attack.label}", _with_lam(where, defense.lam))
+
+
+def clean(defense: DefenseAt) -> Cells:
+    return Cells(f"{defense.label}, clean", _with_lam({"condition": "clean", "defense": defense.defense}, defense.lam))
+
+
+def beats(claim_id: str, statement: str, source: str, paper_numbers: str, better: DefenseAt, worse: DefenseAt,
+          attack: AttackAt, presets: dict = VGG, explained: dict | None = None) -> Claim:
+    """``better`` leaves more accuracy than ``worse`` under the same attack (each pair of cells: the same patch)."""
+    return Claim(claim_id, statement, source, paper_numbers, attacked(better, attack), attacked(worse, attack), presets,
+                 explained=explained or {})
 
 
 CLAIMS = (
     Claim("lavan-breaks-vgg",
           "LaVAN at the largest patch size drives the undefended VGG16 far below its clean accuracy",
           "Table 1", "VGG16: 72.24 % clean, 0.33 % under LaVAN 60 px (0.32 / 0.48 % at 42 / 52 px)",
-          attacked("none", "lavan", LAVAN, label="no defense, LaVAN (largest)"),
-          Cells("no defense, clean", {"condition": "clean", "defense": "none"}), VGG, direction="less"),
-    Claim("lgs-beats-none-lavan",
+          attacked(NO_DEFENSE, LAVAN), clean(NO_DEFENSE), VGG, direction="less"),
+    beats("lgs-beats-none-lavan",
           "Under LaVAN at the largest size, LGS at λ 2.3 leaves more accuracy than no defense",
           "Table 1", "VGG16, 60 px: LGS λ 2.3 20.74 % (λ 3.5 54.10 %) vs no defense 0.33 %",
-          attacked("lgs", "lavan", LAVAN, LGS_23, "LGS λ 2.3, LaVAN (largest)"),
-          attacked("none", "lavan", LAVAN, label="no defense, LaVAN (largest)"), VGG, explained={"demo": TRANSFERRED}),
-    Claim("slgs-beats-lgs-lavan",
+          LGS_23, NO_DEFENSE, LAVAN, explained={"demo": TRANSFERRED}),
+    beats("slgs-beats-lgs-lavan",
           "Under LaVAN at the largest size, SLGS leaves more accuracy than LGS at the largest λ",
           "Table 1; Sec. 5.1", "VGG16, 60 px, λ 3.5: SLGS 57.08 % vs LGS 54.10 % (\"surpasses the baseline by over 1.5 %\")",
-          attacked("slgs", "lavan", LAVAN, largest_lambda("slgs"), "SLGS, LaVAN (largest)"),
-          attacked("lgs", "lavan", LAVAN, largest_lambda("lgs"), "LGS, LaVAN (largest)"), VGG,
-          explained={"demo": SLGS_MASK}),
+          SLGS, LGS, LAVAN, explained={"demo": SLGS_MASK}),
     Claim("slgs-keeps-clean",
           "On clean images SLGS keeps more accuracy than LGS at the largest λ (it smooths less of the object)",
           "Table 1; Sec. 5.1", "VGG16 clean, λ 3.5: SLGS 68.20 % vs LGS 64.28 % (λ 2.3: 70.48 vs 68.64 %)",
-          Cells("SLGS, clean", {"condition": "clean", "defense": "slgs", "lam": largest_lambda("slgs")}),
-          Cells("LGS, clean", {"condition": "clean", "defense": "lgs", "lam": largest_lambda("lgs")}), VGG),
-    Claim("lgs-beats-none-patch",
+          clean(SLGS), clean(LGS), VGG),
+    beats("lgs-beats-none-patch",
           "Under the Adversarial Patch, LGS at the largest λ leaves more accuracy than no defense",
           "Table 3", "VGG16, 90 px, λ 3.5: LGS 60.88 % vs no defense 0.12 %",
-          attacked("lgs", "adversarial_patch", PATCH, largest_lambda("lgs"), "LGS, Adversarial Patch"),
-          attacked("none", "adversarial_patch", PATCH, label="no defense, Adversarial Patch"), VGG,
-          explained={"demo": TRANSFERRED}),
-    Claim("slgs-beats-wlgs-patch",
+          LGS, NO_DEFENSE, PATCH, explained={"demo": TRANSFERRED}),
+    beats("slgs-beats-wlgs-patch",
           "Under the Adversarial Patch, SLGS leaves more accuracy than WLGS at the largest λ",
           "Table 3; Sec. 4.2", "VGG16, 90 px, λ 3.5: SLGS 63.36 % vs WLGS 24.02 % (\"WLGS drops a lot\")",
-          attacked("slgs", "adversarial_patch", PATCH, largest_lambda("slgs"), "SLGS, Adversarial Patch"),
-          attacked("wlgs", "adversarial_patch", PATCH, largest_lambda("wlgs"), "WLGS, Adversarial Patch"), VGG,
-          explained={"demo": SLGS_MASK}),
-    Claim("lgs-beats-none-lavan-inception",
+          SLGS, WLGS, PATCH, explained={"demo": SLGS_MASK}),
+    beats("lgs-beats-none-lavan-inception",
           "On Inception-v3, LGS at λ 2.3 leaves more accuracy under LaVAN at the largest size than no defense",
           "Table 2", "Inception-v3, 60 px: LGS λ 2.3 76.98 % vs no defense 5.92 %",
-          attacked("lgs", "lavan", LAVAN, LGS_23, "LGS λ 2.3, LaVAN (largest)"),
-          attacked("none", "lavan", LAVAN, label="no defense, LaVAN (largest)"), INCEPTION),
+          LGS_23, NO_DEFENSE, LAVAN, presets=INCEPTION),
     Claim("adaptive-lavan-fails-lgs",
           "LaVAN retrained through LGS (white-box, Eq. 13) leaves LGS within 5 pp of its clean accuracy: the adaptive "
           "attack cannot produce an effective patch",
@@ -81,6 +104,5 @@ CLAIMS = (
           Cells("LGS, adaptive LaVAN (last step)", {"condition": "attacked", "attack": "lavan-adaptive", "attack_through": "lgs",
                                                    "defense": "lgs", "lam": adaptive_lambda("lgs"), "patch_px": adaptive_size(),
                                                    "attack_step": last("attack_step")}),
-          Cells("LGS, clean", {"condition": "clean", "defense": "lgs", "lam": adaptive_lambda("lgs")}), VGG, margin=0.05,
-          explained={"demo": ADAPTIVE}),
+          clean(DefenseAt("lgs", adaptive_lambda("lgs"), "LGS")), VGG, margin=0.05, explained={"demo": ADAPTIVE}),
 )
