@@ -12,6 +12,13 @@ FIG2 = {"demo": "demo-advml-fmnist", "paper": "advml2019-mnist"}
 NAMES = {"raw": "natural model", "madry": "standard model", "lat": "background (LAT) model"}
 INPUTS = {None: "natural inputs", "Standard attack": "standard PGD", "Background attack": "background PGD"}
 
+# Controlled experiment for the claim that does not hold at demo scale (docs/operating-points/tomm-advml-bmvc.md)
+NATURAL_LOSS = ("not budget: at the rule's length (4 epochs on 15000 images, 3x the budget's) the LAT model's loss on "
+                "natural inputs is +14.0 % above the natural model's (budget point: +7.9 %; paper, MNIST: -4.35 %, "
+                "CIFAR-10: -1.63 %). LAT perturbs Fashion-MNIST's black background, 54 % of the pixels; whether the "
+                "paper's small gain is MNIST's (its background carries no signal) or absent is open: MNIST is not "
+                "on this machine")
+
 
 def loss(training: str, column: str | None = None) -> Cells:
     where = {"training": training, "condition": "clean"} if column is None else \
@@ -23,7 +30,7 @@ CLAIMS = (
     Claim("lat-lower-natural-loss",
           "On natural inputs the background (LAT) model has a lower loss than the natural model",
           "Fig. 2; Sec. 5.1", "MNIST: 39.6 vs 41.4 (×10⁻³), −4.35 % (CIFAR-10: 21.09 vs 21.44 ×10⁻², −1.63 %)",
-          loss("lat"), loss("raw"), FIG2, direction="less"),
+          loss("lat"), loss("raw"), FIG2, direction="less", explained={"demo": NATURAL_LOSS}),
     Claim("lat-lower-standard-attack-loss",
           "Under the standard PGD the background (LAT) model has a lower loss than the natural model",
           "Fig. 2; Sec. 5.1", "MNIST: 0.55 vs 68.19, \"at least 99 %\" lower (CIFAR-10: 45.37 vs 54.0, −15.98 %)",
