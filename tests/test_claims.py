@@ -265,6 +265,22 @@ def test_training_seeds_are_replicates_paired_by_seed_and_a_retrained_model_repl
     assert len(pair_cells(a, raw, PAIR_BY)) == 3
 
 
+def test_two_attack_columns_of_one_objective_pair_by_training_seed():
+    """TOMM's longer-pgd-stronger compares two attack columns of one objective's models: paired by the default keys
+    (which include the attack's label) no cell of one side matches one of the other; the shipped claim pairs by
+    training seed, each seed's PGD-100 cell with the same model's PGD-10 cell."""
+    df = pd.DataFrame([{"training": "madry", "train_seed": s, "model_id": f"m{s}", "run_id": f"r{s}-{k}", "created": f"{s:03d}",
+                        "attack_label": k, "patch_id": None, "placement": None} for s in range(3) for k in ("PGD-100", "PGD-10")])
+    preset = type("P", (), {"name": "p"})()
+    a = side_cells(df, Cells("a", {"training": "madry", "attack_label": "PGD-100"}), preset)
+    b = side_cells(df, Cells("b", {"training": "madry", "attack_label": "PGD-10"}), preset)
+    with pytest.raises(PatchbenchError, match="no cell of one side has the patch_id, placement, attack_label, train_seed"):
+        pair_cells(a, b, PAIR_BY)
+    claim = next(c for c in PAPERS["tomm2022"].claims if c.id == "longer-pgd-stronger")
+    pairs = pair_cells(a, b, claim.pair_by)
+    assert sorted((ra["run_id"], rb["run_id"]) for ra, rb in pairs) == [(f"r{s}-PGD-100", f"r{s}-PGD-10") for s in range(3)]
+
+
 # ------------------------------------------------------------------------------------------------
 # the shipped papers, the command and the report
 
