@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from conftest import (DEMO_SETS, cells, check_icaart_reports, make_image_folder, needs_fmnist, run_cli, sets, tomm_sets,
+from conftest import (DEMO_SETS, cells, check_icaart_reports, demo_group, make_image_folder, needs_fmnist, run_cli, sets, tomm_sets,
                       write_cifar, write_cifar100, write_idx)
 
 
@@ -22,7 +22,7 @@ def stamps(folder: Path) -> dict[str, int]:
 
 @needs_fmnist
 @pytest.mark.slow
-@pytest.mark.parametrize("paper", list(DEMO_SETS))
+@pytest.mark.parametrize("paper", [pytest.param(p, marks=demo_group(p)) for p in DEMO_SETS])
 def test_demo_rerun_reuses_every_cell_and_artifact(paper, paper_demo, tmp_path):
     results, out = paper_demo(paper)
     cells_before, artifacts_before = stamps(results / "cells"), stamps(results / "artifacts")
