@@ -237,11 +237,6 @@ DEMO_SETS = {
                        model__train__train_n=2000, model__train__batch_size=100, **_icaart_attack(0, 6, "[0,1]", 1),
                        **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
                        adaptive__steps=4, adaptive__record_every=2, adaptive__size=6, certified__n=50,
-                       # PatchCleanser's Cutout fine-tuning on the model's own 2000 images (the preset's certified.model
-                       # has no train_n: all 60000, most of this fixture's time) and its adaptive attack 2 steps (50)
-                       certified__model__train_n=2000, certified__adaptive_steps=2,
-                       # the audit on 8 images a cell with 4 probes each (the default 32 x 20, on every attacked cell of both presets)
-                       audit__n=8, audit__probes=4,
                        **{"patch-optimality.sizes": "[6,8]", "patch-optimality.adaptive_steps": 4}),
     # two training seeds for Madry and Madry+AAD (the demo preset: three for each adversarial training)
     "tomm2022": tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),
