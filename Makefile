@@ -26,11 +26,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install  ## the whole test suite (no network, minutes on 2 cores)
-	$(BIN)/python -m pytest -q --durations=20
+# pytest-xdist: one test process per core (TEST_JOBS=0: one process), each on its share of torch's threads; the
+# tests that read one trained model or demo run go to one process (--dist loadgroup, tests/conftest.py)
+TEST_JOBS ?= auto
+PYTEST    := $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadgroup
 
-test-fast: install  ## everything but the end-to-end runs marked slow (under 2 minutes on 2 cores)
-	$(BIN)/python -m pytest -q -m "not slow"
+test: install  ## the whole test suite (no network, minutes on 2 cores)
+	$(PYTEST) --durations=20
+
+test-fast: install  ## everything but the end-to-end runs marked slow (about a minute on 2 cores)
+	$(PYTEST) -m "not slow"
 
 demo: install  ## ICAART 2022 at demo scale, small_vgg (Fashion-MNIST, CPU, <= 15 min): Tables 1, 3, SSIM, certified, patch optimality, Fig. 5, 9, 10
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh

@@ -19,14 +19,28 @@ from PIL import Image
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+def xdist_workers() -> int:
+    """How many test processes share the machine: pytest-xdist's workers (``make test``: ``-n auto``, one per
+    core), else 1."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+# torch's intra-op threads of this test process: the cores divided among xdist's workers (2 workers on 2 cores:
+# one thread each, none waiting for a core the other worker holds), at most 2 (tiny tensors gain nothing from more)
+THREADS = max(1, min(2, (os.cpu_count() or 1) // xdist_workers()))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _offline_env(tmp_path_factory):
-    """No test touches the network or the user's caches."""
+    """No test touches the network or the user's caches; torch runs on this process's share of the cores
+    (:data:`THREADS`), and so do the CLI subprocesses it starts (``OMP_NUM_THREADS``, under xdist only)."""
     cache = tmp_path_factory.mktemp("pbcache")
     os.environ["PATCHBENCH_CACHE"] = str(cache)
     os.environ["PATCHBENCH_OFFLINE"] = "1"
     os.environ["TORCH_HOME"] = str(cache / "torch")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if xdist_workers() > 1:
+        os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(min(THREADS, torch.get_num_threads()))
     yield
 
 
@@ -276,9 +290,10 @@ def check_icaart_reports(out, presets, adaptive_presets):
 
 @pytest.fixture
 def two_threads():
-    """A 224 px ResNet-50 / ViT in a module that runs on one thread otherwise: both cores (1.7× faster)."""
+    """A 224 px ResNet-50 / ViT in a module that runs on one thread otherwise: both cores (1.7× faster) when this
+    process has them (under xdist, its share: :data:`THREADS`)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
     yield
     torch.set_num_threads(before)
 
@@ -290,3 +305,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup)
+
+# module fixtures that run a sweep or train a model for several tests: the tests that use one run on one
+# worker, so that it runs once per session, not once per worker
+SHARED_RUNS = ("swept", "clean", "two_processes", "tiny", "striped_model")
+
+
+def demo_group(paper: str):
+    """The mark of a test that reads ``paper_demo(paper)``: every such test on one worker, the demo run once."""
+    return pytest.mark.xdist_group(f"paper_demo-{paper}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    """Under xdist: a test using one of :data:`SHARED_RUNS` joins its module's group for it (an explicit
+    ``xdist_group`` mark wins), and the slow end-to-end runs are handed out first (loadgroup hands out the
+    groups, largest first, then single tests in this order), so that no long test starts last and leaves
+    the other worker idle."""
+    if xdist_workers() <= 1:
+        return
+    for item in items:
+        shared = [f for f in SHARED_RUNS if f in item.fixturenames]
+        if shared and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{shared[0]}"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the slow ones first, in order

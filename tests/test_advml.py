@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import cells, needs_fmnist, quadrant_data, run_cli
+from conftest import cells, demo_group, needs_fmnist, quadrant_data, run_cli
 
 def test_lat_trains_on_images_changed_only_outside_the_kept_box():
     """Algorithm 1: the training attack of ``lat`` changes no pixel of the centred box."""
@@ -34,6 +34,7 @@ def demo(paper_demo):
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("advml2019")
 def test_demo_fig2_table_with_losses_accuracies_and_relative_changes(demo):
     results, out = demo
     df = cells(results)

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import needs_fmnist, run_cli
+from conftest import demo_group, needs_fmnist, run_cli
 from patchbench.attacks import LaVAN
 from patchbench.attacks.patch import Patch, Placement
 from patchbench.audit import indicators
@@ -195,6 +195,7 @@ def test_a_table_marks_a_number_whose_cells_fire_and_names_the_indicator():
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("icaart2022")
 def test_reproduce_audits_the_icaart_demo_and_its_tables_dagger_exactly_the_flagged_cells(paper_demo):
     results, out = paper_demo("icaart2022")
     cells = ResultStore(results, read_only=True).load_cells()
@@ -214,6 +215,7 @@ def test_reproduce_audits_the_icaart_demo_and_its_tables_dagger_exactly_the_flag
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("icaart2022")
 def test_audit_command_explains_each_flagged_cell(paper_demo):
     results, _ = paper_demo("icaart2022")
     res = run_cli("audit", "demo-fmnist", "--results", results)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import cells, needs_fmnist, run_cli
+from conftest import cells, demo_group, needs_fmnist, run_cli
 
 def test_pal_is_the_sum_of_per_patch_cross_entropies():
     """Eq. 10 against a plain loop over images and patches with F.cross_entropy on one row each."""
@@ -99,6 +99,7 @@ def demo(paper_demo):
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("bmvc2023")
 def test_demo_prints_both_halves_of_table2_and_writes_the_figures(demo):
     results, out = demo
     df = cells(results)

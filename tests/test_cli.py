@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import cells, needs_fmnist, pb, run_cli, tiny_preset
@@ -22,7 +23,13 @@ NUMBERS = ["run_id", "n", "correct", "accuracy", "ci_low", "ci_high", "target_hi
 
 @pytest.fixture(scope="module")
 def preset(tmp_path_factory):
-    return tiny_preset(tmp_path_factory.mktemp("preset") / "tiny.yaml")
+    """The tiny preset, its attack-failure audit on 8 images a cell with 4 probes each (the default 32 x 20
+    in every one of this module's ~12 sweeps; the audit's own tests are test_audit_*.py)."""
+    path = tiny_preset(tmp_path_factory.mktemp("preset") / "tiny.yaml")
+    raw = yaml.safe_load(path.read_text())
+    raw["audit"] = {"n": 8, "probes": 4}
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
 import pandas as pd
 import pytest
 
-from conftest import cells, check_icaart_reports, needs_fmnist, run_cli
+from conftest import cells, check_icaart_reports, demo_group, needs_fmnist, run_cli
 
 
 @pytest.fixture
@@ -14,6 +14,7 @@ def demo_run(paper_demo):
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("icaart2022")
 def test_demo_reproduce_writes_every_table_and_figure(demo_run):
     results, out = demo_run
     check_icaart_reports(out, ["demo-fmnist", "demo-fmnist-inception"], ["demo-fmnist"])
@@ -45,6 +46,7 @@ def test_demo_reproduce_writes_every_table_and_figure(demo_run):
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("icaart2022")
 def test_table_and_plot_commands_on_stored_cells(demo_run, tmp_path):
     results, _ = demo_run
     r = run_cli("table", "icaart2022-4", "--results", results, "--format", "csv")

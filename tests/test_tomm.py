@@ -6,7 +6,7 @@ stand-ins are in test_papers.py, with every other paper's)."""
 import pandas as pd
 import pytest
 
-from conftest import cells, needs_fmnist, run_cli
+from conftest import cells, demo_group, needs_fmnist, run_cli
 
 TRAININGS = ["raw", "madry", "madry+aad", "alp", "alp+aad"]
 
@@ -18,6 +18,7 @@ def demo(paper_demo):
 
 @needs_fmnist
 @pytest.mark.slow
+@demo_group("tomm2022")
 def test_demo_table6_rows_columns_and_cells(demo):
     results, out = demo
     df = cells(results)
