@@ -238,15 +238,14 @@ DEMO_SETS = {
                        **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
                        adaptive__steps=4, adaptive__record_every=2, adaptive__size=6, certified__n=50,
                        **{"patch-optimality.sizes": "[6,8]", "patch-optimality.adaptive_steps": 4}),
-    # two training seeds for Madry and Madry+AAD (the demo preset: three for each adversarial training)
+    # two training seeds for Madry and Madry+AAD (the demo preset runs one; several seeds are the rule's point)
     "tomm2022": tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),
     "bmvc2023": sets(data__eval_n=30, data__batch_size=30, model__train__train_n=600, model__train__epochs=1,
                      model__train__batch_size=50, volumetric__validation_n=10, volumetric__validation_population=6,
                      volumetric__validation_iterations=1,
                      **{f"attacks__{i}__{k}": v for i in range(3) for k, v in (("steps", 3), ("train_pool", 200), ("success_n", 50))},
-                     evasion__0__params__max_pixels=20,  # Foolbox's single_pixel; 1: multiple_pixels (N tries), 2: DE
+                     evasion__0__params__max_pixels=20,  # Foolbox's single_pixel; 1: multiple_pixels (N tries)
                      evasion__1__params__pixels=8,
-                     **{f"evasion__2__params__{k}": v for k, v in (("population", 6), ("iterations", 1))},
                      volumetric__train__epochs=1),
     "advml2019": sets(model__train__train_n=600, model__train__epochs=1, model__train__attack_steps=2, data__eval_n=80,
                       data__batch_size=80, evasion__0__steps=3, evasion__1__steps=3),
