@@ -7,7 +7,8 @@ Grouped by what a plugin does with it:
 
 * **declare a paper**: the contracts (:class:`Paper`, :class:`Figure`, :class:`Table`,
   :class:`TableContext`, :class:`Experiment`), its claims (:class:`Claim`, :class:`Cells`,
-  :class:`Pick` and the picks that read a value from the preset), the result columns it adds
+  :class:`Pick` and the picks that read a value from the preset; :func:`load_claims` reads them from a
+  paper's ``claims.yaml``), the result columns it adds
   (:func:`declare_columns`);
 * **register a defense or an attack**: the bases a class derives from (:class:`Defense`,
   :class:`Attack`, :class:`LinfAttack`, :class:`PatchAttack`, :class:`LaVAN`), listed in the plugin's
@@ -28,7 +29,7 @@ from patchbench.table import Table, TableContext
 from patchbench.evaluation.experiments import Experiment, refuse_grid_options
 from patchbench.claims import (
     Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
-    largest_size, last, longest_evasion, nearest_lambda, shortest_evasion, smallest_certified, smallest_size,
+    largest_size, last, load_claims, longest_evasion, nearest_lambda, shortest_evasion, smallest_certified, smallest_size,
 )
 from patchbench.store.columns import Column, declare_columns
 
@@ -76,7 +77,8 @@ __all__ = [
     # declare a paper
     "Figure", "Paper", "Table", "TableContext", "Experiment", "refuse_grid_options",
     "Cells", "Claim", "Pick", "adaptive_lambda", "adaptive_size", "certified_size", "largest_certified",
-    "largest_lambda", "largest_size", "last", "longest_evasion", "nearest_lambda", "shortest_evasion", "smallest_certified", "smallest_size", "Column", "declare_columns",
+    "largest_lambda", "largest_size", "last", "load_claims", "longest_evasion", "nearest_lambda", "shortest_evasion",
+    "smallest_certified", "smallest_size", "Column", "declare_columns",
     # register a defense or an attack
     "DEFENSES", "Defense", "NoDefense", "ATTACKS", "Attack", "LaVAN", "LinfAttack", "NPixel", "Patch",
     "PatchAttack", "MODELS", "METRICS",

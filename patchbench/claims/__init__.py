@@ -8,6 +8,7 @@ module                 job
 =====================  ===========================================================================
 :mod:`.spec`           Claim, Cells (one side: filters on result columns, a per-image metric) and the
                        pickers that read a filter value from the preset ("its largest LaVAN size")
+:mod:`.load`           a paper's claims.yaml -> its Claims (safe YAML; picks by name from a whitelist)
 :mod:`.stats`          the paired tests: exact McNemar, the paired bootstrap over images and
                        replicates (patch seeds, regions) with the effect's interval, Holm
 :mod:`.rules`          the verdict rules, Holm across a paper's claims, the audit's indicators
@@ -15,7 +16,7 @@ module                 job
 :mod:`.render`         the verdict table: rich, markdown, JSON
 =====================  ===========================================================================
 
-Only :mod:`.spec` is imported here (the public api re-exports it for plugins). Checking every paper's claims
+Only :mod:`.spec` and :mod:`.load` are imported here (the public api re-exports them for plugins). Checking every paper's claims
 at a scale from a results directory stands above the paper registry, in
 :mod:`patchbench.reporting.claim_checks` (imported by the CLI and the report only).
 """
@@ -25,3 +26,4 @@ from patchbench.claims.spec import (  # noqa: F401
     largest_size, last, longest_evasion, nearest_lambda, section_value, shortest_evasion, smallest_certified,
     smallest_size,
 )
+from patchbench.claims.load import PICKS, load_claims  # noqa: F401

@@ -10,9 +10,10 @@ table. The generic pieces are in their layers: localized PGD (``region`` of
 
 from __future__ import annotations
 
-from patchbench.api import Paper
+from pathlib import Path
+
+from patchbench.api import Paper, load_claims
 from patchbench.papers.advml2019.tables import TABLES
-from patchbench.papers.advml2019.claims import CLAIMS
 
 # known deviations from the paper (``patchbench report``), as the presets and the code state them
 DEVIATIONS = (
@@ -37,6 +38,6 @@ PAPER = Paper(
     module=__name__,
     presets={"paper": ("advml2019-mnist", "advml2019-cifar10"), "demo": ("demo-advml-fmnist",)},
     tables=TABLES,
-    claims=CLAIMS,
+    claims=load_claims(Path(__file__).with_name("claims.yaml")),  # the headline claims, as data
     deviations=DEVIATIONS,
 )

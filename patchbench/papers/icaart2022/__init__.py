@@ -29,12 +29,11 @@ import pandas as pd
 
 from patchbench.api import (
     AdaptiveConfig, CertifiedConfig, Figure, OptimalityConfig, Paper, atomic_write, audit_legend, audit_mark, check, check_adaptive,
-    check_certified, check_optimality, is_number, machine_note, run_adaptive_section, run_certified_section,
+    check_certified, check_optimality, is_number, load_claims, machine_note, run_adaptive_section, run_certified_section,
     run_optimality_section, spread_note,
 )
 from patchbench.papers.icaart2022 import figures
 from patchbench.papers.icaart2022.tables import TABLES, SanityConfig
-from patchbench.papers.icaart2022.claims import CLAIMS
 
 
 def validate(preset) -> None:
@@ -106,7 +105,7 @@ PAPER = Paper(
     presets={"paper": ("icaart2022-vgg16", "icaart2022-inception_v3"),
              "demo": ("demo-fmnist", "demo-fmnist-inception")},
     tables=TABLES,
-    claims=CLAIMS,
+    claims=load_claims(Path(__file__).with_name("claims.yaml")),  # the headline claims, as data
     figures={
         "lambda-curve": Figure("lambda-curve", "Fig. 5: top-1 accuracy vs λ (clean, attacked, average) for LGS / SLGS / WLGS "
                                "(params: attack, patch_px)", figures.lambda_curve),

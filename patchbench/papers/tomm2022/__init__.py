@@ -8,9 +8,10 @@ generic and live in their registries; the presets are ``evasion`` experiments.
 
 from __future__ import annotations
 
-from patchbench.api import Paper
+from pathlib import Path
+
+from patchbench.api import Paper, load_claims
 from patchbench.papers.tomm2022.tables import TABLES
-from patchbench.papers.tomm2022.claims import CLAIMS
 
 # known deviations from the paper (``patchbench report``), as the presets state them
 DEVIATIONS = (
@@ -36,6 +37,6 @@ PAPER = Paper(
     presets={"paper": ("tomm2022-mnist", "tomm2022-cifar10", "tomm2022-imagenet"),
              "demo": ("demo-tomm-fmnist",)},
     tables=TABLES,
-    claims=CLAIMS,
+    claims=load_claims(Path(__file__).with_name("claims.yaml")),  # the headline claims, as data
     deviations=DEVIATIONS,
 )
