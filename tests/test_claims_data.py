@@ -98,6 +98,9 @@ def test_a_plugins_own_picks_join_the_whitelist_for_its_file_only(tmp_path):
     (("args: [lgs, 2.3]", "args: [lgs, 2.3], kwargs: {}"), "claim 'lgs-beats-none': unknown key a.where.lam.kwargs"),
     (("args: [lgs, 2.3]", "args: [lgs]"), "claim 'lgs-beats-none': a.where.lam: pick 'nearest_lambda' takes (defense, lam), got 1 argument(s)"),
     (("args: [lgs, 2.3]", "args: [lgs, [2.3]]"), "a.where.lam.args[1]: a value is a text"),
+    (("args: [lgs, 2.3]", "args: [lgs, abc]"), "a.where.lam: pick 'nearest_lambda' cannot take ['lgs', 'abc']"),
+    (("defense: none}", "defense: 2026-12-06}"), "claim 'lgs-beats-none': b.where.defense: a value is a text"),
+    (("defense: none}", "defense: none, 7: x}"), "claim 'lgs-beats-none': b.where: a column is a name, got 7"),
     (("    presets: {demo: demo-fmnist}\n", "    presets: {demo: demo-fmnist}\n    direction: up\n"), "claim 'lgs-beats-none': direction must be"),
     (("  - id: lgs-beats-none\n", "  - ident: lgs-beats-none\n"), "claim 1 (no id): unknown key ident"),
 ])

@@ -71,7 +71,7 @@ def _pick(data: dict, key: str, picks: Mapping[str, Callable[..., Pick]]) -> Pic
         raise _Refused(f"{key}: pick {name!r} takes ({params}), got {len(values)} argument(s)") from None
     try:
         pick = factory(*values)
-    except (TypeError, ValueError) as exc:  # an argument of the wrong kind (a text where a number goes)
+    except (TypeError, ValueError, PatchbenchError) as exc:  # an argument of the wrong kind (a text where a number goes)
         raise _Refused(f"{key}: pick {name!r} cannot take {values!r} ({exc})") from None
     if not isinstance(pick, Pick):
         raise _Refused(f"{key}: {name!r} does not build a Pick, got {type(pick).__name__}")
@@ -95,7 +95,10 @@ def _side(data, name: str, picks) -> Cells:
         raise _Refused(f"{name}.where must be a mapping of result column -> value, got {type(where).__name__}")
     if not isinstance(data["label"], str):
         raise _Refused(f"{name}.label must be a text, got {data['label']!r}")
-    where = {str(column): _value(v, f"{name}.where.{column}", picks) for column, v in where.items()}
+    bad = [c for c in where if not isinstance(c, str)]
+    if bad:
+        raise _Refused(f"{name}.where: a column is a name, got {bad[0]!r}")
+    where = {column: _value(v, f"{name}.where.{column}", picks) for column, v in where.items()}
     return Cells(data["label"], where, data.get("metric", "correct"))
 
 
