@@ -237,7 +237,7 @@ def build_certified(table, cells: pd.DataFrame, ctx):
         return r
 
     rows = [row("No defense", base[base["defense"] == UNDEFENDED])]
-    for name in [d for d in dict.fromkeys(base["defense"]) if d != UNDEFENDED and not certifies(d)]:
+    for name in sorted(d for d in set(base["defense"]) if d != UNDEFENDED and not certifies(d)):  # not the cells' order
         sel = base[base["defense"] == name]
         if lam is not None and sel["lam"].notna().any():
             sel = sel[(sel["lam"] - lam).abs() < 1e-6]
