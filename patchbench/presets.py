@@ -130,8 +130,23 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
 def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
     raw, source = _read_preset_dict(name_or_path)
     if overrides:
+        _check_sections_exist(raw, overrides, source)
         raw = apply_overrides(raw, overrides)
     return preset_from_dict(raw, source)
+
+
+def _check_sections_exist(raw: dict, overrides: list[str], source: str) -> None:
+    """A ``--set`` changes a paper section the preset has; it does not add one: ``--set certified.k=4`` on a preset
+    without ``certified:`` would otherwise start a whole certified run with every other field at its default."""
+    paper = raw.get("paper")
+    sections = get_paper(str(paper)).sections if isinstance(paper, str) and paper in PAPERS else {}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        head = key.split(".", 1)[0]
+        adds_work = head in sections and not getattr(sections[head], "settings_only", False)
+        check(not adds_work or head in raw,
+              f"--set {key}: preset {raw.get('name', source)} has no {head} section (--set changes a section the preset "
+              f"has; write a preset YAML with a {head}: section to add one)")
 
 
 def validate(p: Preset) -> None:

@@ -265,6 +265,23 @@ def test_training_seeds_are_replicates_paired_by_seed_and_a_retrained_model_repl
     assert len(pair_cells(a, raw, PAIR_BY)) == 3
 
 
+def test_pairs_come_in_the_order_of_their_values_whatever_order_the_cells_were_created_in():
+    """The bootstrap resamples replicates by position: a results directory filled in another order (seeds added later,
+    a rerun from empty) must give the same pairs in the same order, so the same interval."""
+    def cells(created):
+        return pd.DataFrame([{"training": tr, "train_seed": s, "model_id": f"{tr}-{s}", "run_id": f"r-{tr}-{s}",
+                              "created": f"{created[s]:03d}", "attack_label": "CW100", "patch_id": None, "placement": None}
+                             for tr in ("madry+aad", "madry") for s in range(3)])
+
+    preset = type("P", (), {"name": "p"})()
+    orders = []
+    for created in ((0, 1, 2), (2, 0, 1)):
+        df = cells(created)
+        a, b = (side_cells(df, Cells(x, {"training": x}), preset) for x in ("madry+aad", "madry"))
+        orders.append([(ra["run_id"], rb["run_id"]) for ra, rb in pair_cells(a, b, PAIR_BY)])
+    assert orders[0] == orders[1] == [(f"r-madry+aad-{s}", f"r-madry-{s}") for s in range(3)]
+
+
 def test_two_attack_columns_of_one_objective_pair_by_training_seed():
     """TOMM's longer-pgd-stronger compares two attack columns of one objective's models: paired by the default keys
     (which include the attack's label) no cell of one side matches one of the other; the shipped claim pairs by

@@ -276,6 +276,10 @@ BAD_INPUTS = [  # (what, argv, the error line after "error: ")
     ("malformed seeds", ["sweep", "--seeds", "1,x"], "--seeds expects a comma list of integers, got '1,x'"),
     ("duplicate seeds", ["sweep", "--set", "attacks.0.seeds=[1,1]"], "attacks.0.seeds must be a list of distinct integers, got [1, 1]"),
     ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"], "sanity.min_success must be a fraction in [0, 1], got 2"),
+    ("--set adds a section", ["sweep", "--preset", "demo-fmnist-inception", "--set", "certified.model.epochs=1"],
+     "--set certified.model.epochs: preset demo-fmnist-inception has no certified section"),
+    ("plain fine-tuning", ["sweep", "--set", "certified.model.training=raw"],
+     "certified.model.training must be a fine-tuning objective other than raw"),
 ]
 
 

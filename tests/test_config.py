@@ -53,6 +53,18 @@ def test_overrides_and_errors():
         load_preset("nope")
 
 
+def test_set_changes_a_work_section_the_preset_has_and_never_adds_one():
+    """``--set certified.k=4`` on a preset without ``certified:`` would start a whole certified run (every other field
+    at its default); a settings-only section (``sanity:``, whose absence means its defaults) may be added."""
+    assert "certified" not in load_preset("icaart2022-vgg16").extra
+    for item in ("certified.k=4", "certified.model.epochs=1", "patch-optimality.sizes=[20]"):
+        with pytest.raises(PatchbenchError, match=f"--set {item.split('=')[0]}: preset icaart2022-vgg16 has no "
+                                                   f"{item.split('.')[0]} section"):
+            load_preset("icaart2022-vgg16", [item])
+    assert load_preset("icaart2022-vgg16", ["sanity.min_success=0.5"]).extra["sanity"].min_success == 0.5
+    assert load_preset("demo-fmnist", ["certified.k=4"]).extra["certified"].k == 4
+
+
 def test_icaart_presets_hold_slgs_wlgs_adversarial_patch_and_adaptive():
     for name in ("icaart2022-vgg16", "icaart2022-inception_v3"):
         p = load_preset(name)

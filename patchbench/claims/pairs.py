@@ -90,17 +90,19 @@ def pair_cells(a: pd.DataFrame, b: pd.DataFrame, pair_by: tuple) -> list[tuple[p
     attacked cell)."""
     keys = [k for k in pair_by if k in a and k in b]
     a, b = _newest(a, keys), _newest(b, keys)
-    if len(a) == 1 or len(b) == 1:
-        return [(ra, rb) for _, ra in a.iterrows() for _, rb in b.iterrows()]
 
     def key(row):
         return tuple(None if pd.isna(row[k]) else str(row[k]) for k in keys)
 
+    def order(pair):  # the pairs in the order of their values, not of the cells' creation: the bootstrap resamples
+        return tuple("" if v is None else v for v in key(pair[0]) + key(pair[1]))  # replicates by position
+    if len(a) == 1 or len(b) == 1:
+        return sorted([(ra, rb) for _, ra in a.iterrows() for _, rb in b.iterrows()], key=order)
     of_b = {key(rb): rb for _, rb in b.iterrows()}
     pairs = [(ra, of_b[key(ra)]) for _, ra in a.iterrows() if key(ra) in of_b]
     if not pairs:
         raise PatchbenchError(f"no cell of one side has the {', '.join(keys)} of a cell of the other")
-    return pairs
+    return sorted(pairs, key=order)
 
 
 def outcomes(predictions: pd.DataFrame, metric: str, run_id: str) -> pd.Series:

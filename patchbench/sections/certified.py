@@ -111,7 +111,10 @@ def check_certified(preset: Preset) -> None:
           f"certified.adaptive_steps must be an integer >= 1, got {cfg.adaptive_steps!r}")
     check(not cfg.adaptive or bool(preset.attacks), "certified.adaptive needs an attack entry (LaVAN's settings)")
     t = finetune_config(cfg)
-    check(t is None or t.training != "raw" or t.epochs > 0, "certified.model: a fine-tuning needs epochs or an objective")
+    # split_models tells the fine-tuned classifier's cells from the preset's by their training objective, so a plain
+    # (raw) fine-tuning would be read as the preset's own classifier and hide its grid
+    check(t is None or t.training != "raw", "certified.model.training must be a fine-tuning objective other than raw "
+          "(e.g. cutout, the paper's): the certified table tells the fine-tuned classifier's cells by it")
 
 
 def run_certified_section(preset: Preset, store: ResultStore, device: torch.device, progress: bool = True) -> pd.DataFrame | None:
@@ -234,7 +237,7 @@ def build_certified(table, cells: pd.DataFrame, ctx):
         return r
 
     rows = [row("No defense", base[base["defense"] == UNDEFENDED])]
-    for name in [d for d in dict.fromkeys(base["defense"]) if d != UNDEFENDED and not certifies(d)]:
+    for name in sorted(d for d in set(base["defense"]) if d != UNDEFENDED and not certifies(d)):  # not the cells' order
         sel = base[base["defense"] == name]
         if lam is not None and sel["lam"].notna().any():
             sel = sel[(sel["lam"] - lam).abs() < 1e-6]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 
@@ -52,6 +53,7 @@ class SanityConfig:
     size by more than the two intervals (a larger patch can always copy a smaller one, so a rise
     means the larger one is under-optimised)."""
 
+    settings_only: ClassVar[bool] = True  # its absence means these defaults: `--set sanity.x=v` may add it
     min_success: float = 0.2
     monotone: bool = True
 
