@@ -109,6 +109,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two spawned processes, each training five objectives: 12 s on the idle 2-core machine
 def test_two_processes_train_the_single_process_model(tmp_path):
     single = {t: _train_all(t) for t in OBJECTIVES}
     out = str(tmp_path / "ranks")

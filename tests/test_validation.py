@@ -60,7 +60,7 @@ def _one_line_error(proc, seconds, *words):
 
 
 def test_a_billion_lambdas_is_refused_before_expanding(tmp_path):
-    proc, secs = _pb("sweep", "--lambdas", "0:1000000000:1", "--results", tmp_path / "r")
+    proc, secs = _in_process("sweep", "--lambdas", "0:1000000000:1", "--results", tmp_path / "r")
     _one_line_error(proc, secs, "1,000,000,001", "PATCHBENCH_MAX_LAMBDAS")
     assert not (tmp_path / "r").exists()
     with pytest.raises(PatchbenchError, match="limit of 5"):
