@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import yaml
 from PIL import Image
+from xdist_groups import pytest_collection_finish  # noqa: F401  (a hook: --dist loadgroup's groups on pytest >= 9.2)
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -310,7 +311,8 @@ def one_torch_thread():
 # parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup)
 
 # module fixtures that run a sweep or train a model for several tests: the tests that use one run on one
-# worker, so that it runs once per session, not once per worker
+# worker, so that it runs once per session, not once per worker (the groups reach xdist's scheduler on
+# pytest >= 9.2 through tests/xdist_groups.py; tests/test_xdist_groups.py checks it)
 SHARED_RUNS = ("swept", "clean", "two_processes", "tiny", "striped_model")
 
 
