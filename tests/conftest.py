@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import yaml
 from PIL import Image
+from xdist_groups import pytest_collection_finish  # noqa: F401  (a hook: --dist loadgroup's groups on pytest >= 9.2)
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -66,7 +67,7 @@ def tiny_preset(path: Path, **over) -> Path:
     raw.pop("adaptive", None)
     raw.pop("patch-optimality", None)
     raw["data"].update(image_size=32, eval_n=300, batch_size=150)
-    raw["model"]["train"].update(epochs=1, train_n=3000, batch_size=100)
+    raw["model"]["train"].update(epochs=1, train_n=3000, batch_size=100, test_n=1000)  # test accuracy on 1000 test images
     raw["attacks"][0].update(sizes=[6, 8], steps=15, batch_size=32, train_pool=500, success_n=100, seeds=[], restarts=1)
     raw["defenses"][0]["lambdas"] = "1.5:2.3"
     for k, v in over.items():
@@ -232,22 +233,26 @@ def _icaart_attack(i, size, seeds, restarts):
                                                      seeds=seeds, restarts=restarts, select_n=50).items()}
 
 
+# every trained model's test accuracy (its metadata) on 1000 of the 10000 test images: no test reads it, and on
+# the whole test split it was 46 s of the TOMM demo's 73 (seven LeNets)
+TEST_N = sets(model__train__test_n=1000)
+
 DEMO_SETS = {
-    "icaart2022": sets(data__image_size=32, data__eval_n=200, data__batch_size=100, data__ssim_n=50, model__train__epochs=1,
+    "icaart2022": TEST_N + sets(data__image_size=32, data__eval_n=200, data__batch_size=100, data__ssim_n=50, model__train__epochs=1,
                        model__train__train_n=2000, model__train__batch_size=100, **_icaart_attack(0, 6, "[0,1]", 1),
                        **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
                        adaptive__steps=4, adaptive__record_every=2, adaptive__size=6, certified__n=50,
                        **{"patch-optimality.sizes": "[6,8]", "patch-optimality.adaptive_steps": 4}),
     # two training seeds for Madry and Madry+AAD (the demo preset runs one; several seeds are the rule's point)
-    "tomm2022": tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),
-    "bmvc2023": sets(data__eval_n=30, data__batch_size=30, model__train__train_n=600, model__train__epochs=1,
+    "tomm2022": TEST_N + tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),
+    "bmvc2023": TEST_N + sets(data__eval_n=30, data__batch_size=30, model__train__train_n=600, model__train__epochs=1,
                      model__train__batch_size=50, volumetric__validation_n=10, volumetric__validation_population=6,
                      volumetric__validation_iterations=1,
                      **{f"attacks__{i}__{k}": v for i in range(3) for k, v in (("steps", 3), ("train_pool", 200), ("success_n", 50))},
                      evasion__0__params__max_pixels=20,  # Foolbox's single_pixel; 1: multiple_pixels (N tries)
                      evasion__1__params__pixels=8,
                      volumetric__train__epochs=1),
-    "advml2019": sets(model__train__train_n=600, model__train__epochs=1, model__train__attack_steps=2, data__eval_n=80,
+    "advml2019": TEST_N + sets(model__train__train_n=600, model__train__epochs=1, model__train__attack_steps=2, data__eval_n=80,
                       data__batch_size=80, evasion__0__steps=3, evasion__1__steps=3),
 }
 
@@ -310,7 +315,8 @@ def one_torch_thread():
 # parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup)
 
 # module fixtures that run a sweep or train a model for several tests: the tests that use one run on one
-# worker, so that it runs once per session, not once per worker
+# worker, so that it runs once per session, not once per worker (the groups reach xdist's scheduler on
+# pytest >= 9.2 through tests/xdist_groups.py; tests/test_xdist_groups.py checks it)
 SHARED_RUNS = ("swept", "clean", "two_processes", "tiny", "striped_model")
 
 

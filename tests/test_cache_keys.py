@@ -82,6 +82,7 @@ def test_declared_non_key_and_conditional_fields():
     assert with_train(lat_region="mask") == h  # only LAT training has a region
     assert with_train(training="lat", lat_region="mask") != with_train(training="lat")
     assert with_train(syllabus_window=4) == h  # only a syllabus has windows
+    assert with_train(test_n=500) == h  # where the trained model's accuracy is measured, not its weights
     assert with_train(syllabus="mi", syllabus_window=4) != with_train(syllabus="mi")
     a = AttackConfig()
     assert keys.key_fields(replace(a, sizes=[3])) == keys.key_fields(a) == {}  # a patch's key holds its one size

@@ -259,6 +259,7 @@ BAD_INPUTS = [  # (what, argv, the error line after "error: ")
     ("unknown table", ["table", "icaart2099-9"], "unknown table 'icaart2099-9'; known: icaart2022-1, "),
     ("unknown list", ["list", "gadgets"], "unknown list 'gadgets'; use models, attacks, "),
     ("bad option value", ["sweep", "--set", "data.eval_n=-5"], "data.eval_n must be an integer >= 0, got -5"),
+    ("bad test_n", ["sweep", "--set", "model.train.test_n=-1"], "model.train.test_n must be an integer >= 0, got -1"),
     ("unknown defense parameter", ["evaluate", "--defense", "jpeg", "--param", "window=5"],
      "unknown parameter 'window' for defense jpeg; allowed: quality, backend"),
     ("malformed --param", ["evaluate", "--param", "window"], "--param expects key=value, got 'window'"),

@@ -133,9 +133,10 @@ def test_finetuned_model_starts_from_the_base_weights_and_is_cached(tmp_path, mo
     from patchbench.store.results import ResultStore
 
     preset = load_preset(str(tiny_preset(tmp_path / "tiny.yaml")))
-    preset = replace(preset, model=replace(preset.model, train=replace(preset.model.train, train_n=200)))
+    preset = replace(preset, model=replace(preset.model, train=replace(preset.model.train, train_n=200, test_n=300)))
     store, cpu = ResultStore(tmp_path / "results"), torch.device("cpu")
     base = cache_models.ensure_model(preset, store, cpu, progress=False)
+    assert base.meta["test_n"] == 300  # model.train.test_n: the test accuracy on a seeded subset of the test split
     same = cache_models.ensure_finetuned(preset, base, TrainConfig(epochs=0, training="cutout"), store, cpu, progress=False)
     assert same.model_id == base.model_id
     tune = TrainConfig(epochs=1, batch_size=50, train_n=200, optimizer="sgd", lr=0.01, schedule="step", training="cutout")
@@ -143,6 +144,7 @@ def test_finetuned_model_starts_from_the_base_weights_and_is_cached(tmp_path, mo
     assert tuned.model_id != base.model_id
     assert tuned.meta["finetuned_from"] == base.model_id and tuned.meta["base_test_accuracy"] == base.meta["test_accuracy"]
     assert 0 <= tuned.meta["test_accuracy"] <= 1 and tuned.meta["train"]["training"] == "cutout"
+    assert tuned.meta["test_n"] == 10000  # test_n = 0 (the fine-tuning's default): every Fashion-MNIST test image
     assert cache_models.ensure_model(preset, store, cpu, progress=False).model_id == base.model_id  # base untouched
     monkeypatch.setattr(cache_models, "train", lambda *a, **k: pytest.fail("trained again"))
     assert cache_models.ensure_finetuned(preset, base, tune, store, cpu, progress=False).model_id == tuned.model_id

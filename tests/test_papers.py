@@ -92,7 +92,7 @@ TOMM_IMAGENET = sets(
             "{name: iter-stepll+a3, eps: 0.0157, steps: 1, params: {sigma: 10}, column: T7 Iter-StepLL+A3, trainings: [raw]}, "
             "{name: pgd, eps: 0.0157, steps: 1, column: T7 PGD, trainings: [raw]}, "
             "{name: pgd+a3, eps: 0.0157, steps: 1, params: {sigma: 10}, column: T7 PGD+A3, trainings: [raw]}]")
-BMVC = sets(data__eval_n=6, data__batch_size=6, model__train__epochs=1, model__train__train_n=8, model__train__batch_size=4,
+BMVC = sets(data__eval_n=4, data__batch_size=4, model__train__epochs=1, model__train__train_n=8, model__train__batch_size=4,
             volumetric__validation_n=0, evasion="[{name: single_pixel, params: {max_pixels: 3}}, {name: npixel, params: {pixels: 1, population: 4, iterations: 1}}]")
 
 
@@ -114,8 +114,9 @@ STAND_INS = [
             check=icaart_checks),
     StandIn("tomm2022-mnist", tomm_idx, TOMM, cells={"training": {"raw", "madry+aad", "alp+aad"}, "n": {20}},
             tables={"tomm2022-6": ["Δ"]}),
-    StandIn("tomm2022-cifar10", write_cifar, TOMM + OWN_COPY, cells={"training": {"raw", "madry+aad", "alp+aad"}, "n": {20}},
-            tables={"tomm2022-6": ["Δ"]}),
+    # ResNet-9 (the CIFAR-10 preset's): raw and Madry+AAD (Grad-CAM on its layer); ALP+AAD's objective is the MNIST case's
+    StandIn("tomm2022-cifar10", write_cifar, TOMM + OWN_COPY + sets(trainings="[raw,madry+aad]"),
+            cells={"training": {"raw", "madry+aad"}, "n": {20}}, tables={"tomm2022-6": ["Δ"]}),
     # ResNet50 fine-tuned with Madry+AAD one step; Table 7's A3 attacks on the raw model
     StandIn("tomm2022-imagenet", imagenet(2, 64), TOMM_IMAGENET, cells={"model": {"resnet50"}},
             counts={"raw": 1 + 5, "madry+aad": 1 + 1},

@@ -160,7 +160,7 @@ def _train_and_cache(preset: Preset, model: Classifier, t: TrainConfig, path: Pa
     # per-epoch checkpoint: a killed training resumes after its last finished epoch
     stats = train(model, train_src, idx, d.image_size, t, device, progress, checkpoint=path.with_suffix(".ckpt"),
                   on_epoch_end=on_epoch_end)
-    test_idx = torch.arange(len(test_src))
+    test_idx = eval_indices(len(test_src), t.test_n, d.eval_seed)  # test_n = 0: every test image
     # torchrun: each rank classifies every K-th test image and the counts are summed (the replicas are
     # identical, so the accuracy is the single process's; the K ranks share the work instead of repeating it)
     mine = test_idx if distributed.share() is None else test_idx[distributed.rank()::distributed.world()]

@@ -68,6 +68,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     train_n: int = 0  # 0 = the whole training split; >0 = a seeded subset (tests, quick runs)
+    # the trained model's test accuracy (its metadata, the sweep's model line) on a seeded subset of test_n images
+    # of the evaluation split, 0 = all of it; not part of the model's identity (the weights do not depend on it)
+    test_n: int = not_key(default=0)
     lr_decay: float = 0.94  # step schedule (e.g. 0.045 decayed x0.94 every 2 epochs)
     lr_decay_every: int = 2  # epochs
     training: str = "raw"  # the objective: raw | madry | alp (each optionally +aad) | lat | pal | cutout

@@ -20,6 +20,7 @@ def validate_train(t: TrainConfig, where: str = "model.train") -> None:
     check(is_number(t.momentum) and 0 <= t.momentum < 1, f"{where}.momentum must be in [0, 1), got {t.momentum!r}")
     check(is_number(t.weight_decay) and t.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {t.weight_decay!r}")
     check(is_int(t.train_n) and t.train_n >= 0, f"{where}.train_n must be an integer >= 0, got {t.train_n!r}")
+    check(is_int(t.test_n) and t.test_n >= 0, f"{where}.test_n must be an integer >= 0, got {t.test_n!r}")
     check(is_number(t.lr_decay) and 0 < t.lr_decay <= 1, f"{where}.lr_decay must be in (0, 1], got {t.lr_decay!r}")
     check(is_int(t.lr_decay_every) and t.lr_decay_every >= 1, f"{where}.lr_decay_every must be an integer >= 1, got {t.lr_decay_every!r}")
     check_objective(t.training, f"{where}.training")
