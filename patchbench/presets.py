@@ -127,26 +127,45 @@ def preset_from_dict(raw: dict, source: str = "") -> Preset:
     return preset
 
 
-def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
+def load_preset(name_or_path: str, overrides: list[str] | None = None, *, skip_absent_sections: bool = False) -> Preset:
+    """The preset with ``overrides`` (``--set``) applied. A ``--set`` naming a paper section the preset lacks is
+    refused, or with ``skip_absent_sections`` (``reproduce``: one ``--set`` for all of a paper's presets) left out
+    for this preset; :func:`check_sets_reach_a_preset` then refuses one that no preset has."""
     raw, source = _read_preset_dict(name_or_path)
     if overrides:
-        _check_sections_exist(raw, overrides, source)
-        raw = apply_overrides(raw, overrides)
+        absent = [item for item in overrides if _absent_section(raw, item)]
+        if absent and not skip_absent_sections:
+            key = absent[0].split("=", 1)[0].strip()
+            head = _absent_section(raw, absent[0])
+            raise PatchbenchError(f"--set {key}: preset {raw.get('name', source)} has no {head} section (--set changes "
+                                  f"a section the preset has; write a preset YAML with a {head}: section to add one)")
+        raw = apply_overrides(raw, [item for item in overrides if item not in absent])
     return preset_from_dict(raw, source)
 
 
-def _check_sections_exist(raw: dict, overrides: list[str], source: str) -> None:
-    """A ``--set`` changes a paper section the preset has; it does not add one: ``--set certified.k=4`` on a preset
-    without ``certified:`` would otherwise start a whole certified run with every other field at its default."""
-    paper = raw.get("paper")
-    sections = get_paper(str(paper)).sections if isinstance(paper, str) and paper in PAPERS else {}
-    for item in overrides:
+def check_sets_reach_a_preset(presets: list[Preset], overrides: list[str] | None) -> None:
+    """Each ``--set`` that names a paper section must find it in at least one of ``presets``."""
+    for item in overrides or []:
         key = item.split("=", 1)[0].strip()
         head = key.split(".", 1)[0]
-        adds_work = head in sections and not getattr(sections[head], "settings_only", False)
-        check(not adds_work or head in raw,
-              f"--set {key}: preset {raw.get('name', source)} has no {head} section (--set changes a section the preset "
-              f"has; write a preset YAML with a {head}: section to add one)")
+        work = [p for p in presets if _is_work_section(get_paper(p.paper).sections.get(head))]
+        check(not work or any(head in p.extra for p in work),
+              f"--set {key}: none of the presets ({', '.join(p.name for p in presets)}) has a {head} section")
+
+
+def _is_work_section(cls) -> bool:
+    """A paper section whose presence starts work (``certified:``, ``adaptive:``); a settings-only one
+    (``sanity:``, its absence means its defaults) may be added by ``--set``."""
+    return cls is not None and not getattr(cls, "settings_only", False)
+
+
+def _absent_section(raw: dict, item: str) -> str | None:
+    """The work section ``item`` (``section.field=value``) names that the raw preset lacks, else None: ``--set
+    certified.k=4`` on a preset without ``certified:`` would start a whole certified run at every default."""
+    paper = raw.get("paper")
+    sections = get_paper(str(paper)).sections if isinstance(paper, str) and paper in PAPERS else {}
+    head = item.split("=", 1)[0].strip().split(".", 1)[0]
+    return head if _is_work_section(sections.get(head)) and head not in raw else None
 
 
 def validate(p: Preset) -> None:

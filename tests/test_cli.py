@@ -279,6 +279,8 @@ BAD_INPUTS = [  # (what, argv, the error line after "error: ")
     ("bad sanity threshold", ["sweep", "--set", "sanity.min_success=2"], "sanity.min_success must be a fraction in [0, 1], got 2"),
     ("--set adds a section", ["sweep", "--preset", "demo-fmnist-inception", "--set", "certified.model.epochs=1"],
      "--set certified.model.epochs: preset demo-fmnist-inception has no certified section"),
+    ("--set reaches no preset", ["reproduce", "icaart2022", "--preset-scale", "paper", "--set", "certified.k=4"],
+     "--set certified.k: none of the presets (icaart2022-vgg16, icaart2022-inception_v3) has a certified section"),
     ("plain fine-tuning", ["sweep", "--set", "certified.model.training=raw"],
      "certified.model.training must be a fine-tuning objective other than raw"),
 ]

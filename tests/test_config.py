@@ -1,7 +1,7 @@
 import pytest
 
 from patchbench.attacks import evasion_label
-from patchbench.presets import load_preset, preset_names
+from patchbench.presets import check_sets_reach_a_preset, load_preset, preset_names
 from patchbench.errors import PatchbenchError
 
 
@@ -63,6 +63,14 @@ def test_set_changes_a_work_section_the_preset_has_and_never_adds_one():
             load_preset("icaart2022-vgg16", [item])
     assert load_preset("icaart2022-vgg16", ["sanity.min_success=0.5"]).extra["sanity"].min_success == 0.5
     assert load_preset("demo-fmnist", ["certified.k=4"]).extra["certified"].k == 4
+    # reproduce: one --set for all of a paper's presets reaches those with the section, and at least one must have it
+    vgg = load_preset("demo-fmnist", ["certified.n=50"], skip_absent_sections=True)
+    inc = load_preset("demo-fmnist-inception", ["certified.n=50"], skip_absent_sections=True)
+    assert vgg.extra["certified"].n == 50 and "certified" not in inc.extra
+    check_sets_reach_a_preset([vgg, inc], ["certified.n=50", "data.eval_n=10"])
+    with pytest.raises(PatchbenchError, match=r"--set certified.n: none of the presets \(demo-fmnist-inception\) has a "
+                                              "certified section"):
+        check_sets_reach_a_preset([inc], ["certified.n=50"])
 
 
 def test_icaart_presets_hold_slgs_wlgs_adversarial_patch_and_adaptive():

@@ -21,7 +21,7 @@ from patchbench.devices import resolve_device
 from patchbench.errors import check
 from patchbench.evaluation.stages import stage, summary, take
 from patchbench.papers import PAPERS, get_paper
-from patchbench.presets import load_preset
+from patchbench.presets import check_sets_reach_a_preset, load_preset
 from patchbench.reporting.lookup import build_table
 from patchbench.reporting.provenance import now, record
 from patchbench.runner.preflight import preflight
@@ -64,7 +64,8 @@ def reproduce(paper: str | list[str], scale: str, results: Path, out: Path | Non
         check(not unknown, f"--only {', '.join(unknown)}: not a {scale}-scale preset of {', '.join(names)} "
                            f"(these are: {', '.join(known) or 'none'})")
         chosen = {n: [p for p in ps if p in only] for n, ps in chosen.items()}
-    plan = {n: [load_preset(p, overrides) for p in ps] for n, ps in chosen.items()}
+    plan = {n: [load_preset(p, overrides, skip_absent_sections=True) for p in ps] for n, ps in chosen.items()}
+    check_sets_reach_a_preset([p for ps in plan.values() for p in ps], overrides)  # e.g. certified.n: the presets with one
     for n in [n for n, presets in plan.items() if not presets]:  # e.g. PatchCleanser's demo is the ICAART demo's table
         if not only:
             console.print(f"{n} has no {scale}-scale preset of its own; skipped")
