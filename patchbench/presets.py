@@ -135,8 +135,7 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None, *, skip_a
     if overrides:
         absent = [item for item in overrides if _absent_section(raw, item)]
         if absent and not skip_absent_sections:
-            key = absent[0].split("=", 1)[0].strip()
-            head = _absent_section(raw, absent[0])
+            key, head = _set_key(absent[0])
             raise PatchbenchError(f"--set {key}: preset {raw.get('name', source)} has no {head} section (--set changes "
                                   f"a section the preset has; write a preset YAML with a {head}: section to add one)")
         raw = apply_overrides(raw, [item for item in overrides if item not in absent])
@@ -146,11 +145,16 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None, *, skip_a
 def check_sets_reach_a_preset(presets: list[Preset], overrides: list[str] | None) -> None:
     """Each ``--set`` that names a paper section must find it in at least one of ``presets``."""
     for item in overrides or []:
-        key = item.split("=", 1)[0].strip()
-        head = key.split(".", 1)[0]
+        key, head = _set_key(item)
         work = [p for p in presets if _is_work_section(get_paper(p.paper).sections.get(head))]
         check(not work or any(head in p.extra for p in work),
               f"--set {key}: none of the presets ({', '.join(p.name for p in presets)}) has a {head} section")
+
+
+def _set_key(item: str) -> tuple[str, str]:
+    """(key, its section) of a ``--set`` item: ``certified.model.epochs=1`` -> (``certified.model.epochs``, ``certified``)."""
+    key = item.split("=", 1)[0].strip()
+    return key, key.split(".", 1)[0]
 
 
 def _is_work_section(cls) -> bool:
@@ -164,7 +168,7 @@ def _absent_section(raw: dict, item: str) -> str | None:
     certified.k=4`` on a preset without ``certified:`` would start a whole certified run at every default."""
     paper = raw.get("paper")
     sections = get_paper(str(paper)).sections if isinstance(paper, str) and paper in PAPERS else {}
-    head = item.split("=", 1)[0].strip().split(".", 1)[0]
+    head = _set_key(item)[1]
     return head if _is_work_section(sections.get(head)) and head not in raw else None
 
 
