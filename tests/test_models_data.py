@@ -40,6 +40,15 @@ def test_weights_from_a_state_dict_file(tmp_path):
     torch.save(src.net.state_dict(), tmp_path / "r50.pth")
     m = build_classifier("resnet50", "imagenet", weights=str(tmp_path / "r50.pth"))
     assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), m.net.state_dict().values()))
+    # built on the meta device and given the file's tensors: nothing left on meta, trainable, float32 from a half file
+    assert all(p.requires_grad and not p.is_meta for p in m.net.parameters()) and not any(b.is_meta for b in m.net.buffers())
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in src.net.state_dict().items()}, tmp_path / "half.pth")
+    half = build_classifier("resnet50", "imagenet", weights=str(tmp_path / "half.pth"))
+    assert {p.dtype for p in half.net.parameters()} == {torch.float32}
+    torch.testing.assert_close(half.net.fc.weight, src.net.fc.weight, atol=1e-3, rtol=1e-3)
+    torch.save(build_classifier("resnet18", "imagenet").net.state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(PatchbenchError, match="^weights do not fit resnet50: Error"):
+        build_classifier("resnet50", "imagenet", weights=str(tmp_path / "r18.pth"))
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(PatchbenchError, match="cannot read weights"):
         build_classifier("resnet50", "imagenet", weights=str(tmp_path / "bad.pth"))
