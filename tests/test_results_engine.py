@@ -230,3 +230,29 @@ def test_a_defense_mask_is_measured_per_cell(tmp_path):
     got = rows.set_index("defense")["masked_pct"]
     assert 0 < want < 100 and got["dw"] == pytest.approx(want, rel=1e-9)
     assert pd.isna(got["none"])
+
+
+def test_a_cell_file_is_read_once_until_it_changes_and_no_frame_attrs_are_stored(tmp_path):
+    """Each cell file is read once per process (a reproduce reads every cell several times); a file replaced
+    (a rerun's atomic rename) or damaged is read again, and a frame's attrs never reach a stored file."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    model, source, patch = tiny_setup()
+    store = ResultStore(tmp_path)
+    ctx = EvalContext(model, source, torch.arange(20), 16, 20, store, torch.device("cpu"), CTX, {}, progress=False)
+    rows = evaluate(ctx, [Condition(None), Condition(patch)], [DefenseRun(NoDefense(), [None])])
+    first, second = (store.cells_dir / f"{rid}.parquet" for rid in rows["run_id"])
+    assert store.load_cells().set_index("run_id")["accuracy"].to_dict() == rows.set_index("run_id")["accuracy"].to_dict()
+    changed = pd.read_parquet(first).assign(accuracy=0.125)
+    changed.to_parquet(tmp_path / "new.parquet")
+    os.replace(tmp_path / "new.parquet", first)  # as a writer replaces a file: whole, under a new inode
+    again = store.load_cells().set_index("run_id")
+    assert again.loc[first.stem, "accuracy"] == 0.125 and ResultStore(tmp_path).read_cell(first.stem)["accuracy"] == 0.125
+    second.write_bytes(b"damaged in place")
+    assert store.load_cells()["run_id"].tolist() == [first.stem]  # left out, not served from what was read before
+    verdicts = pd.DataFrame({"run_id": [first.stem], "audit_notes": [""]})
+    verdicts.attrs["outcomes"] = {first.stem: "a large dict an audit keeps beside its frame"}
+    path = store.write_audit("tiny", verdicts)
+    assert b"outcomes" not in pq.read_schema(path).metadata[b"pandas"] and store.load_audit("tiny").attrs == {}

@@ -177,6 +177,7 @@ def audit_cells(cells: pd.DataFrame, store: ResultStore, name: str, model: torch
     patches = PatchCache(store.root).entries()
     files = patch_paths(patches)
     out = cell_verdicts(cells, cell_runs(cells, patches))
+    outcomes = out.attrs.pop("outcomes", {})  # off the frame: pandas deep-copies attrs into every column it hands out
     idx = _indices(store, cells[cells["patch_id"].notna()], n)
     digest = images_digest(idx)
     jobs = _jobs(cells, files)
@@ -195,7 +196,7 @@ def audit_cells(cells: pd.DataFrame, store: ResultStore, name: str, model: torch
         for table, new in zip((missing, excess, skeys), got):
             table.update(new)
     gradient_verdicts(cells, out, missing, len(idx))
-    unstable_verdicts(cells, out, excess, out.attrs.get("outcomes", {}), probes)
+    unstable_verdicts(cells, out, excess, outcomes, probes)
     remedies(out, cells)
     seconds = round(time.perf_counter() - t0, 2)
     out[AUDIT_VERSION_COLUMN] = indicators.AUDIT_VERSION

@@ -84,6 +84,9 @@ def now_utc() -> str:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    if df.attrs:  # pyarrow would store them in the file, and pandas deep-copies them into every frame derived from it
+        df = df.copy(deep=False)
+        df.attrs = {}
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
     atomic_write(path, buf.getvalue())
@@ -105,6 +108,36 @@ def read_cell_file(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     if df["run_id"].iloc[0] != path.stem:
         return None, f"holds cell {df['run_id'].iloc[0]!r}, not {path.stem!r}"
     return df, None
+
+
+# Cell files read in this process, by path: (the file's stat key, its one-row frame). A cell file is written
+# once by an atomic rename and never changed in place, so an unchanged (inode, size, mtime) is an unchanged
+# cell: a `reproduce` reads every cell several times (grid, audit, each table), a file once.
+_READ: dict[str, tuple[tuple[int, int, int], pd.DataFrame]] = {}
+_READ_LIMIT = 200_000  # one-row frames of a few kB each: cleared past this many
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_cell_file_once(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """:func:`read_cell_file`, each unchanged file read once per process (a damaged one each time, so
+    that its problem is reported where it is read)."""
+    key = _stat_key(path)
+    hit = _READ.get(str(path))
+    if hit is not None and key is not None and hit[0] == key:
+        return hit[1], None
+    df, problem = read_cell_file(path)
+    if problem is None and key is not None:
+        if len(_READ) >= _READ_LIMIT:
+            _READ.clear()
+        _READ[str(path)] = key, df
+    return df, problem
 
 
 def _predictions_problem(path: Path, n) -> str | None:
@@ -206,7 +239,7 @@ class ResultStore:
         path = self.cells_dir / f"{rid}.parquet"
         if not path.exists():
             return None
-        df, problem = read_cell_file(path)
+        df, problem = read_cell_file_once(path)
         if problem is None:
             problem = _predictions_problem(self.pred_dir / path.name, int(df["n"].iloc[0]))
         if problem is None:
@@ -256,6 +289,7 @@ class ResultStore:
         for f in (f for f in files if f.is_file()):
             try:
                 frames.append(pd.read_parquet(f))
+                frames[-1].attrs = {}  # an earlier version stored a frame's attrs (the attack outcomes) in the file
             except Exception as exc:  # damaged verdicts: the cells stay, unaudited
                 _warn(f"audit verdicts {f} do not open ({type(exc).__name__}): left out; "
                       "`patchbench audit PRESET --rerun` writes them again")
@@ -276,7 +310,7 @@ class ResultStore:
         files = sorted(self.cells_dir.glob("*.parquet")) if self.cells_dir.is_dir() else []
         frames = []
         for f in files:
-            cell, problem = read_cell_file(f)
+            cell, problem = read_cell_file_once(f)
             if problem is None:
                 frames.append(cell)
             else:
