@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +21,11 @@ def deterministic() -> None:
     op patchbench uses is deterministic already; on a GPU this removes the avoidable variation."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # must precede the first cuBLAS call
     torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=not STRICT["on"])
+    if compiling.enabled() or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=not STRICT["on"])
+    else:  # torch's call also sets inductor's flag, importing torch._inductor and torch._dynamo for it (3 s on a
+        # CPU, longer than a small sweep's work); with nothing compiled, the flag it sets for eager ops is all there is
+        torch._C._set_deterministic_algorithms(True, warn_only=not STRICT["on"])
 
 
 def strict_determinism(threads: int = 1) -> None:

@@ -57,3 +57,16 @@ def test_deterministic_training_is_bit_identical_across_thread_counts(tmp_path):
     for k in state_one:
         if isinstance(state_one[k], torch.Tensor):
             assert torch.equal(state_one[k], state_two[k]), k
+
+
+def test_with_compiling_on_inductor_is_told_too(restore_torch, monkeypatch):
+    """Without ``--compile`` only the eager flag is set (torch's public call would import torch._inductor for its
+    own flag); with it, inductor's ``deterministic`` follows as torch's call sets it."""
+    import torch._inductor.config as inductor_config
+
+    from patchbench.defenses import compiling
+
+    monkeypatch.setattr(inductor_config, "deterministic", False)
+    monkeypatch.setitem(compiling.SWITCH, "on", True)
+    devices.resolve_device("cpu")
+    assert inductor_config.deterministic and torch.are_deterministic_algorithms_enabled()
