@@ -69,7 +69,7 @@ def patch_meta_columns() -> dict[str, str]:
 
 
 # the columns every stored cell holds: its core identity and counts, written by every patchbench since the
-# columns were declared. A cell file lacking one is not a cell (results.read_cell_file refuses it). Never add a
+# columns were declared. A cell file lacking one is not a cell (cellfiles.read_cell_file refuses it). Never add a
 # column here that older cells lack: they would all be recomputed.
 REQUIRED = ("dataset", "split", "eval_n", "model", "model_id", "attack", "defense", "condition", "n", "correct",
             "accuracy", "run_id")

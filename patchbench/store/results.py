@@ -12,7 +12,7 @@ undeclared column is refused). Its run id is the hash of its key columns, so a s
 skipped on rerun (resume), and files are written to a hidden temp name and renamed, so a killed
 sweep leaves whole files only.
 Predictions are written before the cell row: a cell row's presence means both are complete.
-A cell file is trusted only when it reads back as a cell (:func:`read_cell_file`: it opens, holds one row
+A cell file is trusted only when it reads back as a cell (:func:`~patchbench.store.cellfiles.read_cell_file`: it opens, holds one row
 with the required columns under its own run id, and its predictions hold its n images); a damaged one is
 set aside as ``<run_id>.parquet.corrupt`` and computed again (a writing store) or left out of what is
 read (tables, reports), each with one line on stderr, never used.
@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 
 from patchbench.config.keys import cache_hash
 from patchbench.errors import PatchbenchError, check, check_writable_dir
-from patchbench.store.columns import REQUIRED, check_row, column_names, key_columns
-from patchbench.util import atomic_write, console, remove_stale_temps
+from patchbench.store.cellfiles import predictions_problem, read_cell_file_once, warn
+from patchbench.store.columns import check_row, column_names, key_columns
+from patchbench.util import atomic_write, remove_stale_temps
 
 AUDIT_DIR = Path("audit") / "cells"  # per-cell audit verdicts (patchbench.sections.audit), joined on read
 
@@ -90,77 +91,6 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
     atomic_write(path, buf.getvalue())
-
-
-def read_cell_file(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """(the cell's one-row frame, None), or (None, what is wrong with the file): it does not open, does
-    not hold exactly one row, lacks a required column (:data:`patchbench.store.columns.REQUIRED`), or is
-    another cell than its name says."""
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # truncated, garbage, not parquet: pyarrow raises several kinds
-        return None, f"does not open as parquet ({type(exc).__name__})"
-    if len(df) != 1:
-        return None, f"holds {len(df)} rows, not one"
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        return None, f"lacks the column(s) {', '.join(missing)}"
-    if df["run_id"].iloc[0] != path.stem:
-        return None, f"holds cell {df['run_id'].iloc[0]!r}, not {path.stem!r}"
-    return df, None
-
-
-# Cell files read in this process, by path: (the file's stat key, its one-row frame). A cell file is written
-# once by an atomic rename and never changed in place, so an unchanged (inode, size, mtime) is an unchanged
-# cell: a `reproduce` reads every cell several times (grid, audit, each table), a file once.
-_READ: dict[str, tuple[tuple[int, int, int], pd.DataFrame]] = {}
-_READ_LIMIT = 200_000  # one-row frames of a few kB each: cleared past this many
-
-
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def read_cell_file_once(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """:func:`read_cell_file`, each unchanged file read once per process (a damaged one each time, so
-    that its problem is reported where it is read)."""
-    key = _stat_key(path)
-    hit = _READ.get(str(path))
-    if hit is not None and key is not None and hit[0] == key:
-        return hit[1], None
-    df, problem = read_cell_file(path)
-    if problem is None and key is not None:
-        if len(_READ) >= _READ_LIMIT:
-            _READ.clear()
-        _READ[str(path)] = key, df
-    return df, problem
-
-
-def _predictions_problem(path: Path, n) -> str | None:
-    """What is wrong with a cell's predictions file (its footer only: opens, index/label/pred, n rows)."""
-    try:
-        meta = pq.read_metadata(path)
-    except FileNotFoundError:
-        return f"has no predictions file {path.name}"
-    except Exception as exc:
-        return f"has unreadable predictions ({type(exc).__name__})"
-    if not {"index", "label", "pred"} <= set(meta.schema.names) or meta.num_rows != n:
-        return f"has predictions of another shape ({meta.num_rows} rows, {n} expected)"
-    return None
-
-
-_WARNED: set[str] = set()
-
-
-def _warn(line: str) -> None:
-    """One stderr line per damaged file and process (tables read the cells several times)."""
-    if line not in _WARNED:
-        _WARNED.add(line)
-        console.print(line, style="yellow", markup=False, highlight=False)
 
 
 class NotCached(Exception):
@@ -241,17 +171,17 @@ class ResultStore:
             return None
         df, problem = read_cell_file_once(path)
         if problem is None:
-            problem = _predictions_problem(self.pred_dir / path.name, int(df["n"].iloc[0]))
+            problem = predictions_problem(self.pred_dir / path.name, int(df["n"].iloc[0]))
         if problem is None:
             self._rows[rid] = df
             return df
         if self.read_only:
-            _warn(f"cell {path} {problem}: counted as missing (a sweep computes it again)")
+            warn(f"cell {path} {problem}: counted as missing (a sweep computes it again)")
         else:
             for f in (path, self.pred_dir / path.name):  # kept for a look, out of every reader's way
                 if f.exists():
                     os.replace(f, f.with_name(f.name + ".corrupt"))
-            _warn(f"cell {path} {problem}: set aside as {path.name}.corrupt and computed again")
+            warn(f"cell {path} {problem}: set aside as {path.name}.corrupt and computed again")
         return None
 
     def write(self, row: dict[str, Any], predictions: pd.DataFrame) -> None:
@@ -291,7 +221,7 @@ class ResultStore:
                 frames.append(pd.read_parquet(f))
                 frames[-1].attrs = {}  # an earlier version stored a frame's attrs (the attack outcomes) in the file
             except Exception as exc:  # damaged verdicts: the cells stay, unaudited
-                _warn(f"audit verdicts {f} do not open ({type(exc).__name__}): left out; "
+                warn(f"audit verdicts {f} do not open ({type(exc).__name__}): left out; "
                       "`patchbench audit PRESET --rerun` writes them again")
         if not frames:
             return pd.DataFrame(columns=["run_id"])
@@ -314,7 +244,7 @@ class ResultStore:
             if problem is None:
                 frames.append(cell)
             else:
-                _warn(f"cell {f} {problem}: left out (a sweep of its preset computes it again)")
+                warn(f"cell {f} {problem}: left out (a sweep of its preset computes it again)")
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=column_names())
         audit = self.load_audit()
         if len(audit) and len(df):
