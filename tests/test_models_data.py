@@ -129,3 +129,25 @@ def test_the_debian_fashion_mnist_files_read_as_torchvision_reads_them(tmp_path)
             plain.write_bytes(gzip.open(FMNIST_DIR / f"{name}.gz").read())
         ours, theirs = read_idx_file(plain), read_sn3_pascalvincent_tensor(str(plain), strict=False)
         assert ours.dtype == theirs.dtype == torch.uint8 and torch.equal(ours, theirs)
+
+
+def test_a_model_that_needs_no_training_is_built_once_per_process(tmp_path):
+    """Every stage of a preset asks for its pretrained (here random-init) model: one build, the same module, torch's
+    generator where a fresh build leaves it; a model whose weights a caller changed is built again."""
+    from patchbench.cache.models import ensure_model, fresh_model, state_id
+    from patchbench.presets import load_preset
+    from patchbench.store.results import ResultStore
+
+    cpu = torch.device("cpu")
+    preset = load_preset("icaart2022-vgg16", ["model.weights=null", "model.arch=resnet18"])
+    first = ensure_model(preset, ResultStore(tmp_path), cpu)
+    after_build = torch.get_rng_state()
+    torch.rand(3)  # the generator moves on between stages
+    again = ensure_model(preset, ResultStore(tmp_path), cpu)
+    assert again.model is first.model and again.model_id == first.model_id and not again.model.net.fc.weight.requires_grad
+    assert torch.equal(torch.get_rng_state(), after_build)
+    assert state_id(fresh_model(preset, cpu)) == first.model_id and torch.equal(torch.get_rng_state(), after_build)
+    with torch.no_grad():
+        first.model.net.fc.bias.add_(1.0)
+    rebuilt = ensure_model(preset, ResultStore(tmp_path), cpu)
+    assert rebuilt.model is not first.model and rebuilt.model_id == again.model_id

@@ -101,15 +101,38 @@ def _load_cached(model: Classifier, path: Path, meta_path: Path, device: torch.d
     return LoadedModel(model, loaded, meta)
 
 
+# The last model that needs no training (pretrained weights or a seeded random init) this process built, with the
+# random generator's state its construction left: every stage of a preset asks for it again (VGG16 at random init
+# or from its weights file: a second or more each time on a CPU)
+_FIXED: dict[tuple, tuple[LoadedModel, bool, torch.Tensor]] = {}
+
+
+def _fixed_model(preset: Preset, device: torch.device) -> LoadedModel:
+    """The preset's pretrained or random-init classifier, built once per process (the last one kept): a later
+    call gets the same module, in the mode it was built in, with torch's generator where a fresh build leaves
+    it, as long as its weights still hash to the id they had (else it is built again)."""
+    key = (repr(preset.model), preset.data.dataset, preset.data.image_size, str(device))
+    if key in _FIXED:
+        loaded, training, rng = _FIXED[key]
+        if state_id(loaded.model) == loaded.model_id:
+            torch.set_rng_state(rng)
+            loaded.model.train(training).requires_grad_(False)
+            return LoadedModel(loaded.model, loaded.model_id, dict(loaded.meta))
+    model = fresh_model(preset, device)
+    model.requires_grad_(False)
+    kind = preset.model.weights or "random-init (stand-in)"
+    loaded = LoadedModel(model, state_id(model), {"weights": kind, "arch": preset.model.arch})
+    _FIXED.clear()
+    _FIXED[key] = (loaded, model.training, torch.get_rng_state())
+    return LoadedModel(model, loaded.model_id, dict(loaded.meta))
+
+
 def ensure_model(preset: Preset, store: ResultStore, device: torch.device, force: bool = False,
                  progress: bool = True, on_epoch_end=None) -> LoadedModel:
     """The preset's classifier: pretrained weights, a cached checkpoint, or trained now and cached.
     ``on_epoch_end(epoch, model) -> dict``: per-epoch measurements kept in the model's history."""
     if not needs_training(preset):
-        model = fresh_model(preset, device)
-        model.requires_grad_(False)
-        kind = preset.model.weights or "random-init (stand-in)"
-        return LoadedModel(model, state_id(model), {"weights": kind, "arch": preset.model.arch})
+        return _fixed_model(preset, device)
     path = model_path(preset, store)
     meta_path = path.with_suffix(".json")
     store.require_cached(f"model {preset.model.arch} ({preset.model.train.training})", path)
