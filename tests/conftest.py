@@ -242,6 +242,8 @@ DEMO_SETS = {
                        model__train__train_n=2000, model__train__batch_size=100, **_icaart_attack(0, 6, "[0,1]", 1),
                        **_icaart_attack(1, 8, "[0]", 2), **{f"defenses__{i}__lambdas": "[2.3,3.5]" for i in range(3)},
                        adaptive__steps=4, adaptive__record_every=2, adaptive__size=6, certified__n=50,
+                       # PatchCleanser's Cutout fine-tune on 2000 images (the model's own train_n), its adaptive LaVAN 4 steps
+                       certified__model__train_n=2000, certified__adaptive_steps=4,
                        **{"patch-optimality.sizes": "[6,8]", "patch-optimality.adaptive_steps": 4}),
     # two training seeds for Madry and Madry+AAD (the demo preset runs one; several seeds are the rule's point)
     "tomm2022": TEST_N + tomm_sets() + sets(training_seeds="{madry: [0, 1], madry+aad: [0, 1]}"),

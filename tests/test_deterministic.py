@@ -41,7 +41,8 @@ def train(tmp, threads: int, *flags: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "patchbench", *flags, "train-model", "--preset", "demo-fmnist", "--results", str(tmp),
             "--no-progress", "--set", "data.image_size=28", "--set", "model.train.epochs=1",
-            "--set", "model.train.train_n=1500", "--set", "model.train.batch_size=100"]
+            "--set", "model.train.train_n=1500", "--set", "model.train.batch_size=100",
+            "--set", "model.train.test_n=500"]  # the weights are compared, not the score: 500 test images
     subprocess.run(args, check=True, capture_output=True, text=True, env=env, timeout=600)
     (ckpt,) = (tmp / "artifacts" / "models").glob("*.pt")
     return torch.load(ckpt, map_location="cpu", weights_only=False)
