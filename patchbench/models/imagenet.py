@@ -93,7 +93,8 @@ def _torchvision(arch: str):
             net.load_state_dict(sd, assign=True)
         except RuntimeError as exc:
             raise PatchbenchError(f"weights do not fit {arch}: {str(exc).splitlines()[0]}") from None
-        if any(t.is_meta for t in (*net.parameters(), *net.buffers())):  # a tensor the state dict does not hold (a non-persistent buffer): built and initialised as usual
+        if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
+            # a tensor the state dict does not hold (a non-persistent buffer): built and initialised as usual
             net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
             net.load_state_dict(sd)
         return net, categories

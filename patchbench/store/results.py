@@ -12,10 +12,10 @@ undeclared column is refused). Its run id is the hash of its key columns, so a s
 skipped on rerun (resume), and files are written to a hidden temp name and renamed, so a killed
 sweep leaves whole files only.
 Predictions are written before the cell row: a cell row's presence means both are complete.
-A cell file is trusted only when it reads back as a cell (:func:`~patchbench.store.cellfiles.read_cell_file`: it opens, holds one row
-with the required columns under its own run id, and its predictions hold its n images); a damaged one is
-set aside as ``<run_id>.parquet.corrupt`` and computed again (a writing store) or left out of what is
-read (tables, reports), each with one line on stderr, never used.
+A cell file is trusted only when it reads back as a cell (:func:`~patchbench.store.cellfiles.read_cell_file`:
+it opens, holds one row with the required columns under its own run id, and its predictions hold its n
+images); a damaged one is set aside as ``<run_id>.parquet.corrupt`` and computed again (a writing
+store) or left out of what is read (tables, reports), each with one line on stderr, never used.
 """
 
 from __future__ import annotations
