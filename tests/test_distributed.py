@@ -193,11 +193,10 @@ def _processes_mentioning(path: Path) -> list[int]:
 
 
 # the demo preset's training (small_vgg, Adam one-cycle, 2 epochs) on 6000 images at 32 px: a quarter of the
-# pixels and half the images of the 64 px / 12000-image runs these tests made before (~200 s of the suite); its
-# accuracy on all 10000 test images is still a trained classifier's, and an epoch (~3000 images a rank) lasts
-# seconds, long enough to be killed in
-# scored on 1000 test images (model.train.test_n, not part of a model's identity): the one- and two-process models differ
-# only in their gradients' summation order, which no test set size resolves
+# pixels and half the images of the 64 px / 12000-image runs these tests made before (~200 s of the suite): still a
+# trained classifier, and an epoch (~3000 images a rank) lasts seconds, long enough to be killed in. Scored on 1000
+# test images (model.train.test_n, not part of a model's identity): the one- and two-process models differ only in
+# their gradients' summation order, which no test set size resolves
 SETS = ["--set", "model.train.train_n=6000", "--set", "data.image_size=32", "--set", "data.batch_size=1000",
         "--set", "model.train.test_n=1000"]
 TWO = ["--nproc", "2"]
