@@ -115,7 +115,8 @@ def _fixed_model(preset: Preset, device: torch.device) -> LoadedModel:
     if key in _FIXED:
         loaded, training, rng = _FIXED[key]
         if state_id(loaded.model) == loaded.model_id:
-            torch.set_rng_state(rng)
+            torch.manual_seed(preset.model.train.seed)  # every device's generator seeded, as fresh_model does,
+            torch.set_rng_state(rng)  # then the CPU one where the build (on the CPU) left it
             loaded.model.train(training).requires_grad_(False)
             return LoadedModel(loaded.model, loaded.model_id, dict(loaded.meta))
     model = fresh_model(preset, device)
