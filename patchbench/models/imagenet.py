@@ -79,8 +79,11 @@ def _torchvision(arch: str):
             kwargs["transform_input"] = False  # random init: the plain graph, no re-normalization
         import torchvision.models  # reason: torchvision takes seconds to import; only these architectures need it
 
+        def network() -> torch.nn.Module:
+            return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+
         if weights is None:
-            return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs), None
+            return network(), None
         # the weights first: a missing file fails before anything is built, and the network is built on the meta
         # device and takes the loaded tensors as they are (assign=True) instead of a random init they replace
         # (VGG16's 138 M parameters: seconds on a CPU)
@@ -88,14 +91,14 @@ def _torchvision(arch: str):
         # as a copy into a float32 network would cast them (a half-precision file gives a float32 model)
         sd = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in sd.items()}
         with torch.device("meta"):
-            net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+            net = network()
         try:
             net.load_state_dict(sd, assign=True)
         except RuntimeError as exc:
             raise PatchbenchError(f"weights do not fit {arch}: {str(exc).splitlines()[0]}") from None
         if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
             # a tensor the state dict does not hold (a non-persistent buffer): built and initialised as usual
-            net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+            net = network()
             net.load_state_dict(sd)
         return net, categories
 
