@@ -4,6 +4,7 @@ options (declared in :mod:`.options`), calls the layer that does the job and pri
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated
 
@@ -72,7 +73,15 @@ def main() -> None:
 def _command():
     if plugin_names():  # plugins register when the paper registry is built: every command then knows them
         import patchbench.papers  # noqa: F401  # reason: the paper registry loads all papers (torch); only for named plugins
-    return app(standalone_mode=False)
+    return _click_command()(standalone_mode=False)
+
+
+@functools.cache
+def _click_command():
+    """The click command Typer builds from ``app`` (it inspects every command's signature: ~25 ms), built once per
+    process: a process that runs several commands (the tests, a notebook) pays it once. What ``app()`` does besides
+    (a pretty-exception hook) is off here (``pretty_exceptions_enable=False``); :mod:`patchbench.faults` handles errors."""
+    return typer.main.get_command(app)
 
 
 if __name__ == "__main__":
