@@ -4,6 +4,7 @@ modules of one job (small), a CLI that parses and prints."""
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 from pathlib import Path
 
@@ -26,22 +27,40 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@functools.cache
+def syntax_tree(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once per test process."""
+    return ast.parse(path.read_text(), str(path))
+
+
+@functools.cache
+def import_statements(path: Path) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement of a module with whether it sits inside a function (at any depth), in one walk of
+    its tree: the graph and the tests below read every module's imports."""
+    found, stack = [], [(syntax_tree(path), False)]
+    while stack:
+        node, in_function = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append((node, in_function))
+        in_function = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        stack.extend((child, in_function) for child in ast.iter_child_nodes(node))
+    return found
+
+
 def imported_modules(name: str) -> set[str]:
     """Every patchbench module ``name`` imports, at module level or inside a function (a lazy import
     still ties the two modules together), resolved to the module that defines the imported name."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node, _ in import_statements(path):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
-        else:
-            continue
         for t in targets:
             while t and t not in MODULES:  # `patchbench.attacks.PGD` -> the package that exports it
                 t = t.rpartition(".")[0]
@@ -98,9 +117,8 @@ def test_modules_stay_small(path):
 def test_no_private_imports_of_other_packages():
     """Only public APIs of the libraries (``typer._click`` and the like break on upgrades)."""
     for name, path in MODULES.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        for node, _ in import_statements(path):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if not node.level else []
             for mod in mods:
                 private = [p for p in mod.split(".")[1:] if p.startswith("_")]
                 assert mod.startswith("patchbench") or not private, f"{name} imports private {mod}"
@@ -165,10 +183,8 @@ def test_local_imports_say_why():
     silent = []
     for name, path in MODULES.items():
         lines = path.read_text().splitlines()
-        for fn in ast.walk(ast.parse("\n".join(lines))):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                silent += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in ast.walk(fn)
-                           if isinstance(n, (ast.Import, ast.ImportFrom)) and "# reason: " not in lines[n.end_lineno - 1]]
+        silent += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n, in_function in import_statements(path)
+                   if in_function and "# reason: " not in lines[n.end_lineno - 1]]
     assert not silent, "function-local imports without a reason:\n" + "\n".join(sorted(set(silent)))
 
 
@@ -200,6 +216,6 @@ ENGINE_MAX_FUNCTION_LINES = 60  # the engine is read as named parts: plan, conte
 
 @pytest.mark.parametrize("module", ["patchbench.evaluation.engine", "patchbench.evaluation.accumulator"])
 def test_engine_functions_stay_short(module):
-    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in ast.walk(ast.parse(MODULES[module].read_text()))
+    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in ast.walk(syntax_tree(MODULES[module]))
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.end_lineno - fn.lineno + 1 > ENGINE_MAX_FUNCTION_LINES]
     assert not long, f"{module}: functions over {ENGINE_MAX_FUNCTION_LINES} lines: {long}"
