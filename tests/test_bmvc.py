@@ -155,6 +155,7 @@ def test_bad_parameters_one_line_exit_2_nothing_written(tmp_path, what, args, me
     assert not results.exists()
 
 
+@pytest.mark.xdist_group("parameter_increase")  # with test_volumetric's table test: the same counts, counted once
 def test_list_models_prints_our_parameter_increase_beside_the_papers():
     r = run_cli("list", "volumetric")
     for arch in ("vgg16", "resnet50", "inception_v3", "efficientnet_b0"):

@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -442,6 +442,8 @@ class _Converter(fx.Interpreter):
                 check(repr(probe) == repr(new), f"{target}: called at two spatial sizes that need different 3-D layers")
         else:
             new = self.modules[target] = _convert_module(self.fetch_attr(target), args[0], target, self.opt)
+        if args[0].is_meta and isinstance(new, nn.BatchNorm3d):  # shapes only (a parameter count): batch norm keeps
+            return torch.empty_like(args[0])  # them, and its meta kernel is a Python decomposition (~3 ms a call)
         return new(*args, **kwargs)
 
     def call_function(self, target, args: tuple, kwargs: dict) -> Any:
@@ -619,6 +621,15 @@ def parameter_increase(arch: str, depth_kernel: int = DEFAULT_DEPTH_KERNEL, patc
     allocated. ``num_classes`` 10 (CIFAR-10, the paper's Fig. 2) changes f and g alike, not the
     increase."""
     check(is_int(num_classes) and num_classes >= 1, f"num_classes must be a positive integer, got {num_classes!r}")
+    ps = _validate(patch_size, in_channels, depth_kernel, depth_pool, min_spatial, "none")
+    return _counted_increase(arch, depth_kernel, ps, in_channels, num_classes, depth_pool, min_spatial)
+
+
+@cache
+def _counted_increase(arch: str, depth_kernel: int, patch_size: tuple[int, int], in_channels: int, num_classes: int,
+                      depth_pool: int, min_spatial: int) -> tuple[int, int, int]:
+    """:func:`parameter_increase` on checked arguments, counted once per process (a conversion takes ~0.2 s; a
+    model's registration cannot change, a name is registered once)."""
     net = build_2d(arch, in_channels=in_channels, num_classes=num_classes)
     g = to_volumetric(net, patch_size, in_channels, depth_kernel=depth_kernel, depth_pool=depth_pool, min_spatial=min_spatial,
                       inflate="none")
