@@ -1,6 +1,7 @@
 """The report page in a real headless browser (Debian's ``chromium``; ``.ci/run`` installs it): every
 table and figure is laid out with a size, visible, every image decoded, and a screenshot of the
-page as written is not blank. Skipped, with the reason, where no browser is installed."""
+page is not blank (one browser run: the page with the check script appended, its DOM and its
+screenshot). Skipped, with the reason, where no browser is installed."""
 
 from __future__ import annotations
 
@@ -50,10 +51,11 @@ def headless(exe: str, profile, *args) -> subprocess.CompletedProcess:
 
 def test_every_table_and_figure_is_laid_out_and_visible(toy_report, tmp_path):  # noqa: F811
     exe = browser()
-    page, _, out = toy_report
+    page, _, _ = toy_report
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", CHECK + "</body>"))
-    dump = headless(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    shot = tmp_path / "shot.png"
+    dump = headless(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", f"--screenshot={shot}", probe.as_uri())
     found = re.search(r'<pre id="check">(.*?)</pre>', dump.stdout, re.S)
     assert found, f"no check output in the DOM (rc {dump.returncode}): {dump.stderr[-2000:]}"
     elements = {e["id"]: e for e in json.loads(html.unescape(found.group(1)))}
@@ -64,8 +66,6 @@ def test_every_table_and_figure_is_laid_out_and_visible(toy_report, tmp_path):  
     for fig in FIGURE_IDS:
         assert elements[fig]["tag"] == "img" and elements[fig]["natural"] > 0, elements[fig]
 
-    shot = tmp_path / "shot.png"
-    run = headless(exe, tmp_path / "profile", f"--screenshot={shot}", (out / "report.html").as_uri())
-    assert shot.is_file(), f"no screenshot (rc {run.returncode}): {run.stderr[-2000:]}"
+    assert shot.is_file(), f"no screenshot (rc {dump.returncode}): {dump.stderr[-2000:]}"
     lo, hi = Image.open(shot).convert("L").getextrema()
     assert hi - lo > 100, "the screenshot is blank"
