@@ -12,13 +12,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pandas as pd
 import yaml
 
-from patchbench.claims.spec import Claim
 from patchbench.errors import PatchbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _nothing(*_args, **_kw):
@@ -83,6 +84,8 @@ class Paper:
     claims: tuple = ()
 
     def __post_init__(self):
+        from patchbench.claims.spec import Claim  # reason: it imports the attacks (torch); `patchbench --help` imports no torch
+
         if not all(isinstance(c, Claim) for c in self.claims):
             raise PatchbenchError(f"paper {self.name}: claims must be Claim objects (patchbench.api.Claim)")
         ids = [c.id for c in self.claims]
@@ -101,6 +104,8 @@ class Paper:
         path = self.folder / "reference" / f"{name}.csv"
         if not path.is_file():
             raise PatchbenchError(f"paper {self.name} has no reference table {name!r}")
+        import pandas as pd  # reason: pandas takes half a second to import; `patchbench --help` needs none
+
         return pd.read_csv(path)
 
     def spread_of(self, scale: str | None) -> str | None:

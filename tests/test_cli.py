@@ -329,6 +329,16 @@ def test_version_and_bare_command():
     assert r.returncode == 0 and "train-model" in r.stdout and "reproduce" in r.stdout
 
 
+def test_help_and_version_start_without_torch_or_pandas():
+    """``patchbench --help`` answers at once: the CLI's start imports neither torch nor pandas (each command
+    imports what its job needs); measured here as a user starts it, in a process of its own."""
+    code = ("import sys, patchbench.cli; heavy = sorted({'torch', 'torchvision', 'pandas', 'scipy'} & set(sys.modules)); "
+            "print(heavy); sys.argv = ['patchbench', '--help']; patchbench.cli.main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines()[0] == "[]" and "train-model" in r.stdout
+
+
 def registry(what: str) -> list[str]:
     from patchbench.attacks import ATTACKS
     from patchbench.data import DATASETS
