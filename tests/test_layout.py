@@ -18,6 +18,9 @@ CLI_MAX_LINES = 250  # a command module parses, calls and prints: shorter still
 CLI = PACKAGE / "cli"
 MAX_ROOT_MODULES = 12
 
+# every test here on one xdist worker: the module graph is parsed once per session, not once per worker
+pytestmark = pytest.mark.xdist_group("layout")
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -69,20 +72,23 @@ def imported_modules(name: str) -> set[str]:
     return found
 
 
-GRAPH = {name: imported_modules(name) for name in MODULES}
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    """Module -> the patchbench modules it imports (built on first use: collecting the tests parses nothing)."""
+    return {name: imported_modules(name) for name in MODULES}
 
 
 def test_graph_sees_imports():
     """The walker finds what it must (so an empty graph cannot pass the circle test)."""
-    assert "patchbench.api" in GRAPH["patchbench.papers.icaart2022"]
-    assert "patchbench.presets" in GRAPH["patchbench.reporting.lookup"]
-    assert "patchbench.papers" in GRAPH["patchbench.presets"]  # a module-level import
-    assert "patchbench.runner.sweep" in GRAPH["patchbench.runner.scaleout"]  # an import inside a function
+    assert "patchbench.api" in graph()["patchbench.papers.icaart2022"]
+    assert "patchbench.presets" in graph()["patchbench.reporting.lookup"]
+    assert "patchbench.papers" in graph()["patchbench.presets"]  # a module-level import
+    assert "patchbench.runner.sweep" in graph()["patchbench.runner.scaleout"]  # an import inside a function
 
 
 def test_no_import_circles():
     try:
-        order = list(graphlib.TopologicalSorter(GRAPH).static_order())
+        order = list(graphlib.TopologicalSorter(graph()).static_order())
     except graphlib.CycleError as exc:
         pytest.fail("import circle: " + " -> ".join(exc.args[1]))
     assert set(order) == set(MODULES)
@@ -92,7 +98,7 @@ def test_no_import_circles():
 def test_paper_plugins_import_only_the_public_surface(name):
     """A plugin module imports ``patchbench.api`` and its own folder, nothing else of patchbench."""
     own = ".".join(name.split(".")[:3])
-    others = {m for m in GRAPH[name] if m != "patchbench.api" and m != own and not m.startswith(own + ".")}
+    others = {m for m in graph()[name] if m != "patchbench.api" and m != own and not m.startswith(own + ".")}
     assert not others, f"{name} imports internals {sorted(others)}; add what it needs to patchbench/api.py"
 
 
@@ -100,7 +106,7 @@ def test_api_does_not_import_the_plugins():
     """The api sits below the plugins: nothing it imports reaches ``patchbench.papers``."""
     seen, todo = set(), ["patchbench.api"]
     while todo:
-        for m in GRAPH[todo.pop()] - seen:
+        for m in graph()[todo.pop()] - seen:
             seen.add(m)
             todo.append(m)
     assert not {m for m in seen if m == "patchbench.papers" or m.startswith("patchbench.papers.")}
@@ -136,7 +142,7 @@ def test_audit_imports_only_the_lower_layers():
     assert "patchbench.audit.gradients" in audit
     for name in audit:
         allowed = ("patchbench.audit",) + AUDIT_LOWER_LAYERS
-        bad = {m for m in GRAPH[name] if not any(m == a or m.startswith(a + ".") for a in allowed)}
+        bad = {m for m in graph()[name] if not any(m == a or m.startswith(a + ".") for a in allowed)}
         assert not bad, f"{name} imports {sorted(bad)}, above the audit's layer"
 
 
@@ -149,22 +155,26 @@ def place(module: str) -> str:
     return parts[1] + "/" if (PACKAGE / parts[1]).is_dir() else parts[1] + ".py"
 
 
-PLACES = {}
-for _name, _deps in GRAPH.items():
-    PLACES.setdefault(place(_name), set()).update(place(d) for d in _deps if place(d) != place(_name))
+@functools.cache
+def places() -> dict[str, set[str]]:
+    """Place -> the places its modules import (the folder graph of :func:`graph`)."""
+    found: dict[str, set[str]] = {}
+    for name, deps in graph().items():
+        found.setdefault(place(name), set()).update(place(d) for d in deps if place(d) != place(name))
+    return found
 
 
 def test_places_see_imports():
     """The folder graph keeps what the module graph has, function-local imports included."""
-    assert "papers/" in PLACES["presets.py"] and "api.py" in PLACES["papers/"]
-    assert "runner/" in PLACES["cli/"]  # the commands import their jobs inside the functions
+    assert "papers/" in places()["presets.py"] and "api.py" in places()["papers/"]
+    assert "runner/" in places()["cli/"]  # the commands import their jobs inside the functions
 
 
 def test_no_loops_between_folders():
     """No two wings import each other, directly or around a loop, counting imports inside functions (a
     lazy import still ties two folders together): data flows one way through the house."""
     try:
-        order = list(graphlib.TopologicalSorter(PLACES).static_order())
+        order = list(graphlib.TopologicalSorter(places()).static_order())
     except graphlib.CycleError as exc:
         pytest.fail("folder-level loop: " + " -> ".join(exc.args[1]))
     assert "cli/" in order and "evaluation/" in order
