@@ -60,11 +60,7 @@ def parse_lambdas(text: str | list | float | int) -> list[float]:
     for v in values:
         if not math.isfinite(v) or v < 0:
             raise PatchbenchError(f"λ must be a finite number >= 0, got {v}")
-    seen: list[float] = []  # keep order, drop duplicates
-    for v in values:
-        if v not in seen:
-            seen.append(v)
-    return seen
+    return list(dict.fromkeys(values))  # keep order, drop duplicates (in linear time: 10 000 λ are allowed)
 
 
 def parse_lambda(text: str) -> float:
