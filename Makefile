@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q patchbench  # what pip does for a wheel: test workers and CLI runs read the bytecode instead of each compiling the package
 	touch $@
 
 # pytest-xdist: one test process per core (TEST_JOBS=0: one process), each on its share of torch's threads; the
