@@ -330,7 +330,7 @@ def one_torch_thread():
 # module fixtures that run a sweep or train a model for several tests: the tests that use one run on one
 # worker, so that it runs once per session, not once per worker (the groups reach xdist's scheduler on
 # pytest >= 9.2 through tests/xdist_groups.py; tests/test_xdist_groups.py checks it)
-SHARED_RUNS = ("swept", "clean", "two_processes", "tiny", "striped_model")
+SHARED_RUNS = ("swept", "clean", "two_processes", "tiny", "striped_model", "trained")
 
 
 def demo_group(paper: str):
