@@ -304,7 +304,7 @@ PAPER_SETS = sets(
     # the adaptive section's LaVAN through LGS (ResNet-50 and ViT-B/16 at 224 px: a sixth of this test's time) is the
     # path test_papers.py's ICAART stand-in runs through LGS, SLGS and WLGS: left out here (no adaptive defenses);
     # the certified section's adaptive LaVAN through PatchCleanser, at the adaptive section's size, stays
-    adaptive__defenses="[]", certified__k=2, certified__adaptive_steps=1, audit__probes=2)
+    adaptive__defenses="[]", certified__k=2, certified__adaptive_steps=1, audit__probes=1)
 
 
 @pytest.mark.slow
