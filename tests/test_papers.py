@@ -112,8 +112,8 @@ ADVML = sets(model__train__train_n=40, model__train__epochs=1, model__train__bat
 STAND_INS = [
     # ICAART 2022 through `reproduce --preset-scale paper`: both presets, 400x400 JPEGs resized to 80 px for CPU speed,
     # random-init VGG16 / Inception-v3
-    # The adaptive LaVAN through LGS, SLGS and WLGS is one path for both models: it runs on VGG16 only (it was a third
-    # of this test's time on Inception-v3 again); Inception-v3's preset runs its grid, audit, tables and λ curve
+    # The adaptive LaVAN through LGS, SLGS and WLGS is one path for both models: it runs on VGG16 only (this test took
+    # 62.8 s alone with it on Inception-v3 too, 54.1 s without); Inception-v3's preset runs its grid, audit, tables and λ curve
     StandIn("icaart2022", imagenet(2, 400), ICAART, cells={"model": {"vgg16", "inception_v3"}, "dataset": {"imagenet"}},
             check=icaart_checks, per_preset={"icaart2022-vgg16": [], "icaart2022-inception_v3": sets(adaptive__defenses="[]")}),
     StandIn("tomm2022-mnist", tomm_idx, TOMM, cells={"training": {"raw", "madry+aad", "alp+aad"}, "n": {20}},
