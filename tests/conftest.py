@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import contextlib
 import gc
 import pickle
@@ -8,15 +10,20 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
-import torch.nn as nn
 import yaml
 from PIL import Image
 from xdist_groups import pytest_collection_finish  # noqa: F401  (a hook: --dist loadgroup's groups on pytest >= 9.2)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# torch and pandas are imported where a helper or fixture uses them, not here: xdist's controller process loads
+# this file before it starts the workers and runs no test, and importing torch there took 2.4 s of every run's wall
+# time before the first worker started (the workers import both while they collect the test modules)
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -46,6 +53,8 @@ def pytest_runtestloop(session):
 def _offline_env(tmp_path_factory):
     """No test touches the network or the user's caches; torch runs on this process's share of the cores
     (:data:`THREADS`), and so do the CLI subprocesses it starts (``OMP_NUM_THREADS``, under xdist only)."""
+    import torch
+
     cache = tmp_path_factory.mktemp("pbcache")
     os.environ["PATCHBENCH_CACHE"] = str(cache)
     os.environ["PATCHBENCH_OFFLINE"] = "1"
@@ -91,6 +100,8 @@ def tiny_preset(path: Path, **over) -> Path:
 @pytest.fixture
 def one_thread():
     """Tiny convolutions run far faster on one thread (and on a shared 2-core box)."""
+    import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -99,6 +110,8 @@ def one_thread():
 
 def quadrant_data(n, size=12, seed=0, amp=0.5):
     """4 classes: a brighter quadrant (+amp) on uniform [0, 0.5] noise; float images in [0, 1]."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 4, (n,), generator=g)
     x = torch.rand(n, 1, size, size, generator=g) * 0.5
@@ -152,6 +165,8 @@ def pb(*args, check=True, **kw) -> subprocess.CompletedProcess:
 
 def cells(results: Path) -> pd.DataFrame:
     """Every stored cell (each file must be readable), sorted by run id."""
+    import pandas as pd
+
     files = sorted((results / "cells").glob("*"))
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     return df.sort_values("run_id").reset_index(drop=True)
@@ -195,6 +210,9 @@ def write_cifar(root, n=60, seed=0):
 
 def corner_model(target=2, size=16):
     """A tiny model whose target logit reads the top-right corner: the attack must find it."""
+    import torch
+    import torch.nn as nn
+
     from patchbench.models import Classifier
 
     class Net(nn.Module):
@@ -309,6 +327,8 @@ def check_icaart_reports(out, presets, adaptive_presets):
 def two_threads():
     """A 224 px ResNet-50 / ViT in a module that runs on one thread otherwise: both cores (1.7× faster) when this
     process has them (under xdist, its share: :data:`THREADS`)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     yield
@@ -318,6 +338,8 @@ def two_threads():
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny tensors: one intra-op thread avoids OpenMP wake-ups on a busy machine (module-wide)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
