@@ -1,10 +1,13 @@
 """docs/EXTENDING.md made true: the paper plugin on that page (one defense, one patch attack, a
 preset, a reference CSV and a table), its files taken verbatim from the page into a temporary
-folder outside the package, registered the way the page says (``PATCHBENCH_PLUGINS`` +
-``PYTHONPATH``), then the page's commands run by the CLI's entry point (``main``) in a process of
-their own started with that environment, as a user's shell would: ``sweep``, ``table``, ``defend``,
-``reproduce`` (which runs the adaptive attack through the plugin's defense) and ``claims``. Every
-plugin mistake is one error line naming it, registering nothing."""
+folder outside the package, registered the way the page says (``PATCHBENCH_PLUGINS`` and the folder
+on the path, read by the same ``load_plugins`` the CLI calls), then the page's commands run by the
+CLI's entry point (``main``): ``sweep``, ``table``, ``defend``, ``reproduce`` (which runs the adaptive
+attack through the plugin's defense) and ``claims``. They run in the test's process, the plugin
+unregistered afterwards (a process of their own paid 4.5 s of imports: torch, torch._dynamo, scipy);
+what only a fresh process shows, the CLI reading ``PATCHBENCH_PLUGINS`` and ``PYTHONPATH`` before any
+command, a user's shell with a broken plugin shows below. Every plugin mistake is one error line naming
+it, registering nothing."""
 
 import io
 import json
@@ -20,7 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import cells, needs_fmnist
+from conftest import cells, needs_fmnist, run_cli
 
 REPO = Path(__file__).parents[1]
 
@@ -50,50 +53,17 @@ def patchbench(root: Path, *args, plugins: str = "toy2024", check: bool = True, 
     return proc
 
 
-# One process for the page's five commands, one after another (each pays no new interpreter and torch import):
-# it reads a command's arguments as a JSON line, runs ``patchbench.cli.main`` on them, the one entry point
-# ``python -m patchbench`` runs, and answers its exit code, stdout and stderr as a JSON line.
-SHELL = """
-import contextlib, io, json, sys
-from patchbench.cli import main
-for line in sys.stdin:
-    sys.argv = ["patchbench", *json.loads(line)]
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    print(json.dumps([code, out.getvalue(), err.getvalue()]), flush=True)
-"""
+@pytest.fixture
+def page_plugin(tmp_path, monkeypatch):
+    """The page's three files under ``tmp_path/plugins``, registered in this process as the CLI registers a
+    plugin (:func:`~patchbench.plugins.load_plugins` reads ``PATCHBENCH_PLUGINS`` and imports the module from
+    the path), the working directory ``tmp_path`` (the page's relative paths); every registry as before
+    afterwards, pass or fail."""
+    from patchbench.attacks import ATTACKS
+    from patchbench.defenses import DEFENSES
+    from patchbench.papers import PAPERS
+    from patchbench.plugins import load_plugins
 
-
-class Shell:
-    """A user's shell with the plugin registered as the docs say (``PATCHBENCH_PLUGINS`` and ``PYTHONPATH``):
-    ``shell(*args)`` runs ``patchbench ARGS`` in it (see :data:`SHELL`) and fails on a non-zero exit."""
-
-    def __init__(self, root: Path, cwd: Path, plugins: str = "toy2024"):
-        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{root}", "PATCHBENCH_PLUGINS": plugins}
-        self.proc = subprocess.Popen([sys.executable, "-c", SHELL], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env, cwd=cwd)
-
-    def __call__(self, *args) -> subprocess.CompletedProcess:
-        self.proc.stdin.write(json.dumps(list(map(str, args))) + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        assert answer, f"patchbench {' '.join(map(str, args))}: the process ended ({self.proc.wait()})"
-        code, out, err = json.loads(answer)
-        if code != 0:
-            raise AssertionError(f"patchbench {' '.join(map(str, args))} failed ({code}):\n{err[-3000:]}")
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    def close(self):
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=60) == 0
-
-
-@needs_fmnist
-def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path, request):
     root = tmp_path / "plugins"
     files = doc_files()
     assert sorted(files) == ["toy2024/__init__.py", "toy2024/presets/toy2024-demo.yaml",
@@ -101,10 +71,26 @@ def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PATCHBENCH_PLUGINS", "toy2024")
+    monkeypatch.chdir(tmp_path)
+    saved = [(registry, dict(registry)) for registry in (PAPERS, DEFENSES, ATTACKS)]
+    try:
+        assert load_plugins(PAPERS) == ["toy2024"]
+        assert "toy2024" in PAPERS and "meanpull" in DEFENSES and "ce-lavan" in ATTACKS
+        yield root
+    finally:
+        for registry, entries in saved:
+            registry.clear()
+            registry.update(entries)
+        sys.modules.pop("toy2024", None)
+
+
+@needs_fmnist
+def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path, page_plugin):
     commands = doc_commands()
     assert list(commands) == ["sweep", "table", "defend", "reproduce", "claims"]
-    run = Shell(root, cwd=tmp_path)  # the page's relative paths: under tmp_path
-    request.addfinalizer(run.proc.kill)  # a failed assertion leaves no process waiting for its next command
+    run = run_cli  # `patchbench ARGS` by the CLI's entry point; a non-zero exit fails with its stderr
     results = tmp_path / "results"
 
     run(*commands["sweep"])
@@ -145,7 +131,6 @@ def test_the_plugin_on_the_page_through_sweep_table_defend_and_adaptive(tmp_path
     acc = {d: a for d, lam, a in attacked[["defense", "lam", "accuracy"]].itertuples(index=False) if d == "none" or lam == 2}
     assert v["effect"] == pytest.approx(acc["meanpull"] - acc["none"])  # 64 images, ce-lavan cells of the sweep
     assert (v["p_holm"] < 0.05) == (v["test_verdict"] != "inconclusive") and len(v["cells"]) == 2
-    run.close()
 
 
 def test_a_broken_plugin_stops_every_command_with_one_line_naming_it(tmp_path):
