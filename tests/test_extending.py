@@ -187,4 +187,10 @@ def test_plugin_names_from_the_environment_then_the_entry_points(monkeypatch):
     monkeypatch.setenv("PATCHBENCH_PLUGINS", " toy2024, other ,toy2024,")
     monkeypatch.setattr(plugins, "entry_points", lambda group: [
         EntryPoint("x", "installed_paper", group), EntryPoint("y", "other:PAPER", group)] if group == plugins.GROUP else [])
-    assert plugins.plugin_names() == ["toy2024", "other", "installed_paper"]
+    plugins._entry_point_modules.cache_clear()  # read once per process: this test's distributions, then the real ones
+    try:
+        assert plugins.plugin_names() == ["toy2024", "other", "installed_paper"]
+        monkeypatch.setenv("PATCHBENCH_PLUGINS", "")
+        assert plugins.plugin_names() == ["installed_paper", "other"]
+    finally:
+        plugins._entry_point_modules.cache_clear()
