@@ -23,55 +23,66 @@ Grouped by what a plugin does with it:
   writing.
 """
 
-# declare a paper: the contracts, claims and columns
-from patchbench.paper import Figure, Paper
-from patchbench.table import Table, TableContext
-from patchbench.evaluation.experiments import Experiment, refuse_grid_options
-from patchbench.claims import (
-    Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
-    largest_size, last, load_claims, longest_evasion, nearest_lambda, shortest_evasion, smallest_certified, smallest_size,
-)
-from patchbench.store.columns import Column, declare_columns
+import ast as _ast
+import importlib as _importlib
+from pathlib import Path as _Path
+from typing import TYPE_CHECKING
 
-# register a defense or an attack: the bases, the registries
-from patchbench.defenses import DEFENSES, Defense, NoDefense
-from patchbench.attacks import ATTACKS, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack
-from patchbench.models import MODELS
-from patchbench.volumization import METRICS
+# Where each name lives: the imports below, read by static tools and IDEs as they are and by :func:`__getattr__`,
+# which imports a name's module on first use (PEP 562). A plugin that imports this module pays for what it uses,
+# not for all of patchbench (torch, pandas, the engine: 3 s), and a plugin whose import fails stops the command
+# before any of that loads.
+if TYPE_CHECKING:
+    # declare a paper: the contracts, claims and columns
+    from patchbench.paper import Figure, Paper
+    from patchbench.table import Table, TableContext
+    from patchbench.evaluation.experiments import Experiment, refuse_grid_options
+    from patchbench.claims import (
+        Cells, Claim, Pick, adaptive_lambda, adaptive_size, certified_size, largest_certified, largest_lambda,
+        largest_size, last, load_claims, longest_evasion, nearest_lambda, shortest_evasion, smallest_certified, smallest_size,
+    )
+    from patchbench.store.columns import Column, declare_columns
 
-# check a preset
-from patchbench.config import AttackConfig, Preset, TrainConfig, VolumizeConfig
-from patchbench.errors import PatchbenchError, check, is_int, is_number
-from patchbench.models.checks import validate_volumize
-from patchbench.training.checks import validate_train
+    # register a defense or an attack: the bases, the registries
+    from patchbench.defenses import DEFENSES, Defense, NoDefense
+    from patchbench.attacks import ATTACKS, Attack, LaVAN, LinfAttack, NPixel, Patch, PatchAttack
+    from patchbench.models import MODELS
+    from patchbench.volumization import METRICS
 
-# run the generic sections a paper declares
-from patchbench.sections.adaptive import AdaptiveConfig, check_adaptive, run_adaptive_section
-from patchbench.sections.certified import (
-    CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
-)
-from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section
-from patchbench.sections.optimality_table import build_optimality
+    # check a preset
+    from patchbench.config import AttackConfig, Preset, TrainConfig, VolumizeConfig
+    from patchbench.errors import PatchbenchError, check, is_int, is_number
+    from patchbench.models.checks import validate_volumize
+    from patchbench.training.checks import validate_train
 
-# run an experiment of its own: models, patches, placements, data, conditions into the store
-from patchbench.cache.models import ensure_model, trained_model_metas
-from patchbench.cache.patches import ensure_patches
-from patchbench.attacks.affine_placement import AffinePlacement
-from patchbench.attacks.regions import npixel_extent, protocol_regions
-from patchbench.data import eval_indices, get_dataset_info, load_split
-from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL
-from patchbench.data.imagenet_patch import candidates as imagenet_patch_candidates
-from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch
-from patchbench.evaluation.defense_params import defense_runs
-from patchbench.evaluation.engine import Condition, DefenseRun
-from patchbench.evaluation.grid import evaluate_conditions
-from patchbench.store.results import ResultStore, wilson_ci
+    # run the generic sections a paper declares
+    from patchbench.sections.adaptive import AdaptiveConfig, check_adaptive, run_adaptive_section
+    from patchbench.sections.certified import (
+        CertifiedConfig, build_certified, check_certified, run_certified_section, split_models,
+    )
+    from patchbench.sections.optimality import OptimalityConfig, check_optimality, run_optimality_section
+    from patchbench.sections.optimality_table import build_optimality
 
-# build a table or figure
-from patchbench.table import (
-    audit_legend, audit_mark, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells, spread_note,
-)
-from patchbench.util import atomic_write, console, save_png
+    # run an experiment of its own: models, patches, placements, data, conditions into the store
+    from patchbench.cache.models import ensure_model, trained_model_metas
+    from patchbench.cache.patches import ensure_patches
+    from patchbench.attacks.affine_placement import AffinePlacement
+    from patchbench.attacks.regions import npixel_extent, protocol_regions
+    from patchbench.data import eval_indices, get_dataset_info, load_split
+    from patchbench.data.imagenet_patch import URL as IMAGENET_PATCH_URL
+    from patchbench.data.imagenet_patch import candidates as imagenet_patch_candidates
+    from patchbench.data.imagenet_patch import find_file as find_imagenet_patch, read as read_imagenet_patch
+    from patchbench.evaluation.defense_params import defense_runs
+    from patchbench.evaluation.engine import Condition, DefenseRun
+    from patchbench.evaluation.grid import evaluate_conditions
+    from patchbench.store.results import ResultStore, wilson_ci
+
+    # build a table or figure
+    from patchbench.table import (
+        audit_legend, audit_mark, fmt_delta, fmt_pct, lam_match, machine_note, preset_cells, spread_note,
+    )
+    from patchbench.util import atomic_write, console, save_png
+del TYPE_CHECKING  # not part of the surface
 
 __all__ = [
     # declare a paper
@@ -98,3 +109,28 @@ __all__ = [
     "audit_legend", "audit_mark", "fmt_delta", "fmt_pct", "lam_match", "machine_note",
     "preset_cells", "spread_note", "atomic_write", "console", "save_png",
 ]
+
+
+def _sources() -> dict[str, tuple[str, str]]:
+    """Exported name -> (the module that defines it, its name there), from the ``if TYPE_CHECKING:`` imports of
+    this file."""
+    tree = _ast.parse(_Path(__file__).read_text(), __file__)
+    block = next(node for node in tree.body if isinstance(node, _ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    return {alias.asname or alias.name: (node.module, alias.name) for node in block.body
+            if isinstance(node, _ast.ImportFrom) for alias in node.names}
+
+
+_SOURCES = _sources()
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, own_name = _SOURCES[name]
+    value = getattr(_importlib.import_module(module), own_name)
+    globals()[name] = value  # the next lookup finds it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

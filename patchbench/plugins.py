@@ -48,6 +48,12 @@ def _entry_point_modules() -> tuple[str, ...]:
     return tuple(ep.value.split(":")[0].strip() for ep in entry_points(group=GROUP))
 
 
+def import_plugins() -> list[ModuleType]:
+    """Every named plugin module, imported (registering nothing: :func:`load_plugins` does, when the paper registry is
+    built). The CLI calls it first, so that a plugin that does not import is one error line within a second."""
+    return [_import(name) for name in plugin_names()]
+
+
 def _import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)

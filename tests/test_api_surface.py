@@ -4,8 +4,11 @@ docs/EXTENDING.md (the contract a plugin outside the package is written against)
 outside the engine needs does not belong there."""
 
 import ast
+import importlib
 import re
 from pathlib import Path
+
+import pytest
 
 import patchbench.api as api
 
@@ -22,9 +25,14 @@ def _names_papers_import() -> set[str]:
 
 
 def test_the_api_exports_exactly_its_all():
+    """Each name of ``__all__`` resolves (its module imported on first use) and nothing else public is there."""
+    assert len(api.__all__) == len(set(api.__all__)) and sorted(dir(api)) == sorted(api.__all__)
+    for name in api.__all__:
+        assert getattr(api, name) is getattr(importlib.import_module(api._SOURCES[name][0]), api._SOURCES[name][1])
     public = {n for n in vars(api) if not n.startswith("_")}
-    assert len(api.__all__) == len(set(api.__all__))
     assert public == set(api.__all__)
+    with pytest.raises(ImportError, match="^cannot import name 'Defence' from 'patchbench.api'"):
+        from patchbench.api import Defence  # noqa: F401
 
 
 def test_every_exported_name_is_one_a_plugin_uses():

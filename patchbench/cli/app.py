@@ -13,7 +13,7 @@ from rich.console import Console
 
 from patchbench import __version__, faults
 from patchbench.cli import catalog, files, run, show
-from patchbench.plugins import plugin_names
+from patchbench.plugins import import_plugins, plugin_names
 
 app = typer.Typer(
     help="Benchmark localized adversarial attacks (adversarial patches) and their defenses.\n\n"
@@ -72,6 +72,7 @@ def main() -> None:
 
 def _command():
     if plugin_names():  # plugins register when the paper registry is built: every command then knows them
+        import_plugins()  # first: a plugin that fails to import stops the command before the registry loads torch (3 s)
         import patchbench.papers  # noqa: F401  # reason: the paper registry loads all papers (torch); only for named plugins
     return _click_command()(standalone_mode=False)
 
