@@ -152,15 +152,15 @@ def build_patch_table(t: Table, cells: pd.DataFrame, ctx: TableContext) -> tuple
     for _, k in _ordered_keys(ours, ref, lambdas).iterrows():
         d, lam = k["defense"], k["lam"]
         row = {"Defense": DEFENSE_LABELS.get(d, d), "λ": "" if pd.isna(lam) else f"{lam:g}"}
+        o_row = ours[(ours["defense"] == d) & lam_match(ours["lam"], lam)]  # once a row: the groups filter these few
+        r_row = ref[(ref["defense"] == d) & lam_match(ref["lam"], lam)]
         for label, s, paper_px in groups:
-            o = ours[(ours["defense"] == d) & lam_match(ours["lam"], lam)]
-            r = ref[(ref["defense"] == d) & lam_match(ref["lam"], lam)]
             if s is None:
-                o = o[o["condition"] == "clean"]
-                r = r[r["condition"] == "clean"]
+                o = o_row[o_row["condition"] == "clean"]
+                r = r_row[r_row["condition"] == "clean"]
             else:
-                o = o[(o["condition"] == "attacked") & (o["patch_px"] == s)]
-                r = r[(r["condition"] == "attacked") & (r["patch_px"] == paper_px)] if paper_px else r.iloc[0:0]
+                o = o_row[(o_row["condition"] == "attacked") & (o_row["patch_px"] == s)]
+                r = r_row[(r_row["condition"] == "attacked") & (r_row["patch_px"] == paper_px)] if paper_px else r_row.iloc[0:0]
             sm = seed_summary(o) if len(o) else None
             acc = None if sm is None else 100 * sm["mean"]
             seeds = max(seeds, sm["seeds"] if sm else 1)
