@@ -34,13 +34,17 @@ def per_patch_2d(net2d: nn.Module, volume: torch.Tensor) -> torch.Tensor:
 
 
 def random_weights(meta_net: nn.Module) -> nn.Module:
-    """A net built on the meta device, on the CPU with uniform random parameters and default batch-norm statistics:
-    the values only have to be finite, and torchvision's own initialisation of VGG16 (138 M parameters) takes 3 s."""
+    """A net built on the meta device, on the CPU with random parameters and default batch-norm statistics: the
+    values only have to be finite, and torchvision's own initialisation of VGG16 (138 M parameters) takes 3 s. Each
+    parameter repeats one block of 4099 uniform values (a prime: rows and channels do not line up): drawing
+    VGG16's 102 M-parameter first linear layer value by value took 1 s on one core, copying a tiled block 0.1 s."""
     net = meta_net.to_empty(device="cpu")
-    g = torch.Generator().manual_seed(0)
+    block = torch.empty(4099).uniform_(-0.05, 0.05, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for p in net.parameters():
-            p.uniform_(-0.05, 0.05, generator=g)
+            flat, whole = p.view(-1), p.numel() // len(block) * len(block)
+            flat[:whole].view(-1, len(block)).copy_(block.expand(whole // len(block), -1))
+            flat[whole:].copy_(block[: p.numel() - whole])
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
