@@ -11,9 +11,10 @@ in the ``patchbench.plugins`` entry-point group of an installed distribution. It
 
 :func:`load_plugins` runs once, when :mod:`patchbench.papers` builds the paper registry; the CLI
 builds it before any command when :func:`plugin_names` is not empty, so every command knows the
-plugins' names. A plugin that
-fails to import, declares nothing or takes a name already registered stops the command with one
-``error:`` line naming the plugin.
+plugins' names, and imports the plugins first (:func:`import_plugins`: :mod:`patchbench.api` imports a
+name's module on first use, so a plugin that does not import stops the command within a second, before
+the registry loads torch). A plugin that fails to import, declares nothing or takes a name already
+registered stops the command with one ``error:`` line naming the plugin.
 """
 
 from __future__ import annotations
