@@ -626,11 +626,18 @@ def parameter_increase(arch: str, depth_kernel: int = DEFAULT_DEPTH_KERNEL, patc
 
 
 @cache
+def _meta_2d(arch: str, in_channels: int, num_classes: int) -> nn.Module:
+    """:func:`build_2d` on the meta device, once per process for every depth and pooling counted (``list models``
+    counts three depths of four nets; :func:`to_volumetric` does not modify its input)."""
+    return build_2d(arch, in_channels=in_channels, num_classes=num_classes)
+
+
+@cache
 def _counted_increase(arch: str, depth_kernel: int, patch_size: tuple[int, int], in_channels: int, num_classes: int,
                       depth_pool: int, min_spatial: int) -> tuple[int, int, int]:
     """:func:`parameter_increase` on checked arguments, counted once per process (a conversion takes ~0.2 s; a
     model's registration cannot change, a name is registered once)."""
-    net = build_2d(arch, in_channels=in_channels, num_classes=num_classes)
+    net = _meta_2d(arch, in_channels, num_classes)
     g = to_volumetric(net, patch_size, in_channels, depth_kernel=depth_kernel, depth_pool=depth_pool, min_spatial=min_spatial,
                       inflate="none")
     p2, p3 = count_parameters(net), count_parameters(g)
