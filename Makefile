@@ -42,10 +42,11 @@ test: install  ## the whole test suite (no network, minutes on 2 cores)
 test-fast: install  ## everything but the end-to-end runs marked slow (about a minute on 2 cores)
 	$(PYTEST) -m "not slow"
 
+# the Fig. 9 step's --keep: a CSV already timed for the same workload, machine and code is kept (delete it to time again)
 demo: install  ## ICAART 2022 at demo scale, small_vgg (Fashion-MNIST, CPU, <= 15 min): Tables 1, 3, SSIM, certified, patch optimality, Fig. 5, 9, 10
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce icaart2022 --only demo-fmnist --preset-scale demo --results $(RESULTS) --out $(RESULTS)/demo
-	@t0=$$(date +%s); $(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv \
+	@t0=$$(date +%s); $(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv --keep \
 		&& echo "stage fig9-benchmark: $$(( $$(date +%s) - t0 )) s"
 
 demo-inception: install  ## ICAART 2022 Tables 2 and 4 at demo scale (mini_inception, the Inception-v3 stand-in; CPU)
@@ -70,13 +71,13 @@ demo-advml: install  ## AdvML 2019 Fig. 2 at demo scale (Fashion-MNIST, lenet na
 
 reproduce-tables: install  ## all four papers at paper scale (GPU, ImageNet/CIFAR/MNIST, torchvision weights), then the report; preflight first
 	$(DATA_ENV) $(BIN)/patchbench reproduce $(PAPERS) --preset-scale paper --results $(RESULTS) $(if $(ALLOW_CPU),--allow-cpu)
-	$(DATA_ENV) $(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv
+	$(DATA_ENV) $(BIN)/python benchmarks/bench_defenses.py --preset icaart2022-vgg16 --n 5000 --batch 50 --csv $(RESULTS)/paper/icaart2022-fig9-runtime.csv --keep
 	$(BIN)/patchbench report --preset-scale paper --results $(RESULTS)
 
 reproduce-tables-demo: install  ## all four papers at demo scale (Fashion-MNIST, CPU; budget 60 min on 2 cores from empty), then the report
 	PYTHON=$(BIN)/python bash scripts/ensure-dataset.sh
 	$(BIN)/patchbench reproduce $(PAPERS) --preset-scale demo --results $(RESULTS)
-	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv
+	$(BIN)/python benchmarks/bench_defenses.py --preset demo-fmnist --n 500 --csv $(RESULTS)/demo/icaart2022-fig9-runtime.csv --keep
 	$(BIN)/patchbench report --preset-scale demo --results $(RESULTS)
 
 report: install  ## rebuild RESULTS/SCALE/report.html and REPORT.md from the stored cells (SCALE=demo or paper)
