@@ -40,7 +40,7 @@ from patchbench.devices import cpu_name  # noqa: E402
 from patchbench.errors import PatchbenchError  # noqa: E402
 from patchbench.models import build_classifier  # noqa: E402
 from patchbench.presets import load_preset  # noqa: E402
-from patchbench.util import stable_hash  # noqa: E402
+from patchbench.util import atomic_write, stable_hash  # noqa: E402
 
 # the libraries whose code runs in a row: patchbench's side (torch) and the peers' (bench_peers_defenses.peer_for)
 TIMED_LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "pillow")
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     df["workload"] = key
     df["timed_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print_table(df, args.preset)
-    if args.csv:
-        df.to_csv(args.csv, index=False)
+    if args.csv:  # whole or not at all: --keep must never keep half a table that carries the key
+        atomic_write(args.csv, df.to_csv(index=False))
         print(f"wrote {args.csv}")
 
 
