@@ -39,7 +39,7 @@ unexport PYTHONDONTWRITEBYTECODE
 test: install  ## the whole test suite (no network, minutes on 2 cores)
 	$(PYTEST) --durations=20
 
-test-fast: install  ## everything but the end-to-end runs marked slow (about a minute on 2 cores)
+test-fast: install  ## everything but the end-to-end runs marked slow (under a minute on 2 cores)
 	$(PYTEST) -m "not slow"
 
 # the Fig. 9 step's --keep: a CSV already timed for the same workload, machine and code is kept (delete it to time again)
